@@ -1,0 +1,1 @@
+"""Compiled contract artifacts (ABI, bytecode), reproducible with `loraledger contracts build`."""

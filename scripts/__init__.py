@@ -1,0 +1,1 @@
+"""Command line and operator scripts: the top layer (imports fl_node, aggregator, ipfs, chain)."""
