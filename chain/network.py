@@ -1,0 +1,248 @@
+"""Chains the tool talks to, accounts that sign, and sending transactions.
+
+Networks (``--network``):
+
+- ``embedded``: an in-process chain (eth-tester on py-evm). No process to start; it lives as
+  long as the Python process that made it, so it suits one-process runs (``demo``, tests).
+- ``ganache`` / ``anvil``: local chains started by ``loraledger chain up`` (deterministic dev
+  accounts, Ganache keeps its state on disk across restarts).
+- any ``http(s)://`` or ``ws(s)://`` JSON-RPC URL.
+
+Accounts (``--account``): ``dev:N`` (the N-th dev account of a local chain), ``env:VAR``
+(a private key in an environment variable, default ``LORALEDGER_PRIVATE_KEY``) or
+``keystore:PATH`` (an encrypted JSON keystore; the password comes from the caller). Keys are
+only ever held in memory: nothing here logs or writes them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract.contract import ContractFunction
+from web3.types import TxReceipt
+
+from chain.errors import ErrorDecoder, TransactionReverted
+from loraledger.errors import ChainError, ConfigError
+
+logger = logging.getLogger(__name__)
+
+NetworkKind = Literal["embedded", "ganache", "anvil", "rpc"]
+
+GANACHE_MNEMONIC = "myth like bonus scare over problem client lizard pioneer submit female collect"
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+DEFAULT_PORTS = {"ganache": 8545, "anvil": 8546}
+DEV_ACCOUNTS = 10
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Where a chain is: a kind and, for process chains, an RPC URL."""
+
+    kind: NetworkKind
+    url: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.kind if self.kind != "rpc" else str(self.url)
+
+    @property
+    def is_local(self) -> bool:
+        """A development chain with known dev accounts and time control."""
+        return self.kind in ("embedded", "ganache", "anvil")
+
+
+def parse_network(value: str | None) -> NetworkSpec:
+    """``embedded`` (default), ``ganache[:PORT]``, ``anvil[:PORT]`` or a JSON-RPC URL."""
+    text = (value or "embedded").strip()
+    if text == "embedded":
+        return NetworkSpec("embedded")
+    kind, _, port = text.partition(":")
+    if kind in ("ganache", "anvil"):
+        if port and not port.isdigit():
+            raise ConfigError(f"network port must be a number, got {port!r}")
+        return NetworkSpec(kind, f"http://127.0.0.1:{port or DEFAULT_PORTS[kind]}")  # type: ignore[arg-type]
+    if text.startswith(("http://", "https://", "ws://", "wss://")):
+        return NetworkSpec("rpc", text)
+    raise ConfigError(
+        f"unknown network {text!r}",
+        hint="use embedded, ganache, anvil (optionally :PORT) or a JSON-RPC URL such as http://127.0.0.1:8545",
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _mnemonic_key(mnemonic: str, index: int) -> bytes:
+    Account.enable_unaudited_hdwallet_features()
+    return bytes(Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{index}").key)
+
+
+def dev_account(network: NetworkSpec, index: int) -> LocalAccount:
+    """The ``index``-th dev account of a local chain."""
+    if not 0 <= index < DEV_ACCOUNTS:
+        raise ConfigError(f"dev account index must be in 0..{DEV_ACCOUNTS - 1}, got {index}")
+    if network.kind == "embedded":
+        from eth_tester.backends.pyevm.main import get_default_account_keys
+
+        return Account.from_key(get_default_account_keys()[index].to_bytes())
+    if network.kind == "ganache":
+        return Account.from_key(_mnemonic_key(GANACHE_MNEMONIC, index))
+    if network.kind == "anvil":
+        return Account.from_key(_mnemonic_key(ANVIL_MNEMONIC, index))
+    raise ConfigError(
+        f"network {network.name} has no dev accounts",
+        hint="use --account env:VAR or --account keystore:PATH",
+    )
+
+
+def load_account(spec: str, network: NetworkSpec, *, password: str | None = None) -> LocalAccount:
+    """Resolve an ``--account`` value (``dev:N``, ``env:VAR``, ``keystore:PATH``)."""
+    kind, _, rest = spec.partition(":")
+    if kind == "dev":
+        if not rest.isdigit():
+            raise ConfigError(f"dev account must be dev:N with N a number, got {spec!r}")
+        return dev_account(network, int(rest))
+    if kind == "env":
+        var = rest or "LORALEDGER_PRIVATE_KEY"
+        key = os.environ.get(var)
+        if not key:
+            raise ConfigError(f"environment variable {var} is not set", hint=f"export {var}=0x<private key>")
+        try:
+            return Account.from_key(key.strip())
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"environment variable {var} does not hold a valid private key") from exc
+    if kind == "keystore":
+        path = Path(rest).expanduser()
+        try:
+            keyfile = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read keystore {path}: {exc}") from exc
+        if password is None:
+            raise ConfigError(f"keystore {path} needs a password", hint="set LORALEDGER_KEYSTORE_PASSWORD")
+        try:
+            return Account.from_key(Account.decrypt(keyfile, password))
+        except ValueError as exc:
+            raise ConfigError(f"cannot decrypt keystore {path}: wrong password or corrupt file") from exc
+    raise ConfigError(f"unknown account {spec!r}", hint="use dev:N, env:VAR or keystore:PATH")
+
+
+@dataclass
+class Chain:
+    """A connection to one chain plus what is needed to send transactions to it."""
+
+    w3: Web3
+    network: NetworkSpec
+    chain_id: int
+    decoder: ErrorDecoder = field(default_factory=lambda: ErrorDecoder([]))
+
+    # ------------------------------------------------------------ transactions
+
+    def send(self, fn: ContractFunction, account: LocalAccount, *, gas_margin: float = 1.25) -> TxReceipt:
+        """Simulate, sign locally, send and wait for ``fn``; reverts raise ``ContractRevert``."""
+        try:
+            gas = fn.estimate_gas({"from": account.address})
+        except Exception as exc:  # noqa: BLE001 - every revert flavour is mapped below
+            mapped = self.decoder.from_exception(exc)
+            if mapped is None:
+                raise ChainError(f"{fn.fn_name} failed on {self.network.name}: {exc}") from exc
+            raise mapped from None
+        tx = fn.build_transaction(
+            {
+                "from": account.address,
+                "nonce": self.w3.eth.get_transaction_count(account.address, "pending"),
+                "gas": int(gas * gas_margin) + 10_000,
+                "chainId": self.chain_id,
+            }
+        )
+        return self.send_raw(account.sign_transaction(tx).raw_transaction, fn.fn_name)
+
+    def deploy(self, abi: list[dict[str, Any]], bytecode: str, args: list[Any], account: LocalAccount) -> TxReceipt:
+        """Deploy a contract from ``account``; returns the receipt (``contractAddress`` set)."""
+        factory = self.w3.eth.contract(abi=abi, bytecode=bytecode)
+        constructor = factory.constructor(*args)
+        gas = constructor.estimate_gas({"from": account.address})
+        tx = constructor.build_transaction(
+            {
+                "from": account.address,
+                "nonce": self.w3.eth.get_transaction_count(account.address, "pending"),
+                "gas": int(gas * 1.2) + 50_000,
+                "chainId": self.chain_id,
+            }
+        )
+        return self.send_raw(account.sign_transaction(tx).raw_transaction, "deploy")
+
+    def send_raw(self, raw: bytes, what: str) -> TxReceipt:
+        tx_hash = self.w3.eth.send_raw_transaction(raw)
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+        if receipt["status"] != 1:
+            raise TransactionReverted(f"{what} reverted in transaction {tx_hash.hex()}")
+        logger.debug("%s mined in block %s, gas %s", what, receipt["blockNumber"], receipt["gasUsed"])
+        return receipt
+
+    def call(self, fn: ContractFunction) -> Any:
+        """Call a view function; reverts raise ``ContractRevert``."""
+        try:
+            return fn.call()
+        except Exception as exc:  # noqa: BLE001
+            mapped = self.decoder.from_exception(exc)
+            if mapped is None:
+                raise ChainError(f"{fn.fn_name} failed on {self.network.name}: {exc}") from exc
+            raise mapped from None
+
+    # ------------------------------------------------------------ dev-chain helpers
+
+    def timestamp(self) -> int:
+        """Timestamp of the latest block."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def advance_time(self, seconds: int) -> None:
+        """Move a local chain's clock forward and mine a block (tests, demos)."""
+        if self.network.kind == "embedded":
+            tester = self.w3.provider.ethereum_tester  # type: ignore[attr-defined]
+            tester.time_travel(self.timestamp() + seconds)
+            tester.mine_blocks(1)
+        elif self.network.kind in ("ganache", "anvil"):
+            self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+            self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        else:
+            raise ChainError(f"cannot move the clock of {self.network.name}: not a local chain")
+
+
+def connect(network: NetworkSpec | str | None, *, timeout: float = 10.0) -> Chain:
+    """Connect to a chain; raises ``ChainError`` naming the URL when nobody answers."""
+    spec = network if isinstance(network, NetworkSpec) else parse_network(network)
+    if spec.kind == "embedded":
+        from web3 import EthereumTesterProvider
+
+        w3 = Web3(EthereumTesterProvider())
+    else:
+        assert spec.url is not None
+        if spec.url.startswith("ws"):
+            raise ConfigError("websocket RPC URLs are not supported; use the chain's http(s) endpoint")
+        w3 = Web3(Web3.HTTPProvider(spec.url, request_kwargs={"timeout": timeout}))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                chain_id = w3.eth.chain_id
+                break
+            except Exception as exc:  # noqa: BLE001 - connection refused, timeouts, bad JSON
+                if time.monotonic() > deadline:
+                    hint = "start it with `loraledger chain up`" if spec.kind in ("ganache", "anvil") else None
+                    raise ChainError(f"no chain answers at {spec.url} ({type(exc).__name__})", hint=hint) from exc
+                time.sleep(0.2)
+        if spec.kind != "embedded":
+            from web3.middleware import ExtraDataToPOAMiddleware
+
+            w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
+    from chain.compiler import DEPLOYABLE, load_artifact
+
+    decoder = ErrorDecoder(load_artifact(name).abi for name in DEPLOYABLE)
+    return Chain(w3=w3, network=spec, chain_id=int(w3.eth.chain_id), decoder=decoder)

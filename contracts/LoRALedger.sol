@@ -1,0 +1,487 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+
+import {ILoRALedger} from "./interfaces/ILoRALedger.sol";
+
+/**
+ * @title LoRALedger
+ * @notice Coordinates federated LoRA fine-tuning tasks: sponsors fund a reward pool in an
+ * ERC-20, nodes stake to join, an aggregator opens rounds, nodes commit to their updates
+ * (CID in the event, sha256 digest in storage), the aggregator finalizes each round once with
+ * the new global adapter and a Merkle root of the round's reward table, and nodes claim.
+ *
+ * Accounting per task, in the task's token: `funded` counts every deposit into the reward pool
+ * (sponsor funding and slashed stakes); `reserved` is the sum of finalized rounds' reward
+ * totals; `paid` what was claimed; `withdrawn` what the sponsor took back after completion.
+ * Invariants: `paid <= reserved` and `reserved + withdrawn <= funded`, so payouts never exceed
+ * deposits. Stakes are held apart from the pool and returned on leaving, less any slashing.
+ *
+ * Reward leaves use OpenZeppelin's standard Merkle tree format:
+ * `keccak256(bytes.concat(keccak256(abi.encode(taskId, round, node, amount))))`.
+ *
+ * Tokens that charge a fee on transfer are not supported.
+ */
+contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
+    using SafeERC20 for IERC20;
+
+    /// @notice Role allowed to open and finalize rounds and to slash stakes.
+    bytes32 public constant AGGREGATOR_ROLE = keccak256("AGGREGATOR_ROLE");
+
+    uint256 private _taskCount;
+    mapping(uint256 taskId => Task) private _tasks;
+    mapping(uint256 taskId => mapping(uint32 round => Round)) private _rounds;
+    mapping(uint256 taskId => mapping(address node => Member)) private _members;
+    mapping(uint256 taskId => mapping(uint32 round => mapping(address node => Submission))) private _submissions;
+    mapping(uint256 taskId => mapping(bytes32 digest => bool)) private _digestUsed;
+    mapping(uint256 taskId => mapping(uint32 round => mapping(address node => bool))) private _claimed;
+
+    /**
+     * @param admin account given `DEFAULT_ADMIN_ROLE` (grants and revokes aggregators)
+     * @param aggregator account given `AGGREGATOR_ROLE`; zero for none
+     */
+    constructor(address admin, address aggregator) {
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        if (aggregator != address(0)) {
+            _grantRole(AGGREGATOR_ROLE, aggregator);
+        }
+    }
+
+    // ------------------------------------------------------------------ tasks
+
+    /**
+     * @notice Creates a training task; the caller becomes its sponsor.
+     *
+     * Requirements:
+     * - `params.token` is a contract; `submissionWindow` and `maxRounds` are positive;
+     * - the initial global adapter has a CID and a non-zero digest.
+     *
+     * Emits: {TaskCreated}.
+     */
+    function createTask(TaskParams calldata params) external returns (uint256 taskId) {
+        if (params.token.code.length == 0) revert LedgerInvalidToken(params.token);
+        if (params.submissionWindow == 0) revert LedgerInvalidWindow(params.submissionWindow);
+        if (params.maxRounds == 0) revert LedgerInvalidMaxRounds(params.maxRounds);
+        if (bytes(params.initialGlobalCid).length == 0) revert LedgerEmptyCid();
+        if (params.initialGlobalDigest == bytes32(0)) revert LedgerZeroDigest();
+
+        taskId = ++_taskCount;
+        Task storage task = _tasks[taskId];
+        task.sponsor = msg.sender;
+        task.token = params.token;
+        task.baseModelHash = params.baseModelHash;
+        task.globalDigest = params.initialGlobalDigest;
+        task.rewardPerRound = params.rewardPerRound;
+        task.minStake = params.minStake;
+        task.submissionWindow = params.submissionWindow;
+        task.maxRounds = params.maxRounds;
+        emit TaskCreated(
+            taskId,
+            msg.sender,
+            params.token,
+            params.baseModelHash,
+            params.initialGlobalCid,
+            params.initialGlobalDigest,
+            params.rewardPerRound,
+            params.minStake,
+            params.submissionWindow,
+            params.maxRounds
+        );
+    }
+
+    /**
+     * @notice Deposits `amount` of the task's token into its reward pool. Anyone may fund.
+     *
+     * Requirements:
+     * - the task exists and is not complete; `amount` is positive;
+     * - the caller approved this contract for `amount`.
+     *
+     * Emits: {TaskFunded}.
+     */
+    function fundTask(uint256 taskId, uint256 amount) external nonReentrant {
+        Task storage task = _existingTask(taskId);
+        if (amount == 0) revert LedgerZeroAmount();
+        if (_isComplete(taskId, task)) revert LedgerTaskComplete(taskId, task.maxRounds);
+
+        task.funded += amount;
+        emit TaskFunded(taskId, msg.sender, amount, task.funded);
+
+        IERC20(task.token).safeTransferFrom(msg.sender, address(this), amount);
+    }
+
+    /**
+     * @notice Returns the pool left to the sponsor once every round of the task is finalized.
+     * Rewards of finalized rounds stay reserved for their claims.
+     *
+     * Requirements:
+     * - the caller is the task's sponsor; the task is complete; something is left.
+     *
+     * Emits: {RemainderWithdrawn}.
+     */
+    function withdrawRemainder(uint256 taskId) external nonReentrant {
+        Task storage task = _existingTask(taskId);
+        if (msg.sender != task.sponsor) revert LedgerNotSponsor(taskId, msg.sender);
+        if (!_isComplete(taskId, task)) {
+            revert LedgerTaskNotComplete(taskId, _roundsFinalized(taskId, task), task.maxRounds);
+        }
+        uint256 amount = _available(task);
+        if (amount == 0) revert LedgerZeroAmount();
+
+        task.withdrawn += amount;
+        emit RemainderWithdrawn(taskId, msg.sender, amount);
+
+        IERC20(task.token).safeTransfer(msg.sender, amount);
+    }
+
+    // ------------------------------------------------------------------ nodes
+
+    /**
+     * @notice Joins a task by staking its minimum stake.
+     *
+     * Requirements:
+     * - the task exists and is not complete; the caller has not joined it;
+     * - the caller approved this contract for the task's `minStake`.
+     *
+     * Emits: {NodeJoined}.
+     */
+    function join(uint256 taskId) external nonReentrant {
+        Task storage task = _existingTask(taskId);
+        if (_isComplete(taskId, task)) revert LedgerTaskComplete(taskId, task.maxRounds);
+        Member storage member = _members[taskId][msg.sender];
+        if (member.joined) revert LedgerAlreadyJoined(taskId, msg.sender);
+
+        uint256 stake = task.minStake;
+        member.joined = true;
+        member.stake = stake;
+        ++task.activeNodes;
+        emit NodeJoined(taskId, msg.sender, stake);
+
+        if (stake > 0) {
+            IERC20(task.token).safeTransferFrom(msg.sender, address(this), stake);
+        }
+    }
+
+    /**
+     * @notice Leaves a task and takes back what is left of the stake.
+     *
+     * Requirements:
+     * - the caller has joined the task;
+     * - the caller has no submission in a round that is still open (it can leave once that
+     *   round is finalized), so a node cannot dodge slashing for an update under review.
+     *
+     * Emits: {NodeLeft}.
+     */
+    function leave(uint256 taskId) external nonReentrant {
+        Task storage task = _existingTask(taskId);
+        Member storage member = _members[taskId][msg.sender];
+        if (!member.joined) revert LedgerNotJoined(taskId, msg.sender);
+        uint32 openRound = _openRound(taskId, task);
+        if (openRound != 0 && _submissions[taskId][openRound][msg.sender].digest != bytes32(0)) {
+            revert LedgerLeaveDuringRound(taskId, openRound, msg.sender);
+        }
+
+        uint256 stake = member.stake;
+        member.joined = false;
+        member.stake = 0;
+        --task.activeNodes;
+        emit NodeLeft(taskId, msg.sender, stake);
+
+        if (stake > 0) {
+            IERC20(task.token).safeTransfer(msg.sender, stake);
+        }
+    }
+
+    /**
+     * @notice Slashes `amount` of a node's stake into the task's reward pool.
+     * A node whose stake falls below the minimum can no longer submit; it may leave.
+     *
+     * Requirements:
+     * - the caller has `AGGREGATOR_ROLE`; the node has joined; `0 < amount <= stake`.
+     *
+     * Emits: {NodeSlashed}, with `reason` a code from the round report's reason table.
+     */
+    function slash(uint256 taskId, address node, uint256 amount, uint16 reason)
+        external
+        onlyRole(AGGREGATOR_ROLE)
+    {
+        Task storage task = _existingTask(taskId);
+        Member storage member = _members[taskId][node];
+        if (!member.joined) revert LedgerNotJoined(taskId, node);
+        if (amount == 0) revert LedgerZeroAmount();
+        if (amount > member.stake) revert LedgerSlashAboveStake(taskId, node, amount, member.stake);
+
+        // unchecked: amount <= member.stake was checked above.
+        unchecked {
+            member.stake -= amount;
+        }
+        task.funded += amount;
+        emit NodeSlashed(taskId, node, amount, reason);
+    }
+
+    // ------------------------------------------------------------------ rounds
+
+    /**
+     * @notice Opens the next round, training from the task's current global adapter.
+     *
+     * Requirements:
+     * - the caller has `AGGREGATOR_ROLE`;
+     * - the previous round is finalized and the task has rounds left;
+     * - the pool not yet reserved covers a full round's reward.
+     *
+     * Emits: {RoundOpened}.
+     */
+    function openRound(uint256 taskId) external onlyRole(AGGREGATOR_ROLE) returns (uint32 round) {
+        Task storage task = _existingTask(taskId);
+        uint32 current = _openRound(taskId, task);
+        if (current != 0) revert LedgerRoundStillOpen(taskId, current);
+        if (task.roundsOpened == task.maxRounds) revert LedgerTaskComplete(taskId, task.maxRounds);
+        uint256 available = _available(task);
+        if (available < task.rewardPerRound) revert LedgerInsufficientPool(taskId, available, task.rewardPerRound);
+
+        round = ++task.roundsOpened;
+        Round storage r = _rounds[taskId][round];
+        r.startDigest = task.globalDigest;
+        r.openedAt = uint64(block.timestamp);
+        r.deadline = uint64(block.timestamp) + task.submissionWindow;
+        emit RoundOpened(taskId, round, r.startDigest, r.deadline);
+    }
+
+    /**
+     * @notice Commits to an update for the open round: its CID (kept in the event), the sha256
+     * digest of its exact bytes and the number of examples it was trained on.
+     *
+     * Requirements:
+     * - the caller has joined the task with at least the minimum stake;
+     * - `round` is the open round and its window has not passed;
+     * - the caller has not submitted in this round; the digest was never used in this task;
+     * - `cid` is not empty, `digest` is not zero, `numExamples` is positive.
+     *
+     * Emits: {UpdateSubmitted}.
+     */
+    function submitUpdate(uint256 taskId, uint32 round, string calldata cid, bytes32 digest, uint64 numExamples)
+        external
+    {
+        Task storage task = _existingTask(taskId);
+        Member storage member = _members[taskId][msg.sender];
+        if (!member.joined) revert LedgerNotJoined(taskId, msg.sender);
+        if (member.stake < task.minStake) {
+            revert LedgerStakeTooLow(taskId, msg.sender, member.stake, task.minStake);
+        }
+        uint32 current = _openRound(taskId, task);
+        if (current == 0) revert LedgerNoOpenRound(taskId);
+        if (round != current) revert LedgerWrongRound(taskId, round, current);
+        Round storage r = _rounds[taskId][round];
+        if (block.timestamp > r.deadline) {
+            revert LedgerSubmissionWindowClosed(taskId, round, r.deadline, block.timestamp);
+        }
+        Submission storage submission = _submissions[taskId][round][msg.sender];
+        if (submission.digest != bytes32(0)) revert LedgerAlreadySubmitted(taskId, round, msg.sender);
+        if (bytes(cid).length == 0) revert LedgerEmptyCid();
+        if (digest == bytes32(0)) revert LedgerZeroDigest();
+        if (numExamples == 0) revert LedgerZeroExamples(taskId, round, msg.sender);
+        if (_digestUsed[taskId][digest]) revert LedgerDigestReused(taskId, digest);
+
+        submission.digest = digest;
+        submission.numExamples = numExamples;
+        submission.submittedAt = uint64(block.timestamp);
+        _digestUsed[taskId][digest] = true;
+        ++r.submissions;
+        emit UpdateSubmitted(taskId, round, msg.sender, cid, digest, numExamples);
+    }
+
+    /**
+     * @notice Finalizes the open round once: the new global adapter, the round report, the
+     * verdict counts and the Merkle root of the reward table. Costs the same gas for any
+     * number of nodes: rewards are paid by {claim}.
+     *
+     * Requirements:
+     * - the caller has `AGGREGATOR_ROLE`;
+     * - `round` is the open round; its window has passed or every active node submitted;
+     * - `accepted + rejected` equals the round's submissions;
+     * - CIDs are not empty and the digest is not zero;
+     * - `rewardTotal` is at most the task's reward per round and the unreserved pool.
+     *
+     * Emits: {RoundFinalized}.
+     */
+    function finalizeRound(uint256 taskId, uint32 round, Finalization calldata result)
+        external
+        onlyRole(AGGREGATOR_ROLE)
+    {
+        Task storage task = _existingTask(taskId);
+        if (round == 0 || round > task.roundsOpened) revert LedgerWrongRound(taskId, round, _openRound(taskId, task));
+        Round storage r = _rounds[taskId][round];
+        if (r.finalized) revert LedgerRoundAlreadyFinalized(taskId, round);
+        if (block.timestamp <= r.deadline && r.submissions < task.activeNodes) {
+            revert LedgerWindowNotOver(taskId, round, r.deadline, r.submissions, task.activeNodes);
+        }
+        if (uint256(result.accepted) + result.rejected != r.submissions) {
+            revert LedgerCountMismatch(taskId, round, result.accepted, result.rejected, r.submissions);
+        }
+        if (bytes(result.globalCid).length == 0 || bytes(result.reportCid).length == 0) revert LedgerEmptyCid();
+        if (result.globalDigest == bytes32(0)) revert LedgerZeroDigest();
+        if (result.rewardTotal > task.rewardPerRound) {
+            revert LedgerRewardAboveRoundCap(taskId, round, result.rewardTotal, task.rewardPerRound);
+        }
+        uint256 available = _available(task);
+        if (result.rewardTotal > available) revert LedgerInsufficientPool(taskId, available, result.rewardTotal);
+
+        r.finalized = true;
+        r.resultDigest = result.globalDigest;
+        r.rewardRoot = result.rewardRoot;
+        r.rewardTotal = result.rewardTotal;
+        r.accepted = result.accepted;
+        r.rejected = result.rejected;
+        task.globalDigest = result.globalDigest;
+        task.reserved += result.rewardTotal;
+        emit RoundFinalized(
+            taskId,
+            round,
+            result.globalCid,
+            result.globalDigest,
+            result.reportCid,
+            result.accepted,
+            result.rejected,
+            result.rewardRoot,
+            result.rewardTotal
+        );
+    }
+
+    // ------------------------------------------------------------------ claims
+
+    /**
+     * @notice Claims the caller's reward for one finalized round with a Merkle proof.
+     *
+     * Requirements:
+     * - the round is finalized; the caller has not claimed it; `amount` is positive;
+     * - `proof` proves the leaf (taskId, round, caller, amount) against the round's root;
+     * - the round's claims stay within its reward total.
+     *
+     * Emits: {RewardClaimed}.
+     */
+    function claim(uint256 taskId, uint32 round, uint256 amount, bytes32[] calldata proof) external nonReentrant {
+        address token = _recordClaim(taskId, round, amount, proof);
+        IERC20(token).safeTransfer(msg.sender, amount);
+    }
+
+    /**
+     * @notice Claims several rounds (of one or more tasks) in one transaction. Every claim is
+     * checked and recorded before any token moves; one invalid claim reverts the whole batch.
+     *
+     * Requirements: `claims` is not empty; each entry as for {claim}.
+     *
+     * Emits: {RewardClaimed} for each entry.
+     */
+    function claimBatch(Claim[] calldata claims) external nonReentrant {
+        uint256 n = claims.length;
+        if (n == 0) revert LedgerEmptyBatch();
+        address[] memory tokens = new address[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            Claim calldata c = claims[i];
+            tokens[i] = _recordClaim(c.taskId, c.round, c.amount, c.proof);
+        }
+        for (uint256 i = 0; i < n; ++i) {
+            IERC20(tokens[i]).safeTransfer(msg.sender, claims[i].amount);
+        }
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice The task `taskId` (reverts for an unknown task).
+    function getTask(uint256 taskId) external view returns (Task memory) {
+        return _existingTask(taskId);
+    }
+
+    /// @notice Round `round` of task `taskId`; rounds are numbered from 1.
+    function getRound(uint256 taskId, uint32 round) external view returns (Round memory) {
+        _existingTask(taskId);
+        return _rounds[taskId][round];
+    }
+
+    /// @notice The membership of `node` in task `taskId`.
+    function getMember(uint256 taskId, address node) external view returns (Member memory) {
+        _existingTask(taskId);
+        return _members[taskId][node];
+    }
+
+    /// @notice The commitment of `node` in a round (zero digest when it did not submit).
+    function getSubmission(uint256 taskId, uint32 round, address node) external view returns (Submission memory) {
+        _existingTask(taskId);
+        return _submissions[taskId][round][node];
+    }
+
+    /// @notice Whether `node` claimed its reward for a round.
+    function hasClaimed(uint256 taskId, uint32 round, address node) external view returns (bool) {
+        return _claimed[taskId][round][node];
+    }
+
+    /// @notice Number of tasks created; task ids run from 1 to this number.
+    function taskCount() external view returns (uint256) {
+        return _taskCount;
+    }
+
+    /// @notice Whether every round of the task has been finalized.
+    function isComplete(uint256 taskId) external view returns (bool) {
+        return _isComplete(taskId, _existingTask(taskId));
+    }
+
+    /// @notice The reward leaf a claim proves (OpenZeppelin standard Merkle tree format).
+    function rewardLeaf(uint256 taskId, uint32 round, address node, uint256 amount) public pure returns (bytes32) {
+        return keccak256(bytes.concat(keccak256(abi.encode(taskId, round, node, amount))));
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    function _recordClaim(uint256 taskId, uint32 round, uint256 amount, bytes32[] calldata proof)
+        private
+        returns (address token)
+    {
+        Task storage task = _existingTask(taskId);
+        Round storage r = _rounds[taskId][round];
+        if (!r.finalized) revert LedgerRoundNotFinalized(taskId, round);
+        if (amount == 0) revert LedgerZeroAmount();
+        if (_claimed[taskId][round][msg.sender]) revert LedgerAlreadyClaimed(taskId, round, msg.sender);
+        if (!MerkleProof.verifyCalldata(proof, r.rewardRoot, rewardLeaf(taskId, round, msg.sender, amount))) {
+            revert LedgerInvalidProof(taskId, round, msg.sender, amount);
+        }
+        uint256 claimed = r.claimed + amount;
+        if (claimed > r.rewardTotal) revert LedgerClaimAboveRoundTotal(taskId, round, claimed, r.rewardTotal);
+
+        _claimed[taskId][round][msg.sender] = true;
+        r.claimed = claimed;
+        task.paid += amount;
+        emit RewardClaimed(taskId, round, msg.sender, amount);
+        return task.token;
+    }
+
+    function _existingTask(uint256 taskId) private view returns (Task storage) {
+        if (taskId == 0 || taskId > _taskCount) revert LedgerUnknownTask(taskId);
+        return _tasks[taskId];
+    }
+
+    /// @dev The round accepting submissions or awaiting finalization; 0 when none is open.
+    function _openRound(uint256 taskId, Task storage task) private view returns (uint32) {
+        uint32 last = task.roundsOpened;
+        if (last == 0 || _rounds[taskId][last].finalized) return 0;
+        return last;
+    }
+
+    function _roundsFinalized(uint256 taskId, Task storage task) private view returns (uint32) {
+        return _openRound(taskId, task) == 0 ? task.roundsOpened : task.roundsOpened - 1;
+    }
+
+    function _isComplete(uint256 taskId, Task storage task) private view returns (bool) {
+        return _roundsFinalized(taskId, task) == task.maxRounds;
+    }
+
+    /// @dev Pool not reserved by finalized rounds nor withdrawn; never underflows because
+    /// `reserved` only grows through {finalizeRound}, bounded by this value, and `withdrawn`
+    /// only through {withdrawRemainder}, which takes exactly this value.
+    function _available(Task storage task) private view returns (uint256) {
+        return task.funded - task.reserved - task.withdrawn;
+    }
+}

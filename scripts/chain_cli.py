@@ -1,0 +1,68 @@
+"""``loraledger chain``: local chain processes (Ganache, anvil) and their dev accounts."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import typer
+from rich.table import Table
+
+from chain import local
+from chain.network import DEV_ACCOUNTS, dev_account
+from scripts.console import console
+from scripts.options import NetworkOption, format_amount, open_chain
+
+app = typer.Typer(no_args_is_help=True)
+
+KindOption = typer.Option("ganache", "--kind", "-k", help="ganache or anvil.")
+
+
+def _kind(value: str) -> Literal["ganache", "anvil"]:
+    if value not in ("ganache", "anvil"):
+        raise typer.BadParameter(f"kind must be ganache or anvil, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+@app.command()
+def up(
+    kind: str = KindOption,
+    port: int | None = typer.Option(None, "--port", help="RPC port (ganache 8545, anvil 8546)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Delete the chain's saved state first."),
+) -> None:
+    """Start a local chain in the background (idempotent); its state survives restarts."""
+    process = local.start(_kind(kind), port=port, fresh=fresh)
+    console.print(f"{process.kind} is up at [bold]{process.url}[/] (pid {process.pid}, state {process.state_dir})")
+    console.print(f"use it with [bold]--network {process.kind}" + (f":{process.port}" if port else "") + "[/]")
+
+
+@app.command()
+def down(kind: str = KindOption) -> None:
+    """Stop the local chain; its state stays on disk for the next `chain up`."""
+    if local.stop(_kind(kind)):
+        console.print(f"{kind} stopped")
+    else:
+        console.print(f"{kind} was not running")
+
+
+@app.command()
+def status() -> None:
+    """Show which local chains are running."""
+    table = Table("chain", "state", "url", "pid")
+    for kind in ("ganache", "anvil"):
+        process = local.status(kind)  # type: ignore[arg-type]
+        if process is None:
+            table.add_row(kind, "[dim]down[/]", "", "")
+        else:
+            table.add_row(kind, "[green]up[/]", process.url, str(process.pid))
+    console.print(table)
+
+
+@app.command()
+def accounts(network: str = NetworkOption) -> None:
+    """List the dev accounts of a local chain with their ether balances (never their keys)."""
+    chain = open_chain(network)
+    table = Table("account", "address", "ETH")
+    for index in range(DEV_ACCOUNTS):
+        address = dev_account(chain.network, index).address
+        table.add_row(f"dev:{index}", address, format_amount(chain.w3.eth.get_balance(address)))
+    console.print(table)

@@ -1,0 +1,58 @@
+"""``loraledger deploy``: deploy LedgerToken and LoRALedger and record where they are."""
+
+from __future__ import annotations
+
+import typer
+
+from chain.deployments import deploy, record_path
+from chain.network import DEV_ACCOUNTS, dev_account
+from scripts.console import console
+from scripts.options import AccountOption, NetworkOption, open_chain, parse_amount, signer
+
+
+def deploy_command(
+    network: str = NetworkOption,
+    account: str = AccountOption,
+    aggregator: str | None = typer.Option(
+        None,
+        "--aggregator",
+        help="Account given AGGREGATOR_ROLE: an address or dev:N (default: dev:1 on local chains, else the deployer).",
+    ),
+    supply: str = typer.Option("1000000000", "--supply", help="LedgerToken minted to the deployer (whole tokens)."),
+    dev_tokens: str = typer.Option(
+        "1000000", "--dev-tokens", help="On local chains, tokens sent to each other dev account (0: none)."
+    ),
+) -> None:
+    """Deploy the contracts and record the deployment for this chain id.
+
+    Every other command then finds the contracts by chain id. On the embedded chain the
+    deployment lasts as long as this process: use it to check that deploying works.
+    """
+    chain = open_chain(network)
+    deployer = signer(account, chain.network)
+    if aggregator is None:
+        aggregator_address = dev_account(chain.network, 1).address if chain.network.is_local else deployer.address
+    elif aggregator.startswith("dev:"):
+        aggregator_address = signer(aggregator, chain.network).address
+    else:
+        aggregator_address = aggregator
+    with console.status(f"deploying to {chain.network.name} (chain id {chain.chain_id})"):
+        deployment = deploy(chain, deployer, aggregator=aggregator_address, initial_supply=parse_amount(supply))
+        per_account = parse_amount(dev_tokens)
+        if chain.network.is_local and per_account > 0:
+            token = deployment.token_contract(chain)
+            for index in range(DEV_ACCOUNTS):
+                address = dev_account(chain.network, index).address
+                if address != deployer.address:
+                    token.transfer(address, per_account, deployer)
+    console.print(f"LoRALedger  [bold]{deployment.ledger}[/]")
+    console.print(f"LedgerToken [bold]{deployment.token}[/]")
+    console.print(f"aggregator  {deployment.aggregator}   deployer {deployment.deployer}   block {deployment.block}")
+    if chain.network.kind == "embedded":
+        console.print("[yellow]embedded chain:[/] this deployment ends with this process (use --network ganache to keep it)")
+    else:
+        console.print(f"recorded in {record_path(chain.chain_id)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("deploy")(deploy_command)

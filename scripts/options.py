@@ -1,0 +1,65 @@
+"""Options shared by every command group, written once (as Ape's ``cli/options.py``)."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal, InvalidOperation
+
+import typer
+from eth_account.signers.local import LocalAccount
+
+from chain.network import Chain, NetworkSpec, connect, load_account, parse_network
+from loraledger.errors import ConfigError
+
+TOKEN_DECIMALS = 18
+
+NetworkOption = typer.Option(
+    "embedded",
+    "--network",
+    "-n",
+    envvar="LORALEDGER_NETWORK",
+    help="embedded (in-process, this command only), ganache[:PORT], anvil[:PORT] or a JSON-RPC URL.",
+)
+AccountOption = typer.Option(
+    "dev:0",
+    "--account",
+    "-a",
+    envvar="LORALEDGER_ACCOUNT",
+    help="Signing account: dev:N (local chains), env:VAR (private key in $VAR) or keystore:PATH.",
+)
+YesOption = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+def open_chain(network: str) -> Chain:
+    return connect(parse_network(network))
+
+
+def signer(spec: str, network: NetworkSpec) -> LocalAccount:
+    """Resolve ``--account``; a keystore's password comes from $LORALEDGER_KEYSTORE_PASSWORD or a prompt."""
+    password = None
+    if spec.startswith("keystore:"):
+        password = os.environ.get("LORALEDGER_KEYSTORE_PASSWORD")
+        if password is None:
+            password = typer.prompt("keystore password", hide_input=True)
+    return load_account(spec, network, password=password)
+
+
+def parse_amount(text: str) -> int:
+    """Token amount in whole tokens (``1.5`` -> 1.5 * 10**18 base units)."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation as exc:
+        raise ConfigError(f"amount must be a number, got {text!r}") from exc
+    if value < 0:
+        raise ConfigError(f"amount must not be negative, got {text}")
+    units = value * (10**TOKEN_DECIMALS)
+    if units != units.to_integral_value():
+        raise ConfigError(f"amount {text} has more than {TOKEN_DECIMALS} decimals")
+    return int(units)
+
+
+def format_amount(units: int) -> str:
+    """Base units as whole tokens, trailing zeros trimmed."""
+    text = f"{Decimal(units) / (10**TOKEN_DECIMALS):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -1,0 +1,168 @@
+"""``loraledger task``: sponsors create and fund training tasks; anyone inspects them."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from chain.bindings import TaskParams, base_model_hash
+from chain.deployments import load_deployment
+from loraledger.errors import ConfigError
+from scripts.console import console
+from scripts.options import AccountOption, JsonOption, NetworkOption, format_amount, open_chain, parse_amount, signer
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def _digest(text: str) -> bytes:
+    value = text.removeprefix("0x")
+    try:
+        digest = bytes.fromhex(value)
+    except ValueError as exc:
+        raise ConfigError(f"digest must be 64 hex characters, got {text!r}") from exc
+    if len(digest) != 32:
+        raise ConfigError(f"digest must be 32 bytes (64 hex characters), got {len(digest)} bytes")
+    return digest
+
+
+@app.command()
+def create(
+    base_model: str = typer.Option(..., "--base-model", help="Base model identifier (hub id), hashed on chain."),
+    initial_cid: str = typer.Option(..., "--initial-cid", help="CID of the initial global adapter."),
+    initial_digest: str = typer.Option(..., "--initial-digest", help="sha256 (hex) of the initial adapter's bytes."),
+    reward_per_round: str = typer.Option("100", "--reward-per-round", help="Tokens paid per round (most)."),
+    min_stake: str = typer.Option("10", "--min-stake", help="Tokens a node stakes to join."),
+    window: int = typer.Option(600, "--window", help="Submission window in seconds."),
+    max_rounds: int = typer.Option(3, "--max-rounds", help="Rounds after which the task is complete."),
+    fund: str = typer.Option("0", "--fund", help="Tokens to deposit into the reward pool right away."),
+    network: str = NetworkOption,
+    account: str = AccountOption,
+) -> None:
+    """Create a training task (the account becomes its sponsor), optionally funding it."""
+    chain = open_chain(network)
+    sponsor = signer(account, chain.network)
+    deployment = load_deployment(chain)
+    ledger, token = deployment.ledger_contract(chain), deployment.token_contract(chain)
+    params = TaskParams(
+        base_model_hash=base_model_hash(base_model),
+        initial_global_cid=initial_cid,
+        initial_global_digest=_digest(initial_digest),
+        token=deployment.token,
+        reward_per_round=parse_amount(reward_per_round),
+        min_stake=parse_amount(min_stake),
+        submission_window=window,
+        max_rounds=max_rounds,
+    )
+    task_id, _ = ledger.create_task(params, sponsor)
+    console.print(f"created task [bold]{task_id}[/] on {chain.network.name}")
+    amount = parse_amount(fund)
+    if amount:
+        token.approve(ledger.address, amount, sponsor)
+        ledger.fund_task(task_id, amount, sponsor)
+        console.print(f"funded task {task_id} with {format_amount(amount)} LLT")
+
+
+@app.command("fund")
+def fund_command(
+    task_id: int = typer.Argument(..., help="Task id."),
+    amount: str = typer.Argument(..., help="Tokens to deposit."),
+    network: str = NetworkOption,
+    account: str = AccountOption,
+) -> None:
+    """Deposit tokens into a task's reward pool (approves the ledger first)."""
+    chain = open_chain(network)
+    funder = signer(account, chain.network)
+    deployment = load_deployment(chain)
+    ledger = deployment.ledger_contract(chain)
+    task = ledger.task(task_id)
+    units = parse_amount(amount)
+    from chain.bindings import Token
+
+    Token(chain, task.token).approve(ledger.address, units, funder)
+    ledger.fund_task(task_id, units, funder)
+    console.print(f"task {task_id} pool: {format_amount(ledger.task(task_id).funded)} funded")
+
+
+@app.command("list")
+def list_command(network: str = NetworkOption, as_json: bool = JsonOption) -> None:
+    """List the tasks on this chain."""
+    chain = open_chain(network)
+    ledger = load_deployment(chain).ledger_contract(chain)
+    tasks = [ledger.task(i) for i in range(1, ledger.task_count() + 1)]
+    if as_json:
+        console.print_json(json.dumps([_task_json(t) for t in tasks]))
+        return
+    table = Table("task", "sponsor", "rounds", "nodes", "reward/round", "pool left", "paid")
+    for t in tasks:
+        table.add_row(
+            str(t.task_id), t.sponsor, f"{t.rounds_opened}/{t.max_rounds}", str(t.active_nodes),
+            format_amount(t.reward_per_round), format_amount(t.available), format_amount(t.paid),
+        )  # fmt: skip
+    console.print(table)
+
+
+@app.command()
+def show(task_id: int = typer.Argument(..., help="Task id."), network: str = NetworkOption, as_json: bool = JsonOption) -> None:
+    """Show one task and its rounds."""
+    chain = open_chain(network)
+    ledger = load_deployment(chain).ledger_contract(chain)
+    task = ledger.task(task_id)
+    rounds = [ledger.round(task_id, r) for r in range(1, task.rounds_opened + 1)]
+    if as_json:
+        body = _task_json(task) | {"rounds": [_round_json(r) for r in rounds]}
+        console.print_json(json.dumps(body))
+        return
+    for key, value in _task_json(task).items():
+        console.print(f"{key:>18}  {value}")
+    table = Table("round", "state", "deadline", "submissions", "accepted", "rejected", "reward", "claimed")
+    for r in rounds:
+        table.add_row(
+            str(r.round), "finalized" if r.finalized else "open", str(r.deadline), str(r.submissions),
+            str(r.accepted), str(r.rejected), format_amount(r.reward_total), format_amount(r.claimed),
+        )  # fmt: skip
+    console.print(table)
+
+
+def _task_json(t: object) -> dict[str, object]:
+    from chain.bindings import Task
+
+    assert isinstance(t, Task)
+    return {
+        "task_id": t.task_id,
+        "sponsor": t.sponsor,
+        "token": t.token,
+        "base_model_hash": "0x" + t.base_model_hash.hex(),
+        "global_digest": t.global_digest.hex(),
+        "reward_per_round": str(t.reward_per_round),
+        "min_stake": str(t.min_stake),
+        "funded": str(t.funded),
+        "reserved": str(t.reserved),
+        "paid": str(t.paid),
+        "withdrawn": str(t.withdrawn),
+        "submission_window": t.submission_window,
+        "max_rounds": t.max_rounds,
+        "rounds_opened": t.rounds_opened,
+        "active_nodes": t.active_nodes,
+    }
+
+
+def _round_json(r: object) -> dict[str, object]:
+    from chain.bindings import Round
+
+    assert isinstance(r, Round)
+    return {
+        "round": r.round,
+        "finalized": r.finalized,
+        "start_digest": r.start_digest.hex(),
+        "result_digest": r.result_digest.hex(),
+        "reward_root": "0x" + r.reward_root.hex(),
+        "reward_total": str(r.reward_total),
+        "claimed": str(r.claimed),
+        "opened_at": r.opened_at,
+        "deadline": r.deadline,
+        "submissions": r.submissions,
+        "accepted": r.accepted,
+        "rejected": r.rejected,
+    }
