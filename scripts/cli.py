@@ -6,8 +6,11 @@ Each group lives in its own module (``scripts/<group>_cli.py``) and is registere
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
+from typing import Any
 
+import click
 import typer
 
 from loraledger import __version__
@@ -52,27 +55,47 @@ def _root(
     setup_logging(verbose)
 
 
-def _register() -> None:
-    for module_name, group, help_text in _GROUPS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # the group has not landed yet
-                continue
-            raise
-        if group is None:
-            module.register(app)
+class _LazyCommand(click.Command):
+    """A command group imported only when it is invoked, so `--help` and each command start fast
+    (the training groups import torch; the chain groups do not need to)."""
+
+    def __init__(self, name: str, module_name: str, top_level: bool, help_text: str) -> None:
+        super().__init__(name, help=help_text, short_help=help_text)
+        self._module_name = module_name
+        self._top_level = top_level
+
+    def load(self) -> click.Command:
+        module = importlib.import_module(self._module_name)
+        if self._top_level:
+            holder = typer.Typer()
+            module.register(holder)
+            command = typer.main.get_command(holder)
         else:
-            app.add_typer(module.app, name=group, help=help_text)
+            command = typer.main.get_command(module.app)
+            command.help = command.help or self.help
+        command.name = self.name
+        return command
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:
+        return self.load().make_context(info_name, args, parent=parent, **extra)
 
 
-_register()
+def build_command() -> click.Group:
+    """The root click group with every landed command group attached lazily."""
+    root = typer.main.get_command(app)
+    assert isinstance(root, click.Group)
+    for module_name, group, help_text in _GROUPS:
+        if importlib.util.find_spec(module_name) is None:  # the group has not landed yet
+            continue
+        name = group or module_name.removeprefix("scripts.").removesuffix("_cli")
+        root.add_command(_LazyCommand(name, module_name, group is None, help_text), name)
+    return root
 
 
 def main() -> None:
     """Console entry point: user errors become one line and exit code 1, never a traceback."""
     try:
-        app(standalone_mode=False)
+        build_command().main(standalone_mode=False, prog_name="loraledger")
     except LoRALedgerError as error:
         raise SystemExit(fail(error).exit_code) from None
     except typer.Exit as exit_:
@@ -80,13 +103,9 @@ def main() -> None:
     except typer.Abort:
         print("Aborted.", file=sys.stderr)
         raise SystemExit(1) from None
-    except Exception as exc:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        raise
+    except click.ClickException as exc:  # usage errors come through here in non-standalone mode
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,52 @@
+"""Brownie deploy script: LedgerToken and LoRALedger on a local chain, plus a demo task.
+
+Run it with brownie from its own venv (it imports `brownie`, which the main venv lacks):
+
+    make brownie-deploy        # brownie run scripts/brownie_deploy.py --network ganache-cli
+
+accounts[0] deploys and administers both contracts and sponsors the demo task;
+accounts[1] is the aggregator. The main project's `loraledger deploy` is the supported way to
+deploy for the CLI; this script is the brownie counterpart.
+"""
+
+from brownie import LedgerToken, LoRALedger, accounts
+from eth_utils import keccak
+
+INITIAL_SUPPLY = 1_000_000 * 10**18
+DEMO_FUNDING = 10_000 * 10**18
+DEMO_TASK = {
+    "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "initial_cid": "bafkreidemoinitialglobaladapter",
+    "initial_digest": keccak(text="demo initial global adapter"),
+    "reward_per_round": 1_000 * 10**18,
+    "min_stake": 10 * 10**18,
+    "submission_window": 600,
+    "max_rounds": 3,
+}
+
+
+def main():
+    admin, aggregator = accounts[0], accounts[1]
+    token = LedgerToken.deploy(admin, INITIAL_SUPPLY, {"from": admin})
+    ledger = LoRALedger.deploy(admin, aggregator, {"from": admin})
+
+    params = (
+        keccak(text=DEMO_TASK["base_model"]),
+        DEMO_TASK["initial_cid"],
+        DEMO_TASK["initial_digest"],
+        token.address,
+        DEMO_TASK["reward_per_round"],
+        DEMO_TASK["min_stake"],
+        DEMO_TASK["submission_window"],
+        DEMO_TASK["max_rounds"],
+    )
+    task_id = ledger.createTask(params, {"from": admin}).return_value
+    token.approve(ledger, DEMO_FUNDING, {"from": admin})
+    ledger.fundTask(task_id, DEMO_FUNDING, {"from": admin})
+
+    print(f"LedgerToken  {token.address}")
+    print(f"LoRALedger   {ledger.address}")
+    is_aggregator = ledger.hasRole(ledger.AGGREGATOR_ROLE(), aggregator)
+    print(f"aggregator   {aggregator.address} (AGGREGATOR_ROLE: {is_aggregator})")
+    print(f"demo task    {task_id} (funded {DEMO_FUNDING // 10**18} LLT)")
+    return token, ledger, task_id

@@ -1,0 +1,72 @@
+"""Reward trees: identical roots and proofs to OpenZeppelin's JS StandardMerkleTree."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chain.merkle import RewardEntry, RewardTree, leaf_hash, verify
+from loraledger.errors import ConfigError
+from loraledger.paths import REPO_ROOT
+
+JS = """
+const { StandardMerkleTree } = require(process.argv[1] + "/@openzeppelin/merkle-tree");
+const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const values = input.entries.map(([node, amount]) => [input.task, input.round, node, amount]);
+const tree = StandardMerkleTree.of(values, ["uint256", "uint32", "address", "uint256"]);
+const proofs = {};
+for (const [i, v] of tree.entries()) proofs[v[2]] = tree.getProof(i);
+console.log(JSON.stringify({ root: tree.root, proofs }));
+"""
+
+
+def _js_tree(task: int, round_: int, entries: list[RewardEntry]) -> dict[str, object]:
+    payload = json.dumps({"task": str(task), "round": str(round_), "entries": [[e.node, str(e.amount)] for e in entries]})
+    out = subprocess.run(
+        ["node", "-e", JS, str(REPO_ROOT / "node_modules")], input=payload, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+def _addresses(n: int) -> list[str]:
+    return [f"0x{(i + 1) * 7919:040x}" for i in range(n)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 64])
+def test_root_and_proofs_equal_openzeppelin_js(n: int) -> None:
+    entries = [RewardEntry(a, (i + 1) * 10**18) for i, a in enumerate(_addresses(n))]
+    tree = RewardTree(4, 2, entries)
+    js = _js_tree(4, 2, entries)
+    assert "0x" + tree.root.hex() == js["root"]
+    for entry in tree.entries:
+        assert ["0x" + p.hex() for p in tree.proof(entry.node)] == js["proofs"][entry.node.lower()]  # type: ignore[index]
+
+
+@settings(max_examples=40, deadline=None)
+@given(amounts=st.lists(st.integers(min_value=1, max_value=10**30), min_size=1, max_size=40))
+def test_every_proof_verifies_and_proof_length_is_logarithmic(amounts: list[int]) -> None:
+    nodes = _addresses(len(amounts))
+    tree = RewardTree(1, 1, [RewardEntry(n, a) for n, a in zip(nodes, amounts, strict=True)])
+    for node, amount in zip(nodes, amounts, strict=True):
+        proof = tree.proof(node)
+        assert verify(tree.root, leaf_hash(1, 1, node, amount), proof)
+        assert not verify(tree.root, leaf_hash(1, 1, node, amount + 1), proof)
+        assert not verify(tree.root, leaf_hash(1, 2, node, amount), proof)
+        assert len(proof) <= max(1, (len(amounts) - 1).bit_length())
+    assert tree.total == sum(amounts)
+
+
+def test_bad_tables_are_refused() -> None:
+    a = _addresses(1)[0]
+    with pytest.raises(ConfigError, match="at least one entry"):
+        RewardTree(1, 1, [])
+    with pytest.raises(ConfigError, match="each node once"):
+        RewardTree(1, 1, [RewardEntry(a, 1), RewardEntry(a.upper().replace("0X", "0x"), 2)])
+    with pytest.raises(ConfigError, match="must be positive"):
+        RewardTree(1, 1, [RewardEntry(a, 0)])
+    with pytest.raises(ConfigError, match="no entry"):
+        RewardTree(1, 1, [RewardEntry(a, 1)]).proof(_addresses(2)[1])

@@ -1,0 +1,145 @@
+"""Property test of the ledger as a state machine (embedded chain).
+
+Random sequences of funding, joining, leaving, rounds, submissions, finalizations, claims,
+slashing and withdrawals; after every step the accounting invariants hold and every action
+that succeeded was allowed by the protocol.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from chain.bindings import ClaimRequest
+from chain.errors import ContractRevert
+from chain.merkle import RewardTree
+from tests.support.chain import TOKEN, LedgerEnv
+
+NODES = 4
+
+
+@pytest.mark.slow
+def test_ledger_state_machine(embedded_env: LedgerEnv) -> None:
+    env = embedded_env
+
+    class LedgerMachine(RuleBasedStateMachine):
+        @initialize()
+        def setup(self) -> None:
+            self.snapshot = env.snapshot()
+            self.task = env.create_task(fund=150 * TOKEN, max_rounds=4, submission_window=100)
+            self.nodes = env.nodes[:NODES]
+            self.joined: set[str] = set()
+            self.submitted: dict[int, set[str]] = {}
+            self.trees: dict[int, RewardTree] = {}
+            self.claimed: set[tuple[int, str]] = set()
+            self.stakes: dict[str, int] = {}
+
+        def teardown(self) -> None:
+            env.revert(self.snapshot)
+
+        def _try(self, action) -> bool:  # type: ignore[no-untyped-def]
+            try:
+                action()
+            except ContractRevert:
+                return False
+            return True
+
+        @rule(amount=st.integers(min_value=1, max_value=200))
+        def fund(self, amount: int) -> None:
+            env.token.approve(env.ledger.address, amount * TOKEN, env.sponsor)
+            self._try(lambda: env.ledger.fund_task(self.task, amount * TOKEN, env.sponsor))
+
+        @rule(i=st.integers(0, NODES - 1))
+        def join(self, i: int) -> None:
+            node = self.nodes[i]
+            env.token.approve(env.ledger.address, 10 * TOKEN, node)
+            if self._try(lambda: env.ledger.join(self.task, node)):
+                assert node.address not in self.joined
+                self.joined.add(node.address)
+                self.stakes[node.address] = 10 * TOKEN
+
+        @rule(i=st.integers(0, NODES - 1))
+        def leave(self, i: int) -> None:
+            node = self.nodes[i]
+            if self._try(lambda: env.ledger.leave(self.task, node)):
+                assert node.address in self.joined
+                open_round = env.ledger.open_round(self.task)
+                assert node.address not in self.submitted.get(open_round, set())
+                self.joined.discard(node.address)
+                self.stakes.pop(node.address)
+
+        @rule()
+        def open_round(self) -> None:
+            self._try(lambda: env.ledger.open_next_round(self.task, env.aggregator))
+
+        @rule(i=st.integers(0, NODES - 1), label=st.integers(0, 3))
+        def submit(self, i: int, label: int) -> None:
+            node = self.nodes[i]
+            round_ = env.ledger.open_round(self.task)
+            if self._try(lambda: env.submit(self.task, max(round_, 1), node, f"{node.address}-{round_}-{label}")):
+                assert round_ != 0 and node.address in self.joined
+                assert node.address not in self.submitted.setdefault(round_, set()), "two submissions in one round"
+                self.submitted[round_].add(node.address)
+
+        @rule()
+        def wait(self) -> None:
+            env.chain.advance_time(150)
+
+        @rule(share=st.integers(1, 60))
+        def finalize(self, share: int) -> None:
+            round_ = env.ledger.open_round(self.task)
+            if round_ == 0:
+                return
+            winners = sorted(self.submitted.get(round_, set()))
+            rewards = {n: share * TOKEN for n in winners}
+            total = sum(rewards.values())
+            if total > 100 * TOKEN:
+                return
+            try:
+                tree = env.finalize(self.task, round_, rewards)
+            except ContractRevert:
+                return
+            assert env.ledger.round(self.task, round_).finalized
+            if tree is not None:
+                self.trees[round_] = tree
+
+        @rule(i=st.integers(0, NODES - 1), round_=st.integers(1, 4))
+        def claim(self, i: int, round_: int) -> None:
+            node = self.nodes[i]
+            tree = self.trees.get(round_)
+            if tree is None or node.address not in {e.node for e in tree.entries}:
+                return
+            amount = next(e.amount for e in tree.entries if e.node == node.address)
+            request = ClaimRequest(self.task, round_, amount, tuple(tree.proof(node.address)))
+            if self._try(lambda: env.ledger.claim(request, node)):
+                assert (round_, node.address) not in self.claimed, "claimed twice"
+                self.claimed.add((round_, node.address))
+
+        @rule(i=st.integers(0, NODES - 1), amount=st.integers(1, 12))
+        def slash(self, i: int, amount: int) -> None:
+            node = self.nodes[i]
+            if self._try(lambda: env.ledger.slash(self.task, node.address, amount * TOKEN, 1, env.aggregator)):
+                self.stakes[node.address] -= amount * TOKEN
+                assert self.stakes[node.address] >= 0
+
+        @rule()
+        def withdraw(self) -> None:
+            self._try(lambda: env.ledger.withdraw_remainder(self.task, env.sponsor))
+
+        @invariant()
+        def accounting_holds(self) -> None:
+            task = env.ledger.task(self.task)
+            assert task.paid <= task.reserved
+            assert task.reserved + task.withdrawn <= task.funded
+            held = task.funded - task.paid - task.withdrawn + sum(self.stakes.values())
+            assert env.token.balance_of(env.ledger.address) == held
+            assert task.active_nodes == len(self.joined)
+            for round_, tree in self.trees.items():
+                assert env.ledger.round(self.task, round_).claimed <= tree.total
+
+    LedgerMachine.TestCase.settings = settings(
+        max_examples=10, stateful_step_count=20, deadline=None, suppress_health_check=list(HealthCheck)
+    )
+    LedgerMachine.TestCase().runTest()
