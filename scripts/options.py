@@ -63,3 +63,10 @@ def format_amount(units: int) -> str:
     """Base units as whole tokens, trailing zeros trimmed."""
     text = f"{Decimal(units) / (10**TOKEN_DECIMALS):f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+IpfsOption = typer.Option(
+    "embedded",
+    "--ipfs",
+    envvar="LORALEDGER_IPFS",
+    help="Content store: embedded (~/.loraledger/store), embedded:/DIR, or a Kubo RPC URL (http://127.0.0.1:5001).",
+)

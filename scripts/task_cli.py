@@ -9,9 +9,18 @@ from rich.table import Table
 
 from chain.bindings import TaskParams, base_model_hash
 from chain.deployments import load_deployment
-from loraledger.errors import ConfigError
+from loraledger.errors import ChainError, ConfigError
 from scripts.console import console
-from scripts.options import AccountOption, JsonOption, NetworkOption, format_amount, open_chain, parse_amount, signer
+from scripts.options import (
+    AccountOption,
+    IpfsOption,
+    JsonOption,
+    NetworkOption,
+    format_amount,
+    open_chain,
+    parse_amount,
+    signer,
+)
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -29,9 +38,16 @@ def _digest(text: str) -> bytes:
 
 @app.command()
 def create(
-    base_model: str = typer.Option(..., "--base-model", help="Base model identifier (hub id), hashed on chain."),
-    initial_cid: str = typer.Option(..., "--initial-cid", help="CID of the initial global adapter."),
-    initial_digest: str = typer.Option(..., "--initial-digest", help="sha256 (hex) of the initial adapter's bytes."),
+    model: str | None = typer.Option(
+        None, "--model", "-m",
+        help="Build the initial global adapter from this base model (smollm2, a folder or a hub id) and pin it.",
+    ),
+    rank: int = typer.Option(8, "--rank", help="LoRA rank of the initial adapter (the task's maximum)."),
+    alpha: float = typer.Option(16.0, "--alpha", help="LoRA alpha of the initial adapter."),
+    targets: str = typer.Option("q_proj,k_proj,v_proj,o_proj", "--targets", help="LoRA target modules."),
+    base_model: str | None = typer.Option(None, "--base-model", help="Base model id hashed on chain (default: the model's id)."),
+    initial_cid: str | None = typer.Option(None, "--initial-cid", help="CID of an initial adapter already pinned (instead of --model)."),
+    initial_digest: str | None = typer.Option(None, "--initial-digest", help="sha256 (hex) of that adapter's bytes."),
     reward_per_round: str = typer.Option("100", "--reward-per-round", help="Tokens paid per round (most)."),
     min_stake: str = typer.Option("10", "--min-stake", help="Tokens a node stakes to join."),
     window: int = typer.Option(600, "--window", help="Submission window in seconds."),
@@ -39,12 +55,38 @@ def create(
     fund: str = typer.Option("0", "--fund", help="Tokens to deposit into the reward pool right away."),
     network: str = NetworkOption,
     account: str = AccountOption,
+    ipfs: str = IpfsOption,
 ) -> None:
-    """Create a training task (the account becomes its sponsor), optionally funding it."""
+    """Create a training task (the account becomes its sponsor), optionally funding it.
+
+    Give either --model (the initial adapter is built, pinned and digested here) or an adapter
+    you pinned yourself with --initial-cid, --initial-digest and --base-model.
+    """
     chain = open_chain(network)
     sponsor = signer(account, chain.network)
     deployment = load_deployment(chain)
     ledger, token = deployment.ledger_contract(chain), deployment.token_contract(chain)
+    expected_id = ledger.task_count() + 1
+    if model is not None:
+        if initial_cid or initial_digest:
+            raise ConfigError("give either --model or --initial-cid/--initial-digest, not both")
+        from fl_node.model import ModelConfig, load_base_model
+        from fl_node.node import initial_global_adapter
+        from ipfs import open_store
+        from loraledger.update import PeftSpec, sha256_hex
+
+        spec = PeftSpec(rank=rank, alpha=alpha, target_modules=tuple(t.strip() for t in targets.split(",") if t.strip()))
+        with console.status(f"building the initial adapter from {model}"):
+            loaded = load_base_model(ModelConfig(source=model))
+            adapter = initial_global_adapter(loaded, spec, expected_id)
+            initial_cid = open_store(ipfs).put_bytes(adapter)
+        initial_digest = sha256_hex(adapter)
+        base_model = base_model or loaded.model_id
+        if base_model != loaded.model_id:
+            raise ConfigError(f"--base-model {base_model!r} differs from the model's id {loaded.model_id!r}")
+        console.print(f"initial adapter {initial_cid} ({len(adapter):,} bytes, rank {rank})")
+    elif not (initial_cid and initial_digest and base_model):
+        raise ConfigError("give --model, or all of --initial-cid, --initial-digest and --base-model")
     params = TaskParams(
         base_model_hash=base_model_hash(base_model),
         initial_global_cid=initial_cid,
@@ -56,7 +98,12 @@ def create(
         max_rounds=max_rounds,
     )
     task_id, _ = ledger.create_task(params, sponsor)
-    console.print(f"created task [bold]{task_id}[/] on {chain.network.name}")
+    if model is not None and task_id != expected_id:
+        raise ChainError(
+            f"another task was created at the same time: the adapter was built for task {expected_id}, got {task_id}",
+            hint="create the task again",
+        )
+    console.print(f"created task [bold]{task_id}[/] on {chain.network.name} (base model {base_model})")
     amount = parse_amount(fund)
     if amount:
         token.approve(ledger.address, amount, sponsor)

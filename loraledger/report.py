@@ -1,0 +1,91 @@
+"""The round report: what an aggregator decided in a round, pinned to IPFS, its CID on chain.
+
+One home for the format that the aggregator writes and nodes (claims) and auditors read:
+every submission with its verdict and reason, the aggregation weights, metrics, and the reward
+table with each node's Merkle proof. Serialized as canonical JSON (sorted keys, no spaces), so
+the same report always has the same bytes, CID and digest.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from loraledger.errors import UpdateRejected
+
+REPORT_VERSION = 1
+REASON_BAD_REPORT = "bad_report"
+
+_HEX32 = r"^[0-9a-f]{64}$"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SubmissionVerdict(_Frozen):
+    node: str
+    cid: str
+    digest: str = Field(pattern=_HEX32)
+    num_examples: int = Field(ge=1)
+    verdict: Literal["accepted", "rejected"]
+    reason: str | None = None  # a stable reason code when rejected
+    detail: str | None = None  # a human sentence: what differed
+    weight: float = Field(ge=0.0, le=1.0)  # aggregation weight (0 when rejected)
+    quality: float = Field(ge=0.0)  # reward quality factor (see the README's reward rule)
+
+
+class RewardLine(_Frozen):
+    node: str
+    amount: int = Field(ge=1)
+    proof: tuple[str, ...]
+
+    @field_validator("proof")
+    @classmethod
+    def _hex_hashes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if len(item) != 64 or any(c not in "0123456789abcdef" for c in item):
+                raise ValueError(f"proof entries are 32-byte lowercase hex, got {item!r}")
+        return value
+
+
+class RewardTable(_Frozen):
+    rule: str
+    pool: int = Field(ge=0)  # the most this round may pay (the task's reward per round)
+    total: int = Field(ge=0)
+    root: str = Field(pattern=_HEX32)
+    lines: tuple[RewardLine, ...]
+
+
+class RoundReport(_Frozen):
+    version: Literal[1] = REPORT_VERSION
+    task_id: int = Field(ge=1)
+    round: int = Field(ge=1)
+    base_model: str
+    start_digest: str = Field(pattern=_HEX32)
+    global_cid: str
+    global_digest: str = Field(pattern=_HEX32)
+    strategy: str
+    submissions: tuple[SubmissionVerdict, ...]
+    rewards: RewardTable
+    metrics: dict[str, float] = Field(default_factory=dict)
+    software: dict[str, str] = Field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON: the bytes that are pinned and digested."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RoundReport:
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "report"
+            raise UpdateRejected(REASON_BAD_REPORT, f"malformed round report at {where}: {first['msg']}") from None
+
+    def reward_for(self, node: str) -> RewardLine | None:
+        wanted = node.lower()
+        return next((line for line in self.rewards.lines if line.node.lower() == wanted), None)

@@ -1,0 +1,209 @@
+"""``loraledger node``: what a participant runs: join a task, train rounds, claim rewards."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from scripts.console import console
+from scripts.options import AccountOption, IpfsOption, JsonOption, NetworkOption, format_amount, open_chain, signer
+
+app = typer.Typer(no_args_is_help=True)
+
+TaskOption = typer.Option(..., "--task", "-t", help="Task id.")
+
+
+def _session(network: str, account: str, ipfs: str):  # type: ignore[no-untyped-def]
+    from chain.deployments import load_deployment
+    from chain.events import History
+    from fl_node.node import NodeSession
+    from ipfs import open_store
+
+    chain = open_chain(network)
+    deployment = load_deployment(chain)
+    ledger = deployment.ledger_contract(chain)
+    return NodeSession(ledger, History(ledger, deployment.block), open_store(ipfs), signer(account, chain.network))
+
+
+@dataclass(frozen=True)
+class _TrainOptions:
+    data: Path
+    model: str
+    quantization: str
+    rank: int
+    alpha: float
+    dropout: float
+    targets: str
+    steps: int | None
+    epochs: float
+    lr: float
+    batch_size: int
+    grad_accum: int
+    max_length: int
+    seed: int
+    fedprox_mu: float
+    eval_fraction: float
+
+
+def _train_options(
+    data: Path = typer.Option(..., "--data", "-d", help="Your data: JSON/JSONL (Alpaca or chat messages), CSV, or a folder."),
+    model: str = typer.Option("smollm2", "--model", "-m", help="smollm2 (bundled), a local folder or a hub id."),
+    quantization: str = typer.Option("none", "--quantization", help="none, 4bit or 8bit (QLoRA; bitsandbytes)."),
+    rank: int = typer.Option(8, "--rank", help="LoRA rank (at most the task's)."),
+    alpha: float = typer.Option(16.0, "--alpha", help="LoRA alpha."),
+    dropout: float = typer.Option(0.0, "--dropout", help="LoRA dropout."),
+    targets: str = typer.Option("q_proj,k_proj,v_proj,o_proj", "--targets", help="LoRA target modules."),
+    steps: int | None = typer.Option(None, "--steps", help="Optimizer steps per round (overrides --epochs)."),
+    epochs: float = typer.Option(1.0, "--epochs", help="Epochs over the local data per round."),
+    lr: float = typer.Option(2e-4, "--lr", help="Learning rate."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Examples per micro-batch."),
+    grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step."),
+    max_length: int = typer.Option(256, "--max-length", help="Tokens per example (longer ones are cut)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    fedprox_mu: float = typer.Option(0.0, "--fedprox-mu", help="FedProx proximal term weight (0: off)."),
+    eval_fraction: float = typer.Option(0.1, "--eval-fraction", help="Share of the data held out for local eval."),
+) -> _TrainOptions:
+    return _TrainOptions(data, model, quantization, rank, alpha, dropout, targets, steps, epochs, lr, batch_size,
+                         grad_accum, max_length, seed, fedprox_mu, eval_fraction)  # fmt: skip
+
+
+def with_train_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` (which takes ``opts: _TrainOptions``) the training options, declared once."""
+    own = [p for p in inspect.signature(command).parameters.values() if p.name != "opts"]
+    extra = list(inspect.signature(_train_options).parameters.values())
+    names = [p.name for p in extra]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        opts = _train_options(**{name: kwargs.pop(name) for name in names})
+        command(opts=opts, **kwargs)
+
+    params = own + extra
+    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    del wrapper.__wrapped__  # typer must read the merged signature, not the original
+    return wrapper
+
+
+def _trainer(session, task_id: int, opts: _TrainOptions):  # type: ignore[no-untyped-def]
+    """Load model and data once; return a function that trains and commits the open round."""
+    from fl_node.data import load_examples, train_eval_split
+    from fl_node.model import ModelConfig, load_base_model
+    from fl_node.node import submit_round
+    from fl_node.train import TrainSettings
+    from loraledger.update import PeftSpec
+
+    peft = PeftSpec(rank=opts.rank, alpha=opts.alpha, dropout=opts.dropout,
+                    target_modules=tuple(t.strip() for t in opts.targets.split(",") if t.strip()))  # fmt: skip
+    settings = TrainSettings(max_steps=opts.steps, epochs=opts.epochs, learning_rate=opts.lr, batch_size=opts.batch_size,
+                             grad_accum=opts.grad_accum, max_length=opts.max_length, seed=opts.seed,
+                             fedprox_mu=opts.fedprox_mu)  # fmt: skip
+    data = train_eval_split(load_examples(opts.data), opts.eval_fraction, seed=opts.seed)
+    with console.status(f"loading {opts.model}"):
+        model = load_base_model(ModelConfig(source=opts.model, quantization=opts.quantization))  # type: ignore[arg-type]
+
+    def train_one():  # type: ignore[no-untyped-def]
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(), console=console) as bar:  # fmt: skip
+            job = bar.add_task("training", total=None, loss="-")
+
+            def progress(step) -> None:  # type: ignore[no-untyped-def]
+                bar.update(job, total=step.total_steps, completed=step.step, loss=f"{step.loss:.3f}",
+                           description=f"round {session.ledger.open_round(task_id)}")  # fmt: skip
+
+            return submit_round(session, task_id, model, data, peft=peft, settings=settings, progress=progress)
+
+    return train_one
+
+
+def _report_submitted(s) -> None:  # type: ignore[no-untyped-def]
+    resumed = " (resumed after a restart)" if s.resumed else ""
+    losses = ""
+    if s.eval_loss_before is not None and s.eval_loss_after is not None:
+        losses = f", local eval loss {s.eval_loss_before:.3f} -> {s.eval_loss_after:.3f}"
+    console.print(f"round {s.round}: committed [bold]{s.cid}[/] ({s.num_examples} examples{losses}){resumed}")
+
+
+@app.command("join")
+def join_command(task: int = TaskOption, network: str = NetworkOption, account: str = AccountOption,
+                 ipfs: str = IpfsOption) -> None:  # fmt: skip
+    """Join a task, staking its minimum stake (returned when you leave)."""
+    from fl_node.node import join
+
+    session = _session(network, account, ipfs)
+    member = join(session, task)
+    console.print(f"{session.address} joined task {task} with a stake of {format_amount(member.stake)}")
+
+
+@app.command("train")
+@with_train_options
+def train_command(task: int = TaskOption, network: str = NetworkOption, account: str = AccountOption,
+                  ipfs: str = IpfsOption, *, opts: _TrainOptions) -> None:  # fmt: skip
+    """Train one round on your data from the round's global adapter, pin the update, commit it."""
+    session = _session(network, account, ipfs)
+    _report_submitted(_trainer(session, task, opts)())
+
+
+@app.command("run")
+@with_train_options
+def run_command(task: int = TaskOption, network: str = NetworkOption, account: str = AccountOption,
+                ipfs: str = IpfsOption, poll: float = typer.Option(2.0, "--poll", help="Seconds between chain polls."),
+                *, opts: _TrainOptions) -> None:  # fmt: skip
+    """Take part in every round until the task is complete (resumes after a crash, never submits twice)."""
+    from fl_node.node import run
+
+    session = _session(network, account, ipfs)
+    done = run(session, task, _trainer(session, task, opts), poll_seconds=poll, on_submitted=_report_submitted)
+    console.print(f"task {task} is complete; this node submitted {len(done)} update(s) in this run")
+
+
+@app.command("claim")
+def claim_command(task: int = TaskOption, network: str = NetworkOption, account: str = AccountOption,
+                  ipfs: str = IpfsOption) -> None:  # fmt: skip
+    """Claim every reward of finalized rounds, with the proofs from the round reports, in one transaction."""
+    from fl_node.node import claim
+
+    session = _session(network, account, ipfs)
+    claimed = claim(session, task)
+    if not claimed:
+        console.print("nothing to claim")
+        return
+    for c in claimed:
+        console.print(f"round {c.round}: claimed {format_amount(c.amount)}")
+    console.print(f"total {format_amount(sum(c.amount for c in claimed))}")
+
+
+@app.command("status")
+def status_command(task: int = TaskOption, network: str = NetworkOption, account: str = AccountOption,
+                   ipfs: str = IpfsOption, as_json: bool = JsonOption) -> None:  # fmt: skip
+    """Stake, submissions, verdicts, and rewards claimable and claimed."""
+    import json
+
+    from fl_node.node import status
+
+    session = _session(network, account, ipfs)
+    st = status(session, task)
+    if as_json:
+        console.print_json(json.dumps({
+            "task_id": task, "node": session.address, "joined": st.member.joined, "stake": str(st.member.stake),
+            "claimable": str(st.claimable), "claimed": str(st.claimed),
+            "rounds": [{"round": r.round, "finalized": r.finalized, "submitted": r.submitted, "verdict": r.verdict,
+                        "reward": str(r.reward), "claimed": r.claimed} for r in st.rounds],
+        }))  # fmt: skip
+        return
+    console.print(f"{session.address} in task {task}: {'joined' if st.member.joined else 'not joined'}, "
+                  f"stake {format_amount(st.member.stake)}")  # fmt: skip
+    table = Table("round", "state", "submitted", "verdict", "reward", "claimed")
+    for r in st.rounds:
+        table.add_row(str(r.round), "finalized" if r.finalized else "open", "yes" if r.submitted else "no",
+                      r.verdict or "-", format_amount(r.reward), "yes" if r.claimed else "no")  # fmt: skip
+    console.print(table)
+    console.print(f"claimable {format_amount(st.claimable)}, claimed {format_amount(st.claimed)}")

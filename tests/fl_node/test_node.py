@@ -1,0 +1,198 @@
+"""The node protocol on the embedded chain and an embedded store, with a real (tiny) model."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from chain.bindings import Finalization
+from chain.events import History
+from chain.merkle import RewardEntry, RewardTree
+from fl_node import node as node_mod
+from fl_node.data import NodeData
+from fl_node.model import LoadedModel
+from fl_node.node import (
+    NodeSession,
+    RoundUnavailable,
+    claim,
+    initial_global_adapter,
+    join,
+    status,
+    submit_round,
+)
+from fl_node.train import TrainSettings
+from ipfs import EmbeddedConfig, EmbeddedStore
+from loraledger.errors import ChainError, StorageError, UpdateRejected
+from loraledger.report import RewardLine, RewardTable, RoundReport, SubmissionVerdict
+from loraledger.update import Expected, PeftSpec, parse_update
+from tests.support.chain import TOKEN, LedgerEnv, embedded, embedded_env  # noqa: F401
+
+SPEC = PeftSpec(rank=4, alpha=8.0)
+SETTINGS = TrainSettings(max_steps=2, batch_size=2, max_length=64)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> EmbeddedStore:
+    return EmbeddedStore(EmbeddedConfig(root=tmp_path / "store"))
+
+
+def _task(
+    env: LedgerEnv, store: EmbeddedStore, model: LoadedModel, *, digest: bytes | None = None
+) -> int:
+    task_id = env.ledger.task_count() + 1
+    adapter = initial_global_adapter(model, SPEC, task_id)
+    cid = store.put_bytes(adapter)
+    created = env.create_task(initial_global_cid=cid, initial_global_digest=digest or hashlib.sha256(adapter).digest(),
+                              submission_window=3600)  # fmt: skip
+    assert created == task_id
+    return task_id
+
+
+def _session(env: LedgerEnv, store: EmbeddedStore, tmp_path: Path, i: int = 0) -> NodeSession:
+    return NodeSession(
+        env.ledger, History(env.ledger), store, env.nodes[i], journal_root=tmp_path / "journal"
+    )
+
+
+def test_node_trains_pins_and_commits_an_update_the_contract_accepts(
+    embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel, ai_data: NodeData, tmp_path: Path
+) -> None:
+    env = embedded
+    task_id = _task(env, store, tiny)
+    session = _session(env, store, tmp_path)
+    assert join(session, task_id).joined
+    round_, _ = env.ledger.open_next_round(task_id, env.aggregator)
+
+    submitted = submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+
+    on_chain = env.ledger.submission(task_id, round_, session.address)
+    assert (
+        on_chain.digest.hex() == submitted.digest
+        and on_chain.num_examples == submitted.num_examples
+    )
+    (event,) = History(env.ledger).submissions(task_id, round_)
+    assert (event.cid, event.node) == (submitted.cid, session.address)
+    pinned = store.get_bytes(submitted.cid)
+    assert hashlib.sha256(pinned).hexdigest() == submitted.digest
+    parsed = parse_update(pinned, Expected(task_id=task_id, round=round_, base_model=tiny.model_id))
+    assert parsed.metadata.node == session.address and parsed.metadata.peft.rank == 4
+    with pytest.raises(RoundUnavailable, match="already submitted"):
+        submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+
+
+def test_no_open_round_closed_window_and_unjoined_node_fail_clearly(
+    embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel, ai_data: NodeData, tmp_path: Path
+) -> None:
+    env = embedded
+    task_id = _task(env, store, tiny)
+    session = _session(env, store, tmp_path)
+    join(session, task_id)
+    with pytest.raises(RoundUnavailable, match="no round of task"):
+        submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+    env.ledger.open_next_round(task_id, env.aggregator)
+    with pytest.raises(ChainError, match="has not joined"):
+        submit_round(
+            _session(env, store, tmp_path, 1), task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS
+        )
+    env.chain.advance_time(3700)
+    with pytest.raises(RoundUnavailable, match="window of round 1 .* closed") as info:
+        submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+    assert info.value.hint == "the node takes part in the next round"
+
+
+def test_a_global_adapter_whose_digest_does_not_match_the_chain_is_refused(
+    embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel, ai_data: NodeData, tmp_path: Path
+) -> None:
+    env = embedded
+    task_id = _task(env, store, tiny, digest=hashlib.sha256(b"another adapter").digest())
+    session = _session(env, store, tmp_path)
+    join(session, task_id)
+    env.ledger.open_next_round(task_id, env.aggregator)
+    with pytest.raises(UpdateRejected, match="digest"):
+        submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+    assert not env.ledger.submission(task_id, 1, session.address).exists
+
+
+def test_a_node_killed_after_pinning_resumes_without_training_again(
+    embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel, ai_data: NodeData, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    env = embedded
+    task_id = _task(env, store, tiny)
+    session = _session(env, store, tmp_path)
+    join(session, task_id)
+    env.ledger.open_next_round(task_id, env.aggregator)
+
+    real_commit = node_mod._commit
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt("killed between pinning and committing")
+
+    monkeypatch.setattr(node_mod, "_commit", crash)
+    with pytest.raises(KeyboardInterrupt):
+        submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+    assert not env.ledger.submission(task_id, 1, session.address).exists
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the resumed node trained again")
+
+    monkeypatch.setattr(node_mod, "_commit", real_commit)
+    monkeypatch.setattr(node_mod, "train_round", no_training)
+    resumed = submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+    assert resumed.resumed
+    assert env.ledger.submission(task_id, 1, session.address).digest.hex() == resumed.digest
+
+
+def _publish_round(env: LedgerEnv, store: EmbeddedStore, task_id: int, round_: int, winners: dict[str, int],
+                   *, tamper: bool = False) -> None:  # fmt: skip
+    """What the aggregator does at the end of a round, written out with the shared report format."""
+    tree = RewardTree(task_id, round_, [RewardEntry(n, a) for n, a in winners.items()])
+    submissions = History(env.ledger).submissions(task_id, round_)
+    lines = []
+    for entry in tree.entries:
+        proof = [p.hex() for p in tree.proof(entry.node)]
+        if tamper:
+            proof = ["00" * 32 for _ in proof] or ["00" * 32]
+        lines.append(RewardLine(node=entry.node, amount=entry.amount, proof=tuple(proof)))
+    report = RoundReport(
+        task_id=task_id, round=round_, base_model="tiny", start_digest=env.ledger.round(task_id, round_).start_digest.hex(),
+        global_cid="bafy-next", global_digest=hashlib.sha256(b"next").hexdigest(), strategy="fedavg",
+        submissions=tuple(SubmissionVerdict(node=s.node, cid=s.cid, digest=s.digest.hex(), num_examples=s.num_examples,
+                                            verdict="accepted", weight=1.0, quality=1.0) for s in submissions),
+        rewards=RewardTable(rule="examples", pool=100 * TOKEN, total=tree.total, root=tree.root.hex(), lines=tuple(lines)),
+    )  # fmt: skip
+    report_cid = store.put_bytes(report.to_bytes())
+    result = Finalization("bafy-next", hashlib.sha256(b"next").digest(), report_cid, len(submissions), 0,
+                          tree.root, tree.total)  # fmt: skip
+    env.ledger.finalize_round(task_id, round_, result, env.aggregator)
+
+
+def test_claim_pays_every_rewarded_round_once_and_refuses_a_tampered_report(
+    embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel, ai_data: NodeData, tmp_path: Path
+) -> None:
+    env = embedded
+    task_id = _task(env, store, tiny)
+    session = _session(env, store, tmp_path)
+    join(session, task_id)
+    env.ledger.open_next_round(task_id, env.aggregator)
+    submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+    _publish_round(env, store, task_id, 1, {session.address: 40 * TOKEN, env.nodes[5].address: 1})
+
+    before_status = status(session, task_id)
+    assert before_status.claimable == 40 * TOKEN and before_status.rounds[0].verdict == "accepted"
+    balance = env.token.balance_of(session.address)
+    claimed = claim(session, task_id)
+    assert [(c.round, c.amount) for c in claimed] == [(1, 40 * TOKEN)]
+    assert env.token.balance_of(session.address) == balance + 40 * TOKEN
+    assert claim(session, task_id) == []
+    after = status(session, task_id)
+    assert (after.claimable, after.claimed) == (0, 40 * TOKEN)
+
+    env.ledger.open_next_round(task_id, env.aggregator)
+    env.submit(task_id, 2, session.account)
+    _publish_round(env, store, task_id, 2, {session.address: 30 * TOKEN}, tamper=True)
+    with pytest.raises(StorageError, match="does not match the reward root"):
+        claim(session, task_id)
+    assert not env.ledger.has_claimed(task_id, 2, session.address)

@@ -1,0 +1,69 @@
+"""A participant's commands end to end on Ganache: task create --model, node join, node train,
+node status, node claim (the round is finalized in between as the aggregator would)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from chain import local
+from chain.deployments import load_deployment
+from chain.events import History
+from chain.network import connect, dev_account
+from fl_node.data import sample_examples, write_jsonl
+from fl_node.model import create_tiny_model
+from ipfs import EmbeddedConfig, EmbeddedStore
+from scripts.cli import build_command
+from tests.fl_node.test_node import _publish_round
+from tests.support.chain import TOKEN, LedgerEnv, ganache_process  # noqa: F401
+
+
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(build_command(), list(args), catch_exceptions=False, standalone_mode=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.slow
+def test_join_train_status_and_claim_from_the_command_line(
+    ganache_process: local.ChainProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LORALEDGER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "200")
+    network = f"ganache:{ganache_process.port}"
+    store_spec = f"embedded:{tmp_path / 'store'}"
+    examples = [e for e in sample_examples() if e.label == "ai"]
+    model_dir = create_tiny_model(tmp_path / "tiny", [m.content for e in examples for m in e.messages])
+    data = tmp_path / "ai.jsonl"
+    write_jsonl(examples, data)
+
+    invoke("deploy", "--network", network)
+    out = invoke("task", "create", "--network", network, "--ipfs", store_spec, "--model", str(model_dir),
+                 "--rank", "4", "--window", "3600", "--fund", "500")  # fmt: skip
+    assert "created task 1" in out
+    node = ["--task", "1", "--network", network, "--ipfs", store_spec, "--account", "dev:2"]
+    assert "joined task 1" in invoke("node", "join", *node)
+
+    chain = connect(network)
+    deployment = load_deployment(chain)
+    ledger = deployment.ledger_contract(chain)
+    ledger.open_next_round(1, dev_account(chain.network, 1))
+    out = invoke("node", "train", *node, "--data", str(data), "--model", str(model_dir), "--rank", "4",
+                 "--steps", "2", "--batch-size", "2", "--max-length", "64")  # fmt: skip
+    assert "round 1: committed" in out
+    (submitted,) = History(ledger, deployment.block).submissions(1, 1)
+    assert submitted.node == dev_account(chain.network, 2).address
+
+    env = LedgerEnv(chain, deployment, ledger, deployment.token_contract(chain), dev_account(chain.network, 0),
+                    dev_account(chain.network, 1), [dev_account(chain.network, i) for i in range(2, 10)])  # fmt: skip
+    _publish_round(env, EmbeddedStore(EmbeddedConfig(root=tmp_path / "store")), 1, 1, {submitted.node: 25 * TOKEN})
+
+    status = json.loads(invoke("node", "status", *node, "--json"))
+    assert (status["claimable"], status["rounds"][0]["verdict"]) == (str(25 * TOKEN), "accepted")
+    before = env.token.balance_of(submitted.node)
+    assert "round 1: claimed 25" in invoke("node", "claim", *node)
+    assert env.token.balance_of(submitted.node) == before + 25 * TOKEN
+    assert "nothing to claim" in invoke("node", "claim", *node)
