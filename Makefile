@@ -28,7 +28,9 @@ node_modules: package.json package-lock.json
 # js-ipfs 0.66.1 on Node 22 (both from npm): the real IPFS node for `loraledger ipfs up` and tests
 ipfs-node: ipfs/daemon/node_modules
 ipfs/daemon/node_modules: ipfs/daemon/package.json ipfs/daemon/package-lock.json
-	cd ipfs/daemon && npm ci --no-audit --no-fund --loglevel=error
+	# npm 11 leaves some optional packages of js-ipfs out of the lock, so `npm ci` refuses it;
+	# `install --no-save` installs the locked versions without rewriting the lock.
+	cd ipfs/daemon && npm install --no-save --no-audit --no-fund --loglevel=error
 	touch ipfs/daemon/node_modules
 
 pytest: setup
