@@ -95,17 +95,17 @@ def build_command() -> click.Group:
 def main() -> None:
     """Console entry point: user errors become one line and exit code 1, never a traceback."""
     try:
-        build_command().main(standalone_mode=False, prog_name="loraledger")
+        code = build_command().main(standalone_mode=False, prog_name="loraledger")
     except LoRALedgerError as error:
         raise SystemExit(fail(error).exit_code) from None
-    except typer.Exit as exit_:
-        raise SystemExit(exit_.exit_code) from None
     except typer.Abort:
         print("Aborted.", file=sys.stderr)
         raise SystemExit(1) from None
     except click.ClickException as exc:  # usage errors come through here in non-standalone mode
         exc.show()
         raise SystemExit(exc.exit_code) from None
+    # non-standalone click returns typer.Exit's code instead of exiting
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

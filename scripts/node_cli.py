@@ -21,7 +21,7 @@ app = typer.Typer(no_args_is_help=True)
 TaskOption = typer.Option(..., "--task", "-t", help="Task id.")
 
 
-def _session(network: str, account: str, ipfs: str):  # type: ignore[no-untyped-def]
+def _session(network: str, account: str, ipfs: str | None):  # type: ignore[no-untyped-def]
     from chain.deployments import load_deployment
     from chain.events import History
     from fl_node.node import NodeSession
@@ -134,7 +134,7 @@ def _report_submitted(s) -> None:  # type: ignore[no-untyped-def]
 
 @app.command("join")
 def join_command(task: int = TaskOption, network: str = NetworkOption, account: str = AccountOption,
-                 ipfs: str = IpfsOption) -> None:  # fmt: skip
+                 ipfs: str | None = IpfsOption) -> None:  # fmt: skip
     """Join a task, staking its minimum stake (returned when you leave)."""
     from fl_node.node import join
 
@@ -146,7 +146,7 @@ def join_command(task: int = TaskOption, network: str = NetworkOption, account: 
 @app.command("train")
 @with_train_options
 def train_command(task: int = TaskOption, network: str = NetworkOption, account: str = AccountOption,
-                  ipfs: str = IpfsOption, *, opts: _TrainOptions) -> None:  # fmt: skip
+                  ipfs: str | None = IpfsOption, *, opts: _TrainOptions) -> None:  # fmt: skip
     """Train one round on your data from the round's global adapter, pin the update, commit it."""
     session = _session(network, account, ipfs)
     _report_submitted(_trainer(session, task, opts)())
@@ -155,7 +155,7 @@ def train_command(task: int = TaskOption, network: str = NetworkOption, account:
 @app.command("run")
 @with_train_options
 def run_command(task: int = TaskOption, network: str = NetworkOption, account: str = AccountOption,
-                ipfs: str = IpfsOption, poll: float = typer.Option(2.0, "--poll", help="Seconds between chain polls."),
+                ipfs: str | None = IpfsOption, poll: float = typer.Option(2.0, "--poll", help="Seconds between chain polls."),
                 *, opts: _TrainOptions) -> None:  # fmt: skip
     """Take part in every round until the task is complete (resumes after a crash, never submits twice)."""
     from fl_node.node import run
@@ -167,7 +167,7 @@ def run_command(task: int = TaskOption, network: str = NetworkOption, account: s
 
 @app.command("claim")
 def claim_command(task: int = TaskOption, network: str = NetworkOption, account: str = AccountOption,
-                  ipfs: str = IpfsOption) -> None:  # fmt: skip
+                  ipfs: str | None = IpfsOption) -> None:  # fmt: skip
     """Claim every reward of finalized rounds, with the proofs from the round reports, in one transaction."""
     from fl_node.node import claim
 
@@ -183,7 +183,7 @@ def claim_command(task: int = TaskOption, network: str = NetworkOption, account:
 
 @app.command("status")
 def status_command(task: int = TaskOption, network: str = NetworkOption, account: str = AccountOption,
-                   ipfs: str = IpfsOption, as_json: bool = JsonOption) -> None:  # fmt: skip
+                   ipfs: str | None = IpfsOption, as_json: bool = JsonOption) -> None:  # fmt: skip
     """Stake, submissions, verdicts, and rewards claimable and claimed."""
     import json
 

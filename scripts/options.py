@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 from decimal import Decimal, InvalidOperation
 
-import typer
-from eth_account.signers.local import LocalAccount
+from typing import TYPE_CHECKING
 
-from chain.network import Chain, NetworkSpec, connect, load_account, parse_network
+import typer
+
 from loraledger.errors import ConfigError
+
+if TYPE_CHECKING:  # web3 and eth-account load slowly: commands that need them import them
+    from eth_account.signers.local import LocalAccount
+
+    from chain.network import Chain, NetworkSpec
 
 TOKEN_DECIMALS = 18
 
@@ -32,11 +37,15 @@ JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
 def open_chain(network: str) -> Chain:
+    from chain.network import connect, parse_network
+
     return connect(parse_network(network))
 
 
 def signer(spec: str, network: NetworkSpec) -> LocalAccount:
     """Resolve ``--account``; a keystore's password comes from $LORALEDGER_KEYSTORE_PASSWORD or a prompt."""
+    from chain.network import load_account
+
     password = None
     if spec.startswith("keystore:"):
         password = os.environ.get("LORALEDGER_KEYSTORE_PASSWORD")
@@ -65,8 +74,10 @@ def format_amount(units: int) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 IpfsOption = typer.Option(
-    "embedded",
+    None,
     "--ipfs",
     envvar="LORALEDGER_IPFS",
-    help="Content store: embedded (~/.loraledger/store), embedded:/DIR, or a Kubo RPC URL (http://127.0.0.1:5001).",
+    help="Where content lives: 'embedded' (default, $LORALEDGER_HOME/store), 'embedded:/dir', "
+    "or a Kubo RPC API URL such as http://127.0.0.1:5001.",
 )
+"""The store option every command that reads or writes content shares."""

@@ -55,7 +55,7 @@ def create(
     fund: str = typer.Option("0", "--fund", help="Tokens to deposit into the reward pool right away."),
     network: str = NetworkOption,
     account: str = AccountOption,
-    ipfs: str = IpfsOption,
+    ipfs: str | None = IpfsOption,
 ) -> None:
     """Create a training task (the account becomes its sponsor), optionally funding it.
 

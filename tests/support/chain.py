@@ -7,7 +7,6 @@ session; every test runs between a snapshot and a revert, so tests never see eac
 from __future__ import annotations
 
 import hashlib
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,15 +23,10 @@ from chain.deployments import Deployment, deploy
 from chain.errors import ContractRevert
 from chain.merkle import RewardEntry, RewardTree
 from chain.network import Chain, connect, dev_account
+from tests.support.ipfs import free_port
 
 TOKEN = 10**18
 BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def digest_of(label: str) -> bytes:
