@@ -116,7 +116,11 @@ def _env(config: DaemonConfig) -> dict[str, str]:
 
 
 def install(npm_dir: Path = NPM_DIR, *, timeout_s: float = 900.0) -> None:
-    """``npm ci`` in ``npm_dir`` (js-ipfs, Node 22); needs the npm registry, ~3.5 min first time."""
+    """Install js-ipfs and Node 22 in ``npm_dir`` at the locked versions (~3.5 min first time).
+
+    ``npm install --no-save`` rather than ``npm ci``: npm 11 leaves some optional packages of
+    js-ipfs out of the lock, and ``npm ci`` refuses such a lock.
+    """
     npm = shutil.which("npm")
     if npm is None:
         raise DaemonError("npm is not on PATH", hint="install Node.js and npm (apt-get install npm)")
@@ -124,7 +128,7 @@ def install(npm_dir: Path = NPM_DIR, *, timeout_s: float = 900.0) -> None:
         raise DaemonError(f"{npm_dir} has no package-lock.json to install from")
     try:
         result = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
+            [npm, "install", "--no-save", "--no-audit", "--no-fund"],
             cwd=npm_dir,
             capture_output=True,
             text=True,
