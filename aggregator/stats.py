@@ -1,0 +1,123 @@
+"""Robust statistics over a round's updates: norms, median/MAD z-scores, outlier flags.
+
+An update's norm is the L2 norm of its change from the reference adapter (the round's
+global adapter; zero when there is none) over all tensors. The robust z-score of a value
+``x`` among ``xs`` is ``(x - median) / (1.4826 * MAD)``; ``1.4826 * MAD`` estimates the
+standard deviation of normal data while ignoring up to half of the values being outliers.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from aggregator.device import Compute
+from aggregator.errors import REASON_NON_FINITE, AggregationError
+from aggregator.update import ClientUpdate, Tensors, TensorSpec, ordered
+from loraledger.errors import ConfigError, UpdateRejected
+
+MAD_TO_SIGMA = 1.4826
+
+
+def delta_norm(
+    node: str, tensors: Tensors, reference: Tensors | None, compute: Compute | None = None
+) -> float:
+    """L2 norm of ``tensors - reference`` over all tensors (float64 sum of squares).
+
+    Raises :class:`UpdateRejected` (``non_finite``) when the update holds NaN or inf.
+    """
+    compute = compute or Compute()
+    squares = torch.zeros((), dtype=torch.float64, device=compute.device)
+    for key, value in tensors.items():
+        value = value.to(device=compute.device, dtype=torch.float64)
+        if reference is not None:
+            value = value - reference[key].to(device=compute.device, dtype=torch.float64)
+        squares += torch.dot(value.reshape(-1), value.reshape(-1))
+    result = math.sqrt(float(squares))
+    if not math.isfinite(result):
+        raise UpdateRejected(REASON_NON_FINITE, f"update of {node} has NaN or inf values")
+    return result
+
+
+def update_norms(
+    updates: Sequence[ClientUpdate],
+    reference: Tensors | None = None,
+    compute: Compute | None = None,
+) -> dict[str, float]:
+    """Each node's :func:`delta_norm`, streaming (one update loaded at a time), in node order."""
+    spec = TensorSpec.of(reference) if reference is not None else None
+    norms: dict[str, float] = {}
+    for update in ordered(updates):
+        tensors = update.load()
+        if spec is None:
+            spec = TensorSpec.of(tensors)
+        spec.check(update.node, tensors)
+        norms[update.node] = delta_norm(update.node, tensors, reference, compute)
+    return norms
+
+
+def robust_z_scores(
+    values: Mapping[str, float], *, relative_floor: float = 1e-6
+) -> dict[str, float]:
+    """``(x - median) / (1.4826 * MAD)`` for each value.
+
+    When more than half the values are equal the MAD is zero; it is floored at
+    ``relative_floor * |median|`` (and at the smallest positive float) so that equal values
+    score 0 and any other value scores large instead of dividing by zero.
+    """
+    if not values:
+        raise AggregationError("no value to score")
+    if any(not math.isfinite(v) for v in values.values()):
+        raise AggregationError(f"values must be finite, got {dict(values)}")
+    median = statistics.median(values.values())
+    mad = statistics.median(abs(v - median) for v in values.values())
+    scale = max(MAD_TO_SIGMA * mad, relative_floor * abs(median), math.ulp(0.0))
+    return {node: (v - median) / scale for node, v in values.items()}
+
+
+@dataclass(frozen=True)
+class OutlierPolicy:
+    """Flag an update whose norm's robust z-score is beyond ``threshold``.
+
+    ``two_sided``: also flag norms far below the median (updates that barely trained).
+    Below ``min_updates`` nothing is flagged (a median of two says nothing).
+    """
+
+    threshold: float = 3.5
+    two_sided: bool = False
+    min_updates: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.threshold > 0:
+            raise ConfigError(f"outlier threshold must be positive, got {self.threshold}")
+        if self.min_updates < 3:
+            raise ConfigError(f"min_updates must be at least 3, got {self.min_updates}")
+
+
+@dataclass(frozen=True)
+class NormVerdict:
+    """One update's norm, its robust z-score and whether it is an outlier."""
+
+    node: str
+    norm: float
+    z_score: float
+    outlier: bool
+
+
+def flag_outliers(
+    norms: Mapping[str, float], policy: OutlierPolicy | None = None
+) -> list[NormVerdict]:
+    """A verdict per node (sorted by node address) under the median/MAD rule of ``policy``."""
+    policy = policy or OutlierPolicy()
+    scores = robust_z_scores(norms)
+    enough = len(norms) >= policy.min_updates
+    verdicts = []
+    for node in sorted(norms, key=str.lower):
+        z = scores[node]
+        beyond = abs(z) > policy.threshold if policy.two_sided else z > policy.threshold
+        verdicts.append(NormVerdict(node, norms[node], z, enough and beyond))
+    return verdicts
