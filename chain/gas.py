@@ -110,11 +110,11 @@ def measure(
         entries = [RewardEntry(a.address, (100 * TOKEN) // n) for a in nodes[:n]]
         tree = RewardTree(task_id, round_, entries)
         result = Finalization("bafy" + "g" * 55, _digest(f"g-n{n}"), "bafy" + "r" * 55, n, 0, tree.root, tree.total)
-        row("finalizeRound", f"{n} nodes", ledger.finalize_round(task_id, round_, result, aggregator))
+        row("finalizeRound", f"N={n}", ledger.finalize_round(task_id, round_, result, aggregator))
         claimer = nodes[n - 1]
         proof = tuple(tree.proof(claimer.address))
         receipt = ledger.claim(ClaimRequest(task_id, round_, entries[-1].amount, proof), claimer)
-        row("claim", f"{n}-entry table (proof {len(proof)})", receipt)
+        row("claim", f"N={n} (proof of {len(proof)})", receipt)
     return rows
 
 
@@ -130,8 +130,8 @@ def render_markdown(rows: Sequence[GasRow], *, network: str, command: str) -> st
         "| --- | --- | ---: |",
     ]
     lines += [f"| {r.function} | {r.scenario} | {r.gas:,} |" for r in rows]
-    finals = [r for r in rows if r.function == "finalizeRound" and r.scenario.endswith("nodes")]
+    finals = [r for r in rows if r.function == "finalizeRound" and r.scenario.startswith("N=")]
     if len(finals) >= 2:
         lo, hi = finals[0], finals[-1]
-        lines += ["", f"finalizeRound with {hi.scenario} costs {hi.gas / lo.gas:.3f}x what it costs with {lo.scenario}."]
+        lines += ["", f"finalizeRound at {hi.scenario} nodes costs {hi.gas / lo.gas:.3f}x what it costs at {lo.scenario}."]
     return "\n".join(lines) + "\n"

@@ -34,7 +34,7 @@ def gas(
     for r in rows:
         table.add_row(r.function, r.scenario, f"{r.gas:,}")
     console.print(table)
-    finals = [r for r in rows if r.function == "finalizeRound" and r.scenario.endswith("nodes")]
+    finals = [r for r in rows if r.function == "finalizeRound" and r.scenario.startswith("N=")]
     if len(finals) >= 2:
         console.print(f"finalizeRound {finals[-1].scenario} / {finals[0].scenario}: {finals[-1].gas / finals[0].gas:.3f}x")
     if write is not None:
