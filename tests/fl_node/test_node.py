@@ -39,13 +39,13 @@ def store(tmp_path: Path) -> EmbeddedStore:
 
 
 def _task(
-    env: LedgerEnv, store: EmbeddedStore, model: LoadedModel, *, digest: bytes | None = None
+    env: LedgerEnv, store: EmbeddedStore, model: LoadedModel, *, digest: bytes | None = None, max_rounds: int = 3
 ) -> int:
     task_id = env.ledger.task_count() + 1
     adapter = initial_global_adapter(model, SPEC, task_id)
     cid = store.put_bytes(adapter)
     created = env.create_task(initial_global_cid=cid, initial_global_digest=digest or hashlib.sha256(adapter).digest(),
-                              submission_window=3600)  # fmt: skip
+                              submission_window=3600, max_rounds=max_rounds)  # fmt: skip
     assert created == task_id
     return task_id
 
@@ -196,3 +196,38 @@ def test_claim_pays_every_rewarded_round_once_and_refuses_a_tampered_report(
     with pytest.raises(StorageError, match="does not match the reward root"):
         claim(session, task_id)
     assert not env.ledger.has_claimed(task_id, 2, session.address)
+
+
+def test_run_skips_a_missed_window_and_takes_part_in_the_next_round(
+    embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel, ai_data: NodeData, tmp_path: Path
+) -> None:
+    env = embedded
+    task_id = _task(env, store, tiny, max_rounds=2)
+    session = _session(env, store, tmp_path)
+    join(session, task_id)
+    env.ledger.open_next_round(task_id, env.aggregator)
+    env.chain.advance_time(3700)  # round 1's window passes before the node starts
+    ticks = []
+
+    def aggregator_between_polls() -> bool:
+        """Plays the aggregator: after the node's first look, finalize round 1 and open round 2;
+        once the node has submitted to round 2, finalize it."""
+        ticks.append(len(ticks))
+        open_round = env.ledger.open_round(task_id)
+        if len(ticks) == 2 and open_round == 1:  # nobody submitted: the global adapter stays as it was
+            created = History(env.ledger).task_created(task_id)
+            result = Finalization(created.initial_global_cid, created.initial_global_digest, "bafy-report", 0, 0,
+                                  b"\x00" * 32, 0)  # fmt: skip
+            env.ledger.finalize_round(task_id, 1, result, env.aggregator)
+            env.ledger.open_next_round(task_id, env.aggregator)
+        elif open_round == 2 and env.ledger.submission(task_id, 2, session.address).exists:
+            env.finalize(task_id, 2, {session.address: TOKEN})
+        return len(ticks) > 10
+
+    def train_one() -> node_mod.SubmittedUpdate:
+        return submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+
+    done = node_mod.run(session, task_id, train_one, poll_seconds=0, should_stop=aggregator_between_polls)
+    assert [s.round for s in done] == [2]
+    assert not env.ledger.submission(task_id, 1, session.address).exists
+    assert env.ledger.is_complete(task_id)
