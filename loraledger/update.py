@@ -1,0 +1,602 @@
+"""The update format: the one home of what a node pins and what the aggregator reads.
+
+Two kinds of artifact share one container, a single safetensors file (never pickle):
+
+* an **update** - one node's adapter tensors for one round, plus who made it, from which
+  base model, with which peft settings, on how many examples, with which local metrics;
+* a **global adapter** - the aggregated adapter the next round starts from, plus the exact
+  ``adapter_config.json`` that ``PeftModel.from_pretrained`` needs, so the same bytes
+  unpack into a folder peft loads as is.
+
+The metadata travels as canonical JSON (sorted keys, no spaces) under the single
+safetensors metadata key :data:`METADATA_KEY`, so the bytes are a pure function of the
+tensors and the metadata. The digest pinned and committed on chain is the sha256 of those
+exact bytes (:func:`sha256_hex`).
+
+Everything that reads bytes from another party goes through :func:`parse_update` or
+:func:`parse_global_adapter`, which reject anything malformed with
+:class:`~loraledger.errors.UpdateRejected` and one of the stable ``REASON_*`` codes below.
+The format itself is documented in ``docs/update-format.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from loraledger.errors import ConfigError, UpdateRejected
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+"""Bumped on any change a reader of the previous version would misread."""
+
+METADATA_KEY = "loraledger"
+"""The one safetensors ``__metadata__`` key that carries the JSON metadata."""
+
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
+
+DEFAULT_MAX_BYTES = 1 << 30
+"""Largest artifact :func:`parse_update` accepts unless told otherwise (1 GiB)."""
+
+# Stable reason codes (the aggregator and the chain reports reuse them; never rename).
+REASON_TOO_LARGE = "too_large"
+REASON_NOT_SAFETENSORS = "not_safetensors"
+REASON_BAD_METADATA = "bad_metadata"
+REASON_WRONG_VERSION = "wrong_version"
+REASON_WRONG_KIND = "wrong_kind"
+REASON_NO_TENSORS = "no_tensors"
+REASON_BAD_TENSOR_NAME = "bad_tensor_name"
+REASON_BAD_DTYPE = "bad_dtype"
+REASON_BAD_SHAPE = "bad_shape"
+REASON_MISSING_TENSORS = "missing_tensors"
+REASON_NON_FINITE = "non_finite"
+REASON_WRONG_TASK = "wrong_task"
+REASON_WRONG_ROUND = "wrong_round"
+REASON_WRONG_BASE_MODEL = "wrong_base_model"
+REASON_RANK_TOO_LARGE = "rank_too_large"
+REASON_DIGEST_MISMATCH = "digest_mismatch"
+
+REASONS: frozenset[str] = frozenset(
+    {
+        REASON_TOO_LARGE,
+        REASON_NOT_SAFETENSORS,
+        REASON_BAD_METADATA,
+        REASON_WRONG_VERSION,
+        REASON_WRONG_KIND,
+        REASON_NO_TENSORS,
+        REASON_BAD_TENSOR_NAME,
+        REASON_BAD_DTYPE,
+        REASON_BAD_SHAPE,
+        REASON_MISSING_TENSORS,
+        REASON_NON_FINITE,
+        REASON_WRONG_TASK,
+        REASON_WRONG_ROUND,
+        REASON_WRONG_BASE_MODEL,
+        REASON_RANK_TOO_LARGE,
+        REASON_DIGEST_MISMATCH,
+    }
+)
+
+ALLOWED_DTYPES: frozenset[torch.dtype] = frozenset({torch.float32, torch.float16, torch.bfloat16})
+_SAFETENSORS_DTYPES = {"F32", "F16", "BF16"}
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+_MODULE_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
+_LORA_KEY = re.compile(r"^(?P<module>[A-Za-z0-9_.]+)\.lora_(?P<part>[AB])\.weight$")
+PROMPT_EMBEDDINGS_KEY = "prompt_embeddings"
+
+Method = Literal["lora", "prompt_tuning", "prefix_tuning"]
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class PeftSpec(BaseModel):
+    """Which parameter-efficient method a node trained, with its shape-defining settings.
+
+    ``rank``/``alpha``/``dropout``/``target_modules`` apply to LoRA;
+    ``num_virtual_tokens`` to prompt and prefix tuning.
+    """
+
+    model_config = _FROZEN
+
+    method: Method = "lora"
+    rank: int = Field(default=8, ge=1, le=4096)
+    alpha: float = Field(default=16.0, gt=0)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    target_modules: tuple[str, ...] = Field(
+        default=("k_proj", "o_proj", "q_proj", "v_proj"), validate_default=True
+    )
+    num_virtual_tokens: int = Field(default=16, ge=1, le=4096)
+
+    @field_validator("target_modules")
+    @classmethod
+    def _targets_are_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("target_modules must name at least one module")
+        for name in value:
+            if not _MODULE_NAME.match(name):
+                raise ValueError(f"target module {name!r} is not a module name")
+        if len(set(value)) != len(value):
+            raise ValueError(f"target_modules has duplicates: {list(value)}")
+        return tuple(sorted(value))
+
+    def shape_settings(self) -> tuple[object, ...]:
+        """The settings that matter for ``method`` (LoRA fields mean nothing to prompt tuning)."""
+        if self.method == "lora":
+            return (self.method, self.rank, self.alpha, self.dropout, self.target_modules)
+        return (self.method, self.num_virtual_tokens)
+
+    @property
+    def scaling(self) -> float:
+        """LoRA's ``alpha / rank``: the factor applied to ``B @ A``."""
+        return self.alpha / self.rank
+
+
+class LocalMetrics(BaseModel):
+    """What a node measured locally; ``None`` where there was nothing to measure."""
+
+    model_config = _FROZEN
+
+    eval_loss_before: float | None = None
+    eval_loss_after: float | None = None
+    train_loss_first: float | None = None
+    train_loss_last: float | None = None
+    steps: int = Field(default=0, ge=0)
+    train_tokens: int = Field(default=0, ge=0)
+
+    @field_validator(
+        "eval_loss_before",
+        "eval_loss_after",
+        "train_loss_first",
+        "train_loss_last",
+    )
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"metric must be finite, got {value}")
+        return value
+
+
+class _Header(BaseModel):
+    model_config = _FROZEN
+
+    format_version: int
+    task_id: int = Field(ge=0)
+    round: int = Field(ge=0)
+    base_model: str = Field(min_length=1, max_length=512)
+    peft: PeftSpec
+    software: dict[str, str] = Field(default_factory=dict)
+
+
+class UpdateMetadata(_Header):
+    """Metadata of one node's update for one round."""
+
+    kind: Literal["update"] = "update"
+    node: str = Field(min_length=1, max_length=128)
+    num_examples: int = Field(ge=1)
+    metrics: LocalMetrics = LocalMetrics()
+
+
+class GlobalAdapterMetadata(_Header):
+    """Metadata of a global adapter; ``adapter_config`` is peft's ``adapter_config.json``."""
+
+    kind: Literal["global"] = "global"
+    adapter_config: dict[str, Any]
+    num_updates: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _config_is_peft(self) -> GlobalAdapterMetadata:
+        if not isinstance(self.adapter_config.get("peft_type"), str):
+            raise ValueError("adapter_config has no peft_type")
+        return self
+
+
+_M = TypeVar("_M", bound=_Header)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a reader requires of an artifact; ``None`` fields are not checked.
+
+    ``digest`` is a sha256 hex string (``0x`` prefix allowed); ``max_rank`` the task's
+    largest allowed LoRA rank.
+    """
+
+    task_id: int | None = None
+    round: int | None = None
+    base_model: str | None = None
+    max_rank: int | None = None
+    digest: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedUpdate:
+    """A validated update: its metadata, tensors (CPU) and the sha256 of its bytes."""
+
+    metadata: UpdateMetadata
+    tensors: dict[str, torch.Tensor]
+    digest: str
+
+
+@dataclass(frozen=True)
+class GlobalAdapter:
+    """A validated global adapter: its metadata, tensors (CPU) and the sha256 of its bytes."""
+
+    metadata: GlobalAdapterMetadata
+    tensors: dict[str, torch.Tensor]
+    digest: str
+
+
+# --------------------------------------------------------------------------- digests
+
+
+def sha256_hex(data: bytes) -> str:
+    """The digest committed for an artifact: sha256 of its exact bytes, 64 lowercase hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def normalize_digest(digest: str) -> str:
+    """``digest`` as 64 lowercase hex characters (accepts a ``0x`` prefix and upper case)."""
+    text = digest.strip().lower().removeprefix("0x")
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise UpdateRejected(
+            REASON_DIGEST_MISMATCH, f"expected digest {digest!r} is not a sha256 hex string"
+        )
+    return text
+
+
+def verify_digest(data: bytes, expected: str) -> str:
+    """Return the digest of ``data``, or raise ``digest_mismatch`` if it is not ``expected``."""
+    actual = sha256_hex(data)
+    if actual != normalize_digest(expected):
+        raise UpdateRejected(
+            REASON_DIGEST_MISMATCH,
+            f"content has sha256 {actual}, expected {normalize_digest(expected)}",
+            hint="the content was corrupted or replaced; fetch it again from its CID",
+        )
+    return actual
+
+
+# --------------------------------------------------------------------------- building
+
+
+def build_update(tensors: Mapping[str, torch.Tensor], metadata: UpdateMetadata) -> bytes:
+    """Serialize an update to its exact bytes (deterministic for equal inputs).
+
+    ``tensors`` is a peft adapter state dict (``get_peft_model_state_dict``); they are
+    validated against ``metadata`` the same way a reader will, so a node cannot pin an
+    update the aggregator would reject for its shape.
+    """
+    prepared = _prepare_tensors(tensors)
+    _check_tensors(prepared, metadata.peft)
+    return _serialize(prepared, metadata)
+
+
+def build_global_adapter(
+    tensors: Mapping[str, torch.Tensor], metadata: GlobalAdapterMetadata
+) -> bytes:
+    """Serialize a global adapter (tensors + peft ``adapter_config``) to its exact bytes."""
+    prepared = _prepare_tensors(tensors)
+    _check_tensors(prepared, metadata.peft)
+    return _serialize(prepared, metadata)
+
+
+def peft_adapter_config(spec: PeftSpec, base_model: str) -> dict[str, Any]:
+    """A minimal peft ``adapter_config.json`` for ``spec`` (peft fills in its defaults)."""
+    common: dict[str, Any] = {
+        "base_model_name_or_path": base_model,
+        "inference_mode": True,
+        "task_type": "CAUSAL_LM",
+    }
+    if spec.method == "lora":
+        return {
+            **common,
+            "peft_type": "LORA",
+            "r": spec.rank,
+            "lora_alpha": spec.alpha,
+            "lora_dropout": spec.dropout,
+            "target_modules": list(spec.target_modules),
+            "bias": "none",
+        }
+    peft_type = "PROMPT_TUNING" if spec.method == "prompt_tuning" else "PREFIX_TUNING"
+    return {**common, "peft_type": peft_type, "num_virtual_tokens": spec.num_virtual_tokens}
+
+
+def peft_spec_from_adapter_config(config: Mapping[str, Any]) -> PeftSpec:
+    """Read the shape-defining settings back out of a peft ``adapter_config.json``."""
+    peft_type = config.get("peft_type")
+    try:
+        if peft_type == "LORA":
+            targets = config.get("target_modules")
+            if isinstance(targets, str):
+                raise ValueError(f"target_modules as a regex ({targets!r}) is not supported")
+            return PeftSpec(
+                method="lora",
+                rank=config["r"],
+                alpha=config.get("lora_alpha", config["r"]),
+                dropout=config.get("lora_dropout", 0.0),
+                target_modules=tuple(targets or ()),
+            )
+        if peft_type in ("PROMPT_TUNING", "PREFIX_TUNING"):
+            return PeftSpec(
+                method="prompt_tuning" if peft_type == "PROMPT_TUNING" else "prefix_tuning",
+                num_virtual_tokens=config["num_virtual_tokens"],
+            )
+    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        raise UpdateRejected(REASON_BAD_METADATA, f"adapter_config is invalid: {exc}") from None
+    raise UpdateRejected(REASON_BAD_METADATA, f"unsupported peft_type {peft_type!r}")
+
+
+def pack_adapter_folder(
+    folder: Path, *, task_id: int, round: int, base_model: str, num_updates: int = 0
+) -> bytes:
+    """Pack a peft adapter folder (as written by ``save_pretrained``) to global-adapter bytes."""
+    config_path, weights_path = folder / ADAPTER_CONFIG_NAME, folder / ADAPTER_WEIGHTS_NAME
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise ConfigError(
+                f"{path} does not exist",
+                hint="an adapter folder holds adapter_config.json and adapter_model.safetensors",
+            )
+    try:
+        adapter_config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UpdateRejected(REASON_BAD_METADATA, f"{config_path} is not JSON: {exc}") from None
+    if not isinstance(adapter_config, dict):
+        raise UpdateRejected(REASON_BAD_METADATA, f"{config_path} is not a JSON object")
+    tensors = _load_tensors(weights_path.read_bytes())
+    metadata = GlobalAdapterMetadata(
+        format_version=FORMAT_VERSION,
+        task_id=task_id,
+        round=round,
+        base_model=base_model,
+        peft=peft_spec_from_adapter_config(adapter_config),
+        adapter_config=adapter_config,
+        num_updates=num_updates,
+    )
+    return build_global_adapter(tensors, metadata)
+
+
+def unpack_global_adapter(adapter: GlobalAdapter, folder: Path) -> Path:
+    """Write ``adapter`` as a folder that ``PeftModel.from_pretrained(model, folder)`` loads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ADAPTER_CONFIG_NAME).write_text(
+        json.dumps(adapter.metadata.adapter_config, indent=2, sort_keys=True) + "\n",
+        encoding="utf-8",
+    )
+    (folder / ADAPTER_WEIGHTS_NAME).write_bytes(st_save(adapter.tensors, metadata={"format": "pt"}))
+    return folder
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_update(
+    data: bytes, expected: Expected | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> ParsedUpdate:
+    """Validate update bytes from anyone; raise :class:`UpdateRejected` if anything is off."""
+    digest, meta_json, tensors = _parse_container(data, expected, max_bytes)
+    metadata = _validate_metadata(meta_json, UpdateMetadata, "update")
+    _check_tensors(tensors, metadata.peft)
+    _check_expected(metadata, expected)
+    return ParsedUpdate(metadata=metadata, tensors=tensors, digest=digest)
+
+
+def parse_global_adapter(
+    data: bytes, expected: Expected | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> GlobalAdapter:
+    """Validate global-adapter bytes; raise :class:`UpdateRejected` if anything is off."""
+    digest, meta_json, tensors = _parse_container(data, expected, max_bytes)
+    metadata = _validate_metadata(meta_json, GlobalAdapterMetadata, "global")
+    from_config = peft_spec_from_adapter_config(metadata.adapter_config)
+    if from_config.shape_settings() != metadata.peft.shape_settings():
+        raise UpdateRejected(REASON_BAD_METADATA, "adapter_config disagrees with the peft settings")
+    _check_tensors(tensors, metadata.peft)
+    _check_expected(metadata, expected)
+    return GlobalAdapter(metadata=metadata, tensors=tensors, digest=digest)
+
+
+def read_metadata_json(data: bytes) -> dict[str, Any]:
+    """The raw metadata object of an artifact, without validating tensors (for display)."""
+    header = _read_header(data)
+    return _metadata_object(header)
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _prepare_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    prepared: dict[str, torch.Tensor] = {}
+    for name, tensor in tensors.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise UpdateRejected(REASON_BAD_DTYPE, f"{name} is a {type(tensor).__name__}")
+        prepared[name] = tensor.detach().to("cpu").contiguous()
+    return prepared
+
+
+def _serialize(tensors: dict[str, torch.Tensor], metadata: BaseModel) -> bytes:
+    meta_json = json.dumps(
+        metadata.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), allow_nan=False
+    )
+    return st_save(tensors, metadata={METADATA_KEY: meta_json})
+
+
+def _parse_container(
+    data: bytes, expected: Expected | None, max_bytes: int
+) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise UpdateRejected(REASON_NOT_SAFETENSORS, f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > max_bytes:
+        raise UpdateRejected(REASON_TOO_LARGE, f"{len(data)} bytes, the limit is {max_bytes}")
+    digest = sha256_hex(data)
+    if expected is not None and expected.digest is not None:
+        verify_digest(data, expected.digest)
+    header = _read_header(data)
+    meta_json = _metadata_object(header)
+    for name, info in header.items():
+        if name != "__metadata__" and info.get("dtype") not in _SAFETENSORS_DTYPES:
+            raise UpdateRejected(
+                REASON_BAD_DTYPE, f"tensor {name} has dtype {info.get('dtype')}, need F32/F16/BF16"
+            )
+    return digest, meta_json, _load_tensors(data)
+
+
+def _read_header(data: bytes) -> dict[str, Any]:
+    if len(data) < 8:
+        raise UpdateRejected(REASON_NOT_SAFETENSORS, f"only {len(data)} bytes")
+    (size,) = struct.unpack("<Q", data[:8])
+    if size == 0 or size > _MAX_HEADER_BYTES or 8 + size > len(data):
+        raise UpdateRejected(
+            REASON_NOT_SAFETENSORS, f"header length {size} does not fit {len(data)} bytes"
+        )
+    try:
+        header = json.loads(data[8 : 8 + size])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UpdateRejected(REASON_NOT_SAFETENSORS, f"header is not JSON: {exc}") from None
+    if not isinstance(header, dict) or not all(isinstance(v, dict) for v in header.values()):
+        raise UpdateRejected(REASON_NOT_SAFETENSORS, "header is not a safetensors header")
+    return header
+
+
+def _metadata_object(header: Mapping[str, Any]) -> dict[str, Any]:
+    raw = header.get("__metadata__", {}).get(METADATA_KEY)
+    if not isinstance(raw, str):
+        raise UpdateRejected(
+            REASON_BAD_METADATA, f"no {METADATA_KEY!r} metadata: not a LoRA Ledger artifact"
+        )
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise UpdateRejected(REASON_BAD_METADATA, f"metadata is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise UpdateRejected(REASON_BAD_METADATA, "metadata is not a JSON object")
+    return obj
+
+
+def _load_tensors(data: bytes) -> dict[str, torch.Tensor]:
+    try:
+        tensors = st_load(data)
+    except (SafetensorError, ValueError, RuntimeError, OverflowError) as exc:
+        raise UpdateRejected(
+            REASON_NOT_SAFETENSORS, f"not a valid safetensors file: {exc}"
+        ) from None
+    if not tensors:
+        raise UpdateRejected(REASON_NO_TENSORS, "the artifact holds no tensors")
+    return tensors
+
+
+def _validate_metadata(obj: dict[str, Any], model: type[_M], kind: str) -> _M:
+    version = obj.get("format_version")
+    if version != FORMAT_VERSION:
+        raise UpdateRejected(
+            REASON_WRONG_VERSION,
+            f"format_version {version!r}, this software reads {FORMAT_VERSION}",
+            hint="upgrade loraledger on the side that reads it",
+        )
+    if obj.get("kind") != kind:
+        raise UpdateRejected(REASON_WRONG_KIND, f"kind {obj.get('kind')!r}, expected {kind!r}")
+    try:
+        return model.model_validate(obj)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "metadata"
+        raise UpdateRejected(REASON_BAD_METADATA, f"{where}: {first['msg']}") from None
+
+
+def _check_tensors(tensors: Mapping[str, torch.Tensor], spec: PeftSpec) -> None:
+    if not tensors:
+        raise UpdateRejected(REASON_NO_TENSORS, "the artifact holds no tensors")
+    for name, tensor in tensors.items():
+        if tensor.dtype not in ALLOWED_DTYPES:
+            raise UpdateRejected(REASON_BAD_DTYPE, f"tensor {name} has dtype {tensor.dtype}")
+        if tensor.ndim != 2 or tensor.numel() == 0:
+            raise UpdateRejected(
+                REASON_BAD_SHAPE, f"tensor {name} has shape {tuple(tensor.shape)}, need 2-D"
+            )
+    if spec.method == "lora":
+        _check_lora(tensors, spec)
+    else:
+        if set(tensors) != {PROMPT_EMBEDDINGS_KEY}:
+            raise UpdateRejected(
+                REASON_BAD_TENSOR_NAME,
+                f"{spec.method} holds exactly {PROMPT_EMBEDDINGS_KEY!r}, got {sorted(tensors)[:5]}",
+            )
+        rows = tensors[PROMPT_EMBEDDINGS_KEY].shape[0]
+        if rows % spec.num_virtual_tokens:
+            raise UpdateRejected(
+                REASON_BAD_SHAPE,
+                f"{PROMPT_EMBEDDINGS_KEY} has {rows} rows for {spec.num_virtual_tokens} tokens",
+            )
+    for name, tensor in tensors.items():
+        if not bool(torch.isfinite(tensor).all()):
+            raise UpdateRejected(REASON_NON_FINITE, f"tensor {name} holds NaN or infinity")
+
+
+def _check_lora(tensors: Mapping[str, torch.Tensor], spec: PeftSpec) -> None:
+    modules: dict[str, dict[str, torch.Tensor]] = {}
+    for name, tensor in tensors.items():
+        match = _LORA_KEY.match(name)
+        if match is None:
+            raise UpdateRejected(REASON_BAD_TENSOR_NAME, f"{name!r} is not a LoRA A/B weight")
+        module = match["module"]
+        if module.rsplit(".", 1)[-1] not in spec.target_modules:
+            raise UpdateRejected(
+                REASON_BAD_TENSOR_NAME,
+                f"{name!r} adapts a module outside target_modules {list(spec.target_modules)}",
+            )
+        modules.setdefault(module, {})[match["part"]] = tensor
+    for module, parts in sorted(modules.items()):
+        if set(parts) != {"A", "B"}:
+            missing = "B" if "A" in parts else "A"
+            raise UpdateRejected(REASON_MISSING_TENSORS, f"{module} has no lora_{missing}")
+        a, b = parts["A"], parts["B"]
+        if a.shape[0] != spec.rank or b.shape[1] != spec.rank:
+            raise UpdateRejected(
+                REASON_BAD_SHAPE,
+                f"{module}: lora_A {tuple(a.shape)} / lora_B {tuple(b.shape)} "
+                f"do not have rank {spec.rank}",
+            )
+
+
+def _check_expected(metadata: _Header, expected: Expected | None) -> None:
+    if expected is None:
+        return
+    if expected.task_id is not None and metadata.task_id != expected.task_id:
+        raise UpdateRejected(
+            REASON_WRONG_TASK, f"task {metadata.task_id}, expected {expected.task_id}"
+        )
+    if expected.round is not None and metadata.round != expected.round:
+        raise UpdateRejected(
+            REASON_WRONG_ROUND, f"round {metadata.round}, expected {expected.round}"
+        )
+    if expected.base_model is not None and metadata.base_model != expected.base_model:
+        raise UpdateRejected(
+            REASON_WRONG_BASE_MODEL,
+            f"made for base model {metadata.base_model!r}, expected {expected.base_model!r}",
+            hint="train and aggregate on the task's base model",
+        )
+    if (
+        expected.max_rank is not None
+        and metadata.peft.method == "lora"
+        and metadata.peft.rank > expected.max_rank
+    ):
+        raise UpdateRejected(
+            REASON_RANK_TOO_LARGE,
+            f"rank {metadata.peft.rank} exceeds the task's {expected.max_rank}",
+        )
