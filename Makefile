@@ -42,13 +42,26 @@ test: pytest brownie-test
 
 include mk/brownie.mk
 
-# The main job. Until `loraledger demo` (the full federated run) lands, this walks the on-chain
-# part: a local Ganache chain, the contracts deployed and recorded, a funded task, its state.
+# The main job. Until the aggregator's round loop and `loraledger demo` (the full federated run
+# with rewards and an audit) land, this runs every part that exists, for real: a local Ganache
+# chain, the contracts deployed and recorded, the bundled data split into 4 non-IID shards, a task
+# whose initial adapter is built from SmolLM2 and pinned, 4 nodes staking, a round opened, and each
+# node training SmolLM2 on its shard (ranks 8 and 4), pinning its update and committing it on chain.
 # Ganache keeps running afterwards (`.venv/bin/loraledger chain down` stops it).
+LL := $(VENV)/bin/loraledger
+DEMO_DIR ?= $(HOME)/.loraledger/demo
+DEMO_NET := --network ganache
 demo: setup
-	$(VENV)/bin/loraledger chain up
-	$(VENV)/bin/loraledger deploy --network ganache
-	$(VENV)/bin/loraledger task create --network ganache --base-model HuggingFaceTB/SmolLM2-135M-Instruct \
-	  --initial-cid bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku \
-	  --initial-digest e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 --fund 1000
-	$(VENV)/bin/loraledger task list --network ganache
+	$(LL) chain up
+	$(LL) deploy $(DEMO_NET)
+	$(LL) data sample $(DEMO_DIR)/sample.jsonl
+	$(LL) data split $(DEMO_DIR)/sample.jsonl -n 4 -s label -o $(DEMO_DIR)/shards
+	$(LL) task create $(DEMO_NET) --model smollm2 --rank 8 --fund 1000 --max-rounds 3 --window 3600
+	for n in 0 1 2 3; do $(LL) node join --task 1 $(DEMO_NET) --account dev:$$((n + 2)) || exit 1; done
+	$(LL) aggregator open --task 1 $(DEMO_NET)
+	for n in 0 1 2 3; do \
+	  $(LL) node train --task 1 $(DEMO_NET) --account dev:$$((n + 2)) --data $(DEMO_DIR)/shards/node-$$n.jsonl \
+	    --model smollm2 --rank $$((8 - 4 * (n % 2))) --steps 3 --batch-size 4 --max-length 128 || exit 1; \
+	done
+	$(LL) node status --task 1 $(DEMO_NET) --account dev:2
+	$(LL) task show 1 $(DEMO_NET)

@@ -216,7 +216,7 @@ class Chain:
             raise ChainError(f"cannot move the clock of {self.network.name}: not a local chain")
 
 
-def connect(network: NetworkSpec | str | None, *, timeout: float = 10.0) -> Chain:
+def connect(network: NetworkSpec | str | None, *, timeout: float = 5.0) -> Chain:
     """Connect to a chain; raises ``ChainError`` naming the URL when nobody answers."""
     spec = network if isinstance(network, NetworkSpec) else parse_network(network)
     if spec.kind == "embedded":

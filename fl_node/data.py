@@ -97,7 +97,8 @@ class Encoded:
 
 
 def load_examples(path: Path) -> list[Example]:
-    """Read examples from a JSON, JSONL or CSV file, or a dataset folder of such files."""
+    """Read examples from a JSON, JSONL or CSV file, a folder of such files, or a Hugging Face
+    dataset saved with ``save_to_disk``."""
     path = Path(path)
     if path.is_dir():
         examples = _load_folder(path)
@@ -121,11 +122,8 @@ def load_examples(path: Path) -> list[Example]:
 
 
 def _load_folder(folder: Path) -> list[Example]:
-    if list(folder.glob("*.arrow")) or (folder / "dataset_info.json").is_file():
-        raise DataError(
-            f"{folder} is a datasets save_to_disk folder (Arrow), which is not read here",
-            hint="export it once with dataset.to_json('train.jsonl') and pass that file",
-        )
+    if (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
+        return _load_hf_dataset(folder)
     candidates = sorted(p for p in folder.rglob("*") if p.suffix.lower() in DATA_SUFFIXES)
     preferred = [p for p in candidates if "train" in p.name.lower()] or candidates
     if not preferred:
@@ -134,6 +132,22 @@ def _load_folder(folder: Path) -> list[Example]:
     for file in preferred:
         examples.extend(load_examples(file))
     return examples
+
+
+def _load_hf_dataset(folder: Path) -> list[Example]:
+    """A Hugging Face dataset saved with ``save_to_disk`` (a Dataset, or a DatasetDict whose
+    ``train`` split is used), read with the ``datasets`` library."""
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(folder))
+    except Exception as exc:  # noqa: BLE001 - datasets raises many types for a damaged folder
+        raise DataError(f"{folder}: not a readable Hugging Face dataset ({type(exc).__name__}: {exc})") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        if "train" not in loaded:
+            raise DataError(f"{folder}: the dataset has no 'train' split (splits: {sorted(loaded)})")
+        loaded = loaded["train"]
+    return [example_from_record(row, f"{folder} row {i}") for i, row in enumerate(loaded)]
 
 
 def _read_jsonl(path: Path) -> Iterator[Example]:

@@ -74,6 +74,8 @@ class _LazyCommand(click.Command):
             command = typer.main.get_command(module.app)
             command.help = command.help or self.help
         command.name = self.name
+        # each group is its own Typer app; completion is offered once, not per group
+        command.params = [p for p in command.params if p.name not in ("install_completion", "show_completion")]
         return command
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import warnings
 
 import typer
 from rich.console import Console
@@ -17,6 +19,12 @@ err_console = Console(stderr=True)
 def setup_logging(verbose: int) -> None:
     """Configure handlers once, from the CLI only (libraries just log)."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    if verbose == 0:
+        # the CLI draws its own progress; third-party bars and deprecation chatter only at -v
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
     logging.basicConfig(
         level=level,
         format="%(message)s",

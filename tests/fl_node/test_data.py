@@ -94,12 +94,33 @@ def test_dataset_folder_reads_its_train_files(tmp_path: Path) -> None:
     assert len(load_examples(tmp_path)) == 2
 
 
-def test_arrow_save_to_disk_folder_fails_with_export_hint(tmp_path: Path) -> None:
-    write(tmp_path / "dataset_info.json", "{}")
-    (tmp_path / "data-00000-of-00001.arrow").write_bytes(b"\xff\xff")
-    with pytest.raises(DataError, match="save_to_disk") as info:
-        load_examples(tmp_path)
-    assert "to_json" in (info.value.hint or "")
+def test_a_local_hugging_face_dataset_reads_like_the_same_rows_in_jsonl(tmp_path: Path) -> None:
+    import datasets
+
+    rows = [{"label": "", **r} for r in ALPACA]  # a table has every column in every row
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "ds"))
+    write(tmp_path / "same.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    assert load_examples(tmp_path / "ds") == load_examples(tmp_path / "same.jsonl")
+    assert load_examples(tmp_path / "ds")[1].label == "maths"
+    splits = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows[:1]),
+                                   "test": datasets.Dataset.from_list(rows[1:])})  # fmt: skip
+    splits.save_to_disk(str(tmp_path / "dd"))
+    assert load_examples(tmp_path / "dd") == load_examples(tmp_path / "same.jsonl")[:1]
+
+
+def test_a_damaged_or_split_less_hugging_face_dataset_fails_with_one_error(tmp_path: Path) -> None:
+    import datasets
+
+    (tmp_path / "bad").mkdir()
+    write(tmp_path / "bad" / "state.json", "{not json")
+    with pytest.raises(DataError, match="not a readable Hugging Face dataset"):
+        load_examples(tmp_path / "bad")
+    datasets.DatasetDict({"validation": datasets.Dataset.from_list(ALPACA)}).save_to_disk(str(tmp_path / "nosplit"))
+    with pytest.raises(DataError, match="no 'train' split"):
+        load_examples(tmp_path / "nosplit")
+    datasets.Dataset.from_list([{"question": "q", "answer": "a"}]).save_to_disk(str(tmp_path / "cols"))
+    with pytest.raises(DataError, match="missing columns"):
+        load_examples(tmp_path / "cols")
 
 
 def test_written_jsonl_reads_back_identically(tmp_path: Path, sample: list[Example]) -> None:

@@ -198,9 +198,14 @@ def test_saved_pinned_fetched_and_loaded_adapter_is_bit_identical(
 ) -> None:
     from peft import PeftModel, get_peft_model_state_dict
 
+    from ipfs import EmbeddedConfig, EmbeddedStore
+
     trained = parse_update(train_round(config(), tiny, ai_data).update).tensors
     pinned = as_global(train_round(config(), tiny, ai_data).update)
-    fetched = parse_global_adapter(bytes(bytearray(pinned)), Expected(digest=sha256_hex(pinned)))
+    store = EmbeddedStore(EmbeddedConfig(root=tmp_path / "store"))
+    cid = store.put_bytes(pinned)
+    store.pin(cid)
+    fetched = parse_global_adapter(store.get_bytes(cid), Expected(digest=sha256_hex(pinned)))
     folder = unpack_global_adapter(fetched, tmp_path / "global")
     model = PeftModel.from_pretrained(tiny.model, str(folder))
     loaded = get_peft_model_state_dict(model)
