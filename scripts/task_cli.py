@@ -7,7 +7,7 @@ import json
 import typer
 from rich.table import Table
 
-from chain.bindings import TaskParams, base_model_hash
+from chain.bindings import Round, Task, TaskParams, Token, base_model_hash
 from chain.deployments import load_deployment
 from loraledger.errors import ChainError, ConfigError
 from scripts.console import console
@@ -125,8 +125,6 @@ def fund_command(
     ledger = deployment.ledger_contract(chain)
     task = ledger.task(task_id)
     units = parse_amount(amount)
-    from chain.bindings import Token
-
     Token(chain, task.token).approve(ledger.address, units, funder)
     ledger.fund_task(task_id, units, funder)
     console.print(f"task {task_id} pool: {format_amount(ledger.task(task_id).funded)} funded")
@@ -161,8 +159,10 @@ def show(task_id: int = typer.Argument(..., help="Task id."), network: str = Net
         body = _task_json(task) | {"rounds": [_round_json(r) for r in rounds]}
         console.print_json(json.dumps(body))
         return
+    amounts = {"reward_per_round", "min_stake", "funded", "reserved", "paid", "withdrawn"}
     for key, value in _task_json(task).items():
-        console.print(f"{key:>18}  {value}")
+        shown = f"{format_amount(int(str(value)))} LLT" if key in amounts else value
+        console.print(f"{key:>18}  {shown}", soft_wrap=True)
     table = Table("round", "state", "deadline", "submissions", "accepted", "rejected", "reward", "claimed")
     for r in rounds:
         table.add_row(
@@ -172,10 +172,7 @@ def show(task_id: int = typer.Argument(..., help="Task id."), network: str = Net
     console.print(table)
 
 
-def _task_json(t: object) -> dict[str, object]:
-    from chain.bindings import Task
-
-    assert isinstance(t, Task)
+def _task_json(t: Task) -> dict[str, object]:
     return {
         "task_id": t.task_id,
         "sponsor": t.sponsor,
@@ -195,10 +192,7 @@ def _task_json(t: object) -> dict[str, object]:
     }
 
 
-def _round_json(r: object) -> dict[str, object]:
-    from chain.bindings import Round
-
-    assert isinstance(r, Round)
+def _round_json(r: Round) -> dict[str, object]:
     return {
         "round": r.round,
         "finalized": r.finalized,
