@@ -2,7 +2,7 @@
 
 Modules (import what you need; nothing here imports torch at package import time):
 
-- ``update``: :class:`~aggregator.update.ClientUpdate`, deterministic ordering, spec checks.
+- ``update``: :class:`~aggregator.client_update.ClientUpdate`, deterministic ordering, spec checks.
 - ``device``: where and in which dtype the maths runs (CUDA when present, CPU otherwise).
 - ``strategies``: FedAvg weighted by examples, streaming (memory independent of the count).
 - ``server_opt``: FedAvgM, FedAdam, FedYogi with state persisted as safetensors.

@@ -35,7 +35,7 @@ import torch
 
 from aggregator.device import Compute
 from aggregator.errors import REASON_RANK, REASON_SHAPE_MISMATCH
-from aggregator.update import (
+from aggregator.client_update import (
     LORA_A,
     LORA_B,
     ClientUpdate,

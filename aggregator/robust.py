@@ -24,7 +24,7 @@ from aggregator.device import Compute
 from aggregator.errors import AggregationError
 from aggregator.stats import update_norms
 from aggregator.strategies import AggregationResult, WeightedSum, raise_for_non_finite
-from aggregator.update import (
+from aggregator.client_update import (
     ClientUpdate,
     Tensors,
     TensorSpec,

@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from aggregator.device import Compute
-from aggregator.update import Tensors, TensorSpec
+from aggregator.client_update import Tensors, TensorSpec
 from loraledger.errors import ConfigError, StorageError
 
 STATE_FORMAT = "loraledger-server-optimizer"

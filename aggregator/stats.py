@@ -17,7 +17,7 @@ import torch
 
 from aggregator.device import Compute
 from aggregator.errors import REASON_NON_FINITE, AggregationError
-from aggregator.update import ClientUpdate, Tensors, TensorSpec, ordered
+from aggregator.client_update import ClientUpdate, Tensors, TensorSpec, ordered
 from loraledger.errors import ConfigError, UpdateRejected
 
 MAD_TO_SIGMA = 1.4826

@@ -18,7 +18,7 @@ import torch
 
 from aggregator.device import Compute, allocate
 from aggregator.errors import AggregationError
-from aggregator.update import (
+from aggregator.client_update import (
     ClientUpdate,
     Tensors,
     TensorSpec,

@@ -195,7 +195,7 @@ def _in_memory_row(paths: Sequence[Path], n: int, shape: Shape, compute, repeats
 
     from aggregator.device import allocate, synchronize
     from aggregator.strategies import AggregationResult, fedavg
-    from aggregator.update import ClientUpdate, read_safetensors
+    from aggregator.client_update import ClientUpdate, read_safetensors
 
     console.print(f"  in memory, {n} updates ...")
     # n distinct updates: on the CPU memory-mapped from the page cache (resident, no extra
@@ -284,7 +284,7 @@ def stream_child(arguments: str) -> None:
 
     from aggregator.device import select_compute, synchronize
     from aggregator.strategies import fedavg
-    from aggregator.update import ClientUpdate
+    from aggregator.client_update import ClientUpdate
 
     spec = json.loads(arguments)
     torch.set_num_threads(spec["threads"])
@@ -323,7 +323,7 @@ def _flexlora_row(shape: Shape, compute) -> dict:
 
     from aggregator.device import Compute, synchronize
     from aggregator.flexlora import RankTarget, flexlora
-    from aggregator.update import ClientUpdate
+    from aggregator.client_update import ClientUpdate
 
     size = shape.svd_size
     ranks = [4, 8, 16, 16, 8, 4, 16, 8]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from tests.aggregator.lora_builders import lora_tensors
 
-from aggregator.update import ClientUpdate
+from aggregator.client_update import ClientUpdate
 
 UpdateFactory = Callable[..., ClientUpdate]
 

@@ -9,7 +9,7 @@ from tests.aggregator.lora_builders import addr, lora_tensors
 
 from aggregator.flexlora import RankTarget, flexlora, zero_pad
 from aggregator.strategies import fedavg
-from aggregator.update import ClientUpdate
+from aggregator.client_update import ClientUpdate
 from loraledger.errors import ConfigError, UpdateRejected
 
 MODULES = (("q_proj", 24, 18), ("o_proj", 18, 18))

@@ -16,7 +16,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from aggregator.flexlora import RankTarget, flexlora
 from aggregator.strategies import fedavg
-from aggregator.update import ClientUpdate
+from aggregator.client_update import ClientUpdate
 
 MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 

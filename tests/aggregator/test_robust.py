@@ -12,7 +12,7 @@ from tests.aggregator.lora_builders import addr, lora_tensors
 from aggregator.errors import AggregationError
 from aggregator.robust import clipped_fedavg, coordinate_median, krum, trimmed_mean
 from aggregator.strategies import fedavg
-from aggregator.update import ClientUpdate
+from aggregator.client_update import ClientUpdate
 from loraledger.errors import ConfigError, UpdateRejected
 
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from tests.aggregator.lora_builders import addr, lora_tensors
 
 from aggregator.stats import OutlierPolicy, flag_outliers, robust_z_scores, update_norms
-from aggregator.update import ClientUpdate
+from aggregator.client_update import ClientUpdate
 from loraledger.errors import ConfigError, UpdateRejected
 
 

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from aggregator.device import Compute
 from aggregator.errors import AggregationError
 from aggregator.strategies import WeightedSum, fedavg, raise_for_non_finite
-from aggregator.update import ClientUpdate
+from aggregator.client_update import ClientUpdate
 from loraledger.errors import UpdateRejected
 
 

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aggregator.errors import AggregationError
-from aggregator.update import ClientUpdate, TensorSpec, example_weights, lora_modules, ordered
+from aggregator.client_update import ClientUpdate, TensorSpec, example_weights, lora_modules, ordered
 from loraledger.errors import ConfigError, UpdateRejected
 
 
