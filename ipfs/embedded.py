@@ -39,7 +39,7 @@ from ipfs.errors import (
     StoreCorrupted,
 )
 from ipfs.importer import CHUNK_SIZE, IMPORT_PARAMS, DagBuilder
-from ipfs.store import DEFAULT_MAX_SIZE, ContentStore, atomic_output, check_max_size
+from ipfs.store import DEFAULT_MAX_SIZE, ContentStore, atomic_output, check_max_size, open_source
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +148,7 @@ class EmbeddedStore(ContentStore):
 
     def put_file(self, path: str | os.PathLike[str]) -> str:
         src = Path(path)
-        try:
-            handle = src.open("rb")
-        except OSError as exc:
-            raise StorageError(f"cannot read {src}: {exc.strerror or exc}") from exc
+        handle = open_source(src)
         tmp = self._temp()
         try:
             with handle, tmp.open("xb") as out:

@@ -34,7 +34,7 @@ from ipfs.errors import (
     StorageUnavailable,
 )
 from ipfs.importer import IMPORT_PARAMS, DagBuilder, declared_size
-from ipfs.store import DEFAULT_MAX_SIZE, ContentStore, atomic_output, check_max_size
+from ipfs.store import DEFAULT_MAX_SIZE, ContentStore, atomic_output, check_max_size, open_source
 
 log = logging.getLogger(__name__)
 
@@ -212,10 +212,7 @@ class KuboStore(ContentStore):
 
     def put_file(self, path: str | os.PathLike[str]) -> str:
         src = Path(path)
-        try:
-            handle = src.open("rb")
-        except OSError as exc:
-            raise StorageError(f"cannot read {src}: {exc.strerror or exc}") from exc
+        handle = open_source(src)
         with handle:
             fd = handle.fileno()
             before = os.fstat(fd)

@@ -97,3 +97,12 @@ def atomic_output(dest: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def open_source(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open a file a put reads from; one ``StorageError`` naming the file if it cannot be read."""
+    src = Path(path)
+    try:
+        return src.open("rb")
+    except OSError as exc:
+        raise StorageError(f"cannot read {src}: {exc.strerror or exc}") from exc
