@@ -33,8 +33,6 @@ from typing import Literal
 
 import torch
 
-from aggregator.device import Compute
-from aggregator.errors import REASON_RANK, REASON_SHAPE_MISMATCH
 from aggregator.client_update import (
     LORA_A,
     LORA_B,
@@ -45,6 +43,8 @@ from aggregator.client_update import (
     lora_modules,
     ordered,
 )
+from aggregator.device import Compute
+from aggregator.errors import REASON_RANK, REASON_SHAPE_MISMATCH
 from loraledger.errors import ConfigError, UpdateRejected
 
 Method = Literal["qr", "dense"]

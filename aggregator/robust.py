@@ -20,10 +20,6 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from aggregator.device import Compute
-from aggregator.errors import AggregationError
-from aggregator.stats import update_norms
-from aggregator.strategies import AggregationResult, WeightedSum, raise_for_non_finite
 from aggregator.client_update import (
     ClientUpdate,
     Tensors,
@@ -32,6 +28,10 @@ from aggregator.client_update import (
     example_weights,
     ordered,
 )
+from aggregator.device import Compute
+from aggregator.errors import AggregationError
+from aggregator.stats import update_norms
+from aggregator.strategies import AggregationResult, WeightedSum, raise_for_non_finite
 from loraledger.errors import ConfigError
 
 

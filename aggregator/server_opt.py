@@ -25,8 +25,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from aggregator.device import Compute
 from aggregator.client_update import Tensors, TensorSpec
+from aggregator.device import Compute
 from loraledger.errors import ConfigError, StorageError
 
 STATE_FORMAT = "loraledger-server-optimizer"

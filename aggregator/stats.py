@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
+from aggregator.client_update import ClientUpdate, Tensors, TensorSpec, ordered
 from aggregator.device import Compute
 from aggregator.errors import REASON_NON_FINITE, AggregationError
-from aggregator.client_update import ClientUpdate, Tensors, TensorSpec, ordered
 from loraledger.errors import ConfigError, UpdateRejected
 
 MAD_TO_SIGMA = 1.4826

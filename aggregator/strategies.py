@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from aggregator.device import Compute, allocate
-from aggregator.errors import AggregationError
 from aggregator.client_update import (
     ClientUpdate,
     Tensors,
@@ -26,6 +24,8 @@ from aggregator.client_update import (
     example_weights,
     ordered,
 )
+from aggregator.device import Compute, allocate
+from aggregator.errors import AggregationError
 
 logger = logging.getLogger(__name__)
 

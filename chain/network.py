@@ -223,26 +223,27 @@ def connect(network: NetworkSpec | str | None, *, timeout: float = 5.0) -> Chain
         from web3 import EthereumTesterProvider
 
         w3 = Web3(EthereumTesterProvider())
+        chain_id = int(w3.eth.chain_id)
     else:
-        assert spec.url is not None
+        if spec.url is None:
+            raise ConfigError(f"network {spec.kind} needs an RPC URL")
         if spec.url.startswith("ws"):
             raise ConfigError("websocket RPC URLs are not supported; use the chain's http(s) endpoint")
         w3 = Web3(Web3.HTTPProvider(spec.url, request_kwargs={"timeout": timeout}))
         deadline = time.monotonic() + timeout
         while True:
             try:
-                chain_id = w3.eth.chain_id
+                chain_id = int(w3.eth.chain_id)
                 break
             except Exception as exc:  # noqa: BLE001 - connection refused, timeouts, bad JSON
                 if time.monotonic() > deadline:
                     hint = "start it with `loraledger chain up`" if spec.kind in ("ganache", "anvil") else None
                     raise ChainError(f"no chain answers at {spec.url} ({type(exc).__name__})", hint=hint) from exc
                 time.sleep(0.2)
-        if spec.kind != "embedded":
-            from web3.middleware import ExtraDataToPOAMiddleware
+        from web3.middleware import ExtraDataToPOAMiddleware
 
-            w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
+        w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
     from chain.compiler import DEPLOYABLE, load_artifact
 
     decoder = ErrorDecoder(load_artifact(name).abi for name in DEPLOYABLE)
-    return Chain(w3=w3, network=spec, chain_id=int(w3.eth.chain_id), decoder=decoder)
+    return Chain(w3=w3, network=spec, chain_id=chain_id, decoder=decoder)

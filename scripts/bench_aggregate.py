@@ -193,9 +193,9 @@ def _in_memory_row(paths: Sequence[Path], n: int, shape: Shape, compute, repeats
     from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
     from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
+    from aggregator.client_update import ClientUpdate, read_safetensors
     from aggregator.device import allocate, synchronize
     from aggregator.strategies import AggregationResult, fedavg
-    from aggregator.client_update import ClientUpdate, read_safetensors
 
     console.print(f"  in memory, {n} updates ...")
     # n distinct updates: on the CPU memory-mapped from the page cache (resident, no extra
@@ -282,9 +282,9 @@ def stream_child(arguments: str) -> None:
     """Subprocess body: stream the files through FedAvg; print time and memory as JSON."""
     import torch
 
+    from aggregator.client_update import ClientUpdate
     from aggregator.device import select_compute, synchronize
     from aggregator.strategies import fedavg
-    from aggregator.client_update import ClientUpdate
 
     spec = json.loads(arguments)
     torch.set_num_threads(spec["threads"])
@@ -321,9 +321,9 @@ def _rss_kib(field: str) -> int:
 def _flexlora_row(shape: Shape, compute) -> dict:
     import torch
 
+    from aggregator.client_update import ClientUpdate
     from aggregator.device import Compute, synchronize
     from aggregator.flexlora import RankTarget, flexlora
-    from aggregator.client_update import ClientUpdate
 
     size = shape.svd_size
     ranks = [4, 8, 16, 16, 8, 4, 16, 8]

@@ -111,13 +111,13 @@ def _trainer(session, task_id: int, opts: _TrainOptions):  # type: ignore[no-unt
         model = load_base_model(ModelConfig(source=opts.model, quantization=opts.quantization))  # type: ignore[arg-type]
 
     def train_one():  # type: ignore[no-untyped-def]
+        round_ = session.ledger.open_round(task_id)  # once, not on every step: it costs RPC calls
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(), console=console) as bar:  # fmt: skip
-            job = bar.add_task("training", total=None, loss="-")
+            job = bar.add_task(f"round {round_}", total=None, loss="-")
 
             def progress(step) -> None:  # type: ignore[no-untyped-def]
-                bar.update(job, total=step.total_steps, completed=step.step, loss=f"{step.loss:.3f}",
-                           description=f"round {session.ledger.open_round(task_id)}")  # fmt: skip
+                bar.update(job, total=step.total_steps, completed=step.step, loss=f"{step.loss:.3f}")
 
             return submit_round(session, task_id, model, data, peft=peft, settings=settings, progress=progress)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from tests.aggregator.lora_builders import lora_tensors
 
 from aggregator.client_update import ClientUpdate
+from tests.aggregator.lora_builders import lora_tensors
 
 UpdateFactory = Callable[..., ClientUpdate]
 

@@ -7,8 +7,14 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aggregator.client_update import (
+    ClientUpdate,
+    TensorSpec,
+    example_weights,
+    lora_modules,
+    ordered,
+)
 from aggregator.errors import AggregationError
-from aggregator.client_update import ClientUpdate, TensorSpec, example_weights, lora_modules, ordered
 from loraledger.errors import ConfigError, UpdateRejected
 
 

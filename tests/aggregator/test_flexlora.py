@@ -5,12 +5,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.aggregator.lora_builders import addr, lora_tensors
 
+from aggregator.client_update import ClientUpdate
 from aggregator.flexlora import RankTarget, flexlora, zero_pad
 from aggregator.strategies import fedavg
-from aggregator.client_update import ClientUpdate
 from loraledger.errors import ConfigError, UpdateRejected
+from tests.aggregator.lora_builders import addr, lora_tensors
 
 MODULES = (("q_proj", 24, 18), ("o_proj", 18, 18))
 

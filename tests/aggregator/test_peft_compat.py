@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tests.aggregator.lora_builders import addr
 from peft import (
     LoraConfig,
     PeftModel,
@@ -14,9 +13,10 @@ from peft import (
 )
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from aggregator.client_update import ClientUpdate
 from aggregator.flexlora import RankTarget, flexlora
 from aggregator.strategies import fedavg
-from aggregator.client_update import ClientUpdate
+from tests.aggregator.lora_builders import addr
 
 MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 

@@ -7,13 +7,13 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.aggregator.lora_builders import addr, lora_tensors
 
+from aggregator.client_update import ClientUpdate
 from aggregator.errors import AggregationError
 from aggregator.robust import clipped_fedavg, coordinate_median, krum, trimmed_mean
 from aggregator.strategies import fedavg
-from aggregator.client_update import ClientUpdate
 from loraledger.errors import ConfigError, UpdateRejected
+from tests.aggregator.lora_builders import addr, lora_tensors
 
 
 def _updates(tensor_list, counts=None) -> list[ClientUpdate]:

@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tests.aggregator.lora_builders import lora_tensors
 
 from aggregator.server_opt import FedAdam, FedAvgM, FedYogi, load_state, save_state
 from loraledger.errors import ConfigError, StorageError
+from tests.aggregator.lora_builders import lora_tensors
 
 
 def _numpy_rounds(name: str, x0: dict, aggregates: list[dict], **hp) -> dict[str, np.ndarray]:

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.aggregator.lora_builders import addr, lora_tensors
 
-from aggregator.stats import OutlierPolicy, flag_outliers, robust_z_scores, update_norms
 from aggregator.client_update import ClientUpdate
+from aggregator.stats import OutlierPolicy, flag_outliers, robust_z_scores, update_norms
 from loraledger.errors import ConfigError, UpdateRejected
+from tests.aggregator.lora_builders import addr, lora_tensors
 
 
 def _update(i: int, tensors) -> ClientUpdate:

@@ -8,14 +8,14 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.aggregator.lora_builders import addr, lora_tensors
 from safetensors.torch import save_file
 
+from aggregator.client_update import ClientUpdate
 from aggregator.device import Compute
 from aggregator.errors import AggregationError
 from aggregator.strategies import WeightedSum, fedavg, raise_for_non_finite
-from aggregator.client_update import ClientUpdate
 from loraledger.errors import UpdateRejected
+from tests.aggregator.lora_builders import addr, lora_tensors
 
 
 def _numpy_fedavg(updates: list[ClientUpdate]) -> dict[str, np.ndarray]:

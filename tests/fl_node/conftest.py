@@ -15,6 +15,7 @@ from fl_node.model import (
     ensure_smollm2,
     load_base_model,
 )
+from tests.support.chain import embedded, embedded_env  # noqa: F401 (chain fixtures for test_node.py)
 
 
 @pytest.fixture(scope="session")

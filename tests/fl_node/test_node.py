@@ -27,7 +27,7 @@ from ipfs import EmbeddedConfig, EmbeddedStore
 from loraledger.errors import ChainError, StorageError, UpdateRejected
 from loraledger.report import RewardLine, RewardTable, RoundReport, SubmissionVerdict
 from loraledger.update import Expected, PeftSpec, parse_update
-from tests.support.chain import TOKEN, LedgerEnv, embedded, embedded_env  # noqa: F401
+from tests.support.chain import TOKEN, LedgerEnv
 
 SPEC = PeftSpec(rank=4, alpha=8.0)
 SETTINGS = TrainSettings(max_steps=2, batch_size=2, max_length=64)

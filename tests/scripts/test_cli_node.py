@@ -18,7 +18,7 @@ from fl_node.model import create_tiny_model
 from ipfs import EmbeddedConfig, EmbeddedStore
 from scripts.cli import build_command
 from tests.fl_node.test_node import _publish_round
-from tests.support.chain import TOKEN, LedgerEnv, ganache_process  # noqa: F401
+from tests.support.chain import TOKEN, LedgerEnv
 
 
 def invoke(*args: str) -> str:
