@@ -14,6 +14,13 @@ REASON_DTYPE = "dtype"
 REASON_RANK = "rank_mismatch"
 REASON_DUPLICATE_NODE = "duplicate_node"
 REASON_NORM_OUTLIER = "norm_outlier"
+# Codes of the round's verification against the on-chain commitments (aggregator.verify).
+REASON_UNAVAILABLE = "unavailable"  # the CID could not be fetched
+REASON_WRONG_NODE = "wrong_node"  # the update names another node than the one that committed it
+REASON_EXAMPLES_MISMATCH = "examples_mismatch"  # metadata examples differ from the commitment
+REASON_SPEC_MISMATCH = "spec_mismatch"  # another peft method, target modules or layer shapes
+REASON_REPLAYED = "replayed_update"  # the same tensors as an earlier or other submission
+REASON_VALIDATION_WORSE = "validation_worse"  # validation loss worse than the start adapter
 
 
 class AggregationError(LoRALedgerError):

@@ -85,17 +85,24 @@ class OutlierPolicy:
 
     ``two_sided``: also flag norms far below the median (updates that barely trained).
     Below ``min_updates`` nothing is flagged (a median of two says nothing).
+    ``min_spread``: the spread (``1.4826 * MAD``) is taken as at least this fraction of the
+    median. Honest updates of many parameters have nearly equal norms (they concentrate), so
+    without a floor a 2% difference would score as an outlier; with 0.1 an update is flagged
+    at the default threshold only when its norm is more than 1.35x the median.
     """
 
     threshold: float = 3.5
     two_sided: bool = False
     min_updates: int = 3
+    min_spread: float = 0.1
 
     def __post_init__(self) -> None:
         if not self.threshold > 0:
             raise ConfigError(f"outlier threshold must be positive, got {self.threshold}")
         if self.min_updates < 3:
             raise ConfigError(f"min_updates must be at least 3, got {self.min_updates}")
+        if not 0 <= self.min_spread < 1:
+            raise ConfigError(f"min_spread must be in [0, 1), got {self.min_spread}")
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,7 @@ def flag_outliers(
 ) -> list[NormVerdict]:
     """A verdict per node (sorted by node address) under the median/MAD rule of ``policy``."""
     policy = policy or OutlierPolicy()
-    scores = robust_z_scores(norms)
+    scores = robust_z_scores(norms, relative_floor=max(policy.min_spread, 1e-6))
     enough = len(norms) >= policy.min_updates
     verdicts = []
     for node in sorted(norms, key=str.lower):
@@ -121,3 +128,45 @@ def flag_outliers(
         beyond = abs(z) > policy.threshold if policy.two_sided else z > policy.threshold
         verdicts.append(NormVerdict(node, norms[node], z, enough and beyond))
     return verdicts
+
+
+def lora_delta_norm(
+    node: str,
+    tensors: Tensors,
+    scaling: float,
+    reference: Tensors | None = None,
+    reference_scaling: float = 1.0,
+) -> float:
+    """Frobenius norm of the change an adapter makes to the weights, against ``reference``.
+
+    Per LoRA module the change is ``s B A - s_ref B_ref A_ref``; its squared norm is computed
+    from ``r x r`` products (``||B A||^2 = tr((B^T B)(A A^T))``), never forming the dense
+    matrix, so adapters of different ranks are compared in the same (weight) space. Keys that
+    are not LoRA factors contribute their plain difference. Float64 throughout.
+
+    Raises :class:`UpdateRejected` (``non_finite``) when the result is NaN or inf.
+    """
+    from aggregator.client_update import LORA_A, LORA_B, lora_modules
+
+    def f64(value: torch.Tensor) -> torch.Tensor:
+        return value.to(dtype=torch.float64)
+
+    modules, others = lora_modules(tensors.keys())
+    squares = 0.0
+    for module in modules:
+        a, b = f64(tensors[module + LORA_A]), f64(tensors[module + LORA_B])
+        square = scaling**2 * float(torch.trace((b.T @ b) @ (a @ a.T)))
+        if reference is not None:
+            ra, rb = f64(reference[module + LORA_A]), f64(reference[module + LORA_B])
+            square += reference_scaling**2 * float(torch.trace((rb.T @ rb) @ (ra @ ra.T)))
+            square -= 2 * scaling * reference_scaling * float(torch.trace((b.T @ rb) @ (ra @ a.T)))
+        squares += max(square, 0.0)
+    for key in others:
+        value = f64(tensors[key])
+        if reference is not None:
+            value = value - f64(reference[key])
+        squares += float(torch.dot(value.reshape(-1), value.reshape(-1)))
+    result = math.sqrt(squares) if squares >= 0 else math.nan
+    if not math.isfinite(result):
+        raise UpdateRejected(REASON_NON_FINITE, f"update of {node} has NaN or inf values")
+    return result

@@ -9,7 +9,7 @@ the same report always has the same bytes, CID and digest.
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -35,6 +35,12 @@ class SubmissionVerdict(_Frozen):
     detail: str | None = None  # a human sentence: what differed
     weight: float = Field(ge=0.0, le=1.0)  # aggregation weight (0 when rejected)
     quality: float = Field(ge=0.0)  # reward quality factor (see the README's reward rule)
+    block: int | None = None  # block of the on-chain commitment
+    tensor_digest: str | None = Field(default=None, pattern=_HEX32)  # replay detection
+    norm: float | None = None  # weight-change norm against the start adapter
+    z_score: float | None = None  # robust z-score of that norm in the round
+    eval_loss: float | None = None  # loss on the aggregator's validation data
+    train_eval_loss: float | None = None  # the node's own eval loss after training (self-reported)
 
 
 class RewardLine(_Frozen):
@@ -65,9 +71,11 @@ class RoundReport(_Frozen):
     round: int = Field(ge=1)
     base_model: str
     start_digest: str = Field(pattern=_HEX32)
+    start_cid: str | None = None
     global_cid: str
     global_digest: str = Field(pattern=_HEX32)
     strategy: str
+    params: dict[str, Any] = Field(default_factory=dict)  # strategy and verification settings
     submissions: tuple[SubmissionVerdict, ...]
     rewards: RewardTable
     metrics: dict[str, float] = Field(default_factory=dict)

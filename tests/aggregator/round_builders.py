@@ -1,0 +1,104 @@
+"""Builders for the round-loop tests: a task whose adapter and updates are real update-format
+artifacts (synthetic tensors), pinned to an embedded store and committed on the embedded chain."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from eth_account.signers.local import LocalAccount
+from safetensors.torch import save as st_save
+
+from aggregator.round import AggregatorSession, RoundRunner, RoundSettings
+from chain.events import History
+from ipfs import EmbeddedConfig, EmbeddedStore
+from loraledger.update import (
+    FORMAT_VERSION,
+    METADATA_KEY,
+    GlobalAdapterMetadata,
+    PeftSpec,
+    UpdateMetadata,
+    build_global_adapter,
+    build_update,
+    peft_adapter_config,
+)
+from tests.aggregator.lora_builders import lora_tensors
+from tests.support.chain import BASE_MODEL, LedgerEnv
+
+SPEC = PeftSpec(rank=4, alpha=8.0, target_modules=("q_proj", "v_proj"))
+
+
+def update_metadata(task_id: int, round_: int, node: str, examples: int, spec: PeftSpec = SPEC, **over: object) -> UpdateMetadata:  # fmt: skip
+    values: dict[str, object] = dict(
+        format_version=FORMAT_VERSION, task_id=task_id, round=round_, base_model=BASE_MODEL,
+        peft=spec, node=node, num_examples=examples,
+    )  # fmt: skip
+    values.update(over)
+    return UpdateMetadata(**values)  # type: ignore[arg-type]
+
+
+def raw_update(tensors: dict[str, torch.Tensor], metadata: UpdateMetadata) -> bytes:
+    """Update bytes without the builder's checks (to forge NaN or malformed updates)."""
+    meta = json.dumps(metadata.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return st_save({k: v.contiguous() for k, v in tensors.items()}, metadata={METADATA_KEY: meta})
+
+
+@dataclass
+class RoundWorld:
+    """A task on the embedded chain with its start adapter pinned to an embedded store."""
+
+    env: LedgerEnv
+    store: EmbeddedStore
+    task_id: int
+    start: dict[str, torch.Tensor]
+    work: Path
+    pinned: dict[str, bytes] = field(default_factory=dict)
+
+    def session(self, account: LocalAccount | None = None) -> AggregatorSession:
+        return AggregatorSession(self.env.ledger, History(self.env.ledger), self.store,
+                                 account or self.env.aggregator, work_root=self.work)  # fmt: skip
+
+    def runner(self, settings: RoundSettings | None = None, **kwargs: object) -> RoundRunner:
+        return RoundRunner(self.session(), self.task_id, settings, **kwargs)  # type: ignore[arg-type]
+
+    def honest(self, seed: int, *, spec: PeftSpec = SPEC, noise: float = 0.05) -> dict[str, torch.Tensor]:
+        """The start adapter plus small noise (at ``spec``'s rank: the start's first rows/cols)."""
+        g = torch.Generator().manual_seed(seed)
+        out = {}
+        for key, value in self.start.items():
+            if spec.rank != SPEC.rank:
+                value = value[: spec.rank] if "lora_A" in key else value[:, : spec.rank]
+            out[key] = value + noise * torch.randn(value.shape, generator=g)
+        return out
+
+    def submit(self, round_: int, node: LocalAccount, tensors: dict[str, torch.Tensor] | None = None, *,
+               examples: int = 10, data: bytes | None = None, commit_digest: bytes | None = None,
+               cid: str | None = None, spec: PeftSpec = SPEC, **meta: object) -> str:  # fmt: skip
+        """Pin and commit an update; returns its CID."""
+        if data is None:
+            assert tensors is not None
+            data = build_update(tensors, update_metadata(self.task_id, round_, node.address, examples, spec, **meta))
+        if cid is None:
+            cid = self.store.put_bytes(data)
+            self.pinned[cid] = data
+        digest = commit_digest or hashlib.sha256(data).digest()
+        self.env.ledger.submit_update(self.task_id, round_, cid, digest, examples, node)
+        return cid
+
+
+def make_world(env: LedgerEnv, tmp_path: Path, *, nodes: int = 6, window: int = 3600, max_rounds: int = 3) -> RoundWorld:  # fmt: skip
+    store = EmbeddedStore(EmbeddedConfig(root=tmp_path / "store"))
+    task_id = env.ledger.task_count() + 1
+    start = lora_tensors(0, rank=SPEC.rank, scale=0.1)
+    metadata = GlobalAdapterMetadata(format_version=FORMAT_VERSION, task_id=task_id, round=0, base_model=BASE_MODEL,
+                                     peft=SPEC, adapter_config=peft_adapter_config(SPEC, BASE_MODEL))  # fmt: skip
+    adapter = build_global_adapter(start, metadata)
+    cid = store.put_bytes(adapter)
+    created = env.create_task(initial_global_cid=cid, initial_global_digest=hashlib.sha256(adapter).digest(),
+                              submission_window=window, max_rounds=max_rounds)  # fmt: skip
+    assert created == task_id
+    env.join(task_id, *env.nodes[:nodes])
+    return RoundWorld(env, store, task_id, start, tmp_path / "work")

@@ -1,0 +1,297 @@
+"""The round loop on the embedded chain and store: verification against commitments,
+aggregation, publishing, rewards nodes can claim, and recovery from a crash at every step."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from aggregator.combine import StrategyConfig
+from aggregator.flexlora import RankTarget, flexlora
+from aggregator.client_update import ClientUpdate
+from aggregator.round import STEPS, RoundNotReady, RoundRunner, RoundSettings
+from aggregator.verify import VerifyPolicy
+from chain.events import History
+from chain.merkle import leaf_hash, verify
+from fl_node.node import NodeSession, claim
+from ipfs import compute_cid
+from loraledger.errors import ChainError
+from loraledger.update import Expected, PeftSpec, parse_global_adapter
+from tests.aggregator.round_builders import SPEC, RoundWorld, make_world, raw_update, update_metadata
+from tests.support.chain import TOKEN, LedgerEnv
+
+
+class Crash(Exception):
+    pass
+
+
+def _global(world: RoundWorld, outcome_cid: str, digest: str) -> dict[str, torch.Tensor]:
+    data = world.store.get_bytes(outcome_cid)
+    return parse_global_adapter(data, Expected(task_id=world.task_id, digest=digest)).tensors
+
+
+def _fedavg(parts: list[tuple[dict[str, torch.Tensor], int]]) -> dict[str, torch.Tensor]:
+    total = sum(n for _, n in parts)
+    return {k: sum(t[k].double() * (n / total) for t, n in parts).float() for k in parts[0][0]}
+
+
+def test_an_honest_round_is_aggregated_published_finalized_and_claimable(embedded: LedgerEnv, tmp_path: Path) -> None:
+    world = make_world(embedded, tmp_path, nodes=3)
+    runner = world.runner()
+    round_ = runner.open()
+    examples = [10, 20, 30]
+    updates = [world.honest(i) for i in range(3)]
+    for node, tensors, n in zip(embedded.nodes[:3], updates, examples, strict=True):
+        world.submit(round_, node, tensors, examples=n)
+    assert runner.ready(round_)  # every joined node submitted: no need to wait for the window
+
+    outcome = runner.finalize(round_)
+
+    report = outcome.report
+    assert [s.verdict for s in report.submissions] == ["accepted"] * 3
+    assert (report.task_id, report.round, report.strategy) == (world.task_id, round_, "fedavg")
+    weights = {s.node: s.weight for s in report.submissions}
+    assert math.isclose(sum(weights.values()), 1.0)
+    assert weights[embedded.nodes[2].address] == pytest.approx(0.5)
+    on_chain = embedded.ledger.round(world.task_id, round_)
+    assert on_chain.finalized and (on_chain.accepted, on_chain.rejected) == (3, 0)
+    assert on_chain.result_digest.hex() == report.global_digest
+    # the global adapter is the example-weighted mean, computed here independently
+    got = _global(world, report.global_cid, report.global_digest)
+    expected = _fedavg(list(zip(updates, examples, strict=True)))
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)
+    # rewards: the pool split by examples, each proof valid against the on-chain root
+    pool = embedded.ledger.task(world.task_id).reward_per_round
+    amounts = {line.node: line.amount for line in report.rewards.lines}
+    assert amounts == {n.address: pool * e // 60 for n, e in zip(embedded.nodes[:3], examples, strict=True)}
+    assert report.rewards.total == sum(amounts.values()) == on_chain.reward_total
+    for line in report.rewards.lines:
+        leaf = leaf_hash(world.task_id, round_, line.node, line.amount)
+        assert verify(on_chain.reward_root, leaf, [bytes.fromhex(p) for p in line.proof])
+    # the report is pinned under the CID on chain, and nodes claim with it
+    (record,) = History(embedded.ledger).finalized(world.task_id)
+    assert record.report_cid == outcome.report_cid and world.store.has(record.report_cid)
+    node = embedded.nodes[2]
+    before = embedded.token.balance_of(node.address)
+    claimed = claim(NodeSession(embedded.ledger, History(embedded.ledger), world.store, node), world.task_id)
+    assert [c.amount for c in claimed] == [amounts[node.address]]
+    assert embedded.token.balance_of(node.address) - before == amounts[node.address]
+
+
+def test_bad_updates_are_rejected_with_their_reason_and_the_aggregate_is_the_clean_one(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=8)
+    nodes = embedded.nodes
+    runner = world.runner()
+    round_ = runner.open()
+    tid = world.task_id
+    clean = [world.honest(i) for i in range(3)]
+    for node, tensors in zip(nodes[:3], clean, strict=True):
+        world.submit(round_, node, tensors)
+    # x100 scaled weights: a norm outlier
+    world.submit(round_, nodes[3], {k: v * 100 for k, v in world.honest(3).items()})
+    # NaN values (forged past the builder's checks)
+    nan = world.honest(4)
+    next(iter(nan.values()))[0, 0] = float("nan")
+    world.submit(round_, nodes[4], data=raw_update(nan, update_metadata(tid, round_, nodes[4].address, 10)))
+    # committed digest of other bytes than those pinned
+    world.submit(round_, nodes[5], world.honest(5), commit_digest=hashlib.sha256(b"something else").digest())
+    # a replay: node 6 sends node 0's tensors under its own name
+    world.submit(round_, nodes[6], clean[0])
+    # a CID nobody stored
+    world.submit(round_, nodes[7], data=b"never pinned", cid=compute_cid(b"never pinned"))
+
+    outcome = runner.finalize(round_)
+
+    verdicts = {s.node: (s.verdict, s.reason) for s in outcome.report.submissions}
+    assert verdicts == {
+        nodes[0].address: ("accepted", None),
+        nodes[1].address: ("accepted", None),
+        nodes[2].address: ("accepted", None),
+        nodes[3].address: ("rejected", "norm_outlier"),
+        nodes[4].address: ("rejected", "non_finite"),
+        nodes[5].address: ("rejected", "digest_mismatch"),
+        nodes[6].address: ("rejected", "replayed_update"),
+        nodes[7].address: ("rejected", "unavailable"),
+    }
+    for s in outcome.report.submissions:
+        assert (s.detail is None) == (s.verdict == "accepted")
+        if s.verdict == "rejected":
+            assert s.weight == 0 and outcome.report.reward_for(s.node) is None
+    info = embedded.ledger.round(tid, round_)
+    assert (info.accepted, info.rejected) == (3, 5)
+    got = _global(world, outcome.report.global_cid, outcome.report.global_digest)
+    expected = _fedavg([(t, 10) for t in clean])
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)
+
+
+def test_metadata_that_disagrees_with_the_commitment_is_rejected(embedded: LedgerEnv, tmp_path: Path) -> None:
+    world = make_world(embedded, tmp_path, nodes=6)
+    nodes, tid = embedded.nodes, world.task_id
+    runner = world.runner()
+    round_ = runner.open()
+    world.submit(round_, nodes[0], world.honest(0))
+    world.submit(round_, nodes[1], data=raw_update(world.honest(1), update_metadata(tid, round_, nodes[0].address, 10)))
+    world.submit(round_, nodes[2], data=raw_update(world.honest(2), update_metadata(tid, round_, nodes[2].address, 99)))
+    world.submit(round_, nodes[3], data=raw_update(world.honest(3), update_metadata(tid, round_ + 1, nodes[3].address, 10)))  # fmt: skip
+    other_layers = {k.replace("q_proj", "k_proj"): v for k, v in world.honest(4).items()}
+    world.submit(round_, nodes[4], other_layers, spec=PeftSpec(rank=4, alpha=8.0, target_modules=("k_proj", "v_proj")))
+    world.submit(round_, nodes[5], data=b"not safetensors at all")
+
+    outcome = runner.finalize(round_)
+
+    reasons = [s.reason for s in outcome.report.submissions]
+    assert reasons == [None, "wrong_node", "examples_mismatch", "wrong_round", "spec_mismatch", "not_safetensors"]
+
+
+@pytest.mark.parametrize("outlier_check", [True, False])
+def test_a_sign_flip_is_rejected_by_the_norm_check_or_neutralised_by_the_median(
+    embedded: LedgerEnv, tmp_path: Path, outlier_check: bool
+) -> None:
+    policy = VerifyPolicy() if outlier_check else VerifyPolicy(outliers=None)
+    world = make_world(embedded, tmp_path, nodes=6)
+    runner = world.runner(RoundSettings(strategy=StrategyConfig(name="median"), verify=policy))
+    round_ = runner.open()
+    clean = [world.honest(i, noise=0.01) for i in range(5)]
+    for node, tensors in zip(embedded.nodes[:5], clean, strict=True):
+        world.submit(round_, node, tensors)
+    flipped = {k: (-v if "lora_B" in k else v) for k, v in world.honest(5, noise=0.01).items()}
+    world.submit(round_, embedded.nodes[5], flipped)
+
+    outcome = runner.finalize(round_)
+
+    flip_verdict = outcome.report.submissions[-1]
+    assert (flip_verdict.verdict, flip_verdict.reason) == (("rejected", "norm_outlier") if outlier_check else ("accepted", None))
+    got = _global(world, outcome.report.global_cid, outcome.report.global_digest)
+    reference = _fedavg([(t, 10) for t in clean])
+    naive = _fedavg([(t, 10) for t in [*clean, flipped]])
+    error = max(float((got[k] - reference[k]).abs().max()) for k in reference)
+    naive_error = max(float((naive[k] - reference[k]).abs().max()) for k in reference)
+    assert error < 0.05 < naive_error
+
+
+def test_heterogeneous_ranks_with_flexlora_and_projection_for_fedavg(embedded: LedgerEnv, tmp_path: Path) -> None:
+    small = PeftSpec(rank=2, alpha=4.0, target_modules=SPEC.target_modules)
+    for name in ("flexlora", "fedavg"):
+        world = make_world(embedded, tmp_path / name, nodes=3)
+        runner = world.runner(RoundSettings(strategy=StrategyConfig(name=name)))  # type: ignore[arg-type]
+        round_ = runner.open()
+        updates = [(world.honest(0), SPEC), (world.honest(1, spec=small), small), (world.honest(2), SPEC)]
+        for node, (tensors, spec) in zip(embedded.nodes[:3], updates, strict=True):
+            world.submit(round_, node, tensors, spec=spec)
+        outcome = runner.finalize(round_)
+        assert [s.verdict for s in outcome.report.submissions] == ["accepted"] * 3
+        got = _global(world, outcome.report.global_cid, outcome.report.global_digest)
+        assert all(v.shape[0 if "lora_A" in k else 1] == SPEC.rank for k, v in got.items())
+        if name == "flexlora":
+            target = RankTarget(SPEC.rank, SPEC.alpha)
+            inputs = [ClientUpdate.in_memory(n.address, t, num_examples=10, rank=s.rank, alpha=s.alpha)
+                      for n, (t, s) in zip(embedded.nodes[:3], updates, strict=True)]  # fmt: skip
+            expected = flexlora(inputs, [target]).adapters[target]
+            for key in expected:
+                torch.testing.assert_close(got[key], expected[key])
+
+
+@pytest.mark.parametrize("step", STEPS[1:])
+def test_a_crash_after_any_step_is_recovered_and_finalizes_once(
+    embedded: LedgerEnv, tmp_path: Path, step: str
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=3)
+    round_ = world.runner().open()
+    for i, node in enumerate(embedded.nodes[:3]):
+        world.submit(round_, node, world.honest(i), examples=10 + i)
+
+    def crash(at: str) -> None:
+        if at == step:
+            raise Crash(at)
+
+    with pytest.raises(Crash):
+        world.runner(checkpoint=crash).finalize(round_)
+    outcome = world.runner().finalize(round_)
+
+    finalized = [f for f in History(embedded.ledger).finalized(world.task_id) if f.round == round_]
+    assert len(finalized) == 1
+    assert (finalized[0].accepted, finalized[0].rejected) == (3, 0)
+    assert outcome.report_cid == finalized[0].report_cid
+    assert outcome.resumed == (step in ("journaled", "finalized"))
+    assert sum(line.amount for line in outcome.report.rewards.lines) == finalized[0].reward_total > 0
+
+
+def test_a_crash_after_opening_does_not_open_twice(embedded: LedgerEnv, tmp_path: Path) -> None:
+    world = make_world(embedded, tmp_path, nodes=1)
+
+    def crash(at: str) -> None:
+        raise Crash(at)
+
+    with pytest.raises(Crash):
+        world.runner(checkpoint=crash).open()
+    assert world.runner().open() == 1
+    assert embedded.ledger.task(world.task_id).rounds_opened == 1
+
+
+def test_a_submission_landing_while_finalizing_is_collected_again(embedded: LedgerEnv, tmp_path: Path) -> None:
+    world = make_world(embedded, tmp_path, nodes=2)
+    round_ = world.runner().open()
+    for i, node in enumerate(embedded.nodes[:2]):
+        world.submit(round_, node, world.honest(i))
+    late = embedded.nodes[2]
+
+    def join_and_submit(at: str) -> None:
+        if at == "journaled" and not embedded.ledger.submission(world.task_id, round_, late.address).exists:
+            embedded.join(world.task_id, late)
+            world.submit(round_, late, world.honest(2))
+
+    outcome = world.runner(checkpoint=join_and_submit).finalize(round_)
+    assert len(outcome.report.submissions) == 3
+    assert embedded.ledger.round(world.task_id, round_).accepted == 3
+
+
+def test_an_open_window_and_a_wrong_account_fail_clearly(embedded: LedgerEnv, tmp_path: Path) -> None:
+    world = make_world(embedded, tmp_path, nodes=2)
+    runner = world.runner()
+    round_ = runner.open()
+    world.submit(round_, embedded.nodes[0], world.honest(0))
+    with pytest.raises(RoundNotReady, match="1 of 2 nodes submitted"):
+        runner.finalize(round_)
+    assert not runner.wait(round_, poll_seconds=0.01, timeout=0.05)
+    embedded.chain.advance_time(3601)
+    outcome = runner.finalize(round_)  # the window closed: the absent node does not block the round
+    assert [s.node for s in outcome.report.submissions] == [embedded.nodes[0].address]
+    with pytest.raises(ChainError, match="does not hold AGGREGATOR_ROLE"):
+        RoundRunner(world.session(embedded.nodes[0]), world.task_id)
+
+
+def test_run_goes_round_after_round_carrying_the_server_optimizer_state(embedded: LedgerEnv, tmp_path: Path) -> None:
+    world = make_world(embedded, tmp_path, nodes=3, max_rounds=2)
+    nodes = embedded.nodes[:3]
+    history = History(embedded.ledger)
+
+    def nodes_submit(at: str) -> None:
+        if at != "opened":
+            return
+        round_ = embedded.ledger.open_round(world.task_id)
+        start_digest = embedded.ledger.round(world.task_id, round_).start_digest
+        start_cid = history.global_adapter_at(world.task_id, start_digest)
+        start = parse_global_adapter(world.store.get_bytes(start_cid)).tensors
+        for i, node in enumerate(nodes):
+            g = torch.Generator().manual_seed(100 * round_ + i)
+            tensors = {k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in start.items()}
+            world.submit(round_, node, tensors)
+
+    settings = RoundSettings(strategy=StrategyConfig(name="fedadam", server_lr=0.05))
+    outcomes = world.runner(settings, checkpoint=nodes_submit).run(poll_seconds=0.01)
+
+    assert [o.round for o in outcomes] == [1, 2]
+    assert embedded.ledger.is_complete(world.task_id)
+    first, second = (o.report for o in outcomes)
+    assert second.start_digest == first.global_digest
+    assert first.params["server_state_cid"] and second.params["server_state_cid_in"] == first.params["server_state_cid"]
+    assert [(s.verdict, s.detail) for o in outcomes for s in o.report.submissions] == [("accepted", None)] * 6
+    assert world.runner(settings).run(poll_seconds=0.01) == []  # complete: nothing more to do
