@@ -361,35 +361,42 @@ def rerank_lora(
 
     Same rank and scaling: unchanged. Otherwise each module's ``s_g * B_g @ A_g`` is
     factored exactly (QR + SVD of the small core) and cut to the node's rank: the best
-    rank-``r`` approximation. Ranks above the global one keep the node's fresh random
-    ``A`` rows with zero ``B`` columns, so they add nothing yet but can learn.
+    rank-``r`` approximation. Components the global delta does not use (ranks above its own,
+    zero singular values, or zero A rows with zero B columns, as in a fresh or zero-padded
+    adapter) keep the node's fresh random ``A`` rows with zero ``B`` columns: they add nothing
+    yet but can learn (with both zero, neither factor would ever get a gradient).
     """
-    if source.rank == target.rank and source.scaling == target.scaling:
-        return dict(tensors)
     out: dict[str, torch.Tensor] = {}
+    same = source.rank == target.rank and source.scaling == target.scaling
     for name_a, a_g in tensors.items():
         if not name_a.endswith(".lora_A.weight"):
             continue
         name_b = name_a.replace(".lora_A.weight", ".lora_B.weight")
         if name_a not in local:
+            out[name_a], out[name_b] = a_g, tensors[name_b]
+            continue
+        a_local = local[name_a].clone().float()
+        b_local = torch.zeros_like(local[name_b], dtype=torch.float32)
+        if same:
+            live = (a_g.float().abs().sum(1) > 0) | (tensors[name_b].float().abs().sum(0) > 0)
+            a_local[live] = a_g.float()[live]
+            b_local[:, live] = tensors[name_b].float()[:, live]
+            out[name_a], out[name_b] = a_local, b_local
             continue
         b_g = tensors[name_b].float()
-        a_g32 = a_g.float()
         q_b, r_b = torch.linalg.qr(b_g)  # out x R, R x R
-        q_a, r_a = torch.linalg.qr(a_g32.T)  # in x R, R x R
+        q_a, r_a = torch.linalg.qr(a_g.float().T)  # in x R, R x R
         u, s, vh = torch.linalg.svd(r_b @ r_a.T)
         s = s * source.scaling
         k = min(target.rank, s.numel())
+        k = int((s[:k] > s.max() * 1e-6).sum()) if s.numel() and float(s.max()) > 0 else 0
         root = torch.sqrt(s[:k] / target.scaling)
-        new_b = (q_b @ u[:, :k]) * root
-        new_a = root[:, None] * (vh[:k] @ q_a.T)
-        a_local, b_local = (
-            local[name_a].clone().float(),
-            torch.zeros_like(local[name_b], dtype=torch.float32),
-        )
-        a_local[:k] = new_a
-        b_local[:, :k] = new_b
+        a_local[:k] = root[:, None] * (vh[:k] @ q_a.T)
+        b_local[:, :k] = (q_b @ u[:, :k]) * root
         out[name_a], out[name_b] = a_local, b_local
+    for name, tensor in tensors.items():  # keys that are not LoRA factors pass through
+        if not name.endswith((".lora_A.weight", ".lora_B.weight")):
+            out[name] = tensor
     return out
 
 

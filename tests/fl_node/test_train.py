@@ -408,3 +408,27 @@ def test_adapter_folder_saved_by_peft_packs_to_a_loadable_global_adapter(
     assert all(torch.equal(adapter.tensors[k], t) for k, t in trained.tensors.items())
     again = train_round(replace(config(), round=2), tiny, ai_data, packed, sha256_hex(packed))
     assert again.metrics.eval_loss_before == pytest.approx(trained.metadata.metrics.eval_loss_after)
+
+
+@pytest.mark.parametrize("target_rank", [2, 4])
+def test_components_the_global_delta_does_not_use_stay_trainable(target_rank: int) -> None:
+    """A fresh global adapter (B = 0) or a zero-padded one must not hand the node A = 0 and
+    B = 0 together: neither factor would ever get a gradient (a saddle point)."""
+    name_a, name_b = "m.q_proj.lora_A.weight", "m.q_proj.lora_B.weight"
+    source = PeftSpec(rank=4, alpha=8.0)
+    target = PeftSpec(rank=target_rank, alpha=2.0 * target_rank)
+    g = torch.Generator().manual_seed(0)
+    local = {name_a: torch.randn(target_rank, 6, generator=g), name_b: torch.zeros(5, target_rank)}
+    # component 0 is used, components 1.. are zero-padded (A row and B column both zero)
+    a = torch.zeros(4, 6)
+    b = torch.zeros(5, 4)
+    a[0], b[:, 0] = torch.randn(6, generator=g), torch.randn(5, generator=g)
+    out = rerank_lora({name_a: a, name_b: b}, source, target, local)
+    delta = target.scaling * out[name_b] @ out[name_a]
+    torch.testing.assert_close(delta, source.scaling * b @ a, rtol=1e-4, atol=1e-5)
+    assert bool((out[name_a][1:].abs().sum(1) > 0).all())  # unused rows: the node's fresh A
+    torch.testing.assert_close(out[name_a][1:], local[name_a][1:])
+    # a fully zero global delta (a fresh adapter re-ranked) keeps every fresh A row
+    zero = rerank_lora({name_a: torch.zeros(4, 6), name_b: torch.zeros(5, 4)}, source, target, local)
+    torch.testing.assert_close(zero[name_a], local[name_a])
+    assert not zero[name_b].any()
