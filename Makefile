@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 VENV_STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test pytest demo lint clean-state
+.PHONY: setup browser test pytest demo lint clean-state
 
 setup: $(VENV_STAMP) node_modules ipfs-node
 
@@ -35,7 +35,14 @@ ipfs/daemon/node_modules: ipfs/daemon/package.json ipfs/daemon/package-lock.json
 	cd ipfs/daemon && npm install --no-save --no-audit --no-fund --loglevel=error
 	touch ipfs/daemon/node_modules
 
-pytest: setup
+# Debian's chromium + chromedriver drive the dashboard's browser test (FACTS: a test tool's own
+# browser download fails offline); installed with apt only when missing.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver)
+
+pytest: setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: pytest brownie-test

@@ -332,6 +332,7 @@ def _copy_and_hash(src: IO[bytes], dst: IO[bytes], size: int, hash_threads: int)
         if len(data) != size:
             raise ContentMismatch(f"source changed size while read ({len(data)} of {size} bytes)")
         dst.write(data)
+        dst.flush()  # the caller checks the written size through the file system
         return _cid_of(memoryview(data), 1)
     with ThreadPoolExecutor(1, thread_name_prefix="store-copy") as copier:
         pending = copier.submit(_kernel_copy, src, dst, size)

@@ -180,3 +180,12 @@ def test_config_rejects_a_bad_thread_count_naming_it(tmp_path: Path) -> None:
 def test_put_file_of_a_missing_file_is_a_storage_error(embedded_store: EmbeddedStore, tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="cannot read"):
         embedded_store.put_file(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("size", [0, 100, 8191, 9000])
+def test_get_file_writes_small_content_whole(embedded_store: EmbeddedStore, tmp_path: Path, size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    cid = embedded_store.put_bytes(data)
+    out = tmp_path / f"out-{size}.bin"
+    embedded_store.get_file(cid, out)
+    assert out.read_bytes() == data

@@ -1,0 +1,249 @@
+"""``loraledger audit``: rebuild a task's history and re-check its rounds, from any process.
+
+Needs only what anyone has: the deployment record for the chain (``loraledger deploy`` wrote
+it; copy ``~/.loraledger/deployments/<chain id>.json`` to audit from another machine), the
+chain's RPC (``--network``) and a store holding the pinned content (``--ipfs``). Nothing the
+aggregator kept locally is read. See docs/audit.md for what each check proves.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from scripts.console import console
+from scripts.options import IpfsOption, JsonOption, NetworkOption, format_amount, open_chain
+
+if TYPE_CHECKING:
+    from aggregator.audit import Auditor
+
+app = typer.Typer(no_args_is_help=True)
+
+TaskArgument = typer.Argument(..., help="Task id.")
+
+
+@app.callback()
+def _group() -> None:
+    """Rebuild tasks and rounds from chain events and re-check every round independently."""
+
+
+def open_auditor(network: str, ipfs: str | None) -> Auditor:
+    """An :class:`~aggregator.audit.Auditor` for the deployment recorded for ``network``."""
+    from aggregator.audit import AuditHistory, Auditor
+    from chain.deployments import load_deployment
+    from ipfs import open_store
+
+    chain = open_chain(network)
+    deployment = load_deployment(chain)
+    ledger = deployment.ledger_contract(chain)
+    return Auditor(ledger, AuditHistory(ledger, deployment.block), open_store(ipfs))
+
+
+def _loss(value: float | None) -> str:
+    return f"{value:.4f}" if value is not None else "-"
+
+
+@app.command("tasks")
+def tasks_command(
+    network: str = NetworkOption, ipfs: str | None = IpfsOption, as_json: bool = JsonOption
+) -> None:
+    """Every task, rebuilt from its events and the contract's views."""
+    from aggregator.audit import to_json
+
+    tasks = open_auditor(network, ipfs).tasks()
+    if as_json:
+        console.print_json(json.dumps({"tasks": to_json(tasks)}))
+        return
+    table = Table(
+        "task",
+        "sponsor",
+        "base model hash",
+        "rounds",
+        "nodes",
+        "funded",
+        "reserved",
+        "paid",
+        "state",
+    )
+    for t in tasks:
+        table.add_row(
+            str(t.task_id),
+            t.sponsor,
+            t.base_model_hash[:16] + "...",
+            f"{t.rounds_finalized} final / {t.rounds_opened} opened / {t.max_rounds}",
+            f"{t.active_nodes} active ({t.nodes_joined} joined)",
+            format_amount(t.funded),
+            format_amount(t.reserved),
+            format_amount(t.paid),
+            "complete" if t.complete else "running",
+        )
+    console.print(table if tasks else "no tasks yet")
+
+
+@app.command("rounds")
+def rounds_command(
+    task: int = TaskArgument,
+    network: str = NetworkOption,
+    ipfs: str | None = IpfsOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Per round: submitted / accepted / rejected (with reasons), global eval loss, rewards,
+    report CID."""
+    from aggregator.audit import to_json
+
+    rounds = open_auditor(network, ipfs).rounds(task)
+    if as_json:
+        console.print_json(json.dumps({"task_id": task, "rounds": to_json(rounds)}))
+        return
+    table = Table(
+        "round",
+        "state",
+        "submitted",
+        "accepted",
+        "rejected",
+        "reasons",
+        "global eval loss",
+        "reserved",
+        "claimed",
+        "report",
+    )
+    for r in rounds:
+        reasons = ", ".join(f"{k} x{v}" for k, v in r.reasons.items()) or "-"
+        table.add_row(
+            str(r.round),
+            "finalized" if r.finalized else f"open until {r.deadline}",
+            str(r.submitted),
+            str(r.accepted),
+            str(r.rejected),
+            reasons if not r.report_error else "report unreadable",
+            _loss(r.global_eval_loss),
+            format_amount(r.reward_total),
+            format_amount(r.claimed),
+            r.report_cid or "-",
+        )
+    console.print(table if rounds else f"task {task} has no rounds yet")
+
+
+@app.command("round")
+def round_command(
+    task: int = TaskArgument,
+    round_: int = typer.Argument(..., metavar="ROUND", help="Round number."),
+    network: str = NetworkOption,
+    ipfs: str | None = IpfsOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Every submission of a round: commitment, verdict with reason, weight, reward, claimed."""
+    from aggregator.audit import to_json
+
+    detail = open_auditor(network, ipfs).round_detail(task, round_)
+    if as_json:
+        console.print_json(json.dumps(to_json(detail)))
+        return
+    r = detail.round
+    console.print(
+        f"[bold]task {task} round {round_}[/]: "
+        + (
+            f"finalized, report {r.report_cid}"
+            if r.finalized
+            else f"open until chain time {r.deadline}"
+        )
+    )
+    if r.report_error:
+        console.print(f"[red]report unreadable:[/] {r.report_error}")
+    table = Table(
+        "node",
+        "cid",
+        "digest",
+        "examples",
+        "verdict",
+        "reason",
+        "detail",
+        "weight",
+        "reward",
+        "claimed",
+    )
+    for s in detail.submissions:
+        table.add_row(
+            s.node,
+            s.cid,
+            s.digest[:16] + "...",
+            str(s.num_examples),
+            s.verdict or "-",
+            s.reason or "-",
+            s.detail or "-",
+            f"{s.weight:.3f}" if s.weight is not None else "-",
+            format_amount(s.reward),
+            "yes" if s.claimed else "no",
+        )
+    console.print(table)
+
+
+@app.command("verify")
+def verify_command(
+    task: int = TaskArgument,
+    round_: int | None = typer.Argument(
+        None, metavar="[ROUND]", help="Round (default: every finalized round)."
+    ),
+    network: str = NetworkOption,
+    ipfs: str | None = IpfsOption,
+    atol: float = typer.Option(
+        1e-5, "--atol", help="Absolute tolerance of the re-aggregated tensors."
+    ),
+    rtol: float = typer.Option(
+        1e-4, "--rtol", help="Relative tolerance of the re-aggregated tensors."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Re-check finalized rounds independently; exit 0 only if every check holds.
+
+    Checks per round: the report is the one whose CID is on chain; it lists exactly the
+    round's on-chain commitments and counts; every accepted update fetches and matches its
+    digest; re-running the aggregation from the accepted updates reproduces the published
+    global adapter (|diff| <= atol + rtol * |published|, default 1e-5 + 1e-4) whose sha256 is
+    the on-chain digest; the reward table follows the rule, its Merkle root equals the report's
+    and the chain's, every proof verifies; the claims on chain match the table. Without ROUND,
+    also the task's totals (reserved, paid, funded).
+    """
+    from aggregator.audit import Tolerance
+
+    auditor = open_auditor(network, ipfs)
+    auditor.tolerance = Tolerance(atol=atol, rtol=rtol)
+    if as_json:
+        checks = auditor.verify(task, round_)
+    else:
+        with console.status(f"auditing task {task}"):
+            checks = auditor.verify(task, round_)
+    ok = all(c.ok for c in checks)
+    if as_json:
+        body = {
+            "task_id": task,
+            "round": round_,
+            "ok": ok,
+            "tolerance": {"atol": atol, "rtol": rtol},
+            "checks": [c.to_json() for c in checks],
+        }
+        console.print_json(json.dumps(body))
+    else:
+        table = Table("round", "check", "result", "detail")
+        style = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skip": "[yellow]skip[/]"}
+        for c in checks:
+            table.add_row(
+                "-" if c.round is None else str(c.round), c.name, style[c.status], c.detail
+            )
+        console.print(table)
+        failed = [c for c in checks if not c.ok]
+        if failed:
+            for c in failed:
+                where = f"round {c.round}" if c.round is not None else f"task {task}"
+                console.print(
+                    f"[bold red]FAIL[/] {where} {c.name}: {c.detail}",
+                    soft_wrap=True,
+                    highlight=False,
+                )
+        else:
+            console.print(f"[green]task {task}: all {len(checks)} checks hold[/]")
+    if not ok:
+        raise typer.Exit(code=1)

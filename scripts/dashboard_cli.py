@@ -1,0 +1,66 @@
+"""``loraledger dashboard``: a local, read-only web page of the round history, live.
+
+The page polls the server every 2 s; the server reads the chain and the store through
+:mod:`aggregator.audit` (the same reads as ``loraledger audit``), so it can run beside
+``aggregator run`` in another terminal, on another machine with the deployment record, or
+after the task is over.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from scripts.console import console
+from scripts.options import IpfsOption, NetworkOption, open_chain
+
+
+def dashboard_command(
+    network: str = NetworkOption,
+    ipfs: str | None = IpfsOption,
+    port: int = typer.Option(8750, "--port", "-p", help="Port to serve on (0: any free port)."),
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        help="Address to bind (loopback by default: the page is for this machine).",
+    ),
+) -> None:
+    """Serve the round history (tasks, rounds, verdicts, rewards, loss and reward plots) at
+    http://127.0.0.1:8750, refreshed every 2 seconds while rounds run.
+
+    Read-only; Ctrl-C stops it."""
+    from aggregator.audit import AuditHistory, Auditor
+    from chain.deployments import load_deployment
+    from ipfs import open_store
+    from loraledger.errors import ConfigError
+    from scripts.dashboard.server import HistoryFeed, Source, make_server
+
+    chain = open_chain(network)
+    deployment = load_deployment(chain)
+    ledger = deployment.ledger_contract(chain)
+    store = open_store(ipfs)
+    feed = HistoryFeed(
+        Auditor(ledger, AuditHistory(ledger, deployment.block), store),
+        Source(chain.network.name, chain.chain_id, ledger.address, store.location),
+    )
+    try:
+        server = make_server(feed, host, port)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", hint="pick another --port"
+        ) from None
+    bound_host, bound_port = server.server_address[:2]
+    console.print(
+        f"dashboard for {ledger.address} on {chain.network.name}: "
+        f"[bold]http://{bound_host}:{bound_port}/[/] (Ctrl-C stops it)",
+        highlight=False,
+    )
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        console.print("dashboard stopped")
+    finally:
+        server.server_close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("dashboard")(dashboard_command)

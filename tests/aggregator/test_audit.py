@@ -1,0 +1,372 @@
+"""The audit on the embedded chain and store: honest rounds (run by RoundRunner) pass every
+check; tampered reports, replaced or missing updates, wrong reward tables, a global adapter
+that does not reproduce and claims outside the table each fail, naming the round and what
+differs."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from aggregator.audit import AuditCheck, AuditHistory, Auditor, RoundNotAuditable
+from aggregator.combine import StrategyConfig
+from aggregator.round import RoundRunner, RoundSettings
+from chain.bindings import ClaimRequest, Finalization
+from chain.merkle import RewardEntry, RewardTree
+from fl_node.node import NodeSession, claim
+from loraledger.report import RewardLine, RewardTable, RoundReport
+from loraledger.update import Expected, build_global_adapter, parse_global_adapter
+from tests.aggregator.round_builders import RoundWorld, make_world, raw_update, update_metadata
+from tests.support.chain import LedgerEnv
+
+
+def auditor(world: RoundWorld) -> Auditor:
+    return Auditor(world.env.ledger, AuditHistory(world.env.ledger), world.store)
+
+
+def failures(checks: list[AuditCheck]) -> dict[tuple[int | None, str], str]:
+    return {(c.round, c.name): c.detail for c in checks if not c.ok}
+
+
+def honest_round(
+    world: RoundWorld, runner: RoundRunner, *, nodes: int = 3, bad: bool = False
+) -> int:
+    """Open a round, let ``nodes`` nodes submit honest updates (plus rejected ones when ``bad``)."""
+    env = world.env
+    round_ = runner.open()
+    for i, node in enumerate(env.nodes[:nodes]):
+        world.submit(round_, node, world.honest(10 * round_ + i), examples=10 + 5 * i)
+    if bad:
+        tid = world.task_id
+        world.submit(round_, env.nodes[nodes], {k: v * 100 for k, v in world.honest(99).items()})
+        nan = world.honest(98)
+        next(iter(nan.values()))[0, 0] = float("nan")
+        world.submit(
+            round_,
+            env.nodes[nodes + 1],
+            data=raw_update(nan, update_metadata(tid, round_, env.nodes[nodes + 1].address, 10)),
+        )
+    return round_
+
+
+def forge(
+    world: RoundWorld,
+    round_: int,
+    change: Callable[[RoundReport], tuple[RoundReport, Finalization]],
+) -> None:
+    """Finalize ``round_`` by hand with a report derived from the honest one.
+
+    The honest round is computed on a chain snapshot that is then reverted (the store keeps
+    its content), so the forged finalization is the only one the chain ever sees.
+    """
+    env = world.env
+    snapshot = env.snapshot()
+    honest = world.runner().finalize(round_)
+    env.revert(snapshot)
+    report, result = change(honest.report)
+    cid = world.store.put_bytes(report.to_bytes())
+    result = Finalization(
+        result.global_cid,
+        result.global_digest,
+        cid,
+        result.accepted,
+        result.rejected,
+        result.reward_root,
+        result.reward_total,
+    )
+    env.ledger.finalize_round(world.task_id, round_, result, env.aggregator)
+
+
+def finalization(report: RoundReport) -> Finalization:
+    accepted = sum(1 for s in report.submissions if s.verdict == "accepted")
+    return Finalization(
+        report.global_cid,
+        bytes.fromhex(report.global_digest),
+        "",
+        accepted,
+        len(report.submissions) - accepted,
+        bytes.fromhex(report.rewards.root),
+        report.rewards.total,
+    )
+
+
+def table(world: RoundWorld, round_: int, pool: int, amounts: dict[str, int]) -> RewardTable:
+    tree = RewardTree(world.task_id, round_, [RewardEntry(n, a) for n, a in amounts.items()])
+    lines = tuple(
+        RewardLine(node=e.node, amount=e.amount, proof=tuple(p.hex() for p in tree.proof(e.node)))
+        for e in tree.entries
+    )
+    return RewardTable(
+        rule="forged", pool=pool, total=tree.total, root=tree.root.hex(), lines=lines
+    )
+
+
+def test_honest_rounds_with_rejections_claims_and_a_server_optimizer_pass_every_check(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=5, max_rounds=2)
+    settings = RoundSettings(strategy=StrategyConfig(name="fedadam", server_lr=0.05))
+    runner = world.runner(settings)
+    for _ in range(2):
+        runner.finalize(honest_round(world, runner, bad=True))
+    claim(
+        NodeSession(embedded.ledger, AuditHistory(embedded.ledger), world.store, embedded.nodes[1]),
+        world.task_id,
+    )
+
+    checks = auditor(world).verify(world.task_id)
+
+    assert failures(checks) == {}
+    assert [(c.round, c.name) for c in checks] == [
+        (r, name)
+        for r in (1, 2)
+        for name in ("report", "submissions", "updates", "aggregate", "rewards", "claims")
+    ] + [(None, "ledger")]
+    assert all(c.status == "pass" for c in checks)
+    assert (
+        "2 of 3 rewards claimed" not in checks[5].detail
+        and "1 of 3 rewards claimed" in checks[5].detail
+    )
+    # the read side: rounds with reason counts, submissions with verdicts, rewards and claims
+    history = auditor(world).history_of(world.task_id)
+    assert (
+        history.task.rounds_finalized == 2
+        and history.task.nodes_joined == 5
+        and history.task.complete
+    )
+    first = history.rounds[0]
+    assert (first.round.accepted, first.round.rejected) == (3, 2)
+    assert first.round.reasons == {"non_finite": 1, "norm_outlier": 1}
+    rows = {s.node: s for s in first.submissions}
+    assert rows[embedded.nodes[1].address].claimed and rows[embedded.nodes[1].address].reward > 0
+    assert (
+        rows[embedded.nodes[3].address].verdict == "rejected"
+        and rows[embedded.nodes[3].address].reward == 0
+    )
+
+
+def test_verifying_one_round_and_unknown_or_open_rounds(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=2)
+    runner = world.runner()
+    runner.finalize(honest_round(world, runner, nodes=2))
+    round_two = runner.open()
+    checks = auditor(world).verify(world.task_id, 1)
+    assert {c.round for c in checks} == {1} and all(c.ok for c in checks)
+    with pytest.raises(
+        RoundNotAuditable, match=f"round {round_two} of task {world.task_id} is not finalized"
+    ):
+        auditor(world).verify(world.task_id, round_two)
+    with pytest.raises(RoundNotAuditable, match="has no round 7"):
+        auditor(world).verify(world.task_id, 7)
+
+
+def test_a_report_whose_stored_bytes_were_tampered_fails_the_report_check(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=2)
+    runner = world.runner()
+    outcome = runner.finalize(honest_round(world, runner, nodes=2))
+    blob = world.store.root / "objects" / outcome.report_cid[-3:-1] / outcome.report_cid
+    blob.write_bytes(blob.read_bytes().replace(b'"accepted"', b'"rejected"', 1))
+
+    failed = failures(auditor(world).verify(world.task_id))
+
+    assert list(failed) == [(1, "report")]
+    assert (
+        outcome.report_cid in failed[(1, "report")] and "cannot be fetched" in failed[(1, "report")]
+    )
+    skipped = [c for c in auditor(world).verify(world.task_id) if c.status == "skip"]
+    assert {c.name for c in skipped} == {"submissions", "updates", "aggregate", "rewards", "claims"}
+
+
+def test_a_forged_report_that_drops_a_submission_fails_the_submissions_check(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=5)
+    runner = world.runner()
+    round_ = honest_round(world, runner, bad=True)
+    dropped = embedded.nodes[4].address
+
+    def drop(report: RoundReport) -> tuple[RoundReport, Finalization]:
+        kept = tuple(s for s in report.submissions if s.node != dropped)
+        forged = report.model_copy(update={"submissions": kept})
+        result = finalization(report)  # the honest counts: the contract insists they add up
+        return forged, result
+
+    forge(world, round_, drop)
+    failed = failures(auditor(world).verify(world.task_id))
+
+    assert list(failed) == [(round_, "submissions")]
+    assert f"dropped: {dropped}" in failed[(round_, "submissions")]
+    assert (
+        "the report has 3 accepted / 1 rejected, the chain 3 / 2" in failed[(round_, "submissions")]
+    )
+
+
+def test_a_replaced_or_missing_update_fails_the_updates_check(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=3)
+    runner = world.runner()
+    outcome = runner.finalize(honest_round(world, runner))
+    replaced, missing = outcome.report.submissions[0], outcome.report.submissions[2]
+    blob = world.store.root / "objects" / replaced.cid[-3:-1] / replaced.cid
+    blob.write_bytes(b"other bytes" + blob.read_bytes()[11:])
+    (world.store.root / "objects" / missing.cid[-3:-1] / missing.cid).unlink()
+
+    checks = auditor(world).verify(world.task_id)
+
+    failed = failures(checks)
+    assert list(failed) == [(1, "updates")]
+    assert (
+        f"{replaced.node}: accepted update {replaced.cid} cannot be fetched"
+        in failed[(1, "updates")]
+    )
+    assert (
+        f"{missing.node}: accepted update {missing.cid} cannot be fetched" in failed[(1, "updates")]
+    )
+    assert next(c for c in checks if c.name == "aggregate").status == "skip"
+
+
+def test_a_rejected_update_reported_as_accepted_fails_its_digest(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=3)
+    runner = world.runner()
+    round_ = runner.open()
+    for i, node in enumerate(embedded.nodes[:2]):
+        world.submit(round_, node, world.honest(i))
+    cheat = embedded.nodes[2]
+    world.submit(
+        round_, cheat, world.honest(2), commit_digest=hashlib.sha256(b"something else").digest()
+    )
+
+    def accept_all(report: RoundReport) -> tuple[RoundReport, Finalization]:
+        subs = tuple(
+            s.model_copy(
+                update={"verdict": "accepted", "reason": None, "detail": None, "quality": 1.0}
+            )
+            for s in report.submissions
+        )
+        forged = report.model_copy(update={"submissions": subs})
+        return forged, finalization(forged)
+
+    forge(world, round_, accept_all)
+    failed = failures(auditor(world).verify(world.task_id))
+
+    assert f"{cheat.address}: accepted update" in failed[(round_, "updates")]
+    assert "digest_mismatch" in failed[(round_, "updates")]
+    assert "the rule gives" in failed[(round_, "rewards")]  # the cheat has no line though accepted
+
+
+def test_a_reward_table_that_breaks_the_rule_fails_even_with_a_consistent_root(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=3)
+    runner = world.runner()
+    round_ = honest_round(world, runner)
+    nodes = [n.address for n in embedded.nodes[:3]]
+
+    def skew(report: RoundReport) -> tuple[RoundReport, Finalization]:
+        pool = report.rewards.pool
+        forged = report.model_copy(
+            update={
+                "rewards": table(
+                    world,
+                    round_,
+                    pool,
+                    {nodes[0]: pool // 2, nodes[1]: pool // 4, nodes[2]: pool // 4},
+                )
+            }
+        )
+        return forged, finalization(forged)
+
+    forge(world, round_, skew)
+    failed = failures(auditor(world).verify(world.task_id))
+
+    assert list(failed) == [(round_, "rewards")]
+    pool = embedded.ledger.task(world.task_id).reward_per_round
+    assert (
+        f"{nodes[0]}: the rule gives {pool * 10 // 45}, the table {pool // 2}"
+        in failed[(round_, "rewards")]
+    )
+    assert "Merkle roots disagree" not in failed[(round_, "rewards")]
+
+
+def test_an_on_chain_root_other_than_the_tables_fails_and_outside_claims_are_named(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=2)
+    runner = world.runner()
+    round_ = honest_round(world, runner, nodes=2)
+    outsider = embedded.nodes[5]
+    secret: dict[str, RewardTree] = {}
+
+    def other_root(report: RoundReport) -> tuple[RoundReport, Finalization]:
+        amounts = {line.node: line.amount for line in report.rewards.lines}
+        amounts[outsider.address] = 1
+        amounts[report.rewards.lines[0].node] -= 1
+        tree = RewardTree(world.task_id, round_, [RewardEntry(n, a) for n, a in amounts.items()])
+        secret["tree"] = tree
+        result = finalization(report)
+        return report, Finalization(
+            result.global_cid,
+            result.global_digest,
+            "",
+            result.accepted,
+            result.rejected,
+            tree.root,
+            tree.total,
+        )
+
+    forge(world, round_, other_root)
+    tree = secret["tree"]
+    embedded.ledger.claim(
+        ClaimRequest(world.task_id, round_, 1, tuple(tree.proof(outsider.address))), outsider
+    )
+    failed = failures(auditor(world).verify(world.task_id))
+
+    assert set(failed) == {(round_, "rewards"), (round_, "claims")}
+    assert "Merkle roots disagree" in failed[(round_, "rewards")]
+    assert "does not verify against the on-chain root" in failed[(round_, "rewards")]
+    assert (
+        f"{outsider.address} claimed 1" in failed[(round_, "claims")]
+        and "no line in the table" in failed[(round_, "claims")]
+    )
+
+
+def test_a_global_adapter_that_does_not_reproduce_fails_the_aggregate_check(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=3)
+    runner = world.runner()
+    round_ = honest_round(world, runner)
+
+    def nudge(report: RoundReport) -> tuple[RoundReport, Finalization]:
+        honest = parse_global_adapter(
+            world.store.get_bytes(report.global_cid), Expected(task_id=world.task_id)
+        )
+        tensors = dict(honest.tensors)
+        name = min(tensors)
+        tensors[name] = tensors[name] * 1.01
+        data = build_global_adapter(tensors, honest.metadata)
+        cid = world.store.put_bytes(data)
+        forged = report.model_copy(
+            update={"global_cid": cid, "global_digest": hashlib.sha256(data).hexdigest()}
+        )
+        return forged, finalization(forged)
+
+    forge(world, round_, nudge)
+    failed = failures(auditor(world).verify(world.task_id))
+
+    assert list(failed) == [(round_, "aggregate")]
+    detail = failed[(round_, "aggregate")]
+    assert (
+        "differs from re-aggregation by up to" in detail
+        and "tolerance atol 1e-05 + rtol 0.0001" in detail
+    )

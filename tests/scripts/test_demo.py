@@ -1,0 +1,75 @@
+"""`loraledger demo` end to end: the embedded stack with malicious nodes, and Ganache with the
+real IPFS node audited afterwards from another process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from chain import local
+from ipfs.daemon import DaemonStatus
+from scripts.cli import build_command
+from tests.support.ipfs import ipfs_daemon  # noqa: F401
+
+
+def _demo(*args: str) -> tuple[str, dict]:  # type: ignore[type-arg]
+    result = CliRunner().invoke(build_command(), ["demo", "--tiny", *args], catch_exceptions=False,
+                                standalone_mode=False)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = Path(args[args.index("--out") + 1])
+    return result.output, json.loads((out / "summary.json").read_text())
+
+
+@pytest.mark.slow
+def test_demo_on_the_embedded_stack_pays_honest_nodes_rejects_malicious_ones_and_audits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LORALEDGER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "200")
+    output, summary = _demo("--nodes", "3", "--rounds", "2", "--malicious", "3", "--steps", "2",
+                            "--out", str(tmp_path / "out"))  # fmt: skip
+
+    assert summary["audit_ok"] is True and "audit passed" in output
+    assert [r["round"] for r in summary["rounds"]] == [1, 2]
+    for r in summary["rounds"]:
+        assert (r["submitted"], r["accepted"]) == (6, 3)
+        assert r["rejected"] == {"norm_outlier": 1, "replayed_update": 1, "digest_mismatch": 1}
+        assert r["global_eval_loss"] is not None and r["gas_used"] > 0
+    paid = sum(int(r["paid"]) for r in summary["rounds"])
+    earned = {n["kind"]: 0 for n in summary["nodes"]}
+    for n in summary["nodes"]:
+        earned[n["kind"]] += int(n["earned"])
+    assert earned["noise"] == earned["replay"] == earned["mismatch"] == 0
+    assert earned["honest"] == paid > 0  # every reward was claimed
+    assert [n["rank"] for n in summary["nodes"] if n["kind"] == "honest"] == [4, 2, 4]
+    assert len(list((tmp_path / "out" / "reports").glob("round-*.json"))) == 2
+    for title in ("rounds", "nodes", "rejected (reasons)", "tokens earned"):
+        assert title in output
+
+
+@pytest.mark.slow
+@pytest.mark.ganache
+@pytest.mark.ipfs_daemon
+def test_demo_on_ganache_and_ipfs_is_audited_by_a_second_process(
+    ganache_process: local.ChainProcess, ipfs_daemon: DaemonStatus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("LORALEDGER_HOME", str(home))
+    network, ipfs = f"ganache:{ganache_process.port}", str(ipfs_daemon.api_url)
+    _, summary = _demo("--network", network, "--ipfs", ipfs, "--nodes", "2", "--rounds", "1", "--steps", "2",
+                       "--out", str(tmp_path / "out"))  # fmt: skip
+    assert summary["audit_ok"] is True
+
+    audit = subprocess.run(
+        [sys.executable, "-m", "scripts.cli", "audit", "verify", str(summary["task_id"]), "--network", network,
+         "--ipfs", ipfs, "--json"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "LORALEDGER_HOME": str(home)},
+    )  # fmt: skip
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert "true" in audit.stdout.lower()
