@@ -25,6 +25,7 @@ from aggregator.errors import (
     AggregationError,
 )
 from loraledger.errors import ConfigError, StorageError, UpdateRejected
+from loraledger.update import all_finite
 
 Tensors = Mapping[str, torch.Tensor]
 LORA_A = ".lora_A.weight"
@@ -153,7 +154,7 @@ class TensorSpec:
 def check_finite(node: str, tensors: Tensors) -> None:
     """Raise :class:`UpdateRejected` (``non_finite``) if any value is NaN or infinite."""
     for key, value in tensors.items():
-        if not bool(torch.isfinite(value).all()):
+        if not all_finite(value):
             raise UpdateRejected(
                 REASON_NON_FINITE, f"update of {node}: {key} has NaN or inf values"
             )

@@ -144,7 +144,8 @@ def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         value = tensors[name].contiguous()
         h.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
-        h.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+        if value.numel():
+            h.update(memoryview(value.reshape(-1).view(torch.uint8).numpy()))  # no copy
     return h.hexdigest()
 
 

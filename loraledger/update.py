@@ -544,8 +544,17 @@ def _check_tensors(tensors: Mapping[str, torch.Tensor], spec: PeftSpec) -> None:
                 f"{PROMPT_EMBEDDINGS_KEY} has {rows} rows for {spec.num_virtual_tokens} tokens",
             )
     for name, tensor in tensors.items():
-        if not bool(torch.isfinite(tensor).all()):
+        if not all_finite(tensor):
             raise UpdateRejected(REASON_NON_FINITE, f"tensor {name} holds NaN or infinity")
+
+
+def all_finite(tensor: torch.Tensor) -> bool:
+    """Whether every value is finite. A NaN or inf anywhere makes the sum non-finite, and one
+    reduction is ~10x faster than the element-wise test; only when the sum is not finite (which
+    a huge finite tensor can also cause) is the element-wise test run."""
+    if bool(torch.isfinite(tensor.sum())):
+        return True
+    return bool(torch.isfinite(tensor).all())
 
 
 def _check_lora(tensors: Mapping[str, torch.Tensor], spec: PeftSpec) -> None:
