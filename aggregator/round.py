@@ -167,12 +167,15 @@ class RoundRunner:
         self, round_: int, *, poll_seconds: float = 2.0, timeout: float | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> bool:  # fmt: skip
-        """Poll until ``round_`` is ready; ``False`` on timeout or stop."""
+        """Poll until ``round_`` is ready; ``False`` on timeout or stop. On a local dev chain an
+        empty block is mined each poll, so that its clock (and the window) moves on."""
         began = time.monotonic()
+        chain = self.session.ledger.chain
         while not self.ready(round_):
             if should_stop() or (timeout is not None and time.monotonic() - began > timeout):
                 return False
             time.sleep(poll_seconds)
+            chain.keep_clock()
         return True
 
     # ------------------------------------------------------------------ finalize

@@ -203,6 +203,16 @@ class Chain:
         """Timestamp of the latest block."""
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
+    def keep_clock(self) -> None:
+        """On a local dev chain, mine an empty block so its clock follows the wall clock.
+
+        Ganache and anvil mine only when a transaction arrives: while nobody submits, the latest
+        block's timestamp stands still and a submission window would never close. Other chains
+        produce blocks on their own; nothing to do there.
+        """
+        if self.network.kind in ("ganache", "anvil"):
+            self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
     def advance_time(self, seconds: int) -> None:
         """Move a local chain's clock forward and mine a block (tests, demos)."""
         if self.network.kind == "embedded":

@@ -8,7 +8,7 @@ import pytest
 
 from aggregator.client_update import ClientUpdate
 from tests.aggregator.lora_builders import lora_tensors
-from tests.support.chain import embedded, embedded_env  # noqa: F401 (round-loop tests)
+from tests.support.chain import embedded, embedded_env, ganache_env, ganache_process  # noqa: F401
 from tests.support.models import ai_data, sample, tiny, tiny_dir  # noqa: F401
 
 UpdateFactory = Callable[..., ClientUpdate]

@@ -295,3 +295,21 @@ def test_run_goes_round_after_round_carrying_the_server_optimizer_state(embedded
     assert first.params["server_state_cid"] and second.params["server_state_cid_in"] == first.params["server_state_cid"]
     assert [(s.verdict, s.detail) for o in outcomes for s in o.report.submissions] == [("accepted", None)] * 6
     assert world.runner(settings).run(poll_seconds=0.01) == []  # complete: nothing more to do
+
+
+@pytest.mark.ganache
+def test_on_ganache_a_node_that_drops_out_does_not_block_the_round(ganache_env: LedgerEnv, tmp_path: Path) -> None:
+    """Ganache mines only on transactions: with nobody submitting its clock would stand still,
+    so waiting keeps it moving and the window closes on time."""
+    snapshot = ganache_env.snapshot()
+    try:
+        world = make_world(ganache_env, tmp_path, nodes=2, window=3)
+        runner = world.runner()
+        round_ = runner.open()
+        world.submit(round_, ganache_env.nodes[0], world.honest(0))
+        assert runner.wait(round_, poll_seconds=0.2, timeout=60)
+        outcome = runner.finalize(round_)
+        assert [s.node for s in outcome.report.submissions] == [ganache_env.nodes[0].address]
+        assert [line.node for line in outcome.report.rewards.lines] == [ganache_env.nodes[0].address]
+    finally:
+        ganache_env.revert(snapshot)
