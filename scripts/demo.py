@@ -56,7 +56,7 @@ class DemoConfig:
     malicious: int = 0
     task_rank: int = 8
     ranks: tuple[int, ...] = (8, 4)  # cycled over the nodes
-    steps: int = 8
+    steps: int = 6
     batch_size: int = 4
     max_length: int = 128
     learning_rate: float = 1e-3
@@ -64,7 +64,8 @@ class DemoConfig:
     reward_per_round: int = 100 * TOKEN
     stake: int = 10 * TOKEN
     window: int = 3600
-    validation_examples: int = 48  # the aggregator's validation set (scores every update each round)
+    validation_examples: int = 32  # the aggregator's validation set (scores every update each round)
+    node_eval_examples: int = 24  # each node's held-out set (eval loss before and after each round)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -229,7 +230,7 @@ def _node_data(config: DemoConfig) -> list[NodeData]:
     out = []
     for shard in shards[: config.nodes]:
         data = train_eval_split(shard, 0.2, seed=config.seed)
-        out.append(data)
+        out.append(NodeData(train=data.train, eval=data.eval[: config.node_eval_examples]))
         validation_pool.extend(data.eval)
     validation_pool.extend(shards[config.nodes])
     random.Random(config.seed).shuffle(validation_pool)

@@ -27,7 +27,7 @@ def demo_command(
     malicious: int = typer.Option(0, "--malicious", help="Extra nodes sending poisoned, replayed or mismatched updates."),
     tiny: bool = typer.Option(False, "--tiny", help="A tiny randomly initialised model (under a minute) instead of SmolLM2."),
     model: str = typer.Option("smollm2", "--model", help="Base model: smollm2 (offline), a folder or a hub id."),
-    steps: int | None = typer.Option(None, "--steps", help="Training steps per node and round (default 8; --tiny 4)."),
+    steps: int | None = typer.Option(None, "--steps", help="Training steps per node and round (default 6; --tiny 4)."),
     strategy: str = typer.Option("flexlora", "--strategy", help="Aggregation strategy (see `aggregator run --help`)."),
     out: Path | None = typer.Option(None, "--out", help="Where the reports and summary go (default $LORALEDGER_HOME/demo/<time>)."),  # noqa: B008
 ) -> None:  # fmt: skip
@@ -45,7 +45,7 @@ def demo_command(
     from scripts.demo import DemoConfig, run_demo
 
     config = DemoConfig(nodes=nodes, rounds=rounds, malicious=malicious, strategy=strategy,
-                        steps=steps or (4 if tiny else 8), **({"task_rank": 4, "ranks": (4, 2), "max_length": 64,
+                        steps=steps or (4 if tiny else 6), **({"task_rank": 4, "ranks": (4, 2), "max_length": 64,
                                                                  "batch_size": 2, "learning_rate": 5e-3} if tiny else {}))  # fmt: skip
     out_dir = out or home() / "demo" / time.strftime("%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
