@@ -49,26 +49,13 @@ test: pytest brownie-test
 
 include mk/brownie.mk
 
-# The main job. Until the aggregator's round loop and `loraledger demo` (the full federated run
-# with rewards and an audit) land, this runs every part that exists, for real: a local Ganache
-# chain, the contracts deployed and recorded, the bundled data split into 4 non-IID shards, a task
-# whose initial adapter is built from SmolLM2 and pinned, 4 nodes staking, a round opened, and each
-# node training SmolLM2 on its shard (ranks 8 and 4), pinning its update and committing it on chain.
-# Ganache keeps running afterwards (`.venv/bin/loraledger chain down` stops it).
+# The main job: the whole federated story on a local Ganache chain (started if not running):
+# deploy, a funded task whose initial adapter is built from SmolLM2, 4 nodes on non-IID shards of
+# the bundled data (LoRA ranks 8 and 4), 3 rounds verified, aggregated (FlexLoRA), published and
+# finalized, every reward claimed, every round audited; then a second process audits the same
+# chain again from the deployment record alone. Ganache keeps running (`loraledger chain down`).
 LL := $(VENV)/bin/loraledger
-DEMO_DIR ?= $(HOME)/.loraledger/demo
-DEMO_NET := --network ganache
+DEMO_ARGS ?=
 demo: setup
-	$(LL) chain up
-	$(LL) deploy $(DEMO_NET)
-	$(LL) data sample $(DEMO_DIR)/sample.jsonl
-	$(LL) data split $(DEMO_DIR)/sample.jsonl -n 4 -s label -o $(DEMO_DIR)/shards
-	$(LL) task create $(DEMO_NET) --model smollm2 --rank 8 --fund 1000 --max-rounds 3 --window 3600
-	for n in 0 1 2 3; do $(LL) node join --task 1 $(DEMO_NET) --account dev:$$((n + 2)) || exit 1; done
-	$(LL) aggregator open --task 1 $(DEMO_NET)
-	for n in 0 1 2 3; do \
-	  $(LL) node train --task 1 $(DEMO_NET) --account dev:$$((n + 2)) --data $(DEMO_DIR)/shards/node-$$n.jsonl \
-	    --model smollm2 --rank $$((8 - 4 * (n % 2))) --steps 3 --batch-size 4 --max-length 128 || exit 1; \
-	done
-	$(LL) node status --task 1 $(DEMO_NET) --account dev:2
-	$(LL) task show 1 $(DEMO_NET)
+	$(LL) demo --network ganache $(DEMO_ARGS)
+	$(LL) audit verify 1 --network ganache

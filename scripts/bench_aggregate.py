@@ -104,7 +104,26 @@ def aggregate(
     )
     if quick:
         console.print("[dim]--quick: shapes too small for the targets to mean anything.[/]")
+    figures = measure(counts, shape, compute, repeats)
+    _print_tables(shape, figures.in_memory, figures.streamed, figures.flex)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Everything one run measured (seconds, bytes), for the tables and ``bench all``."""
+
+    shape: Shape
+    in_memory: list[dict]
+    streamed: list[dict]
+    flex: dict
+
+
+def measure(counts: Sequence[int], shape: Shape, compute, repeats: int) -> Figures:
+    """Write the update files, time every contender, remove the files again."""
+    import torch
+
     needed = max(counts) * shape.update_bytes
+    gpu = compute.device.type == "cuda"
     with tempfile.TemporaryDirectory(prefix="loraledger-bench-aggregate-") as folder:
         free = shutil.disk_usage(folder).free
         if free < needed * 1.2:
@@ -116,8 +135,7 @@ def aggregate(
         paths = _write_updates(Path(folder), max(counts), shape)
         in_memory = [_in_memory_row(paths, n, shape, compute, repeats) for n in counts]
         streamed = [_streamed_row(paths[:n], shape, gpu, torch.get_num_threads()) for n in counts]
-    flex = _flexlora_row(shape, compute)
-    _print_tables(shape, in_memory, streamed, flex)
+    return Figures(shape, in_memory, streamed, _flexlora_row(shape, compute))
 
 
 def _parse_counts(text: str) -> list[int]:

@@ -11,7 +11,7 @@ import typer
 
 app = typer.Typer(no_args_is_help=True)
 
-_AREAS = ["scripts.bench_gas", "scripts.bench_storage", "scripts.bench_train", "scripts.bench_aggregate"]
+_AREAS = ["scripts.bench_gas", "scripts.bench_storage", "scripts.bench_train", "scripts.bench_aggregate", "scripts.bench_round", "scripts.bench_all"]
 
 for _name in _AREAS:
     try:

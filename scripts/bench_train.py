@@ -69,6 +69,44 @@ def train(
     ),
 ) -> None:
     """Training tokens/s of the node's path vs a plain transformers+peft loop (same run)."""
+    steps = steps or (40 if model == "tiny" else 6)
+    for name, base, ours in measure(model, steps, batch_size, max_length, rank, repeats, gpu):
+        ratio = ours.tokens_per_s / base.tokens_per_s
+        table = Table(
+            "path",
+            "tokens",
+            "train s",
+            "tokens/s",
+            "call s",
+            "peak mem",
+            "last loss",
+            "ratio",
+            title=f"{model} {name}",
+        )
+        for m in (base, ours):
+            color = "green" if ratio >= TARGET_RATIO else "red"
+            table.add_row(
+                m.path,
+                str(m.tokens),
+                f"{m.seconds:.2f}",
+                f"{m.tokens_per_s:,.0f}",
+                f"{m.total_seconds:.2f}",
+                _mib(m.peak_bytes),
+                f"{m.last_loss:.4f}",
+                "1.00" if m is base else f"[{color}]{ratio:.3f}",
+            )
+        console.print(table)
+    console.print(
+        f"model {model}, {steps} steps x batch {batch_size}, max length {max_length}, "
+        f"LoRA r={rank} q/k/v/o, best of {repeats}; target >= {TARGET_RATIO}x; "
+        f"torch threads {torch.get_num_threads()}"
+    )
+
+
+def measure(
+    model: str, steps: int, batch_size: int, max_length: int, rank: int, repeats: int, gpu: bool
+) -> list[tuple[str, Measurement, Measurement]]:
+    """Per variant (fp32 CPU; on CUDA with ``gpu``: 16-bit and 4-bit), (plain, node) runs."""
     if model not in ("tiny", "smollm2"):
         raise ConfigError(f"--model must be tiny or smollm2, got {model!r}")
     if gpu and not torch.cuda.is_available():
@@ -78,12 +116,12 @@ def train(
         )
     if repeats < 1:
         raise ConfigError(f"--repeats must be positive, got {repeats}")
-    steps = steps or (40 if model == "tiny" else 6)
     settings = TrainSettings(
         max_steps=steps, batch_size=batch_size, max_length=max_length, learning_rate=1e-3, seed=0
     )
     spec = PeftSpec(rank=rank, alpha=2.0 * rank)
     examples = sample_examples()
+    results: list[tuple[str, Measurement, Measurement]] = []
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         source = "smollm2"
         if model == "tiny":
@@ -107,36 +145,8 @@ def train(
             base, ours = _compare(loaded, examples, settings, spec, repeats)
             del loaded
             gc.collect()
-            ratio = ours.tokens_per_s / base.tokens_per_s
-            table = Table(
-                "path",
-                "tokens",
-                "train s",
-                "tokens/s",
-                "call s",
-                "peak mem",
-                "last loss",
-                "ratio",
-                title=f"{model} {name}",
-            )
-            for m in (base, ours):
-                color = "green" if ratio >= TARGET_RATIO else "red"
-                table.add_row(
-                    m.path,
-                    str(m.tokens),
-                    f"{m.seconds:.2f}",
-                    f"{m.tokens_per_s:,.0f}",
-                    f"{m.total_seconds:.2f}",
-                    _mib(m.peak_bytes),
-                    f"{m.last_loss:.4f}",
-                    "1.00" if m is base else f"[{color}]{ratio:.3f}",
-                )
-            console.print(table)
-    console.print(
-        f"model {model}, {steps} steps x batch {batch_size}, max length {max_length}, "
-        f"LoRA r={rank} q/k/v/o, best of {repeats}; target >= {TARGET_RATIO}x; "
-        f"torch threads {torch.get_num_threads()}"
-    )
+            results.append((name, base, ours))
+    return results
 
 
 def _compare(

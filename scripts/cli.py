@@ -27,7 +27,12 @@ _GROUPS: list[tuple[str, str | None, str]] = [
     ("scripts.data_cli", "data", "Prepare training data: bundled samples and node shards."),
     ("scripts.node_cli", "node", "Run a training node: join, train, submit, claim."),
     ("scripts.aggregator_cli", "aggregator", "Verify, aggregate, publish and finalize rounds."),
+    ("scripts.audit_cli", "audit", "Rebuild round history from the chain and re-check every round."),
+    ("scripts.dashboard_cli", None, "Serve a local, read-only web page of the round history, live."),
+    ("scripts.demo_cli", None, "The whole story: deploy, train N nodes for R rounds, aggregate, claim, audit."),
     ("scripts.bench_cli", "bench", "Benchmarks that print ratios against a same-run baseline."),
+    ("scripts.experiment_cli", "experiment", "Research experiments: tables and plots under docs/results/."),
+    ("scripts.flower_cli", "flower", "Federations on Flower: simulate many nodes, or run SuperLink and SuperNodes."),
 ]
 
 app = typer.Typer(

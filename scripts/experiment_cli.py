@@ -1,0 +1,275 @@
+"""``loraledger experiment ...``: the research experiments, as tables and plots.
+
+Each command trains for real (SmolLM2-135M by default, ``--tiny`` for a tiny model built
+on the fly) and writes ``results.md`` (tables, configuration, the exact command),
+``results.json`` and PNG plots to ``--out`` (default ``docs/results/<experiment>/``).
+Defaults are sized for 2 CPU cores; docs/experiments.md gives bigger settings for a GPU.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table as RichTable
+
+from loraledger.errors import ConfigError
+from loraledger.paths import REPO_ROOT
+from scripts.console import console
+from scripts.experiments.config import TINY, ExperimentConfig
+from scripts.experiments.report import Report, fmt
+from scripts.experiments.runner import Hooks
+
+app = typer.Typer(no_args_is_help=True)
+
+RESULTS = REPO_ROOT / "docs" / "results"
+
+ModelOption = typer.Option(
+    "smollm2", "--model", "-m", help="smollm2, a local model folder or hub id."
+)
+TinyOption = typer.Option(
+    False, "--tiny", help="A tiny model built on the fly (tests; numbers mean nothing)."
+)
+RoundsOption = typer.Option(4, "--rounds", "-r", help="Federated rounds.")
+StepsOption = typer.Option(5, "--steps", "-s", help="Optimizer steps per node per round.")
+SeedOption = typer.Option(0, "--seed", help="Seed of the split, the LoRA init and the batches.")
+OutOption = typer.Option(
+    None, "--out", "-o", help="Output folder (default docs/results/<experiment>/)."
+)
+BatchOption = typer.Option(4, "--batch-size", "-b", help="Examples per optimizer step.")
+LengthOption = typer.Option(128, "--max-length", help="Tokens per example (longer ones are cut).")
+LrOption = typer.Option(5e-4, "--lr", help="AdamW learning rate.")
+RankOption = typer.Option(8, "--rank", help="LoRA rank (q/k/v/o, alpha = 2 x rank).")
+SplitOption = typer.Option(
+    "label", "--split", help="Non-IID split: label (whole topics), dirichlet or iid."
+)
+AlphaOption = typer.Option(
+    0.5, "--dirichlet-alpha", help="Skew of --split dirichlet (small: skewed)."
+)
+EvalOption = typer.Option(32, "--eval-examples", help="Held-out examples per node, at most.")
+ExamplesOption = typer.Option(
+    None, "--examples", help="Use a seeded subset of this many corpus examples."
+)
+
+
+def _config(
+    model: str, tiny: bool, nodes: int, rounds: int, steps: int, seed: int, batch_size: int,
+    max_length: int, lr: float, rank: int, split: str, dirichlet_alpha: float,
+    eval_examples: int, examples: int | None,
+) -> ExperimentConfig:  # fmt: skip
+    if split not in ("iid", "label", "dirichlet"):
+        raise ConfigError(f"--split must be iid, label or dirichlet, got {split!r}")
+    return ExperimentConfig(
+        model=TINY if tiny else model,
+        nodes=nodes,
+        rounds=rounds,
+        steps=steps,
+        seed=seed,
+        batch_size=batch_size,
+        max_length=max_length,
+        learning_rate=lr,
+        rank=rank,
+        split=split,  # type: ignore[arg-type]  # checked above
+        dirichlet_alpha=dirichlet_alpha,
+        eval_examples=eval_examples,
+        examples=examples,
+    )
+
+
+def _command(
+    name: str, config: ExperimentConfig, out: Path | None, extra: Sequence[str] = ()
+) -> str:
+    """The full command line that reproduces a run (every setting spelled out)."""
+    parts = ["loraledger", "experiment", name]
+    parts += ["--tiny"] if config.tiny else ["--model", config.model]
+    parts += [
+        "--nodes", str(config.nodes), "--rounds", str(config.rounds), "--steps", str(config.steps),
+        "--seed", str(config.seed), "--batch-size", str(config.batch_size),
+        "--max-length", str(config.max_length), "--lr", f"{config.learning_rate:g}",
+        "--rank", str(config.rank), "--split", config.split,
+        "--dirichlet-alpha", f"{config.dirichlet_alpha:g}",
+        "--eval-examples", str(config.eval_examples),
+    ]  # fmt: skip
+    if config.examples is not None:
+        parts += ["--examples", str(config.examples)]
+    parts += list(extra)
+    if out is not None:
+        parts += ["--out", str(out)]
+    return shlex.join(parts)
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{option} needs at least one value, got {text!r}")
+    return values
+
+
+def _execute(title: str, total_steps: int, out: Path, work: Callable[[Hooks], Report]) -> None:
+    """Run ``work`` under a progress bar, then print where the results went."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(title, total=total_steps)
+        hooks = Hooks(
+            step=lambda: progress.advance(task),
+            phase=lambda text: progress.update(task, description=text),
+        )
+        report = work(hooks)
+    console.print(f"[bold]{report.title}[/]")
+    if report.summary:
+        console.print(report.summary, highlight=False)
+    first = report.tables[0]
+    table = RichTable(*first.headers, title=first.heading)
+    for row in first.rows:
+        table.add_row(*(fmt(cell) for cell in row))
+    console.print(table)
+    console.print(f"wrote {out / 'results.md'}, results.json and {len(report.plots)} plot(s)")
+
+
+@app.command("fl-vs-local")
+def fl_vs_local(
+    model: str = ModelOption, tiny: bool = TinyOption,
+    nodes: int = typer.Option(4, "--nodes", "-n", help="Nodes (shards of the bundled data)."),
+    rounds: int = RoundsOption, steps: int = StepsOption, seed: int = SeedOption,
+    out: Path | None = OutOption, batch_size: int = BatchOption, max_length: int = LengthOption,
+    lr: float = LrOption, rank: int = RankOption, split: str = SplitOption,
+    dirichlet_alpha: float = AlphaOption, eval_examples: int = EvalOption,
+    examples: int | None = ExamplesOption,
+) -> None:  # fmt: skip
+    """Federated vs each node alone vs centralized: mean, std and min of held-out loss."""
+    from scripts.experiments import fl_vs_local as experiment
+
+    config = _config(model, tiny, nodes, rounds, steps, seed, batch_size, max_length, lr, rank,
+                     split, dirichlet_alpha, eval_examples, examples)  # fmt: skip
+    folder = out or RESULTS / experiment.NAME
+    command = _command(experiment.NAME, config, out)
+    _execute(
+        "fl-vs-local", experiment.planned_steps(config), folder,
+        lambda hooks: experiment.run(config, folder, command, hooks),
+    )  # fmt: skip
+
+
+@app.command("nodes")
+def nodes_command(
+    counts: str = typer.Option("2,4,8,16,32", "--counts", help="Node counts, comma-separated."),
+    model: str = ModelOption, tiny: bool = TinyOption,
+    rounds: int = RoundsOption, steps: int = typer.Option(2, "--steps", "-s", help="Optimizer steps per node per round."),
+    seed: int = SeedOption, out: Path | None = OutOption, batch_size: int = BatchOption,
+    max_length: int = LengthOption, lr: float = LrOption, rank: int = RankOption,
+    split: str = typer.Option("dirichlet", "--split", help="Non-IID split: dirichlet, label or iid."),
+    dirichlet_alpha: float = AlphaOption, eval_examples: int = typer.Option(8, "--eval-examples", help="Held-out examples per node, at most."),
+    examples: int | None = ExamplesOption,
+) -> None:  # fmt: skip
+    """Convergence per round for 2, 4, 8, 16, 32 nodes sharing the same total data."""
+    from scripts.experiments import nodes as experiment
+
+    values = _int_list(counts, "--counts")
+    config = _config(model, tiny, max(values), rounds, steps, seed, batch_size, max_length, lr,
+                     rank, split, dirichlet_alpha, eval_examples, examples)  # fmt: skip
+    folder = out or RESULTS / experiment.NAME
+    command = _command(experiment.NAME, config, out, ["--counts", counts]).replace(
+        f" --nodes {config.nodes}", ""
+    )
+    _execute(
+        "nodes", experiment.planned_steps(config, values), folder,
+        lambda hooks: experiment.run(config, values, folder, command, hooks),
+    )  # fmt: skip
+
+
+@app.command("ranks")
+def ranks_command(
+    ranks: str = typer.Option("2,4,8", "--ranks", help="LoRA ranks, cycled over the nodes."),
+    model: str = ModelOption, tiny: bool = TinyOption,
+    nodes: int = typer.Option(6, "--nodes", "-n", help="Nodes (shards of the bundled data)."),
+    rounds: int = RoundsOption, steps: int = StepsOption, seed: int = SeedOption,
+    out: Path | None = OutOption, batch_size: int = BatchOption, max_length: int = LengthOption,
+    lr: float = LrOption, split: str = SplitOption, dirichlet_alpha: float = AlphaOption,
+    eval_examples: int = EvalOption, examples: int | None = ExamplesOption,
+) -> None:  # fmt: skip
+    """Heterogeneous ranks: FlexLoRA vs zero-padding vs every node at the smallest rank."""
+    from scripts.experiments import ranks as experiment
+
+    values = _int_list(ranks, "--ranks")
+    config = _config(model, tiny, nodes, rounds, steps, seed, batch_size, max_length, lr,
+                     max(values), split, dirichlet_alpha, eval_examples, examples)  # fmt: skip
+    folder = out or RESULTS / experiment.NAME
+    command = _command(experiment.NAME, config, out, ["--ranks", ranks]).replace(
+        f" --rank {config.rank}", ""
+    )
+    _execute(
+        "ranks", experiment.planned_steps(config), folder,
+        lambda hooks: experiment.run(config, values, folder, command, hooks),
+    )  # fmt: skip
+
+
+@app.command("robustness")
+def robustness_command(
+    poisoned: str = typer.Option("0,1,2", "--poisoned", help="Numbers of poisoned nodes."),
+    strategies: str = typer.Option(
+        "fedavg,clipped,median,trimmed-mean,krum", "--strategies",
+        help="fedavg, clipped, median, trimmed-mean, krum (comma-separated).",
+    ),
+    attack: str = typer.Option("sign-flip", "--attack", help="sign-flip, scale or noise."),
+    factor: float = typer.Option(10.0, "--attack-factor", help="How much the attack scales the change."),
+    model: str = ModelOption, tiny: bool = TinyOption,
+    nodes: int = typer.Option(8, "--nodes", "-n", help="Nodes (shards of the bundled data)."),
+    rounds: int = RoundsOption, steps: int = StepsOption, seed: int = SeedOption,
+    out: Path | None = OutOption, batch_size: int = BatchOption, max_length: int = LengthOption,
+    lr: float = LrOption, rank: int = RankOption,
+    split: str = typer.Option("dirichlet", "--split", help="Non-IID split: dirichlet, label or iid."),
+    dirichlet_alpha: float = AlphaOption, eval_examples: int = EvalOption,
+    examples: int | None = ExamplesOption,
+) -> None:  # fmt: skip
+    """0, 1, 2 of 8 nodes poisoned: FedAvg vs clipping, median, trimmed mean and Krum."""
+    from scripts.experiments import robustness as experiment
+    from scripts.experiments.aggregation import Attack
+
+    counts = _int_list(poisoned, "--poisoned")
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    threat = Attack(attack, factor, seed)  # type: ignore[arg-type]  # validated by Attack
+    config = _config(model, tiny, nodes, rounds, steps, seed, batch_size, max_length, lr, rank,
+                     split, dirichlet_alpha, eval_examples, examples)  # fmt: skip
+    folder = out or RESULTS / experiment.NAME
+    extra = ["--poisoned", poisoned, "--strategies", strategies, "--attack", attack,
+             "--attack-factor", f"{factor:g}"]  # fmt: skip
+    command = _command(experiment.NAME, config, out, extra)
+    _execute(
+        "robustness", experiment.planned_steps(config, counts, names), folder,
+        lambda hooks: experiment.run(config, counts, names, threat, folder, command, hooks),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+@app.command("quantization")
+def quantization_command(
+    model: str = ModelOption, tiny: bool = TinyOption,
+    nodes: int = typer.Option(4, "--nodes", "-n", help="Nodes (shards of the bundled data)."),
+    rounds: int = RoundsOption, steps: int = StepsOption, seed: int = SeedOption,
+    out: Path | None = OutOption, batch_size: int = BatchOption, max_length: int = LengthOption,
+    lr: float = LrOption, rank: int = RankOption, split: str = SplitOption,
+    dirichlet_alpha: float = AlphaOption, eval_examples: int = EvalOption,
+    examples: int | None = ExamplesOption,
+) -> None:  # fmt: skip
+    """16-bit vs 4-bit (QLoRA) base model in the same federation (needs CUDA)."""
+    from scripts.experiments import quantization as experiment
+
+    experiment.require_cuda()  # before anything is loaded
+    config = _config(model, tiny, nodes, rounds, steps, seed, batch_size, max_length, lr, rank,
+                     split, dirichlet_alpha, eval_examples, examples)  # fmt: skip
+    folder = out or RESULTS / experiment.NAME
+    command = _command(experiment.NAME, config, out)
+    _execute(
+        "quantization", experiment.planned_steps(config), folder,
+        lambda hooks: experiment.run(config, folder, command, hooks),
+    )  # fmt: skip
