@@ -79,7 +79,7 @@ class VerifyPolicy:
     max_rank: int | None = 64
     max_bytes: int = DEFAULT_MAX_BYTES
     outliers: OutlierPolicy | None = field(default_factory=OutlierPolicy)
-    max_loss_increase: float | None = 0.1
+    max_loss_increase: float | None = 0.5
     fetch_workers: int = 4
 
     def __post_init__(self) -> None:
