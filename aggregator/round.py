@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,7 +53,7 @@ from chain.errors import ContractRevert
 from chain.events import History
 from ipfs import ContentStore
 from loraledger.errors import ChainError, ConfigError, LoRALedgerError, StorageError
-from loraledger.paths import home
+from loraledger.paths import home, write_json_atomic
 from loraledger.report import RoundReport, SubmissionVerdict
 from loraledger.update import (
     FORMAT_VERSION,
@@ -536,12 +534,7 @@ class RoundRunner:
             "reward_root": result.reward_root.hex(),
             "reward_total": str(result.reward_total),
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".journal-")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(body, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_json_atomic(path, body)
 
 
 def _finalization_from(journal: dict[str, Any]) -> Finalization:

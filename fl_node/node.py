@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +36,7 @@ from fl_node.train import (
 )
 from ipfs import ContentStore
 from loraledger.errors import ChainError, ConfigError, LoRALedgerError, StorageError
-from loraledger.paths import home
+from loraledger.paths import home, write_json_atomic
 from loraledger.report import RoundReport
 from loraledger.update import (
     FORMAT_VERSION,
@@ -144,6 +142,37 @@ def initial_global_adapter(
         adapter_config=peft_adapter_config(spec, model.model_id),
     )
     return build_global_adapter(tensors, metadata)
+
+
+def publish_task(
+    ledger: Ledger, token: Token, store: ContentStore, model: LoadedModel, spec: PeftSpec,
+    sponsor: LocalAccount, *, reward_per_round: int, min_stake: int, window: int, max_rounds: int,
+    fund: int, seed: int = 0,
+) -> int:  # fmt: skip
+    """The sponsor's side: build and pin the initial adapter for the next task id, create the
+    task with its CID and digest, and fund its pool with ``fund`` tokens. Returns the task id."""
+    from chain.bindings import TaskParams, base_model_hash
+    from loraledger.update import sha256_hex
+
+    task_id = ledger.task_count() + 1
+    adapter = initial_global_adapter(model, spec, task_id, seed=seed)
+    cid = store.put_bytes(adapter)
+    store.pin(cid)
+    params = TaskParams(
+        base_model_hash=base_model_hash(model.model_id), initial_global_cid=cid,
+        initial_global_digest=bytes.fromhex(sha256_hex(adapter)), token=token.address,
+        reward_per_round=reward_per_round, min_stake=min_stake, submission_window=window, max_rounds=max_rounds,
+    )  # fmt: skip
+    created, _ = ledger.create_task(params, sponsor)
+    if created != task_id:
+        raise ChainError(
+            f"another task was created meanwhile: the adapter was built for task {task_id}, got {created}",
+            hint="create the task again",
+        )
+    if fund:
+        token.approve(ledger.address, fund, sponsor)
+        ledger.fund_task(task_id, fund, sponsor)
+    return task_id
 
 
 # ------------------------------------------------------------------------- join
@@ -269,14 +298,7 @@ def _read_journal(session: NodeSession, task_id: int, round_: int) -> dict[str, 
 
 
 def _write_journal(session: NodeSession, task_id: int, round_: int, body: dict[str, str]) -> None:
-    path = _journal_path(session, task_id, round_)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".journal-")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(body, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_json_atomic(_journal_path(session, task_id, round_), body)
 
 
 def run(

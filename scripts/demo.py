@@ -24,14 +24,14 @@ import torch
 
 from aggregator.combine import StrategyConfig
 from aggregator.round import AggregatorSession, RoundOutcome, RoundRunner, RoundSettings
-from chain.bindings import Ledger, TaskParams, base_model_hash
-from chain.deployments import Deployment, deploy
+from chain.bindings import Ledger
+from chain.deployments import deploy
 from chain.events import History
 from chain.network import DEV_ACCOUNTS, Chain, dev_account
 from fl_node.data import Example, NodeData, sample_examples, split_shards, train_eval_split
 from fl_node.evaluate import AdapterEvaluator
 from fl_node.model import LoadedModel
-from fl_node.node import NodeSession, claim, initial_global_adapter, join, submit_round
+from fl_node.node import NodeSession, claim, join, publish_task, submit_round
 from fl_node.train import StepReport, TrainSettings
 from ipfs import ContentStore
 from loraledger.errors import ConfigError
@@ -42,7 +42,6 @@ from loraledger.update import (
     build_update,
     parse_global_adapter,
     parse_update,
-    sha256_hex,
 )
 
 TOKEN = 10**18
@@ -153,7 +152,9 @@ def run_demo(
     data = _node_data(config)
     validation = data.pop()
     spec = PeftSpec(rank=config.task_rank, alpha=2.0 * config.task_rank)
-    task_id = _create_task(chain, ledger, deployment, store, model, spec, config, admin)
+    task_id = publish_task(ledger, token, store, model, spec, admin, reward_per_round=config.reward_per_round,
+                           min_stake=config.stake, window=config.window, max_rounds=config.rounds,
+                           fund=config.reward_per_round * config.rounds, seed=config.seed)  # fmt: skip
     progress("stage", {"text": f"task {task_id}: {len(honest)} nodes + {len(malicious)} malicious join"})
     for account in [*honest, *malicious]:
         token.transfer(account.address, config.stake, admin)
@@ -236,28 +237,6 @@ def _node_data(config: DemoConfig) -> list[NodeData]:
     random.Random(config.seed).shuffle(validation_pool)
     out.append(NodeData(train=tuple(validation_pool[: config.validation_examples])))
     return out
-
-
-def _create_task(chain: Chain, ledger: Ledger, deployment: Deployment, store: ContentStore, model: LoadedModel,
-                 spec: PeftSpec, config: DemoConfig, sponsor: Any) -> int:  # fmt: skip
-    task_id = ledger.task_count() + 1
-    adapter = initial_global_adapter(model, spec, task_id, seed=config.seed)
-    cid = store.put_bytes(adapter)
-    store.pin(cid)
-    params = TaskParams(
-        base_model_hash=base_model_hash(model.model_id), initial_global_cid=cid,
-        initial_global_digest=bytes.fromhex(sha256_hex(adapter)), token=deployment.token,
-        reward_per_round=config.reward_per_round, min_stake=config.stake, submission_window=config.window,
-        max_rounds=config.rounds,
-    )  # fmt: skip
-    created, _ = ledger.create_task(params, sponsor)
-    if created != task_id:
-        raise ConfigError(f"another task was created meanwhile (got {created}, built the adapter for {task_id})")
-    token = deployment.token_contract(chain)
-    fund = config.reward_per_round * config.rounds
-    token.approve(ledger.address, fund, sponsor)
-    ledger.fund_task(task_id, fund, sponsor)
-    return task_id
 
 
 def _submit_malicious(ledger: Ledger, history: History, store: ContentStore, task_id: int, round_: int, account: Any,

@@ -100,13 +100,12 @@ class Federation:
 def prepare(plan: FederationPlan) -> Federation:
     """Start the chain (unless given), deploy, fund the node accounts, create and fund the task."""
     from chain import local
-    from chain.bindings import TaskParams, base_model_hash
     from chain.deployments import deploy
     from chain.network import connect, dev_account
     from fl_node.model import ModelConfig, load_base_model
-    from fl_node.node import initial_global_adapter
+    from fl_node.node import publish_task
     from ipfs import open_store
-    from loraledger.update import PeftSpec, sha256_hex
+    from loraledger.update import PeftSpec
     from scripts.flower.accounts import fund_accounts, resolve_account
 
     stack = ExitStack()
@@ -136,30 +135,10 @@ def prepare(plan: FederationPlan) -> Federation:
         loaded = load_base_model(ModelConfig(source=plan.model))
         rank = max(plan.ranks)
         spec = PeftSpec(rank=rank, alpha=plan.alpha_per_rank * rank, target_modules=plan.targets)
-        task_id = ledger.task_count() + 1
-        adapter = initial_global_adapter(loaded, spec, task_id)
-        cid = store.put_bytes(adapter)
-        store.pin(cid)
-        params = TaskParams(
-            base_model_hash=base_model_hash(loaded.model_id), initial_global_cid=cid,
-            initial_global_digest=bytes.fromhex(sha256_hex(adapter)), token=token.address,
-            reward_per_round=plan.reward_per_round, min_stake=plan.min_stake, submission_window=plan.window,
-            max_rounds=plan.rounds,
-        )  # fmt: skip
-        created, _ = ledger.create_task(params, admin)
-        if created != task_id:
-            raise ConfigError(f"task {created} was created, expected {task_id}")
-        fund = plan.reward_per_round * plan.rounds
-        token.approve(ledger.address, fund, admin)
-        ledger.fund_task(task_id, fund, admin)
-        logger.info(
-            "task %s on %s: %s nodes, %s rounds, initial adapter %s",
-            task_id,
-            network,
-            plan.nodes,
-            plan.rounds,
-            cid,
-        )
+        task_id = publish_task(ledger, token, store, loaded, spec, admin, reward_per_round=plan.reward_per_round,
+                               min_stake=plan.min_stake, window=plan.window, max_rounds=plan.rounds,
+                               fund=plan.reward_per_round * plan.rounds)  # fmt: skip
+        logger.info("task %s on %s: %s nodes, %s rounds", task_id, network, plan.nodes, plan.rounds)
         return Federation(plan, network, ipfs, ledger.address, token.address, deployment.block, task_id,
                           loaded.model_id, stack)  # fmt: skip
     except BaseException:
