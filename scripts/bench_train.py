@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fl_node.data import Encoded, NodeData, encode_all, sample_examples
@@ -30,7 +29,7 @@ from fl_node.model import LoadedModel, ModelConfig, create_tiny_model, load_base
 from fl_node.train import NodeTrainConfig, TrainSettings, peft_config_for, train_round
 from loraledger.errors import ConfigError
 from loraledger.update import PeftSpec
-from scripts.console import console
+from scripts.console import console, step_progress
 
 TARGET_RATIO = 0.95
 PLAIN = "plain peft loop"
@@ -164,14 +163,7 @@ def _compare(
     train_round(replace(config, train=warm), loaded, data)
     best: dict[str, Measurement] = {}
     total = repeats * 2 * settings.max_steps  # type: ignore[operator]
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    with step_progress() as progress:
         task = progress.add_task("benchmark", total=total)
         for _ in range(repeats):
             for path in (PLAIN, NODE):

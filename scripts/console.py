@@ -9,6 +9,7 @@ import warnings
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loraledger.errors import LoRALedgerError
 
@@ -39,3 +40,9 @@ def fail(error: LoRALedgerError) -> typer.Exit:
     if error.hint:
         err_console.print(f"[dim]hint:[/] {error.hint}", highlight=False, soft_wrap=True)
     return typer.Exit(code=1)
+
+
+def step_progress() -> Progress:
+    """The transient step bar long-running commands share (description, bar, steps, time)."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+                    TimeElapsedColumn(), console=console, transient=True)  # fmt: skip

@@ -13,12 +13,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
 from loraledger.errors import ConfigError
 from loraledger.paths import REPO_ROOT
-from scripts.console import console
+from scripts.console import console, step_progress
 from scripts.experiments.config import TINY, ExperimentConfig
 from scripts.experiments.report import Report, fmt
 from scripts.experiments.runner import Hooks
@@ -113,14 +112,7 @@ def _int_list(text: str, option: str) -> list[int]:
 
 def _execute(title: str, total_steps: int, out: Path, work: Callable[[Hooks], Report]) -> None:
     """Run ``work`` under a progress bar, then print where the results went."""
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    with step_progress() as progress:
         task = progress.add_task(title, total=total_steps)
         hooks = Hooks(
             step=lambda: progress.advance(task),
