@@ -445,6 +445,8 @@ def run_command(
         "smollm2", "--model", "-m", help="Base model nodes train (each SuperNode may override)."
     ),
     steps: int = typer.Option(2, "--steps", help="Training steps per node and round."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Examples per step."),
+    max_length: int = typer.Option(128, "--max-length", help="Tokens per example."),
     ca: Path | None = typer.Option(
         None,
         "--root-certificates",
@@ -455,8 +457,7 @@ def run_command(
     import subprocess
 
     from chain.deployments import load_deployment
-    from loraledger.paths import home
-    from scripts.flower.deployment import process_env, write_connection
+    from scripts.flower.deployment import process_env
     from scripts.flower.deployment import run_command as flwr_run
     from scripts.options import open_chain
 
@@ -464,9 +465,72 @@ def run_command(
     deployment = load_deployment(chain)
     run_config = {"network": network, "ipfs": ipfs, "ledger": deployment.ledger, "from-block": deployment.block,
                   "task-id": task, "rounds": rounds, "aggregator-account": account, "strategy": strategy,
-                  "min-nodes": min_nodes, "model": model, "steps": steps}  # fmt: skip
-    flwr_home = home() / "flower" / "flwr-home"
-    write_connection(flwr_home, superlink_address, insecure=ca is None, root_certificates=ca)
+                  "min-nodes": min_nodes, "model": model, "steps": steps, "batch-size": batch_size,
+                  "max-length": max_length}  # fmt: skip
+    flwr_home = _connection(superlink_address, ca)
     command = flwr_run(_app_dir(), run_config)
     code = subprocess.run(command, env=process_env(flwr_home), check=False).returncode
     raise typer.Exit(code)
+
+
+def _connection(superlink_address: str, ca: Path | None) -> Path:
+    """Write the SuperLink connection ``flwr`` reads into our own ``FLWR_HOME``; return it."""
+    from loraledger.paths import home
+    from scripts.flower.deployment import write_connection
+
+    flwr_home = home() / "flower" / "flwr-home"
+    write_connection(flwr_home, superlink_address, insecure=ca is None,
+                     root_certificates=ca.resolve() if ca else None)  # fmt: skip
+    return flwr_home
+
+
+@app.command()
+def register(
+    public_key: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="The SuperNode's public key (OpenSSH, from `flower certs`)."
+    ),
+    superlink_address: str = typer.Option(
+        "127.0.0.1:8000", "--superlink", help="The SuperLink's host:port."
+    ),
+    ca: Path = typer.Option(
+        ..., "--root-certificates", exists=True, dir_okay=False,
+        help="CA certificate (PEM) of the SuperLink (SuperNode authentication needs TLS).",
+    ),
+) -> None:  # fmt: skip
+    """Allow a SuperNode's key on a SuperLink started with --enable-supernode-auth."""
+    import subprocess
+
+    from scripts.flower.deployment import process_env, register_command
+
+    flwr_home = _connection(superlink_address, ca)
+    command = register_command(public_key.resolve())
+    code = subprocess.run(command, env=process_env(flwr_home), check=False).returncode
+    raise typer.Exit(code)
+
+
+@app.command()
+def certs(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the files (created; never overwritten)."),
+    hosts: str = typer.Option(
+        "localhost,127.0.0.1,::1", "--hosts",
+        help="Names and addresses SuperNodes dial the SuperLink by (comma-separated).",
+    ),
+    node_keys: str = typer.Option(
+        "", "--node-keys", help="SuperNode key pairs to make, by name (comma-separated), e.g. node-0,node-1."
+    ),
+    days: int = typer.Option(365, "--days", help="Validity of the certificates."),
+) -> None:  # fmt: skip
+    """Make a CA, a SuperLink TLS certificate and SuperNode authentication keys."""
+    from scripts.flower.certs import make_node_key, make_tls_files
+
+    names = [n.strip() for n in node_keys.split(",") if n.strip()]
+    adding_keys = bool(names) and (out / "ca.crt").exists()  # more SuperNodes, same CA
+    files = None if adding_keys else make_tls_files(out, hosts.split(","), days=days)
+    keys = [make_node_key(out / "nodes", name) for name in names]
+    if files is not None:
+        console.print(f"CA {files.ca_cert} (give it to SuperNodes and `flower run` as --root-certificates)")
+        console.print(f"SuperLink: --ssl-ca-certfile {files.ca_cert} --ssl-certfile {files.server_cert} "
+                      f"--ssl-keyfile {files.server_key}")  # fmt: skip
+    for key in keys:
+        console.print(f"SuperNode key {key.private_key} (--auth-supernode-private-key); "
+                      f"register {key.public_key} with `loraledger flower register`")  # fmt: skip

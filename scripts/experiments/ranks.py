@@ -23,7 +23,7 @@ from scripts.experiments.config import (
     participants,
 )
 from scripts.experiments.report import Report, Series, line_plot
-from scripts.experiments.runner import Hooks, run_federated
+from scripts.experiments.runner import Hooks, TrainingCache, run_federated
 
 NAME = "ranks"
 DEFAULT_RANKS = (2, 4, 8)
@@ -49,15 +49,14 @@ def run(
         shards = node_shards(config)
         mixed = participants(config, shards, per_node)
         smallest = participants(config, shards, [min(ranks)] * config.nodes)
+        cache = TrainingCache()  # round 1 is the same training for all three methods
         runs = [
-            run_federated("FlexLoRA", model, config, mixed, heterogeneous("flexlora"), hooks=hooks),
-            run_federated(
-                "zero-padding", model, config, mixed, heterogeneous("zero-pad"), hooks=hooks
-            ),
-            run_federated(
-                f"all at rank {min(ranks)}", model, config, smallest, homogeneous("fedavg"),
-                hooks=hooks,
-            ),
+            run_federated("FlexLoRA", model, config, mixed, heterogeneous("flexlora"), hooks=hooks,
+                          cache=cache),
+            run_federated("zero-padding", model, config, mixed, heterogeneous("zero-pad"),
+                          hooks=hooks, cache=cache),
+            run_federated(f"all at rank {min(ranks)}", model, config, smallest,
+                          homogeneous("fedavg"), hooks=hooks, cache=cache),
         ]  # fmt: skip
     report = Report(
         experiment=NAME,

@@ -23,7 +23,7 @@ from scripts.experiments.config import (
     participants,
 )
 from scripts.experiments.report import Report, bar_plot
-from scripts.experiments.runner import Hooks, RunResult, run_federated
+from scripts.experiments.runner import Hooks, RunResult, TrainingCache, run_federated
 
 NAME = "robustness"
 
@@ -56,12 +56,14 @@ def run(
     with tempfile.TemporaryDirectory(prefix="loraledger-experiment-") as tmp:
         model = load_model(config, Path(tmp))
         members = participants(config, node_shards(config))
+        cache = TrainingCache()  # round 1 is the same training for every strategy and count
         for k in poisoned:
             bad = {m.name: attack.poison(i) for i, m in enumerate(members[len(members) - k :])}
             for strategy in strategies:
                 results[(strategy, k)] = run_federated(
                     f"{strategy}, {k} poisoned", model, config, members,
                     homogeneous(strategy, byzantine=byzantine), poisoned=bad, hooks=hooks,
+                    cache=cache,
                 )  # fmt: skip
     report = Report(
         experiment=NAME,

@@ -24,7 +24,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -71,6 +71,27 @@ class Hooks:
 
     step: Callable[[], None] = lambda: None
     phase: Callable[[str], None] = lambda _text: None
+
+
+@dataclass
+class TrainingCache:
+    """Node trainings already done in this experiment, reused where a run repeats one exactly.
+
+    ``train_round`` is a function of the global adapter (by digest), the node's data and LoRA
+    settings, the round, the step count and the seed. Runs of one experiment often share such
+    trainings: every strategy of the robustness experiment starts round 1 from the same global
+    adapter with the same nodes, and so do FlexLoRA and zero-padding in the ranks experiment.
+    A hit returns the bytes the first training produced, so results are exactly those of
+    training again (on a CPU, where training is deterministic), without the cost.
+    """
+
+    entries: dict[tuple[Any, ...], tuple[bytes, float | None]] = field(default_factory=dict)
+    hits: int = 0
+
+    def key(
+        self, member: Participant, round_: int, global_digest: str, steps: int, seed: int
+    ) -> tuple[Any, ...]:
+        return (member.name, member.data, member.spec, round_, global_digest, steps, seed)
 
 
 @dataclass(frozen=True)
@@ -177,6 +198,7 @@ def run_federated(
     eval_sets: Sequence[tuple[str, Sequence[Example]]] | None = None,
     poisoned: Mapping[str, Poison] | None = None,
     hooks: Hooks | None = None,
+    cache: TrainingCache | None = None,
 ) -> RunResult:
     """``config.rounds`` rounds of federated training; per-node held-out losses per round.
 
@@ -184,7 +206,8 @@ def run_federated(
     ``eval_sets``: where to evaluate each round's global adapter (default: each member on its
     own held-out split; members then need one). ``poisoned``: member name -> the poison
     applied to its update before it is sent (that member is then left out of the curve,
-    which covers the honest nodes).
+    which covers the honest nodes). ``cache``: trainings to reuse and record
+    (:class:`TrainingCache`).
     """
     hooks = hooks or Hooks()
     steps = steps or config.steps
@@ -229,15 +252,28 @@ def run_federated(
                 train=config.train_settings(steps, config.seed + 1000 * round_ + member.index),
             )
             data = globals_[member.spec]
-            result = train_round(
-                node_config, model, member.data, data, sha256_hex(data), lambda _r: hooks.step()
+            digest = sha256_hex(data)
+            key = (
+                cache.key(member, round_, digest, steps, node_config.train.seed) if cache else None
             )
-            if result.metrics.eval_loss_before is not None:
-                before[member.name] = result.metrics.eval_loss_before
-            update = result.update
+            if cache is not None and key in cache.entries:
+                update, loss_before = cache.entries[key]
+                cache.hits += 1
+                for _ in range(steps):
+                    hooks.step()
+            else:
+                result = train_round(
+                    node_config, model, member.data, data, digest, lambda _r: hooks.step()
+                )
+                update, loss_before = result.update, result.metrics.eval_loss_before
+                if cache is not None:
+                    cache.entries[key] = (update, loss_before)
+            if loss_before is not None:
+                before[member.name] = loss_before
             if member.name in poisoned:
-                tensors = poisoned[member.name](parse_update(update).tensors, current[member.spec])
-                update = build_update(tensors, result.metadata)
+                parsed = parse_update(update)
+                tensors = poisoned[member.name](parsed.tensors, current[member.spec])
+                update = build_update(tensors, parsed.metadata)
             updates.append(update)
         if own:
             curve.append(tuple(before[m.name] for m in evaluated))

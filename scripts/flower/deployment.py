@@ -165,6 +165,11 @@ def run_command(app_dir: Path, run_config: Mapping[str, Any], *, connection: str
     return command + (["--stream"] if stream else [])
 
 
+def register_command(public_key: Path, *, connection: str = CONNECTION) -> list[str]:
+    """``flwr supernode register KEY CONNECTION``: allow a SuperNode's key on an auth SuperLink."""
+    return [_bin("flwr"), "supernode", "register", str(public_key), connection]
+
+
 @dataclass
 class Processes:
     """Process groups started here, stopped (SIGTERM, then SIGKILL) in reverse order."""

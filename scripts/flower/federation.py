@@ -46,6 +46,7 @@ class FederationPlan:
     window: int = 600
     reward_per_round: int = 100 * TOKEN
     min_stake: int = 10 * TOKEN
+    save_deployment: bool = False  # record it under $LORALEDGER_HOME (for `flower run`)
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -122,7 +123,7 @@ def prepare(plan: FederationPlan) -> Federation:
             raise ConfigError(f"{network} has no dev accounts to fund the simulated nodes",
                               hint="simulate on a local chain (leave --network out, or anvil:PORT / ganache:PORT)")  # fmt: skip
         admin, aggregator = dev_account(chain.network, 0), dev_account(chain.network, 1)
-        deployment = deploy(chain, admin, aggregator=aggregator.address, save=False)
+        deployment = deploy(chain, admin, aggregator=aggregator.address, save=plan.save_deployment)
         ledger, token = deployment.ledger_contract(chain), deployment.token_contract(chain)
         nodes = [
             resolve_account(f"dev:{FIRST_NODE_ACCOUNT + i}", chain.network).address

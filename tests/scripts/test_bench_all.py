@@ -25,12 +25,13 @@ def test_bench_all_quick_writes_every_area_with_machine_and_ratios(tmp_path: Pat
     assert result.exit_code == 0, result.output + repr(result.exception)
     text = out.read_text()
     assert f"`loraledger bench all --quick --out {out} --no-gpu`" in text
-    for heading in ("## Machine", "## Aggregation", "## Storage", "## Training", "## Gas"):
+    for heading in ("## Machine", "## Aggregation", "## Storage", "## Training", "## Gas",
+                    "## Round overhead of chain + IPFS"):  # fmt: skip
         assert heading in text
     for item in ("| CPU |", "| cores |", "| RAM |", "| GPU |", "| torch |", "| peft |",
                  "| web3 |", "| flwr |", "| python |", "| git commit |"):  # fmt: skip
         assert item in text
-    assert "Round overhead of chain + IPFS" in text  # stated as not measured
+    assert "not measured" not in text
 
     lines = text.splitlines()
     fedavg = [line for line in lines if re.match(r"\| [23] \| \d", line)]
@@ -51,6 +52,17 @@ def test_bench_all_quick_writes_every_area_with_machine_and_ratios(tmp_path: Pat
     finalize_10, claim_10 = rounds[10]
     assert abs(finalize_10 - finalize_1) / finalize_1 < 0.01  # flat in N
     assert claim_10 > claim_1  # a longer Merkle proof
+
+    # whole Flower rounds, 2 and 3 nodes, with the ledger and without: seconds and the share
+    section = text.split("## Round overhead of chain + IPFS")[1].split("\n## ")[0]
+    overhead = re.findall(r"^\| ([23]) \| ([\d.]+) \| ([\d.]+) \| ([+-][\d.]+) \| (-?[\d.]+)%", section,
+                          re.MULTILINE)  # fmt: skip
+    assert [int(row[0]) for row in overhead] == [2, 3], section
+    for _, plain, ledger, difference, share in overhead:
+        assert float(plain) > 0 and float(ledger) > 0
+        assert abs(float(ledger) - float(plain) - float(difference)) < 0.011
+        assert abs(float(share) / 100 - float(difference) / float(ledger)) < 0.002
+    assert "Time per extra node:" in section and "--round-model smollm2" in section
 
 
 def test_git_commit_reads_head_loose_and_packed_refs(tmp_path: Path) -> None:

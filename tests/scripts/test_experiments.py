@@ -151,3 +151,26 @@ def test_attacks_change_the_update_relative_to_the_global_adapter() -> None:
     assert float(noisy.norm()) == pytest.approx(3 * math.sqrt(2), rel=1e-5)
     with pytest.raises(ConfigError, match="attack must be one of"):
         Attack("flood", 1)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_a_reused_training_gives_exactly_the_results_of_training_again(tmp_path: Path) -> None:
+    from scripts.experiments.aggregation import homogeneous
+    from scripts.experiments.config import load_model, node_shards, participants
+    from scripts.experiments.runner import TrainingCache, run_federated
+
+    config = ExperimentConfig(model="tiny", nodes=2, rounds=2, steps=2, max_length=64,
+                              eval_examples=4, examples=40)  # fmt: skip
+    model = load_model(config, tmp_path)
+    members = participants(config, node_shards(config))
+    fresh = run_federated("fresh", model, config, members, homogeneous("fedavg"))
+    cache = TrainingCache()
+    first = run_federated("first", model, config, members, homogeneous("fedavg"), cache=cache)
+    assert cache.hits == 0 and len(cache.entries) == 2 * 2
+    again = run_federated("again", model, config, members, homogeneous("fedavg"), cache=cache)
+    assert cache.hits == 2 * 2  # every training of the same global adapters is reused
+    assert fresh.curve == first.curve == again.curve
+    # another strategy shares round 1 only: its round-2 global adapter differs
+    other = run_federated("median", model, config, members, homogeneous("median"), cache=cache)
+    assert cache.hits == 2 * 2 + 2 and len(cache.entries) == 2 * 2 + 2
+    assert other.curve[0] == fresh.curve[0] and other.curve[1] != fresh.curve[1]
