@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import ssl
 import stat
-import sys
 import threading
 from pathlib import Path
 
@@ -15,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key, load_ssh_public_key
 
 from loraledger.errors import ConfigError
-from scripts.cli import main
 from scripts.flower.certs import make_node_key, make_tls_files
+from tests.support.cli import run_cli
 
 
 def _handshake(files_dir: Path, server_name: str) -> str:
@@ -92,34 +91,23 @@ def test_supernode_keys_are_p384_openssh_pairs(tmp_path: Path) -> None:
     assert stat.S_IMODE(key.private_key.stat().st_mode) == 0o600
 
 
-def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """The real entry point, in-process: exit code and everything printed."""
-    argv, sys.argv = sys.argv, ["loraledger", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as done:
-        code = int(done.code or 0)
-    finally:
-        sys.argv = argv
-    out, err = capsys.readouterr()
-    return code, out + err
-
-
 def test_the_certs_command_adds_node_keys_to_an_existing_ca(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "300")
-    out = tmp_path / "certs"
-    code, text = _cli(capsys, "flower", "certs", "--out", str(out), "--node-keys", "node-0")
+    folder = tmp_path / "certs"
+    code, stdout, stderr = run_cli(capsys, "flower", "certs", "--out", str(folder), "--node-keys", "node-0")
+    text = stdout + stderr
     assert code == 0, text
-    assert f"--ssl-certfile {out / 'server.pem'}" in text and "flower register" in text
-    ca = (out / "ca.crt").read_bytes()
-    code, text = _cli(capsys, "flower", "certs", "--out", str(out), "--node-keys", "node-1")
+    assert f"--ssl-certfile {folder / 'server.pem'}" in text and "flower register" in text
+    ca = (folder / "ca.crt").read_bytes()
+    code, stdout, stderr = run_cli(capsys, "flower", "certs", "--out", str(folder), "--node-keys", "node-1")
+    text = stdout + stderr
     assert code == 0, text
-    assert (out / "ca.crt").read_bytes() == ca  # same CA, one more SuperNode
-    assert sorted(p.name for p in (out / "nodes").iterdir()) == [
+    assert (folder / "ca.crt").read_bytes() == ca  # same CA, one more SuperNode
+    assert sorted(p.name for p in (folder / "nodes").iterdir()) == [
         "node-0", "node-0.pub", "node-1", "node-1.pub",
     ]  # fmt: skip
-    code, text = _cli(capsys, "flower", "certs", "--out", str(out))
+    code, stdout, stderr = run_cli(capsys, "flower", "certs", "--out", str(folder))
+    text = stdout + stderr
     assert code == 1 and "refusing to overwrite" in text and "Traceback" not in text

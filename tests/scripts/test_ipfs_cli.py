@@ -12,7 +12,7 @@ import pytest
 
 from ipfs import compute_cid
 from ipfs.daemon import DaemonStatus
-from scripts.cli import main
+from tests.support.cli import run_cli
 from tests.support.ipfs import free_port, ipfs_daemon  # noqa: F401
 
 # a separate process that only knows the store URL and the CID
@@ -20,21 +20,6 @@ READ_BACK = (
     "import sys; from ipfs import open_store\n"
     "print(open_store(sys.argv[1]).get_file(sys.argv[2], sys.argv[3]))"
 )
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run the real entry point in-process; return exit code, stdout, stderr."""
-    argv = sys.argv
-    sys.argv = ["loraledger", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as done:
-        code = int(done.code or 0)
-    finally:
-        sys.argv = argv
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
@@ -70,9 +55,11 @@ def test_up_store_read_back_in_another_process_same_cid_and_down(
         assert run_cli(capsys, "ipfs", "put", str(adapter))[1].strip() == cid  # embedded: same CID
         assert run_cli(capsys, "ipfs", "cid", str(adapter))[1].strip() == cid
         reader = subprocess.run(
-            [sys.executable, "-c", READ_BACK,
-             url, cid, str(tmp_path / "fetched.safetensors")],
-            capture_output=True, text=True, timeout=120, check=True,
+            [sys.executable, "-c", READ_BACK, url, cid, str(tmp_path / "fetched.safetensors")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
         )
         assert int(reader.stdout) == adapter.stat().st_size
         assert (tmp_path / "fetched.safetensors").read_bytes() == adapter.read_bytes()
@@ -86,7 +73,9 @@ def test_up_store_read_back_in_another_process_same_cid_and_down(
 
 @pytest.mark.ipfs_daemon
 def test_push_pinned_moves_embedded_content_to_a_node_unchanged(
-    capsys: pytest.CaptureFixture[str], home: Path, adapter: Path,
+    capsys: pytest.CaptureFixture[str],
+    home: Path,
+    adapter: Path,
     ipfs_daemon: DaemonStatus,  # noqa: F811 - the shared fixture imported above
     tmp_path: Path,
 ) -> None:
@@ -95,7 +84,9 @@ def test_push_pinned_moves_embedded_content_to_a_node_unchanged(
     code, out, err = run_cli(capsys, "ipfs", "push", "--pinned", "--to", str(ipfs_daemon.api_url))
     assert code == 0, err
     assert "same CID" in out
-    code, out, _ = run_cli(capsys, "ipfs", "get", cid, str(tmp_path / "back.bin"), "--ipfs", str(ipfs_daemon.api_url))
+    code, out, _ = run_cli(
+        capsys, "ipfs", "get", cid, str(tmp_path / "back.bin"), "--ipfs", str(ipfs_daemon.api_url)
+    )
     assert code == 0 and (tmp_path / "back.bin").read_bytes() == adapter.read_bytes()
 
 
