@@ -55,9 +55,9 @@ def measure(
     rows.append(GasRow("deploy LoRALedger", "", int(receipt["gasUsed"])))
     ledger = Ledger(chain, str(receipt["contractAddress"]))
 
-    def params(min_stake: int, max_rounds: int) -> TaskParams:
+    def params(min_stake: int, max_rounds: int, window: int = 600) -> TaskParams:
         return TaskParams(base_model_hash("gas"), "bafy-init", _digest("init"), token.address, 100 * TOKEN,
-                          min_stake, 600, max_rounds)  # fmt: skip
+                          min_stake, window, max_rounds)  # fmt: skip
 
     def row(function: str, scenario: str, receipt: object) -> None:
         rows.append(GasRow(function, scenario, int(receipt["gasUsed"])))  # type: ignore[index]
@@ -101,7 +101,9 @@ def measure(
                   "gasPrice": chain.w3.eth.gas_price}  # fmt: skip
             chain.send_raw(admin.sign_transaction(tx).raw_transaction, "fund gas")
         funded = max(funded, n)
-        task_id, _ = ledger.create_task(params(0, 1), admin)
+        # a window of a week: N joins and submissions take minutes on a slow (embedded) chain, and
+        # the window's length changes no measured gas
+        task_id, _ = ledger.create_task(params(0, 1, window=7 * 24 * 3600), admin)
         ledger.fund_task(task_id, 100 * TOKEN, admin)
         for account in nodes[:n]:
             ledger.join(task_id, account)
