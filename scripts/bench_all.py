@@ -15,6 +15,7 @@ import platform
 import shlex
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -361,7 +362,11 @@ def round_section(sizes: Sizes) -> Section:
 
     logging.getLogger("flwr").setLevel(logging.CRITICAL)  # Flower logs every step at INFO
     nodes, more = sizes.round_nodes
-    with tempfile.TemporaryDirectory(prefix="bench-round-") as tmp:
+    with (
+        warnings.catch_warnings(),  # Ray's start-up leaves files to the GC (ResourceWarning)
+        tempfile.TemporaryDirectory(prefix="bench-round-") as tmp,
+    ):
+        warnings.simplefilter("ignore", ResourceWarning)
         model = sizes.round_model
         if model == "tiny":
             corpus = [m.content for e in sample_examples() for m in e.messages]
