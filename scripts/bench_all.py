@@ -387,7 +387,9 @@ def round_section(sizes: Sizes) -> Section:
                                           ": target <= 10%)" if target else "")])  # fmt: skip
     body = [
         (f"Model {sizes.round_model}, {sizes.round_steps} steps x batch 4 per node and round, LoRA "
-         f"ranks 8/4, FedAvg; mean of rounds 2..{sizes.round_rounds} (round 1 loads the model). "
+         f"ranks 8/4, FedAvg; every node evaluates {settings.eval_fraction:.0%} of its shard before "
+         "and after training, as `flower bench` does by default (most of a SmolLM2 round's time); "
+         f"mean of rounds 2..{sizes.round_rounds} (round 1 loads the model). "
          "Plain Flower sends the weights in messages; the ledger run joins, pins, commits, "
          "verifies, publishes, pays and finalizes on an anvil chain with the embedded store."),
         "",
