@@ -4,6 +4,8 @@
 local chain it starts (anvil) and a shared store. ``superlink``, ``supernode`` and ``run`` start
 Flower's deployment engine across machines with the right flags, so that nobody meets its quirks
 (runtime installation of a CUDA torch, a detached SuperLink, ports per SuperNode): docs/flower.md.
+``certs`` makes a CA, the SuperLink's TLS certificate and SuperNode keys; ``register`` allows a
+SuperNode's key on a SuperLink with SuperNode authentication.
 """
 
 from __future__ import annotations
@@ -521,9 +523,14 @@ def certs(
     days: int = typer.Option(365, "--days", help="Validity of the certificates."),
 ) -> None:  # fmt: skip
     """Make a CA, a SuperLink TLS certificate and SuperNode authentication keys."""
-    from scripts.flower.certs import make_node_key, make_tls_files
+    from loraledger.errors import ConfigError
+    from scripts.flower.certs import make_node_key, make_tls_files, node_key_paths
 
     names = [n.strip() for n in node_keys.split(",") if n.strip()]
+    taken = [str(p) for n in names for p in node_key_paths(out / "nodes", n) if p.exists()]
+    if taken or len(set(names)) < len(names):  # refuse before writing anything
+        raise ConfigError(f"node keys exist or repeat: {', '.join(taken) or ','.join(names)}",
+                          hint="choose new names; key material is never overwritten")  # fmt: skip
     adding_keys = bool(names) and (out / "ca.crt").exists()  # more SuperNodes, same CA
     files = None if adding_keys else make_tls_files(out, hosts.split(","), days=days)
     keys = [make_node_key(out / "nodes", name) for name in names]

@@ -66,6 +66,14 @@ def _write(path: Path, data: bytes, *, private: bool) -> Path:
     return path
 
 
+def _refuse_existing(paths: Sequence[Path]) -> None:
+    """Refuse before writing anything, so a refused call leaves no partial set of files."""
+    existing = [str(p) for p in paths if p.exists()]
+    if existing:
+        raise ConfigError(f"{', '.join(existing)} exist(s); refusing to overwrite key material",
+                          hint="choose an empty folder or remove the old files")  # fmt: skip
+
+
 def _subject_names(hosts: Sequence[str]) -> list[x509.GeneralName]:
     names: list[x509.GeneralName] = []
     for host in hosts:
@@ -106,6 +114,7 @@ def make_tls_files(out: Path, hosts: Sequence[str] = DEFAULT_HOSTS, *,
         raise ConfigError(f"certificates must be valid for at least a day, got {days}")
     hosts = [h.strip() for h in hosts if h.strip()]
     names = _subject_names(hosts)
+    _refuse_existing([out / n for n in ("ca.crt", "ca.key", "server.pem", "server.key")])
     out.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     valid = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days))
@@ -154,10 +163,16 @@ def make_tls_files(out: Path, hosts: Sequence[str] = DEFAULT_HOSTS, *,
     )
 
 
-def make_node_key(out: Path, name: str) -> NodeKey:
-    """An ECDSA P-384 key pair for SuperNode authentication: ``out/name`` and ``out/name.pub``."""
+def node_key_paths(out: Path, name: str) -> tuple[Path, Path]:
+    """Where :func:`make_node_key` writes ``name``'s private and public key."""
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"a key name must be a plain file name, got {name!r}")
+    return out / name, out / f"{name}.pub"
+
+
+def make_node_key(out: Path, name: str) -> NodeKey:
+    """An ECDSA P-384 key pair for SuperNode authentication: ``out/name`` and ``out/name.pub``."""
+    _refuse_existing(node_key_paths(out, name))
     out.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP384R1())
     private = key.private_bytes(

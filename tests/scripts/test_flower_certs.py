@@ -71,6 +71,11 @@ def test_key_material_is_never_overwritten_and_bad_settings_are_refused(tmp_path
     with pytest.raises(ConfigError, match="refusing to overwrite"):
         make_tls_files(tmp_path)
     assert files.ca_key.read_bytes() == before
+    (tmp_path / "partial").mkdir()
+    (tmp_path / "partial" / "server.key").write_text("someone's key")
+    with pytest.raises(ConfigError, match="refusing to overwrite"):
+        make_tls_files(tmp_path / "partial")
+    assert [p.name for p in (tmp_path / "partial").iterdir()] == ["server.key"]  # nothing half-made
     with pytest.raises(ConfigError, match="at least one host"):
         make_tls_files(tmp_path / "other", [" ", ""])
     with pytest.raises(ConfigError, match="at least a day"):
@@ -96,12 +101,16 @@ def test_the_certs_command_adds_node_keys_to_an_existing_ca(
 ) -> None:
     monkeypatch.setenv("COLUMNS", "300")
     folder = tmp_path / "certs"
-    code, stdout, stderr = run_cli(capsys, "flower", "certs", "--out", str(folder), "--node-keys", "node-0")
+    code, stdout, stderr = run_cli(
+        capsys, "flower", "certs", "--out", str(folder), "--node-keys", "node-0"
+    )
     text = stdout + stderr
     assert code == 0, text
     assert f"--ssl-certfile {folder / 'server.pem'}" in text and "flower register" in text
     ca = (folder / "ca.crt").read_bytes()
-    code, stdout, stderr = run_cli(capsys, "flower", "certs", "--out", str(folder), "--node-keys", "node-1")
+    code, stdout, stderr = run_cli(
+        capsys, "flower", "certs", "--out", str(folder), "--node-keys", "node-1"
+    )
     text = stdout + stderr
     assert code == 0, text
     assert (folder / "ca.crt").read_bytes() == ca  # same CA, one more SuperNode
@@ -111,3 +120,9 @@ def test_the_certs_command_adds_node_keys_to_an_existing_ca(
     code, stdout, stderr = run_cli(capsys, "flower", "certs", "--out", str(folder))
     text = stdout + stderr
     assert code == 1 and "refusing to overwrite" in text and "Traceback" not in text
+    code, stdout, stderr = run_cli(
+        capsys, "flower", "certs", "--out", str(folder), "--node-keys", "node-2,node-0"
+    )
+    text = stdout + stderr
+    assert code == 1 and "node keys exist" in text and "Traceback" not in text
+    assert not (folder / "nodes" / "node-2").exists()  # refused before writing any key
