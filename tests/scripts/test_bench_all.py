@@ -61,7 +61,9 @@ def test_bench_all_quick_writes_every_area_with_machine_and_ratios(tmp_path: Pat
     for _, plain, ledger, difference, share in overhead:
         assert float(plain) > 0 and float(ledger) > 0
         assert abs(float(ledger) - float(plain) - float(difference)) < 0.011
-        assert abs(float(share) / 100 - float(difference) / float(ledger)) < 0.002
+        # the share is computed before rounding: allow the seconds' rounding (+-0.005 s each)
+        slack = (0.01 + 0.005 * abs(float(difference)) / float(ledger)) / float(ledger) + 0.0005
+        assert abs(float(share) / 100 - float(difference) / float(ledger)) <= slack
     assert "Time per extra node:" in section and "--round-model smollm2" in section
 
 
