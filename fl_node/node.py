@@ -19,7 +19,7 @@ from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
-from chain.bindings import ClaimRequest, Ledger, Member, Token
+from chain.bindings import ClaimRequest, Ledger, Member, TaskParams, Token, base_model_hash
 from chain.events import History
 from chain.merkle import leaf_hash, verify
 from fl_node.data import NodeData
@@ -45,6 +45,7 @@ from loraledger.update import (
     build_global_adapter,
     parse_update,
     peft_adapter_config,
+    sha256_hex,
 )
 
 logger = logging.getLogger(__name__)
@@ -144,16 +145,35 @@ def initial_global_adapter(
     return build_global_adapter(tensors, metadata)
 
 
+def create_funded_task(
+    ledger: Ledger, token: Token, params: TaskParams, sponsor: LocalAccount, *, fund: int,
+    expected_id: int | None = None,
+) -> int:  # fmt: skip
+    """Create a task (``sponsor`` becomes its sponsor) and deposit ``fund`` tokens into its pool.
+
+    ``expected_id``: the id the initial adapter was built for (it is written into the adapter);
+    a task created by someone else in between is refused rather than left mismatched.
+    """
+    task_id, _ = ledger.create_task(params, sponsor)
+    if expected_id is not None and task_id != expected_id:
+        raise ChainError(
+            f"another task was created meanwhile: the adapter was built for task {expected_id}, got {task_id}",
+            hint="create the task again",
+        )
+    if fund:
+        token.approve(ledger.address, fund, sponsor)
+        ledger.fund_task(task_id, fund, sponsor)
+    return task_id
+
+
 def publish_task(
     ledger: Ledger, token: Token, store: ContentStore, model: LoadedModel, spec: PeftSpec,
     sponsor: LocalAccount, *, reward_per_round: int, min_stake: int, window: int, max_rounds: int,
     fund: int, seed: int = 0,
-) -> int:  # fmt: skip
+) -> tuple[int, str]:  # fmt: skip
     """The sponsor's side: build and pin the initial adapter for the next task id, create the
-    task with its CID and digest, and fund its pool with ``fund`` tokens. Returns the task id."""
-    from chain.bindings import TaskParams, base_model_hash
-    from loraledger.update import sha256_hex
-
+    task with its CID and digest, and fund its pool with ``fund`` tokens. Returns the task id
+    and the initial adapter's CID."""
     task_id = ledger.task_count() + 1
     adapter = initial_global_adapter(model, spec, task_id, seed=seed)
     cid = store.put_bytes(adapter)
@@ -163,16 +183,8 @@ def publish_task(
         initial_global_digest=bytes.fromhex(sha256_hex(adapter)), token=token.address,
         reward_per_round=reward_per_round, min_stake=min_stake, submission_window=window, max_rounds=max_rounds,
     )  # fmt: skip
-    created, _ = ledger.create_task(params, sponsor)
-    if created != task_id:
-        raise ChainError(
-            f"another task was created meanwhile: the adapter was built for task {task_id}, got {created}",
-            hint="create the task again",
-        )
-    if fund:
-        token.approve(ledger.address, fund, sponsor)
-        ledger.fund_task(task_id, fund, sponsor)
-    return task_id
+    create_funded_task(ledger, token, params, sponsor, fund=fund, expected_id=task_id)
+    return task_id, cid
 
 
 # ------------------------------------------------------------------------- join

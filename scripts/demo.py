@@ -152,7 +152,7 @@ def run_demo(
     data = _node_data(config)
     validation = data.pop()
     spec = PeftSpec(rank=config.task_rank, alpha=2.0 * config.task_rank)
-    task_id = publish_task(ledger, token, store, model, spec, admin, reward_per_round=config.reward_per_round,
+    task_id, _ = publish_task(ledger, token, store, model, spec, admin, reward_per_round=config.reward_per_round,
                            min_stake=config.stake, window=config.window, max_rounds=config.rounds,
                            fund=config.reward_per_round * config.rounds, seed=config.seed)  # fmt: skip
     progress("stage", {"text": f"task {task_id}: {len(honest)} nodes + {len(malicious)} malicious join"})

@@ -523,17 +523,10 @@ def certs(
     days: int = typer.Option(365, "--days", help="Validity of the certificates."),
 ) -> None:  # fmt: skip
     """Make a CA, a SuperLink TLS certificate and SuperNode authentication keys."""
-    from loraledger.errors import ConfigError
-    from scripts.flower.certs import make_node_key, make_tls_files, node_key_paths
+    from scripts.flower.certs import make_federation_files
 
     names = [n.strip() for n in node_keys.split(",") if n.strip()]
-    taken = [str(p) for n in names for p in node_key_paths(out / "nodes", n) if p.exists()]
-    if taken or len(set(names)) < len(names):  # refuse before writing anything
-        raise ConfigError(f"node keys exist or repeat: {', '.join(taken) or ','.join(names)}",
-                          hint="choose new names; key material is never overwritten")  # fmt: skip
-    adding_keys = bool(names) and (out / "ca.crt").exists()  # more SuperNodes, same CA
-    files = None if adding_keys else make_tls_files(out, hosts.split(","), days=days)
-    keys = [make_node_key(out / "nodes", name) for name in names]
+    files, keys = make_federation_files(out, hosts.split(","), names, days=days)
     if files is not None:
         console.print(f"CA {files.ca_cert} (give it to SuperNodes and `flower run` as --root-certificates)")
         console.print(f"SuperLink: --ssl-ca-certfile {files.ca_cert} --ssl-certfile {files.server_cert} "

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from chain.bindings import Round, Task, TaskParams, Token, base_model_hash
 from chain.deployments import load_deployment
-from loraledger.errors import ChainError, ConfigError
+from loraledger.errors import ConfigError
 from scripts.console import console
 from scripts.options import (
     AccountOption,
@@ -66,48 +66,45 @@ def create(
     sponsor = signer(account, chain.network)
     deployment = load_deployment(chain)
     ledger, token = deployment.ledger_contract(chain), deployment.token_contract(chain)
-    expected_id = ledger.task_count() + 1
+    amount = parse_amount(fund)
     if model is not None:
         if initial_cid or initial_digest:
             raise ConfigError("give either --model or --initial-cid/--initial-digest, not both")
         from fl_node.model import ModelConfig, load_base_model
-        from fl_node.node import initial_global_adapter
+        from fl_node.node import publish_task
         from ipfs import open_store
-        from loraledger.update import PeftSpec, sha256_hex
+        from loraledger.update import PeftSpec
 
         spec = PeftSpec(rank=rank, alpha=alpha, target_modules=tuple(t.strip() for t in targets.split(",") if t.strip()))
         with console.status(f"building the initial adapter from {model}"):
             loaded = load_base_model(ModelConfig(source=model))
-            adapter = initial_global_adapter(loaded, spec, expected_id)
-            initial_cid = open_store(ipfs).put_bytes(adapter)
-        initial_digest = sha256_hex(adapter)
-        base_model = base_model or loaded.model_id
-        if base_model != loaded.model_id:
+        if base_model is not None and base_model != loaded.model_id:
             raise ConfigError(f"--base-model {base_model!r} differs from the model's id {loaded.model_id!r}")
-        console.print(f"initial adapter {initial_cid} ({len(adapter):,} bytes, rank {rank})")
+        base_model = loaded.model_id
+        with console.status("pinning the initial adapter and creating the task"):
+            task_id, initial_cid = publish_task(
+                ledger, token, open_store(ipfs), loaded, spec, sponsor, reward_per_round=parse_amount(reward_per_round),
+                min_stake=parse_amount(min_stake), window=window, max_rounds=max_rounds, fund=amount,
+            )  # fmt: skip
+        console.print(f"initial adapter {initial_cid} (rank {rank})")
     elif not (initial_cid and initial_digest and base_model):
         raise ConfigError("give --model, or all of --initial-cid, --initial-digest and --base-model")
-    params = TaskParams(
-        base_model_hash=base_model_hash(base_model),
-        initial_global_cid=initial_cid,
-        initial_global_digest=_digest(initial_digest),
-        token=deployment.token,
-        reward_per_round=parse_amount(reward_per_round),
-        min_stake=parse_amount(min_stake),
-        submission_window=window,
-        max_rounds=max_rounds,
-    )
-    task_id, _ = ledger.create_task(params, sponsor)
-    if model is not None and task_id != expected_id:
-        raise ChainError(
-            f"another task was created at the same time: the adapter was built for task {expected_id}, got {task_id}",
-            hint="create the task again",
+    else:
+        from fl_node.node import create_funded_task
+
+        params = TaskParams(
+            base_model_hash=base_model_hash(base_model),
+            initial_global_cid=initial_cid,
+            initial_global_digest=_digest(initial_digest),
+            token=deployment.token,
+            reward_per_round=parse_amount(reward_per_round),
+            min_stake=parse_amount(min_stake),
+            submission_window=window,
+            max_rounds=max_rounds,
         )
+        task_id = create_funded_task(ledger, token, params, sponsor, fund=amount)
     console.print(f"created task [bold]{task_id}[/] on {chain.network.name} (base model {base_model})")
-    amount = parse_amount(fund)
     if amount:
-        token.approve(ledger.address, amount, sponsor)
-        ledger.fund_task(task_id, amount, sponsor)
         console.print(f"funded task {task_id} with {format_amount(amount)} LLT")
 
 

@@ -88,8 +88,9 @@ class TrainingCache:
     entries: dict[tuple[Any, ...], tuple[bytes, float | None]] = field(default_factory=dict)
     hits: int = 0
 
+    @staticmethod
     def key(
-        self, member: Participant, round_: int, global_digest: str, steps: int, seed: int
+        member: Participant, round_: int, global_digest: str, steps: int, seed: int
     ) -> tuple[Any, ...]:
         return (member.name, member.data, member.spec, round_, global_digest, steps, seed)
 

@@ -34,6 +34,7 @@ from loraledger.errors import ConfigError
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 VALID_DAYS = 365
+TLS_FILE_NAMES = ("ca.crt", "ca.key", "server.pem", "server.key")
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def make_tls_files(out: Path, hosts: Sequence[str] = DEFAULT_HOSTS, *,
         raise ConfigError(f"certificates must be valid for at least a day, got {days}")
     hosts = [h.strip() for h in hosts if h.strip()]
     names = _subject_names(hosts)
-    _refuse_existing([out / n for n in ("ca.crt", "ca.key", "server.pem", "server.key")])
+    _refuse_existing([out / n for n in TLS_FILE_NAMES])
     out.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     valid = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days))
@@ -168,6 +169,23 @@ def node_key_paths(out: Path, name: str) -> tuple[Path, Path]:
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"a key name must be a plain file name, got {name!r}")
     return out / name, out / f"{name}.pub"
+
+
+def make_federation_files(out: Path, hosts: Sequence[str], node_names: Sequence[str], *,
+                          days: int = VALID_DAYS) -> tuple[TlsFiles | None, list[NodeKey]]:  # fmt: skip
+    """``flower certs``: the CA and SuperLink certificate in ``out`` plus node key pairs in
+    ``out/nodes``; with node names and a CA already in ``out``, only the keys (same CA).
+
+    All or nothing: bad, repeated or existing names and existing files are refused before
+    anything is written.
+    """
+    if len(set(node_names)) < len(node_names):
+        raise ConfigError(f"node key names repeat: {', '.join(node_names)}")
+    key_paths = [path for name in node_names for path in node_key_paths(out / "nodes", name)]
+    adding_keys = bool(node_names) and (out / "ca.crt").exists()
+    _refuse_existing(key_paths + ([] if adding_keys else [out / n for n in TLS_FILE_NAMES]))
+    files = None if adding_keys else make_tls_files(out, hosts, days=days)
+    return files, [make_node_key(out / "nodes", name) for name in node_names]
 
 
 def make_node_key(out: Path, name: str) -> NodeKey:

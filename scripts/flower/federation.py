@@ -136,7 +136,7 @@ def prepare(plan: FederationPlan) -> Federation:
         loaded = load_base_model(ModelConfig(source=plan.model))
         rank = max(plan.ranks)
         spec = PeftSpec(rank=rank, alpha=plan.alpha_per_rank * rank, target_modules=plan.targets)
-        task_id = publish_task(ledger, token, store, loaded, spec, admin, reward_per_round=plan.reward_per_round,
+        task_id, _ = publish_task(ledger, token, store, loaded, spec, admin, reward_per_round=plan.reward_per_round,
                                min_stake=plan.min_stake, window=plan.window, max_rounds=plan.rounds,
                                fund=plan.reward_per_round * plan.rounds)  # fmt: skip
         logger.info("task %s on %s: %s nodes, %s rounds", task_id, network, plan.nodes, plan.rounds)

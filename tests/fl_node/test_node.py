@@ -17,8 +17,10 @@ from fl_node.node import (
     NodeSession,
     RoundUnavailable,
     claim,
+    create_funded_task,
     initial_global_adapter,
     join,
+    publish_task,
     status,
     submit_round,
 )
@@ -26,7 +28,7 @@ from fl_node.train import TrainSettings
 from ipfs import EmbeddedConfig, EmbeddedStore
 from loraledger.errors import ChainError, StorageError, UpdateRejected
 from loraledger.report import RewardLine, RewardTable, RoundReport, SubmissionVerdict
-from loraledger.update import Expected, PeftSpec, parse_update
+from loraledger.update import Expected, PeftSpec, parse_global_adapter, parse_update
 from tests.support.chain import TOKEN, LedgerEnv
 
 SPEC = PeftSpec(rank=4, alpha=8.0)
@@ -231,3 +233,25 @@ def test_run_skips_a_missed_window_and_takes_part_in_the_next_round(
     assert [s.round for s in done] == [2]
     assert not env.ledger.submission(task_id, 1, session.address).exists
     assert env.ledger.is_complete(task_id)
+
+
+def test_a_sponsor_publishes_a_funded_task_whose_initial_adapter_is_pinned_and_committed(
+    embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel
+) -> None:
+    env = embedded
+    task_id, cid = publish_task(env.ledger, env.token, store, tiny, SPEC, env.sponsor, reward_per_round=100 * TOKEN,
+                                min_stake=10 * TOKEN, window=600, max_rounds=2, fund=200 * TOKEN)  # fmt: skip
+    task = env.ledger.task(task_id)
+    assert History(env.ledger).task_created(task_id).initial_global_cid == cid
+    assert task.funded == 200 * TOKEN and cid in store.pins()
+    adapter = store.get_bytes(cid)
+    assert hashlib.sha256(adapter).digest() == task.global_digest
+    assert parse_global_adapter(adapter).metadata.task_id == task_id  # built for this very task
+
+
+def test_a_task_created_in_between_is_refused_not_left_mismatched(embedded: LedgerEnv) -> None:
+    env = embedded
+    expected = env.ledger.task_count() + 1
+    env.create_task()  # someone else takes the id the adapter was built for
+    with pytest.raises(ChainError, match="another task was created meanwhile"):
+        create_funded_task(env.ledger, env.token, env.task_params(), env.sponsor, fund=0, expected_id=expected)

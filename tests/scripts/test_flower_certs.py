@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key, load_ssh_public_key
 
 from loraledger.errors import ConfigError
-from scripts.flower.certs import make_node_key, make_tls_files
+from scripts.flower.certs import make_federation_files, make_node_key, make_tls_files
 from tests.support.cli import run_cli
 
 
@@ -80,6 +80,12 @@ def test_key_material_is_never_overwritten_and_bad_settings_are_refused(tmp_path
         make_tls_files(tmp_path / "other", [" ", ""])
     with pytest.raises(ConfigError, match="at least a day"):
         make_tls_files(tmp_path / "other", days=0)
+    fresh = tmp_path / "fresh"
+    with pytest.raises(ConfigError, match="repeat"):
+        make_federation_files(fresh, ["127.0.0.1"], ["a", "a"])
+    with pytest.raises(ConfigError, match="plain file name"):
+        make_federation_files(fresh, ["127.0.0.1"], ["a", "../b"])
+    assert not fresh.exists()  # refused before the CA was written
     for name in ("", "../escape", ".hidden"):
         with pytest.raises(ConfigError, match="plain file name"):
             make_node_key(tmp_path, name)
@@ -124,5 +130,5 @@ def test_the_certs_command_adds_node_keys_to_an_existing_ca(
         capsys, "flower", "certs", "--out", str(folder), "--node-keys", "node-2,node-0"
     )
     text = stdout + stderr
-    assert code == 1 and "node keys exist" in text and "Traceback" not in text
+    assert code == 1 and "refusing to overwrite" in text and "Traceback" not in text
     assert not (folder / "nodes" / "node-2").exists()  # refused before writing any key
