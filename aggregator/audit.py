@@ -20,9 +20,11 @@ and ``loraledger audit tasks|rounds|round`` show) and re-checks every finalized 
     task's shape, with the tensor digest the report records;
 ``aggregate``
     :func:`aggregator.combine.combine` re-run on the accepted updates (strategy from
-    ``params.strategy``, start adapter from the round's on-chain start digest, optimizer
-    state from ``params.server_state_cid_in``) reproduces the published global adapter
-    within :data:`TOLERANCE`, whose bytes hash to the on-chain global digest; the weights and
+    ``params.strategy``, compute dtype from ``params.compute``, start adapter from the round's
+    on-chain start digest, optimizer state from ``params.server_state_cid_in``) reproduces
+    the published global adapter, whose bytes hash to the on-chain global digest: each
+    module's weight change within :data:`~aggregator.reproduce.TOLERANCE`, and the factors
+    where they are unique (:func:`aggregator.reproduce.compare_adapters`); the weights and
     the optimizer state the report records are reproduced too;
 ``rewards``
     quality factors follow from the reported losses, the amounts follow the reward rule
@@ -55,7 +57,17 @@ from pydantic import ValidationError
 from web3 import Web3
 
 from aggregator.client_update import ClientUpdate
-from aggregator.combine import StrategyConfig, combine
+from aggregator.combine import HETEROGENEOUS, StrategyConfig, combine
+from aggregator.device import Compute
+from aggregator.flexlora import RankTarget, truncation_excess
+from aggregator.reproduce import (
+    TOLERANCE,
+    Comparison,
+    Excess,
+    Tolerance,
+    compare_adapters,
+    recorded_compute,
+)
 from aggregator.rewards import ZERO_ROOT, Share, quality_factor, split_pool
 from aggregator.round import REPORT_MAX_BYTES
 from aggregator.server_opt import ServerState, load_state
@@ -83,23 +95,6 @@ _WEIGHT_TOLERANCE = 1e-6
 _QUALITY_TOLERANCE = 1e-9
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    """How close re-aggregated tensors must be: ``|got - published| <= atol + rtol * |published|``
-    elementwise (``torch.allclose``), compared in float64."""
-
-    atol: float = 1e-5
-    rtol: float = 1e-4
-
-    def __post_init__(self) -> None:
-        if not (self.atol >= 0 and self.rtol >= 0):
-            raise ConfigError(f"tolerances must be >= 0, got atol={self.atol} rtol={self.rtol}")
-
-    def __str__(self) -> str:
-        return f"atol {self.atol:g} + rtol {self.rtol:g}"
-
-
-TOLERANCE = Tolerance()
 
 
 class RoundNotAuditable(ConfigError):
@@ -284,11 +279,17 @@ class Auditor:
         store: ContentStore,
         *,
         tolerance: Tolerance = TOLERANCE,
+        compute: Compute | None = None,
+        device: torch.device | None = None,
     ) -> None:
         self.ledger = ledger
         self.history = history
         self.store = store
         self.tolerance = tolerance
+        # re-aggregation: in ``compute`` when given, else in the dtype each report records
+        # (params.compute) on ``device`` (the CPU by default)
+        self.compute = compute
+        self.device = device
         self._reports: dict[str, RoundReport] = {}
 
     # ------------------------------------------------------------------ reading
@@ -624,11 +625,17 @@ class Auditor:
             )
         problems: list[str] = []
         try:
+            compute = self.compute or recorded_compute(report.params, self.device)
             state = self._server_state(
                 config, report.params.get("server_state_cid_in"), workdir / "state-in.safetensors"
             )
             combined = combine(
-                config, updates, start.tensors, start.metadata.peft, server_state=state
+                config,
+                updates,
+                start.tensors,
+                start.metadata.peft,
+                server_state=state,
+                compute=compute,
             )
             data = self.store.get_bytes(record.global_cid, max_size=DEFAULT_MAX_BYTES)
         except LoRALedgerError as exc:
@@ -642,9 +649,27 @@ class Auditor:
             published = parse_global_adapter(data, Expected(task_id=facts.info.task_id, round=n))
         except UpdateRejected as exc:
             return _result(n, "aggregate", [*problems, f"the global adapter is invalid: {exc}"], "")
-        worst = _compare(
-            combined.tensors, published.tensors, self.tolerance, "the global adapter", problems
+        spec = start.metadata.peft
+        target = RankTarget(spec.rank, spec.alpha) if spec.method == "lora" else None
+
+        excess: Excess | None = None
+        if target is not None and combined.used == "flexlora":
+            truncated = target
+
+            def _excess(module: str, a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+                return truncation_excess(updates, module, a, b, truncated)
+
+            excess = _excess
+
+        comparison = compare_adapters(
+            combined.tensors,
+            published.tensors,
+            target.scaling if target is not None else None,
+            self.tolerance,
+            unique_factors=combined.used not in HETEROGENEOUS or combined.used == "zero-pad",
+            excess=excess,
         )
+        problems += comparison.problems
         if combined.used != report.strategy:
             problems.append(
                 f"the strategy that runs is {combined.used}, the report says {report.strategy}"
@@ -668,16 +693,16 @@ class Auditor:
                         f"the optimizer state {out_cid} is not the step that re-aggregation reaches"
                     )
                 else:
-                    _compare(
+                    problems += compare_adapters(
                         combined.server_state.tensors,
                         saved.tensors,
+                        None,
                         self.tolerance,
-                        "the optimizer state",
-                        problems,
-                    )
+                        what="the optimizer state",
+                    ).problems
         summary = (
-            f"{len(updates)} updates re-aggregated with {combined.used}: "
-            f"largest difference {worst:.3g} "
+            f"{len(updates)} updates re-aggregated with {combined.used} in "
+            f"{str(compute.dtype).removeprefix('torch.')}: {_agreement(comparison)} "
             f"(tolerance {self.tolerance}); sha256 of the adapter equals the chain's digest"
         )
         return _result(n, "aggregate", problems, summary)
@@ -850,35 +875,15 @@ def _ledger_check(
     )
 
 
-def _compare(
-    got: dict[str, torch.Tensor],
-    published: dict[str, torch.Tensor],
-    tolerance: Tolerance,
-    what: str,
-    problems: list[str],
-) -> float:
-    """Append what differs beyond ``tolerance``; return the largest absolute difference."""
-    if set(got) != set(published):
-        missing, extra = sorted(set(got) - set(published)), sorted(set(published) - set(got))
-        problems.append(f"{what} has other tensors: missing {missing[:3]}, unexpected {extra[:3]}")
-        return math.inf
-    worst = 0.0
-    for name in sorted(got):
-        a, b = got[name].detach().double().cpu(), published[name].detach().double()
-        if a.shape != b.shape:
-            problems.append(
-                f"{what}: {name} has shape {tuple(b.shape)}, re-aggregation gives {tuple(a.shape)}"
-            )
-            worst = math.inf
-            continue
-        diff = float((a - b).abs().max()) if a.numel() else 0.0
-        worst = max(worst, diff)
-        if not torch.allclose(a, b, rtol=tolerance.rtol, atol=tolerance.atol):
-            problems.append(
-                f"{what}: {name} differs from re-aggregation by up to {diff:.3g} "
-                f"(tolerance {tolerance})"
-            )
-    return worst
+def _agreement(comparison: Comparison) -> str:
+    if comparison.exact:
+        return "bit-identical"
+    ties = (
+        f"; {len(comparison.ties)} modules are equally good truncations (tied singular values)"
+        if comparison.ties
+        else ""
+    )
+    return f"largest difference {comparison.worst:.3g}{ties}"
 
 
 def _rewards_summary(report: RoundReport) -> str:

@@ -102,6 +102,7 @@ def combine(
     Raises :class:`~loraledger.errors.UpdateRejected` naming the node whose update cannot be
     aggregated, :class:`~loraledger.errors.ConfigError` for a strategy that does not fit.
     """
+    compute = compute or Compute()
     if spec.method != "lora" and config.name in HETEROGENEOUS:
         raise ConfigError(f"{config.name} aggregates LoRA adapters, the task trains {spec.method}")
     if config.name in HETEROGENEOUS:
@@ -123,13 +124,18 @@ def combine(
 
 
 def at_rank(update: ClientUpdate, spec: PeftSpec) -> ClientUpdate:
-    """``update`` as an adapter of ``spec``'s rank and alpha (itself when it already is one)."""
+    """``update`` as an adapter of ``spec``'s rank and alpha (itself when it already is one).
+
+    The projection is factored in float64 whatever the round's compute dtype: its factors are
+    then averaged factor by factor, where the sign of each singular pair matters, and float64
+    keeps the canonical sign rule (:mod:`loraledger.lowrank`) away from rounding noise.
+    """
     if update.rank == spec.rank and update.alpha == spec.alpha:
         return update
     target = RankTarget(spec.rank, spec.alpha)
 
     def load() -> dict[str, torch.Tensor]:
-        return flexlora([update], [target]).adapters[target]
+        return flexlora([update], [target], compute=Compute(dtype=torch.float64)).adapters[target]
 
     return ClientUpdate(update.node, update.num_examples, spec.rank, spec.alpha, load)
 

@@ -46,6 +46,7 @@ from aggregator.client_update import (
 from aggregator.device import Compute
 from aggregator.errors import REASON_RANK, REASON_SHAPE_MISMATCH
 from loraledger.errors import ConfigError, UpdateRejected
+from loraledger.lowrank import canonical_signs, factored_svd, product_distance
 
 Method = Literal["qr", "dense"]
 
@@ -86,8 +87,9 @@ def flexlora(
 ) -> HeteroResult:
     """FlexLoRA aggregate truncated to each target; ``method="dense"`` forms ``W`` (baseline).
 
-    Factorises in float64 unless ``compute`` says otherwise. ``singular_values[module]``
-    holds the leading singular values of ``W`` (as many as the largest target rank).
+    Stacks the factors in ``compute``'s dtype (float64 by default) and factorises in float64
+    always. ``singular_values[module]`` holds the leading singular values of ``W`` (as many as
+    the largest target rank).
     """
     if method not in ("qr", "dense"):
         raise ConfigError(f"method must be 'qr' or 'dense', got {method!r}")
@@ -99,7 +101,11 @@ def flexlora(
     spectra: dict[str, torch.Tensor] = {}
     for module in modules:
         b_stack, a_stack = _stacks(module, updates, loaded, weights, compute)
-        left, values, right = (_svd_qr if method == "qr" else _svd_dense)(b_stack, a_stack, keep)
+        # factorised in float64 whatever the compute dtype: rounding in an SVD turns into a
+        # choice of directions where singular values are close (docs/audit.md)
+        left, values, right = (_svd_qr if method == "qr" else _svd_dense)(
+            b_stack.double(), a_stack.double(), keep
+        )
         spectra[module] = values.cpu()
         for target in targets:
             a, b = _split(left, values, right, target)
@@ -214,12 +220,10 @@ def _stacks(
 def _svd_qr(
     b_stack: torch.Tensor, a_stack: torch.Tensor, keep: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Leading ``keep`` singular triplets of ``B_s A_s`` from QR of both factors."""
-    q_b, r_b = torch.linalg.qr(b_stack)
-    q_a, r_a = torch.linalg.qr(a_stack.T)
-    u, s, vh = torch.linalg.svd(r_b @ r_a.T, full_matrices=False)
-    k = min(keep, s.shape[0])
-    return q_b @ u[:, :k], s[:k], vh[:k] @ q_a.T
+    """Leading ``keep`` singular triplets of ``B_s A_s`` from QR of both factors (canonical
+    signs, numerically zero components zeroed: :func:`loraledger.lowrank.factored_svd`)."""
+    svd = factored_svd(b_stack, a_stack, keep)
+    return svd.left, svd.values, svd.right
 
 
 def _svd_dense(
@@ -228,7 +232,8 @@ def _svd_dense(
     """Leading ``keep`` singular triplets of the dense ``W = B_s A_s`` (reference path)."""
     u, s, vh = torch.linalg.svd(b_stack @ a_stack, full_matrices=False)
     k = min(keep, s.shape[0])
-    return u[:, :k], s[:k], vh[:k]
+    left, right = canonical_signs(u[:, :k], vh[:k])
+    return left, s[:k], right
 
 
 def _split(
@@ -263,3 +268,23 @@ def _average_others(
         ).sum(0)
         for adapter in adapters.values():
             adapter[key] = mean.to(torch.float32).cpu()
+
+
+def truncation_excess(
+    updates: Sequence[ClientUpdate], module: str, a: torch.Tensor, b: torch.Tensor, target: RankTarget
+) -> tuple[float, float]:
+    """How much worse than a best rank-``r`` approximation ``scaling * b @ a`` is, in float64.
+
+    Returns ``(||W - scaling * b @ a||_F^2 - sum_{i > r} s_i^2, ||W||_F^2)`` for the FlexLoRA
+    aggregate ``W`` of ``module`` (Eckart-Young: the first term is ``>= 0`` for any rank-``r``
+    matrix, and ``0`` exactly for the best approximations). When singular values tie at the
+    truncation, every choice of the tied directions is a best approximation; this is how an
+    audit accepts any of them while refusing anything worse.
+    """
+    compute = Compute(dtype=torch.float64)
+    updates, loaded, _, _, weights = _prepare(updates)
+    b_stack, a_stack = _stacks(module, updates, loaded, weights, compute)
+    svd = factored_svd(b_stack, a_stack)
+    distance = product_distance(b_stack, a_stack, b.double() * target.scaling, a.double())
+    energy = float((svd.all_values.double() ** 2).sum())
+    return distance * distance - svd.tail_energy(target.rank), energy

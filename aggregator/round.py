@@ -38,6 +38,7 @@ from eth_account.signers.local import LocalAccount
 
 from aggregator.combine import Combined, StrategyConfig, combine
 from aggregator.device import Compute
+from aggregator.reproduce import compute_params
 from aggregator.rewards import Share, quality_factor, reward_table
 from aggregator.server_opt import ServerState, load_state, save_state
 from aggregator.verify import (
@@ -126,6 +127,8 @@ class RoundRunner:
         self.session = session
         self.task_id = task_id
         self.settings = settings or RoundSettings()
+        # one compute for every round, recorded in each report (params.compute) for re-runs
+        self.compute = self.settings.compute or Compute()
         self.evaluator = evaluator
         self._checkpoint = checkpoint or (lambda step: None)
         task = session.ledger.task(task_id)  # raises LedgerUnknownTask for a wrong id
@@ -292,7 +295,7 @@ class RoundRunner:
         if accepted:
             state = self._load_server_state(state_in_cid)
             combined = combine(strategy, [c.client_update() for c in accepted], start.tensors, start.metadata.peft,
-                               server_state=state, compute=self.settings.compute)  # fmt: skip
+                               server_state=state, compute=self.compute)  # fmt: skip
         aggregated_at = time.perf_counter()
         self._checkpoint("aggregated")
 
@@ -414,6 +417,7 @@ class RoundRunner:
         policy = self.settings.verify
         params: dict[str, Any] = {
             "strategy": self.settings.strategy.model_dump(mode="json"),
+            "compute": compute_params(self.compute),
             "max_rank": policy.max_rank,
             "outlier_threshold": policy.outliers.threshold if policy.outliers else None,
             "outlier_min_updates": policy.outliers.min_updates if policy.outliers else None,

@@ -29,6 +29,7 @@ import torch
 from fl_node.data import IGNORE_INDEX, DataError, Encoded, NodeData, encode_all
 from fl_node.model import LoadedModel
 from loraledger.errors import ConfigError, TrainingError, UpdateRejected
+from loraledger.lowrank import factored_svd
 from loraledger.update import (
     FORMAT_VERSION,
     REASON_BAD_SHAPE,
@@ -383,16 +384,12 @@ def rerank_lora(
             b_local[:, live] = tensors[name_b].float()[:, live]
             out[name_a], out[name_b] = a_local, b_local
             continue
-        b_g = tensors[name_b].float()
-        q_b, r_b = torch.linalg.qr(b_g)  # out x R, R x R
-        q_a, r_a = torch.linalg.qr(a_g.float().T)  # in x R, R x R
-        u, s, vh = torch.linalg.svd(r_b @ r_a.T)
-        s = s * source.scaling
-        k = min(target.rank, s.numel())
-        k = int((s[:k] > s.max() * 1e-6).sum()) if s.numel() and float(s.max()) > 0 else 0
+        svd = factored_svd(tensors[name_b].float(), a_g.float(), target.rank)
+        s = svd.values * source.scaling  # numerically zero components are exactly zero
+        k = int((s > 0).sum())
         root = torch.sqrt(s[:k] / target.scaling)
-        a_local[:k] = root[:, None] * (vh[:k] @ q_a.T)
-        b_local[:, :k] = (q_b @ u[:, :k]) * root
+        a_local[:k] = root[:, None] * svd.right[:k]
+        b_local[:, :k] = svd.left[:, :k] * root
         out[name_a], out[name_b] = a_local, b_local
     for name, tensor in tensors.items():  # keys that are not LoRA factors pass through
         if not name.endswith((".lora_A.weight", ".lora_B.weight")):

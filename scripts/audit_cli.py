@@ -190,27 +190,43 @@ def verify_command(
     network: str = NetworkOption,
     ipfs: str | None = IpfsOption,
     atol: float = typer.Option(
-        1e-5, "--atol", help="Absolute tolerance of the re-aggregated tensors."
+        1e-5, "--atol", help="Absolute tolerance of the re-aggregation (see the command help)."
     ),
     rtol: float = typer.Option(
-        1e-4, "--rtol", help="Relative tolerance of the re-aggregated tensors."
+        1e-4, "--rtol", help="Relative tolerance of the re-aggregation (see the command help)."
     ),
+    dtype: str | None = typer.Option(
+        None,
+        "--dtype",
+        help="Re-aggregate in float32 or float64 instead of the dtype each report records.",
+    ),
+    gpu: bool = typer.Option(False, "--gpu", help="Re-aggregate on CUDA (CPU by default)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Re-check finalized rounds independently; exit 0 only if every check holds.
 
     Checks per round: the report is the one whose CID is on chain; it lists exactly the
     round's on-chain commitments and counts; every accepted update fetches and matches its
-    digest; re-running the aggregation from the accepted updates reproduces the published
-    global adapter (|diff| <= atol + rtol * |published|, default 1e-5 + 1e-4) whose sha256 is
-    the on-chain digest; the reward table follows the rule, its Merkle root equals the report's
-    and the chain's, every proof verifies; the claims on chain match the table. Without ROUND,
-    also the task's totals (reserved, paid, funded).
+    digest; re-running the aggregation from the accepted updates (in the compute dtype the
+    report records) reproduces the published global adapter, whose sha256 is the on-chain
+    digest: each LoRA module's weight change scale*B@A within atol + rtol * its norm (default
+    1e-5 + 1e-4), the factors element by element where the strategy makes them unique; the
+    reward table follows the rule, its Merkle root equals the report's and the chain's, every
+    proof verifies; the claims on chain match the table. Without ROUND, also the task's totals
+    (reserved, paid, funded). docs/audit.md says what is bit-identical and what is within
+    tolerance.
     """
-    from aggregator.audit import Tolerance
+    from aggregator.device import select_compute
+    from aggregator.reproduce import DTYPES, Tolerance
 
+    if dtype is not None and dtype not in DTYPES:
+        raise typer.BadParameter(f"{dtype!r} is not one of {', '.join(DTYPES)}", param_hint="--dtype")
     auditor = open_auditor(network, ipfs)
     auditor.tolerance = Tolerance(atol=atol, rtol=rtol)
+    if dtype is not None:
+        auditor.compute = select_compute(gpu, DTYPES[dtype])
+    elif gpu:
+        auditor.device = select_compute(True).device
     if as_json:
         checks = auditor.verify(task, round_)
     else:
