@@ -47,6 +47,23 @@ pytest: setup browser
 
 test: pytest brownie-test
 
+# Style and types, as CI checks them: ruff's lint rules and formatting (pyproject.toml), mypy
+# --strict on the product packages (scripts/ and tests/ are linted and formatted, not typed).
+TYPED := loraledger chain ipfs fl_node aggregator sponsor flower_app bench experiments dashboard demo
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy $(TYPED)
+
+# Forget every local chain, store, journal and demo run (keeps the venvs and npm packages):
+# stops the local chains and IPFS daemon first, then removes $$LORALEDGER_HOME (~/.loraledger).
+LORALEDGER_HOME ?= $(HOME)/.loraledger
+clean-state: setup
+	-$(LL) chain down --kind ganache
+	-$(LL) chain down --kind anvil
+	-$(LL) ipfs down
+	rm -rf "$(LORALEDGER_HOME)"
+
 include mk/brownie.mk
 
 # The main job: the whole federated story on a local Ganache chain (started if not running):

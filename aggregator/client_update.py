@@ -171,5 +171,5 @@ def lora_modules(keys: Iterable[str]) -> tuple[list[str], list[str]]:
     if a_modules != b_modules:
         odd = sorted(a_modules ^ b_modules)
         raise UpdateRejected(REASON_KEY_MISMATCH, f"LoRA modules without both A and B: {odd[:3]}")
-    others = sorted(k for k in keys if not (k.endswith(LORA_A) or k.endswith(LORA_B)))
+    others = sorted(k for k in keys if not k.endswith((LORA_A, LORA_B)))
     return sorted(a_modules), others

@@ -87,6 +87,11 @@ class Combined:
     server_state: ServerState | None = None
     used: str = ""  # the strategy that ran (Krum falls back to FedAvg below 2f + 3 updates)
 
+    def weight_of(self, node: str) -> float:
+        """``node``'s weight as the round report records it (0 for a node left out, and kept
+        within [0, 1] against rounding)."""
+        return min(1.0, max(0.0, self.weights.get(node, 0.0)))
+
 
 def combine(
     config: StrategyConfig,
@@ -103,14 +108,14 @@ def combine(
     aggregated, :class:`~loraledger.errors.ConfigError` for a strategy that does not fit.
     """
     compute = compute or Compute()
-    if spec.method != "lora" and config.name in HETEROGENEOUS:
+    if not spec.traits.low_rank and config.name in HETEROGENEOUS:
         raise ConfigError(f"{config.name} aggregates LoRA adapters, the task trains {spec.method}")
     if config.name in HETEROGENEOUS:
         target = RankTarget(spec.rank, spec.alpha)
         method = flexlora if config.name == "flexlora" else zero_pad
         hetero = method(updates, [target], compute=compute)
         return Combined(hetero.adapters[target], hetero.weights, {}, used=config.name)
-    if spec.method == "lora":
+    if spec.traits.low_rank:
         updates = [at_rank(u, spec) for u in updates]
     used = config.name
     if config.name == "krum" and len(updates) < 2 * config.byzantine + 3:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from loraledger.errors import LoRALedgerError
-from loraledger.update import REASON_NON_FINITE
+from loraledger.update import REASON_NON_FINITE as REASON_NON_FINITE  # re-exported
 
 # Stable reason codes (round reports and the verifier use them as is). Codes about one update's
 # own bytes live with the update format (loraledger.update); these are about an update next to

@@ -271,7 +271,11 @@ def _average_others(
 
 
 def truncation_excess(
-    updates: Sequence[ClientUpdate], module: str, a: torch.Tensor, b: torch.Tensor, target: RankTarget
+    updates: Sequence[ClientUpdate],
+    module: str,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    target: RankTarget,
 ) -> tuple[float, float]:
     """How much worse than a best rank-``r`` approximation ``scaling * b @ a`` is, in float64.
 

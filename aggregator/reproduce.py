@@ -33,14 +33,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import torch
+from pydantic import model_validator
 
 from aggregator.client_update import LORA_A, LORA_B, lora_modules
 from aggregator.device import Compute
 from loraledger.errors import ConfigError
 from loraledger.lowrank import product_distance, product_norm
+from loraledger.settings import Settings
 
 __all__ = [
     "DTYPES",
@@ -56,8 +58,7 @@ DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.flo
 _DEFAULT_DTYPE = "float32"  # what reports written before params.compute existed ran with
 
 
-@dataclass(frozen=True)
-class Tolerance:
+class Tolerance(Settings):
     """How close a re-run must come: ``|got - ref| <= atol + rtol * |ref|``.
 
     Applied to each LoRA module's weight change in Frobenius norm, and element by element to
@@ -67,9 +68,11 @@ class Tolerance:
     atol: float = 1e-5
     rtol: float = 1e-4
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _not_negative(self) -> Self:
         if not (self.atol >= 0 and self.rtol >= 0):
-            raise ConfigError(f"tolerances must be >= 0, got atol={self.atol} rtol={self.rtol}")
+            raise ValueError(f"tolerances must be >= 0, got atol={self.atol} rtol={self.rtol}")
+        return self
 
     def __str__(self) -> str:
         return f"atol {self.atol:g} + rtol {self.rtol:g}"
@@ -213,8 +216,7 @@ def _compare_elements(
     out.worst = max(out.worst, diff)
     if not torch.allclose(got, want, rtol=tolerance.rtol, atol=tolerance.atol):
         out.problems.append(
-            f"{what}: {key} differs from re-aggregation by up to {diff:.3g} "
-            f"(tolerance {tolerance})"
+            f"{what}: {key} differs from re-aggregation by up to {diff:.3g} (tolerance {tolerance})"
         )
 
 

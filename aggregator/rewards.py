@@ -28,7 +28,8 @@ from loraledger.report import RewardLine, RewardTable
 
 RULE = (
     "amount_i = floor(pool * n_i * q_i / sum_j n_j * q_j) over accepted updates; n = examples "
-    "committed on chain; q = 1 + max(0, (L_start - L_i) / L_start) with aggregator validation, else 1"
+    "committed on chain; q = 1 + max(0, (L_start - L_i) / L_start) with aggregator validation, "
+    "else 1"
 )
 QUALITY_SCALE = 1_000_000
 ZERO_ROOT = "00" * 32

@@ -30,17 +30,18 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eth_account.signers.local import LocalAccount
+from pydantic import Field, InstanceOf
 
 from aggregator.combine import Combined, StrategyConfig, combine
 from aggregator.device import Compute
+from aggregator.inputs import load_server_state, load_start_adapter, previous_reports
 from aggregator.reproduce import compute_params
 from aggregator.rewards import Share, quality_factor, reward_table
-from aggregator.server_opt import ServerState, load_state, save_state
+from aggregator.server_opt import ServerState, save_state
 from aggregator.verify import (
     Checked,
     Commitment,
@@ -49,50 +50,30 @@ from aggregator.verify import (
     VerifyPolicy,
     verify_round,
 )
+from chain import errors
 from chain.bindings import Finalization, Ledger, base_model_hash
-from chain.errors import ContractRevert
-from chain.events import History
-from ipfs import ContentStore
-from loraledger.errors import ChainError, ConfigError, LoRALedgerError, StorageError
-from loraledger.paths import home, write_json_atomic
-from loraledger.report import RoundReport, SubmissionVerdict
-from loraledger.update import (
-    FORMAT_VERSION,
-    Expected,
-    GlobalAdapter,
-    GlobalAdapterMetadata,
-    build_global_adapter,
-    parse_global_adapter,
-    sha256_hex,
-)
+from chain.round_state import RoundState
+from chain.session import Session
+from loraledger.errors import ChainError, ConfigError, LoRALedgerError
+from loraledger.paths import write_json_atomic
+from loraledger.report import RoundReport, SubmissionVerdict, fetch_report
+from loraledger.settings import Settings
+from loraledger.update import GlobalAdapter, pack_next_global, sha256_hex
+from loraledger.versions import software_versions
 
 logger = logging.getLogger(__name__)
 
 STEPS = ("opened", "collected", "verified", "aggregated", "published", "journaled", "finalized")
-REPORT_MAX_BYTES = 64 * 1024**2
 _COUNT_RETRIES = 3
 
 
-@dataclass(frozen=True)
-class AggregatorSession:
-    """The ledger, the store and the account holding AGGREGATOR_ROLE; ``work_root`` caches."""
+class RoundSettings(Settings):
+    """How the aggregator runs a round: the strategy, how strict verification is, and where
+    the maths runs (``compute=None``: the CPU in float32)."""
 
-    ledger: Ledger
-    history: History
-    store: ContentStore
-    account: LocalAccount
-    work_root: Path | None = None
-
-    def task_dir(self, task_id: int) -> Path:
-        root = self.work_root or home() / "aggregator"
-        return root / str(self.ledger.chain.chain_id) / self.ledger.address / f"task-{task_id}"
-
-
-@dataclass(frozen=True)
-class RoundSettings:
-    strategy: StrategyConfig = field(default_factory=StrategyConfig)
-    verify: VerifyPolicy = field(default_factory=VerifyPolicy)
-    compute: Compute | None = None
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    verify: VerifyPolicy = Field(default_factory=VerifyPolicy)
+    compute: InstanceOf[Compute] | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +98,7 @@ class RoundRunner:
 
     def __init__(
         self,
-        session: AggregatorSession,
+        session: Session,
         task_id: int,
         settings: RoundSettings | None = None,
         *,
@@ -132,10 +113,12 @@ class RoundRunner:
         self.evaluator = evaluator
         self._checkpoint = checkpoint or (lambda step: None)
         task = session.ledger.task(task_id)  # raises LedgerUnknownTask for a wrong id
-        if not session.ledger.has_role(Ledger.AGGREGATOR_ROLE, session.account.address):
+        if not session.ledger.has_role(Ledger.AGGREGATOR_ROLE, session.signer.address):
             raise ChainError(
-                f"{session.account.address} does not hold AGGREGATOR_ROLE on {session.ledger.address}",
-                hint="run the aggregator with the account the deployment named (dev:1 on local chains)",
+                f"{session.signer.address} does not hold AGGREGATOR_ROLE on "
+                f"{session.ledger.address}",
+                hint="run the aggregator with the account the deployment named "
+                "(dev:1 on local chains)",
             )
         self._base_model_hash = task.base_model_hash
 
@@ -149,25 +132,25 @@ class RoundRunner:
             return current
         if ledger.is_complete(self.task_id):
             return 0
-        round_, _ = ledger.open_next_round(self.task_id, self.session.account)
+        round_, _ = ledger.open_next_round(self.task_id, self.session.signer)
         logger.info("task %s: opened round %s", self.task_id, round_)
         self._checkpoint("opened")
         return round_
 
     def ready(self, round_: int) -> bool:
-        """Whether ``round_`` can be finalized now (window over or every joined node submitted)."""
-        ledger = self.session.ledger
-        info = ledger.round(self.task_id, round_)
-        if info.finalized:
-            return True
-        if info.submissions >= ledger.task(self.task_id).active_nodes:
-            return True
-        return ledger.chain.timestamp() > info.deadline
+        """Whether ``round_`` can be finalized now (``CLOSED``: window over or every joined node
+        submitted) or already is (``FINALIZED``)."""
+        state = self.session.ledger.round_state(self.task_id, round_)
+        return state in (RoundState.CLOSED, RoundState.FINALIZED)
 
     def wait(
-        self, round_: int, *, poll_seconds: float = 2.0, timeout: float | None = None,
+        self,
+        round_: int,
+        *,
+        poll_seconds: float = 2.0,
+        timeout: float | None = None,
         should_stop: Callable[[], bool] = lambda: False,
-    ) -> bool:  # fmt: skip
+    ) -> bool:
         """Poll until ``round_`` is ready; ``False`` on timeout or stop. On a local dev chain an
         empty block is mined each poll, so that its clock (and the window) moves on."""
         began = time.monotonic()
@@ -189,23 +172,27 @@ class RoundRunner:
         """
         ledger = self.session.ledger
         for _ in range(_COUNT_RETRIES):
-            info = ledger.round(self.task_id, round_)
-            if info.finalized:
+            state = ledger.round_state(self.task_id, round_)
+            if state is RoundState.FINALIZED:
                 return self._finalized_outcome(round_)
-            if not self.ready(round_):
+            if state is RoundState.UNOPENED:
+                raise ChainError(
+                    f"round {round_} of task {self.task_id} has not been opened",
+                    hint=f"see the task's rounds: `loraledger task show {self.task_id}`",
+                )
+            info = ledger.round(self.task_id, round_)
+            if state is RoundState.OPEN:
                 raise RoundNotReady(
-                    f"round {round_} of task {self.task_id} is open until chain time {info.deadline} "
-                    f"({info.submissions} of {ledger.task(self.task_id).active_nodes} nodes submitted)",
+                    f"round {round_} of task {self.task_id} is open until chain time "
+                    f"{info.deadline} ({info.submissions} of "
+                    f"{ledger.task(self.task_id).active_nodes} nodes submitted)",
                     hint="wait for the window to close, or use `loraledger aggregator run`",
                 )
             journal = self._read_journal(round_)
             resumed = False
             if journal is not None and self._journal_usable(journal, info.submissions):
-                data = self.session.store.get_bytes(
-                    journal["report_cid"], max_size=REPORT_MAX_BYTES
-                )
                 report, result, resumed = (
-                    RoundReport.from_bytes(data),
+                    fetch_report(self.session.store, journal["report_cid"]),
                     _finalization_from(journal),
                     True,
                 )
@@ -213,24 +200,35 @@ class RoundRunner:
             else:
                 report, result = self._compute(round_, info.submissions)
             try:
-                receipt = ledger.finalize_round(self.task_id, round_, result, self.session.account)
-            except ContractRevert as exc:
-                if exc.name == "LedgerRoundAlreadyFinalized":
+                receipt = ledger.finalize_round(self.task_id, round_, result, self.session.signer)
+            except errors.LedgerUnexpectedRoundState as exc:
+                if exc.current is RoundState.FINALIZED:  # another run finalized it meanwhile
                     return self._finalized_outcome(round_)
-                if (
-                    exc.name == "LedgerCountMismatch"
-                ):  # a submission landed meanwhile: collect again
-                    logger.info("round %s: %s; collecting the round again", round_, exc)
-                    self._journal_path(round_).unlink(missing_ok=True)
-                    continue
                 raise
+            except (
+                errors.LedgerCountMismatch
+            ) as exc:  # a submission landed meanwhile: collect again
+                logger.info("round %s: %s; collecting the round again", round_, exc)
+                self._journal_path(round_).unlink(missing_ok=True)
+                continue
             self._checkpoint("finalized")
             logger.info(
                 "round %s finalized: %s accepted, %s rejected, %s paid, global %s",
-                round_, result.accepted, result.rejected, result.reward_total, result.global_cid,
-            )  # fmt: skip
-            return RoundOutcome(self.task_id, round_, report, result.report_cid, result,
-                                int(receipt["gasUsed"]), resumed)  # fmt: skip
+                round_,
+                result.accepted,
+                result.rejected,
+                result.reward_total,
+                result.global_cid,
+            )
+            return RoundOutcome(
+                self.task_id,
+                round_,
+                report,
+                result.report_cid,
+                result,
+                int(receipt["gasUsed"]),
+                resumed,
+            )
         raise ChainError(f"round {round_}: submissions kept arriving while finalizing; try again")
 
     def run(
@@ -262,10 +260,12 @@ class RoundRunner:
         began = time.perf_counter()
         info = session.ledger.round(self.task_id, round_)
         commitments = self._commitments(round_, submissions)
-        start_cid = session.history.global_adapter_at(self.task_id, info.start_digest)
-        start = parse_global_adapter(
-            store.get_bytes(start_cid, max_size=self.settings.verify.max_bytes),
-            Expected(task_id=self.task_id, digest=info.start_digest.hex()),
+        start_cid, start = load_start_adapter(
+            session.history,
+            store,
+            self.task_id,
+            info.start_digest,
+            max_bytes=self.settings.verify.max_bytes,
         )
         if base_model_hash(start.metadata.base_model) != self._base_model_hash:
             raise ChainError(
@@ -274,17 +274,25 @@ class RoundRunner:
             )
         self._checkpoint("collected")
 
-        previous = self._previous_reports(round_)
+        previous = previous_reports(session.history, store, self.task_id, round_)
         seen = {
             s.tensor_digest: f"of {s.node} in round {r.round}"
             for r in previous
             for s in r.submissions
             if s.tensor_digest and s.verdict == "accepted"
         }
-        workdir = session.task_dir(self.task_id) / f"round-{round_}" / "updates"
-        verification = verify_round(store, commitments, task_id=self.task_id, round_=round_, start=start,
-                                    policy=self.settings.verify, workdir=workdir, seen=seen,
-                                    evaluator=self.evaluator)  # fmt: skip
+        workdir = session.state_dir("aggregator", self.task_id) / f"round-{round_}" / "updates"
+        verification = verify_round(
+            store,
+            commitments,
+            task_id=self.task_id,
+            round_=round_,
+            start=start,
+            policy=self.settings.verify,
+            workdir=workdir,
+            seen=seen,
+            evaluator=self.evaluator,
+        )
         verified_at = time.perf_counter()
         self._checkpoint("verified")
 
@@ -294,21 +302,21 @@ class RoundRunner:
         combined: Combined | None = None
         if accepted:
             state = self._load_server_state(state_in_cid)
-            combined = combine(strategy, [c.client_update() for c in accepted], start.tensors, start.metadata.peft,
-                               server_state=state, compute=self.compute)  # fmt: skip
+            combined = combine(
+                strategy,
+                [c.client_update() for c in accepted],
+                start.tensors,
+                start.metadata.peft,
+                server_state=state,
+                compute=self.compute,
+            )
         aggregated_at = time.perf_counter()
         self._checkpoint("aggregated")
 
         if combined is not None:
-            global_bytes = build_global_adapter(
-                combined.tensors,
-                GlobalAdapterMetadata(
-                    format_version=FORMAT_VERSION, task_id=self.task_id, round=round_,
-                    base_model=start.metadata.base_model, peft=start.metadata.peft,
-                    adapter_config=start.metadata.adapter_config, num_updates=len(accepted),
-                    software=_software(),
-                ),
-            )  # fmt: skip
+            global_bytes = pack_next_global(
+                combined.tensors, start, round_=round_, num_updates=len(accepted)
+            )
             global_cid = store.put_bytes(global_bytes)
             store.pin(global_cid)
             global_digest = sha256_hex(global_bytes)
@@ -319,8 +327,10 @@ class RoundRunner:
         )
 
         metrics = self._metrics(verification, combined, start, global_bytes if combined else None)
-        metrics.update(verify_seconds=round(verified_at - began, 3),
-                       aggregate_seconds=round(aggregated_at - verified_at, 3))  # fmt: skip
+        metrics.update(
+            verify_seconds=round(verified_at - began, 3),
+            aggregate_seconds=round(aggregated_at - verified_at, 3),
+        )
         pool = session.ledger.task(self.task_id).reward_per_round
         qualities = {
             c.commitment.node: quality_factor(verification.start_loss, c.eval_loss)
@@ -332,22 +342,33 @@ class RoundRunner:
         ]
         rewards = reward_table(self.task_id, round_, pool, shares)
         report = RoundReport(
-            task_id=self.task_id, round=round_, base_model=start.metadata.base_model, start_digest=start.digest,
-            start_cid=start_cid, global_cid=global_cid, global_digest=global_digest,
+            task_id=self.task_id,
+            round=round_,
+            base_model=start.metadata.base_model,
+            start_digest=start.digest,
+            start_cid=start_cid,
+            global_cid=global_cid,
+            global_digest=global_digest,
             strategy=combined.used if combined else strategy.name,
             params=self._params(state_in_cid, state_cid),
             submissions=tuple(self._verdict(c, combined, qualities) for c in verification.checked),
-            rewards=rewards, metrics=metrics, software=_software(),
-        )  # fmt: skip
+            rewards=rewards,
+            metrics=metrics,
+            software=software_versions(),
+        )
         report_cid = store.put_bytes(report.to_bytes())
         store.pin(report_cid)
         self._checkpoint("published")
 
         result = Finalization(
-            global_cid=global_cid, global_digest=bytes.fromhex(global_digest), report_cid=report_cid,
-            accepted=len(accepted), rejected=len(verification.checked) - len(accepted),
-            reward_root=bytes.fromhex(rewards.root), reward_total=rewards.total,
-        )  # fmt: skip
+            global_cid=global_cid,
+            global_digest=bytes.fromhex(global_digest),
+            report_cid=report_cid,
+            accepted=len(accepted),
+            rejected=len(verification.checked) - len(accepted),
+            reward_root=bytes.fromhex(rewards.root),
+            reward_total=rewards.total,
+        )
         self._write_journal(round_, submissions, result)
         self._checkpoint("journaled")
         return report, result
@@ -356,7 +377,8 @@ class RoundRunner:
         events = self.session.history.submissions(self.task_id, round_)
         if len(events) != submissions:
             raise ChainError(
-                f"round {round_}: the chain counts {submissions} submissions but {len(events)} events were found",
+                f"round {round_}: the chain counts {submissions} submissions but {len(events)} "
+                "events were found",
                 hint="the RPC node may lag behind; try again",
             )
         commitments = []
@@ -373,30 +395,9 @@ class RoundRunner:
             )
         return commitments
 
-    def _previous_reports(self, round_: int) -> list[RoundReport]:
-        reports = []
-        for record in self.session.history.finalized(self.task_id):
-            if record.round >= round_:
-                continue
-            try:
-                data = self.session.store.get_bytes(record.report_cid, max_size=REPORT_MAX_BYTES)
-            except StorageError as exc:
-                raise StorageError(
-                    f"the report of round {record.round} ({record.report_cid}) cannot be fetched: {exc}",
-                    hint="the aggregator needs earlier reports for replay checks and optimizer state; "
-                    "start the IPFS node that holds them",
-                ) from None
-            reports.append(RoundReport.from_bytes(data))
-        return sorted(reports, key=lambda r: r.round)
-
     def _load_server_state(self, cid: str | None) -> ServerState | None:
-        optimizer = self.settings.strategy.optimizer()
-        if optimizer is None or cid is None:
-            return None
-        path = self.session.task_dir(self.task_id) / "server-state-in.safetensors"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.session.store.get_file(cid, path)
-        return load_state(path, optimizer)
+        path = self.session.state_dir("aggregator", self.task_id) / "server-state-in.safetensors"
+        return load_server_state(self.session.store, self.settings.strategy.optimizer(), cid, path)
 
     def _save_server_state(
         self, state: ServerState | None, round_: int, previous: str | None
@@ -406,7 +407,11 @@ class RoundRunner:
             return None
         if state is None:  # nothing aggregated this round: the state carries over
             return previous
-        path = self.session.task_dir(self.task_id) / f"round-{round_}" / "server-state.safetensors"
+        path = (
+            self.session.state_dir("aggregator", self.task_id)
+            / f"round-{round_}"
+            / "server-state.safetensors"
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         save_state(state, optimizer, path)
         cid = self.session.store.put_file(path)
@@ -471,14 +476,22 @@ class RoundRunner:
         node = item.commitment.node
         own = item.metadata.metrics.eval_loss_after if item.metadata else None
         return SubmissionVerdict(
-            node=node, cid=item.commitment.cid, digest=item.commitment.digest,
+            node=node,
+            cid=item.commitment.cid,
+            digest=item.commitment.digest,
             num_examples=item.commitment.num_examples,
-            verdict="accepted" if item.accepted else "rejected", reason=item.reason, detail=item.detail,
-            weight=min(1.0, max(0.0, combined.weights.get(node, 0.0))) if combined and item.accepted else 0.0,
+            verdict="accepted" if item.accepted else "rejected",
+            reason=item.reason,
+            detail=item.detail,
+            weight=combined.weight_of(node) if combined and item.accepted else 0.0,
             quality=qualities.get(node, 0.0) if item.accepted else 0.0,
-            block=item.commitment.block, tensor_digest=item.tensor_digest, norm=item.norm, z_score=item.z_score,
-            eval_loss=item.eval_loss, train_eval_loss=own,
-        )  # fmt: skip
+            block=item.commitment.block,
+            tensor_digest=item.tensor_digest,
+            norm=item.norm,
+            z_score=item.z_score,
+            eval_loss=item.eval_loss,
+            train_eval_loss=own,
+        )
 
     def _finalized_outcome(self, round_: int) -> RoundOutcome:
         record = next(
@@ -488,17 +501,17 @@ class RoundRunner:
             raise ChainError(
                 f"round {round_} of task {self.task_id} is finalized but its event was not found"
             )
-        report = RoundReport.from_bytes(
-            self.session.store.get_bytes(record.report_cid, max_size=REPORT_MAX_BYTES)
-        )
-        result = Finalization(record.global_cid, record.global_digest, record.report_cid, record.accepted,
-                              record.rejected, record.reward_root, record.reward_total)  # fmt: skip
-        return RoundOutcome(self.task_id, round_, report, record.report_cid, result, None, True)
+        report = fetch_report(self.session.store, record.report_cid)
+        return RoundOutcome(self.task_id, round_, report, record.report_cid, record, None, True)
 
     # ------------------------------------------------------------------ journal
 
     def _journal_path(self, round_: int) -> Path:
-        return self.session.task_dir(self.task_id) / f"round-{round_}" / "finalization.json"
+        return (
+            self.session.state_dir("aggregator", self.task_id)
+            / f"round-{round_}"
+            / "finalization.json"
+        )
 
     def _read_journal(self, round_: int) -> dict[str, Any] | None:
         path = self._journal_path(round_)
@@ -554,15 +567,3 @@ def _finalization_from(journal: dict[str, Any]) -> Finalization:
     if len(result.global_digest) != 32 or len(result.reward_root) != 32:
         raise ConfigError("journal digests are not 32 bytes")
     return result
-
-
-def _software() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for package in ("loraledger", "torch", "safetensors", "web3"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            continue
-    return out

@@ -14,11 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+from pydantic import field_validator
 
 from aggregator.client_update import ClientUpdate, Tensors, TensorSpec, ordered
 from aggregator.device import Compute
 from aggregator.errors import REASON_NON_FINITE, AggregationError
-from loraledger.errors import ConfigError, UpdateRejected
+from loraledger.errors import UpdateRejected
+from loraledger.settings import Settings
 
 MAD_TO_SIGMA = 1.4826
 
@@ -79,8 +81,7 @@ def robust_z_scores(
     return {node: (v - median) / scale for node, v in values.items()}
 
 
-@dataclass(frozen=True)
-class OutlierPolicy:
+class OutlierPolicy(Settings):
     """Flag an update whose norm's robust z-score is beyond ``threshold``.
 
     ``two_sided``: also flag norms far below the median (updates that barely trained).
@@ -96,13 +97,26 @@ class OutlierPolicy:
     min_updates: int = 3
     min_spread: float = 0.1
 
-    def __post_init__(self) -> None:
-        if not self.threshold > 0:
-            raise ConfigError(f"outlier threshold must be positive, got {self.threshold}")
-        if self.min_updates < 3:
-            raise ConfigError(f"min_updates must be at least 3, got {self.min_updates}")
-        if not 0 <= self.min_spread < 1:
-            raise ConfigError(f"min_spread must be in [0, 1), got {self.min_spread}")
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_positive(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError(f"outlier threshold must be positive, got {value}")
+        return value
+
+    @field_validator("min_updates")
+    @classmethod
+    def _enough_for_a_median(cls, value: int) -> int:
+        if value < 3:
+            raise ValueError(f"min_updates must be at least 3, got {value}")
+        return value
+
+    @field_validator("min_spread")
+    @classmethod
+    def _spread_a_fraction(cls, value: float) -> float:
+        if not 0 <= value < 1:
+            raise ValueError(f"min_spread must be in [0, 1), got {value}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -139,14 +153,15 @@ def lora_delta_norm(
 ) -> float:
     """Frobenius norm of the change an adapter makes to the weights, against ``reference``.
 
-    Per LoRA module the change is ``s B A - s_ref B_ref A_ref``; its squared norm is computed
-    from ``r x r`` products (``||B A||^2 = tr((B^T B)(A A^T))``), never forming the dense
-    matrix, so adapters of different ranks are compared in the same (weight) space. Keys that
+    Per LoRA module the change is ``s B A - s_ref B_ref A_ref``; its norm comes from a QR of
+    the stacked factors (:func:`loraledger.lowrank.product_distance`: no dense matrix, no
+    cancellation), so adapters of different ranks are compared in the same (weight) space. Keys that
     are not LoRA factors contribute their plain difference. Float64 throughout.
 
     Raises :class:`UpdateRejected` (``non_finite``) when the result is NaN or inf.
     """
     from aggregator.client_update import LORA_A, LORA_B, lora_modules
+    from loraledger.lowrank import product_distance, product_norm
 
     def f64(value: torch.Tensor) -> torch.Tensor:
         return value.to(dtype=torch.float64)
@@ -155,12 +170,12 @@ def lora_delta_norm(
     squares = 0.0
     for module in modules:
         a, b = f64(tensors[module + LORA_A]), f64(tensors[module + LORA_B])
-        square = scaling**2 * float(torch.trace((b.T @ b) @ (a @ a.T)))
-        if reference is not None:
+        if reference is None:
+            norm = scaling * product_norm(b, a)
+        else:
             ra, rb = f64(reference[module + LORA_A]), f64(reference[module + LORA_B])
-            square += reference_scaling**2 * float(torch.trace((rb.T @ rb) @ (ra @ ra.T)))
-            square -= 2 * scaling * reference_scaling * float(torch.trace((b.T @ rb) @ (ra @ a.T)))
-        squares += max(square, 0.0)
+            norm = product_distance(b * scaling, a, rb * reference_scaling, ra)
+        squares += norm * norm
     for key in others:
         value = f64(tensors[key])
         if reference is not None:

@@ -27,10 +27,11 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from pydantic import Field, field_validator
 
 from aggregator.client_update import LORA_A, LORA_B, ClientUpdate, lora_modules
 from aggregator.errors import (
@@ -45,6 +46,7 @@ from aggregator.errors import (
 from aggregator.stats import OutlierPolicy, flag_outliers, lora_delta_norm
 from ipfs import ContentStore
 from loraledger.errors import ConfigError, StorageError, UpdateRejected
+from loraledger.settings import Settings
 from loraledger.update import (
     DEFAULT_MAX_BYTES,
     Expected,
@@ -71,22 +73,29 @@ class Commitment:
     block: int = 0
 
 
-@dataclass(frozen=True)
-class VerifyPolicy:
+class VerifyPolicy(Settings):
     """How strict verification is. ``outliers=None`` turns the norm check off;
     ``max_loss_increase=None`` the validation check (it needs an evaluator anyway)."""
 
     max_rank: int | None = 64
     max_bytes: int = DEFAULT_MAX_BYTES
-    outliers: OutlierPolicy | None = field(default_factory=OutlierPolicy)
+    outliers: OutlierPolicy | None = Field(default_factory=OutlierPolicy)
     max_loss_increase: float | None = 0.5
     fetch_workers: int = 4
 
-    def __post_init__(self) -> None:
-        if self.fetch_workers < 1:
-            raise ConfigError(f"fetch_workers must be positive, got {self.fetch_workers}")
-        if self.max_loss_increase is not None and not self.max_loss_increase >= 0:
-            raise ConfigError(f"max_loss_increase must be >= 0, got {self.max_loss_increase}")
+    @field_validator("fetch_workers")
+    @classmethod
+    def _workers_positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"fetch_workers must be positive, got {value}")
+        return value
+
+    @field_validator("max_loss_increase")
+    @classmethod
+    def _increase_not_negative(cls, value: float | None) -> float | None:
+        if value is not None and not value >= 0:
+            raise ValueError(f"max_loss_increase must be >= 0, got {value}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -114,8 +123,7 @@ class Checked:
         """The accepted update as the aggregation's input, read from its file when needed."""
         if self.path is None or self.metadata is None:
             raise ConfigError(f"the update of {self.commitment.node} was not accepted")
-        spec = self.metadata.peft
-        rank, alpha = (spec.rank, spec.alpha) if spec.method == "lora" else (1, 1.0)
+        rank, alpha = self.metadata.peft.aggregation_shape
         return ClientUpdate.from_safetensors(
             self.commitment.node,
             self.path,
@@ -145,7 +153,7 @@ def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
         value = tensors[name].contiguous()
         h.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
         if value.numel():
-            h.update(memoryview(value.reshape(-1).view(torch.uint8).numpy()))  # no copy
+            h.update(value.reshape(-1).view(torch.uint8).numpy().data)  # no copy
     return h.hexdigest()
 
 
@@ -194,9 +202,13 @@ def verify_round(
 
 
 def check_one(
-    store: ContentStore, commitment: Commitment, expected: Expected, start: GlobalAdapter, policy: VerifyPolicy,
+    store: ContentStore,
+    commitment: Commitment,
+    expected: Expected,
+    start: GlobalAdapter,
+    policy: VerifyPolicy,
     workdir: Path,
-) -> Checked:  # fmt: skip
+) -> Checked:
     """Fetch and check one update on its own (step 1 of the module docstring)."""
     item = Checked(commitment)
     try:
@@ -217,7 +229,8 @@ def check_one(
     if meta.num_examples != commitment.num_examples:
         return item.reject(
             REASON_EXAMPLES_MISMATCH,
-            f"the update says {meta.num_examples} examples, {commitment.num_examples} were committed on chain",
+            f"the update says {meta.num_examples} examples, {commitment.num_examples} were "
+            "committed on chain",
         )
     mismatch = spec_mismatch(parsed.tensors, meta.peft, start)
     if mismatch is not None:
@@ -240,7 +253,7 @@ def spec_mismatch(
     task = start.metadata.peft
     if spec.method != task.method:
         return f"the update trains {spec.method}, the task {task.method}"
-    if spec.method != "lora":
+    if not spec.traits.low_rank:
         for name, value in start.tensors.items():
             if name not in tensors or tensors[name].shape != value.shape:
                 shape = tuple(tensors[name].shape) if name in tensors else None
@@ -257,7 +270,10 @@ def spec_mismatch(
             sorted(set(task_modules) - set(modules)),
             sorted(set(modules) - set(task_modules)),
         )
-        return f"the update adapts other layers than the task: missing {missing[:3]}, unexpected {extra[:3]}"
+        return (
+            f"the update adapts other layers than the task: missing {missing[:3]}, unexpected "
+            f"{extra[:3]}"
+        )
     for module in modules:
         a, b = tensors[module + LORA_A], tensors[module + LORA_B]
         ta, tb = start.tensors[module + LORA_A], start.tensors[module + LORA_B]
@@ -274,21 +290,20 @@ def update_norm(
 ) -> float:
     """Norm of the weight change from the start adapter (rank-independent for LoRA)."""
     task = start.metadata.peft
-    if spec.method == "lora":
-        return lora_delta_norm(node, tensors, spec.scaling, start.tensors, task.scaling)
-    return lora_delta_norm(node, tensors, 1.0, start.tensors, 1.0)
+    return lora_delta_norm(node, tensors, spec.delta_scaling, start.tensors, task.delta_scaling)
 
 
 def _replays(checked: list[Checked], seen: Mapping[str, str]) -> list[Checked]:
     first: dict[str, str] = dict(seen)
     out = []
     for item in sorted(checked, key=lambda c: (c.commitment.block, c.commitment.node.lower())):
-        if item.accepted and item.tensor_digest is not None:
-            where = first.get(item.tensor_digest)
+        digest = item.tensor_digest
+        if item.accepted and digest is not None:
+            where = first.get(digest)
             if where is not None:
                 item = item.reject(REASON_REPLAYED, f"the same tensors as the update {where}")
             else:
-                first[item.tensor_digest] = f"of {item.commitment.node} in this round"
+                first[digest] = f"of {item.commitment.node} in this round"
         out.append(item)
     order = {id(c.commitment): i for i, c in enumerate(checked)}
     return sorted(out, key=lambda c: order[id(c.commitment)])
@@ -307,8 +322,9 @@ def _outliers(checked: list[Checked], policy: VerifyPolicy, start: GlobalAdapter
             if verdict.outlier:
                 item = item.reject(
                     REASON_NORM_OUTLIER,
-                    f"weight change norm {verdict.norm:.4g} has robust z-score {verdict.z_score:.1f} "
-                    f"(threshold {policy.outliers.threshold}) against the round's median/MAD",
+                    f"weight change norm {verdict.norm:.4g} has robust z-score "
+                    f"{verdict.z_score:.1f} (threshold {policy.outliers.threshold}) "
+                    "against the round's median/MAD",
                 )
         out.append(item)
     return out
@@ -333,8 +349,8 @@ def _validation(
             ):
                 item = item.reject(
                     REASON_VALIDATION_WORSE,
-                    f"validation loss {loss:.4f} is worse than the start adapter's {start_loss:.4f} "
-                    f"by more than {limit:.0%}",
+                    f"validation loss {loss:.4f} is worse than the start adapter's "
+                    f"{start_loss:.4f} by more than {limit:.0%}",
                 )
         out.append(item)
     return out

@@ -2,7 +2,8 @@
 
 ``Ledger`` wraps LoRALedger, ``Token`` an ERC-20 (LedgerToken or any other). Reads return
 frozen dataclasses; transactions take the signing account and return the receipt. Reverts
-raise :class:`chain.errors.ContractRevert` naming the Solidity error.
+raise the :class:`chain.errors.ContractRevert` subclass of the Solidity error
+(e.g. ``chain.errors.LedgerUnexpectedRoundState``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from web3.types import TxReceipt
 
 from chain.compiler import load_artifact
 from chain.network import Chain
+from chain.round_state import RoundState
 
 ZERO_DIGEST = b"\x00" * 32
 
@@ -148,7 +150,9 @@ class Ledger:
     def __init__(self, chain: Chain, address: str) -> None:
         self.chain = chain
         self.address = Web3.to_checksum_address(address)
-        self.contract = chain.w3.eth.contract(address=self.address, abi=load_artifact("LoRALedger").abi)
+        self.contract = chain.w3.eth.contract(
+            address=self.address, abi=load_artifact("LoRALedger").abi
+        )
 
     # ------------------------------------------------------------ reads
 
@@ -164,7 +168,11 @@ class Ledger:
         return Round(task_id, round_, *raw)
 
     def member(self, task_id: int, node: str) -> Member:
-        return Member(*self.chain.call(self.contract.functions.getMember(task_id, Web3.to_checksum_address(node))))
+        return Member(
+            *self.chain.call(
+                self.contract.functions.getMember(task_id, Web3.to_checksum_address(node))
+            )
+        )
 
     def submission(self, task_id: int, round_: int, node: str) -> Submission:
         fn = self.contract.functions.getSubmission(task_id, round_, Web3.to_checksum_address(node))
@@ -177,15 +185,22 @@ class Ledger:
     def is_complete(self, task_id: int) -> bool:
         return bool(self.chain.call(self.contract.functions.isComplete(task_id)))
 
+    def round_state(self, task_id: int, round_: int) -> RoundState:
+        """The state of ``round_`` now, as the contract decides it (``roundState``)."""
+        return RoundState(self.chain.call(self.contract.functions.roundState(task_id, round_)))
+
     def open_round(self, task_id: int) -> int:
-        """The round open now (accepting or awaiting finalization), 0 when none."""
-        task = self.task(task_id)
-        if task.rounds_opened == 0 or self.round(task_id, task.rounds_opened).finalized:
-            return 0
-        return task.rounds_opened
+        """The round opened last while it is not finalized (``OPEN`` or ``CLOSED``: accepting
+        submissions or awaiting finalization), 0 when none."""
+        last = self.task(task_id).rounds_opened
+        return last if self.round_state(task_id, last).pending else 0
 
     def has_role(self, role: bytes, account: str) -> bool:
-        return bool(self.chain.call(self.contract.functions.hasRole(role, Web3.to_checksum_address(account))))
+        return bool(
+            self.chain.call(
+                self.contract.functions.hasRole(role, Web3.to_checksum_address(account))
+            )
+        )
 
     # ------------------------------------------------------------ transactions
 
@@ -209,7 +224,13 @@ class Ledger:
         return int(event["args"]["round"]), receipt
 
     def submit_update(
-        self, task_id: int, round_: int, cid: str, digest: bytes, num_examples: int, node: LocalAccount
+        self,
+        task_id: int,
+        round_: int,
+        cid: str,
+        digest: bytes,
+        num_examples: int,
+        node: LocalAccount,
     ) -> TxReceipt:
         fn = self.contract.functions.submitUpdate(task_id, round_, cid, digest, num_examples)
         return self.chain.send(fn, node)
@@ -221,14 +242,18 @@ class Ledger:
         return self.chain.send(fn, aggregator)
 
     def claim(self, request: ClaimRequest, node: LocalAccount) -> TxReceipt:
-        fn = self.contract.functions.claim(request.task_id, request.round, request.amount, list(request.proof))
+        fn = self.contract.functions.claim(
+            request.task_id, request.round, request.amount, list(request.proof)
+        )
         return self.chain.send(fn, node)
 
     def claim_batch(self, requests: list[ClaimRequest], node: LocalAccount) -> TxReceipt:
         claims = [(r.task_id, r.round, r.amount, list(r.proof)) for r in requests]
         return self.chain.send(self.contract.functions.claimBatch(claims), node)
 
-    def slash(self, task_id: int, node: str, amount: int, reason: int, aggregator: LocalAccount) -> TxReceipt:
+    def slash(
+        self, task_id: int, node: str, amount: int, reason: int, aggregator: LocalAccount
+    ) -> TxReceipt:
         fn = self.contract.functions.slash(task_id, Web3.to_checksum_address(node), amount, reason)
         return self.chain.send(fn, aggregator)
 
@@ -246,21 +271,32 @@ class Token:
     def __init__(self, chain: Chain, address: str) -> None:
         self.chain = chain
         self.address = Web3.to_checksum_address(address)
-        self.contract = chain.w3.eth.contract(address=self.address, abi=load_artifact("LedgerToken").abi)
+        self.contract = chain.w3.eth.contract(
+            address=self.address, abi=load_artifact("LedgerToken").abi
+        )
 
     def balance_of(self, account: str) -> int:
-        return int(self.chain.call(self.contract.functions.balanceOf(Web3.to_checksum_address(account))))
+        return int(
+            self.chain.call(self.contract.functions.balanceOf(Web3.to_checksum_address(account)))
+        )
 
     def allowance(self, owner: str, spender: str) -> int:
-        fn = self.contract.functions.allowance(Web3.to_checksum_address(owner), Web3.to_checksum_address(spender))
+        fn = self.contract.functions.allowance(
+            Web3.to_checksum_address(owner), Web3.to_checksum_address(spender)
+        )
         return int(self.chain.call(fn))
 
     def approve(self, spender: str, amount: int, owner: LocalAccount) -> TxReceipt:
-        return self.chain.send(self.contract.functions.approve(Web3.to_checksum_address(spender), amount), owner)
+        return self.chain.send(
+            self.contract.functions.approve(Web3.to_checksum_address(spender), amount), owner
+        )
 
     def transfer(self, to: str, amount: int, sender: LocalAccount) -> TxReceipt:
-        return self.chain.send(self.contract.functions.transfer(Web3.to_checksum_address(to), amount), sender)
+        return self.chain.send(
+            self.contract.functions.transfer(Web3.to_checksum_address(to), amount), sender
+        )
 
     def mint(self, to: str, amount: int, minter: LocalAccount) -> TxReceipt:
-        return self.chain.send(self.contract.functions.mint(Web3.to_checksum_address(to), amount), minter)
-
+        return self.chain.send(
+            self.contract.functions.mint(Web3.to_checksum_address(to), amount), minter
+        )

@@ -52,7 +52,11 @@ class Artifact:
             "abi": self.abi,
             "bytecode": self.bytecode,
             "deployedBytecode": self.deployed_bytecode,
-            "compiler": {"solc": SOLC_VERSION, "evmVersion": EVM_VERSION, "optimizerRuns": OPTIMIZER_RUNS},
+            "compiler": {
+                "solc": SOLC_VERSION,
+                "evmVersion": EVM_VERSION,
+                "optimizerRuns": OPTIMIZER_RUNS,
+            },
         }
         return json.dumps(body, indent=2, sort_keys=True) + "\n"
 
@@ -61,7 +65,9 @@ def solc_executable() -> Path:
     """Register (once) and return the offline solc wrapper in py-solc-x's install folder."""
     node = shutil.which("node")
     if node is None:
-        raise ChainError("node is not on PATH", hint="install Node.js (the project's setup does: make setup)")
+        raise ChainError(
+            "node is not on PATH", hint="install Node.js (the project's setup does: make setup)"
+        )
     if not (node_modules() / "solc" / "package.json").exists():
         raise ChainError(
             f"the npm solc package is missing under {node_modules()}",
@@ -70,7 +76,9 @@ def solc_executable() -> Path:
     folder = solcx.get_solcx_install_folder()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"solc-v{SOLC_VERSION}"
-    script = f'#!/bin/sh\nLORALEDGER_NODE_MODULES="{node_modules()}" exec "{node}" "{WRAPPER}" "$@"\n'
+    script = (
+        f'#!/bin/sh\nLORALEDGER_NODE_MODULES="{node_modules()}" exec "{node}" "{WRAPPER}" "$@"\n'
+    )
     if not target.exists() or target.read_text() != script:
         tmp = target.with_suffix(".tmp")
         tmp.write_text(script)
@@ -94,7 +102,9 @@ def standard_input(contracts_dir: Path = CONTRACTS_DIR) -> dict[str, Any]:
         "settings": {
             "evmVersion": EVM_VERSION,
             "optimizer": {"enabled": True, "runs": OPTIMIZER_RUNS},
-            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
+            "outputSelection": {
+                "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}
+            },
         },
     }
 
@@ -143,7 +153,7 @@ def write_artifacts(artifacts: dict[str, Artifact], out_dir: Path = ARTIFACTS_DI
 
 
 def check_artifacts(out_dir: Path = ARTIFACTS_DIR) -> list[str]:
-    """Recompile and list every committed artifact that differs from a fresh build (empty: in sync)."""
+    """Recompile; list every committed artifact that differs from a fresh build (empty: in sync)."""
     drift = []
     for name, artifact in sorted(compile_contracts().items()):
         path = out_dir / f"{name}.json"
@@ -163,7 +173,12 @@ def load_artifact(name: str, out_dir: Path = ARTIFACTS_DIR) -> Artifact:
         raise ChainError(
             f"no artifact for {name} at {path}", hint="run `loraledger contracts build`"
         ) from exc
-    return Artifact(name=name, abi=body["abi"], bytecode=body["bytecode"], deployed_bytecode=body["deployedBytecode"])
+    return Artifact(
+        name=name,
+        abi=body["abi"],
+        bytecode=body["bytecode"],
+        deployed_bytecode=body["deployedBytecode"],
+    )
 
 
 def bytecode_hash(artifact: Artifact) -> str:

@@ -71,8 +71,12 @@ def deploy(
     token_art = load_artifact("LedgerToken")
     ledger_art = load_artifact("LoRALedger")
     aggregator_address = Web3.to_checksum_address(aggregator or deployer.address)
-    token_receipt = chain.deploy(token_art.abi, token_art.bytecode, [deployer.address, initial_supply], deployer)
-    ledger_receipt = chain.deploy(ledger_art.abi, ledger_art.bytecode, [deployer.address, aggregator_address], deployer)
+    token_receipt = chain.deploy(
+        token_art.abi, token_art.bytecode, [deployer.address, initial_supply], deployer
+    )
+    ledger_receipt = chain.deploy(
+        ledger_art.abi, ledger_art.bytecode, [deployer.address, aggregator_address], deployer
+    )
     deployment = Deployment(
         chain_id=chain.chain_id,
         network=chain.network.name,
@@ -84,7 +88,9 @@ def deploy(
         ledger_code_sha256=bytecode_hash(ledger_art),
         deployed_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    logger.info("deployed LoRALedger at %s and LedgerToken at %s", deployment.ledger, deployment.token)
+    logger.info(
+        "deployed LoRALedger at %s and LedgerToken at %s", deployment.ledger, deployment.token
+    )
     if save and chain.network.kind != "embedded":
         save_deployment(deployment, root=root)
     return deployment
@@ -124,7 +130,9 @@ def load_deployment(chain: Chain, root: Path | None = None) -> Deployment:
     except TypeError as exc:
         raise ChainError(f"deployment record {path} is malformed: {exc}") from exc
     if deployment.version != RECORD_VERSION:
-        raise ChainError(f"deployment record {path} has version {deployment.version}, expected {RECORD_VERSION}")
+        raise ChainError(
+            f"deployment record {path} has version {deployment.version}, expected {RECORD_VERSION}"
+        )
     code = chain.w3.eth.get_code(Web3.to_checksum_address(deployment.ledger))
     if len(code) == 0:
         raise ChainError(

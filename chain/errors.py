@@ -1,22 +1,37 @@
-"""Contract custom errors mapped onto the project's exceptions.
+"""Contract custom errors mapped onto the project's exceptions: one class per Solidity error.
 
-Every revert becomes a :class:`ContractRevert` naming the Solidity error and its arguments,
-e.g. ``LedgerAlreadySubmitted(taskId=1, round=2, node=0x…)``, whichever chain raised it
-(eth-tester raises ``TransactionFailed`` with the raw bytes, Ganache and anvil
-``ContractCustomError`` with hex data).
+Every custom error of the contracts' ABIs has a class here, generated from the ABI (the block
+between the ``BEGIN GENERATED``/``END GENERATED`` lines, rewritten by ``loraledger contracts
+build``; ``chain.errorgen`` renders it and a test fails when it disagrees with the committed
+ABIs). Each subclasses :class:`ContractRevert` and carries the decoded arguments both as
+attributes (``exc.task_id``, ``exc.round``) and as ``exc.args``, in the Solidity order. Callers
+catch classes, never compare names::
+
+    try:
+        ledger.finalize_round(task_id, round_, result, account)
+    except errors.LedgerCountMismatch as exc:
+        ...
+
+Whichever chain raised the revert maps to the same class (eth-tester raises
+``TransactionFailed`` with the raw bytes, Ganache and anvil ``ContractCustomError`` with hex
+data). ``exc.name`` is the Solidity name, for display.
 """
 
 from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from enum import IntEnum
+from typing import Any, ClassVar
 
-from eth_abi import decode as abi_decode
-from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from eth_abi.abi import decode as abi_decode
+from eth_typing import ChecksumAddress
+from eth_utils.abi import function_signature_to_4byte_selector
+from eth_utils.address import to_checksum_address
 from web3 import Web3
 
+from chain.round_state import RoundState
 from loraledger.errors import ChainError
 
 #: What a user can do about each error; shown by the CLI under the message.
@@ -24,14 +39,8 @@ HINTS: dict[str, str] = {
     "LedgerUnknownTask": "list tasks with `loraledger task list`",
     "LedgerNotJoined": "join first: `loraledger node join --task TASK`",
     "LedgerAlreadyJoined": "this account is already a member of the task",
-    "LedgerNoOpenRound": "wait for the aggregator to open the next round",
-    "LedgerWrongRound": "submit for the round that is open now (`loraledger task show TASK`)",
-    "LedgerSubmissionWindowClosed": "the window closed; the node takes part in the next round",
     "LedgerAlreadySubmitted": "one submission per node per round; wait for the next round",
     "LedgerDigestReused": "an update with this digest was already submitted to this task",
-    "LedgerWindowNotOver": "wait until the window closes or every joined node has submitted",
-    "LedgerRoundStillOpen": "finalize the open round first",
-    "LedgerRoundAlreadyFinalized": "each round is finalized exactly once",
     "LedgerAlreadyClaimed": "each round's reward is claimed once",
     "LedgerInvalidProof": "the proof must come from the round report of this round and account",
     "LedgerInsufficientPool": "fund the task: `loraledger task fund TASK AMOUNT`",
@@ -42,6 +51,29 @@ HINTS: dict[str, str] = {
     "ERC20InsufficientBalance": "the account does not hold enough tokens",
 }
 
+#: Hints for ``LedgerUnexpectedRoundState``, by (state the round is in, state the call needs).
+ROUND_STATE_HINTS: dict[tuple[RoundState, RoundState], str] = {
+    (
+        RoundState.UNOPENED,
+        RoundState.OPEN,
+    ): "wait for the aggregator to open the round (`loraledger task show TASK`)",
+    (
+        RoundState.CLOSED,
+        RoundState.OPEN,
+    ): "the window closed; the node takes part in the next round",
+    (
+        RoundState.FINALIZED,
+        RoundState.OPEN,
+    ): "submit for the round that is open now (`loraledger task show TASK`)",
+    (
+        RoundState.OPEN,
+        RoundState.CLOSED,
+    ): "wait until the window closes or every joined node has submitted",
+    (RoundState.FINALIZED, RoundState.CLOSED): "each round is finalized exactly once",
+    (RoundState.OPEN, RoundState.FINALIZED): "the round is still open: wait for it to be finalized",
+    (RoundState.CLOSED, RoundState.FINALIZED): "the round awaits finalization by the aggregator",
+}
+
 _ROLE_NAMES = {
     Web3.keccak(text="AGGREGATOR_ROLE").hex(): "AGGREGATOR_ROLE",
     Web3.keccak(text="MINTER_ROLE").hex(): "MINTER_ROLE",
@@ -50,17 +82,103 @@ _ROLE_NAMES = {
 
 
 class ContractRevert(ChainError):
-    """A transaction or call reverted with a custom error of the contracts."""
+    """A transaction or call reverted with a custom error of the contracts.
 
-    def __init__(self, name: str, args: dict[str, Any]) -> None:
-        shown = ", ".join(f"{key}={_show(value)}" for key, value in args.items())
-        super().__init__(f"{name}({shown})", hint=HINTS.get(name))
-        self.name = name
-        self.args_by_name = args
+    Subclasses declare the error's ABI: ``FIELDS`` (Solidity argument names), ``TYPES`` (ABI
+    types) and ``ENUMS`` (arguments decoded as a Python enum). They are built with the decoded
+    values in order, which become ``args`` and one snake_case attribute per argument.
+    """
+
+    FIELDS: ClassVar[tuple[str, ...]] = ()
+    TYPES: ClassVar[tuple[str, ...]] = ()
+    ENUMS: ClassVar[Mapping[str, type[IntEnum]]] = {}
+
+    def __init__(self, *values: Any) -> None:
+        if len(values) != len(self.FIELDS):
+            raise TypeError(f"{self.name} takes {len(self.FIELDS)} arguments, got {len(values)}")
+        self.args_by_name: dict[str, Any] = dict(zip(self.FIELDS, values, strict=True))
+        for field, value in self.args_by_name.items():
+            setattr(self, snake_case(field), value)
+        shown = ", ".join(
+            f"{key}={self._show(key, value)}" for key, value in self.args_by_name.items()
+        )
+        self.message = f"{self.name}({shown})"
+        super().__init__(self.message, hint=self._hint())
+        self.args = values
+
+    @property
+    def name(self) -> str:
+        """The Solidity name of the error."""
+        return type(self).__name__
+
+    @classmethod
+    def signature(cls) -> str:
+        """``Name(type,...)``, whose keccak256 starts with the error's selector."""
+        return f"{cls.__name__}({','.join(cls.TYPES)})"
+
+    @classmethod
+    def selector(cls) -> bytes:
+        return bytes(function_signature_to_4byte_selector(cls.signature()))
+
+    @classmethod
+    def from_data(cls, data: bytes) -> ContractRevert:
+        """The error for ABI-encoded arguments ``data`` (the revert data after the selector)."""
+        values = abi_decode(list(cls.TYPES), data)
+        return cls(
+            *(cls._convert(f, t, v) for f, t, v in zip(cls.FIELDS, cls.TYPES, values, strict=True))
+        )
+
+    @classmethod
+    def _convert(cls, field: str, typ: str, value: Any) -> Any:
+        if typ == "address":
+            return to_checksum_address(value)
+        if field in cls.ENUMS:
+            return cls.ENUMS[field](value)
+        return value
+
+    def _show(self, field: str, value: Any) -> str:
+        return _show(value)
+
+    def _hint(self) -> str | None:
+        return HINTS.get(self.name)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class RoundStateRevert(ContractRevert):
+    """Base of ``LedgerUnexpectedRoundState``: the round is not in a state the call allows."""
+
+    current: RoundState
+    expected_states: bytes
+
+    @property
+    def expected(self) -> frozenset[RoundState]:
+        """The states that would have allowed the call."""
+        return RoundState.from_bitmap(self.expected_states)
+
+    def _show(self, field: str, value: Any) -> str:
+        if isinstance(value, RoundState):
+            return value.name
+        if field == "expectedStates":
+            return "{" + ", ".join(s.name for s in sorted(RoundState.from_bitmap(value))) + "}"
+        return _show(value)
+
+    def _hint(self) -> str | None:
+        for expected in sorted(self.expected):
+            hint = ROUND_STATE_HINTS.get((self.current, expected))
+            if hint is not None:
+                return hint
+        return None
 
 
 class TransactionReverted(ChainError):
     """A transaction reverted without a decodable reason (out of gas, plain revert)."""
+
+
+def snake_case(name: str) -> str:
+    """``taskId`` -> ``task_id``: the attribute name of a Solidity argument."""
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
 
 
 def _show(value: Any) -> str:
@@ -71,30 +189,29 @@ def _show(value: Any) -> str:
 
 
 class ErrorDecoder:
-    """Decodes revert data against the custom errors of one or more ABIs."""
+    """Decodes revert data against the custom errors of one or more ABIs.
+
+    Each error maps to its class in this module; an error of an ABI the project does not ship
+    gets a class made on the spot, so it still decodes (and is caught as ``ContractRevert``).
+    """
 
     def __init__(self, abis: Iterable[list[dict[str, Any]]]) -> None:
-        self._errors: dict[bytes, tuple[str, list[str], list[str]]] = {}
+        self._errors: dict[bytes, type[ContractRevert]] = {}
         for abi in abis:
             for item in abi:
                 if item.get("type") != "error":
                     continue
-                types = [_abi_type(i) for i in item["inputs"]]
-                selector = function_signature_to_4byte_selector(f"{item['name']}({','.join(types)})")
-                self._errors[selector] = (item["name"], [i["name"] for i in item["inputs"]], types)
+                fields = tuple(str(i["name"]) for i in item["inputs"])
+                types = tuple(abi_type(i) for i in item["inputs"])
+                cls = CONTRACT_ERRORS.get(f"{item['name']}({','.join(types)})")
+                if cls is None or fields != cls.FIELDS:
+                    cls = _foreign_error(str(item["name"]), fields, types)
+                self._errors[cls.selector()] = cls
 
     def decode(self, data: bytes) -> ContractRevert | None:
         """The revert for ``data`` (selector + ABI-encoded args), or None if unknown."""
-        entry = self._errors.get(data[:4])
-        if entry is None:
-            return None
-        name, names, types = entry
-        values = abi_decode(types, data[4:])
-        args = {
-            key: to_checksum_address(value) if typ == "address" else value
-            for key, typ, value in zip(names, types, values, strict=True)
-        }
-        return ContractRevert(name, args)
+        cls = self._errors.get(data[:4])
+        return cls.from_data(data[4:]) if cls is not None else None
 
     def from_exception(self, exc: BaseException) -> ChainError | None:
         """Map a web3 / eth-tester revert exception to a project error, or None if it is not one."""
@@ -107,9 +224,23 @@ class ErrorDecoder:
         return TransactionReverted(f"transaction reverted: {exc}")
 
 
-def _abi_type(item: dict[str, Any]) -> str:
+def _foreign_error(
+    name: str, fields: tuple[str, ...], types: tuple[str, ...]
+) -> type[ContractRevert]:
+    """A class for an error of an ABI the project does not ship (caught as ContractRevert)."""
+
+    class Foreign(ContractRevert):
+        FIELDS = fields
+        TYPES = types
+
+    Foreign.__name__ = Foreign.__qualname__ = name
+    return Foreign
+
+
+def abi_type(item: dict[str, Any]) -> str:
+    """The canonical type of an ABI input, as selectors spell it (tuples expanded)."""
     if item["type"].startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in item["components"])
+        inner = ",".join(abi_type(c) for c in item["components"])
         return f"({inner}){item['type'][5:]}"
     return str(item["type"])
 
@@ -142,3 +273,380 @@ def revert_data(exc: BaseException) -> bytes | None:
             return bytes(ast.literal_eval(match.group(1)))
         return b""
     return None
+
+
+# ---- BEGIN GENERATED from the ABIs in chain/artifacts by `loraledger contracts build`; do not edit ----
+# fmt: off  (generated: kept as the generator writes it)
+
+
+class AccessControlBadConfirmation(ContractRevert):
+    """``AccessControlBadConfirmation()``"""
+
+    FIELDS = ()
+    TYPES = ()
+
+
+class AccessControlUnauthorizedAccount(ContractRevert):
+    """``AccessControlUnauthorizedAccount(address account, bytes32 neededRole)``"""
+
+    FIELDS = ("account", "neededRole")
+    TYPES = ("address", "bytes32")
+    account: ChecksumAddress
+    needed_role: bytes
+
+
+class ERC20InsufficientAllowance(ContractRevert):
+    """``ERC20InsufficientAllowance(address spender, uint256 allowance, uint256 needed)``"""
+
+    FIELDS = ("spender", "allowance", "needed")
+    TYPES = ("address", "uint256", "uint256")
+    spender: ChecksumAddress
+    allowance: int
+    needed: int
+
+
+class ERC20InsufficientBalance(ContractRevert):
+    """``ERC20InsufficientBalance(address sender, uint256 balance, uint256 needed)``"""
+
+    FIELDS = ("sender", "balance", "needed")
+    TYPES = ("address", "uint256", "uint256")
+    sender: ChecksumAddress
+    balance: int
+    needed: int
+
+
+class ERC20InvalidApprover(ContractRevert):
+    """``ERC20InvalidApprover(address approver)``"""
+
+    FIELDS = ("approver",)
+    TYPES = ("address",)
+    approver: ChecksumAddress
+
+
+class ERC20InvalidReceiver(ContractRevert):
+    """``ERC20InvalidReceiver(address receiver)``"""
+
+    FIELDS = ("receiver",)
+    TYPES = ("address",)
+    receiver: ChecksumAddress
+
+
+class ERC20InvalidSender(ContractRevert):
+    """``ERC20InvalidSender(address sender)``"""
+
+    FIELDS = ("sender",)
+    TYPES = ("address",)
+    sender: ChecksumAddress
+
+
+class ERC20InvalidSpender(ContractRevert):
+    """``ERC20InvalidSpender(address spender)``"""
+
+    FIELDS = ("spender",)
+    TYPES = ("address",)
+    spender: ChecksumAddress
+
+
+class LedgerAlreadyClaimed(ContractRevert):
+    """``LedgerAlreadyClaimed(uint256 taskId, uint32 round, address node)``"""
+
+    FIELDS = ("taskId", "round", "node")
+    TYPES = ("uint256", "uint32", "address")
+    task_id: int
+    round: int
+    node: ChecksumAddress
+
+
+class LedgerAlreadyJoined(ContractRevert):
+    """``LedgerAlreadyJoined(uint256 taskId, address node)``"""
+
+    FIELDS = ("taskId", "node")
+    TYPES = ("uint256", "address")
+    task_id: int
+    node: ChecksumAddress
+
+
+class LedgerAlreadySubmitted(ContractRevert):
+    """``LedgerAlreadySubmitted(uint256 taskId, uint32 round, address node)``"""
+
+    FIELDS = ("taskId", "round", "node")
+    TYPES = ("uint256", "uint32", "address")
+    task_id: int
+    round: int
+    node: ChecksumAddress
+
+
+class LedgerClaimAboveRoundTotal(ContractRevert):
+    """``LedgerClaimAboveRoundTotal(uint256 taskId, uint32 round, uint256 claimed, uint256 rewardTotal)``"""
+
+    FIELDS = ("taskId", "round", "claimed", "rewardTotal")
+    TYPES = ("uint256", "uint32", "uint256", "uint256")
+    task_id: int
+    round: int
+    claimed: int
+    reward_total: int
+
+
+class LedgerCountMismatch(ContractRevert):
+    """``LedgerCountMismatch(uint256 taskId, uint32 round, uint32 accepted, uint32 rejected, uint32 submissions)``"""
+
+    FIELDS = ("taskId", "round", "accepted", "rejected", "submissions")
+    TYPES = ("uint256", "uint32", "uint32", "uint32", "uint32")
+    task_id: int
+    round: int
+    accepted: int
+    rejected: int
+    submissions: int
+
+
+class LedgerDigestReused(ContractRevert):
+    """``LedgerDigestReused(uint256 taskId, bytes32 digest)``"""
+
+    FIELDS = ("taskId", "digest")
+    TYPES = ("uint256", "bytes32")
+    task_id: int
+    digest: bytes
+
+
+class LedgerEmptyBatch(ContractRevert):
+    """``LedgerEmptyBatch()``"""
+
+    FIELDS = ()
+    TYPES = ()
+
+
+class LedgerEmptyCid(ContractRevert):
+    """``LedgerEmptyCid()``"""
+
+    FIELDS = ()
+    TYPES = ()
+
+
+class LedgerInsufficientPool(ContractRevert):
+    """``LedgerInsufficientPool(uint256 taskId, uint256 available, uint256 required)``"""
+
+    FIELDS = ("taskId", "available", "required")
+    TYPES = ("uint256", "uint256", "uint256")
+    task_id: int
+    available: int
+    required: int
+
+
+class LedgerInvalidMaxRounds(ContractRevert):
+    """``LedgerInvalidMaxRounds(uint32 maxRounds)``"""
+
+    FIELDS = ("maxRounds",)
+    TYPES = ("uint32",)
+    max_rounds: int
+
+
+class LedgerInvalidProof(ContractRevert):
+    """``LedgerInvalidProof(uint256 taskId, uint32 round, address node, uint256 amount)``"""
+
+    FIELDS = ("taskId", "round", "node", "amount")
+    TYPES = ("uint256", "uint32", "address", "uint256")
+    task_id: int
+    round: int
+    node: ChecksumAddress
+    amount: int
+
+
+class LedgerInvalidToken(ContractRevert):
+    """``LedgerInvalidToken(address token)``"""
+
+    FIELDS = ("token",)
+    TYPES = ("address",)
+    token: ChecksumAddress
+
+
+class LedgerInvalidWindow(ContractRevert):
+    """``LedgerInvalidWindow(uint64 submissionWindow)``"""
+
+    FIELDS = ("submissionWindow",)
+    TYPES = ("uint64",)
+    submission_window: int
+
+
+class LedgerLeaveDuringRound(ContractRevert):
+    """``LedgerLeaveDuringRound(uint256 taskId, uint32 round, address node)``"""
+
+    FIELDS = ("taskId", "round", "node")
+    TYPES = ("uint256", "uint32", "address")
+    task_id: int
+    round: int
+    node: ChecksumAddress
+
+
+class LedgerNotJoined(ContractRevert):
+    """``LedgerNotJoined(uint256 taskId, address node)``"""
+
+    FIELDS = ("taskId", "node")
+    TYPES = ("uint256", "address")
+    task_id: int
+    node: ChecksumAddress
+
+
+class LedgerNotSponsor(ContractRevert):
+    """``LedgerNotSponsor(uint256 taskId, address caller)``"""
+
+    FIELDS = ("taskId", "caller")
+    TYPES = ("uint256", "address")
+    task_id: int
+    caller: ChecksumAddress
+
+
+class LedgerRewardAboveRoundCap(ContractRevert):
+    """``LedgerRewardAboveRoundCap(uint256 taskId, uint32 round, uint256 rewardTotal, uint256 rewardPerRound)``"""
+
+    FIELDS = ("taskId", "round", "rewardTotal", "rewardPerRound")
+    TYPES = ("uint256", "uint32", "uint256", "uint256")
+    task_id: int
+    round: int
+    reward_total: int
+    reward_per_round: int
+
+
+class LedgerSlashAboveStake(ContractRevert):
+    """``LedgerSlashAboveStake(uint256 taskId, address node, uint256 amount, uint256 stake)``"""
+
+    FIELDS = ("taskId", "node", "amount", "stake")
+    TYPES = ("uint256", "address", "uint256", "uint256")
+    task_id: int
+    node: ChecksumAddress
+    amount: int
+    stake: int
+
+
+class LedgerStakeTooLow(ContractRevert):
+    """``LedgerStakeTooLow(uint256 taskId, address node, uint256 stake, uint256 minStake)``"""
+
+    FIELDS = ("taskId", "node", "stake", "minStake")
+    TYPES = ("uint256", "address", "uint256", "uint256")
+    task_id: int
+    node: ChecksumAddress
+    stake: int
+    min_stake: int
+
+
+class LedgerTaskComplete(ContractRevert):
+    """``LedgerTaskComplete(uint256 taskId, uint32 maxRounds)``"""
+
+    FIELDS = ("taskId", "maxRounds")
+    TYPES = ("uint256", "uint32")
+    task_id: int
+    max_rounds: int
+
+
+class LedgerTaskNotComplete(ContractRevert):
+    """``LedgerTaskNotComplete(uint256 taskId, uint32 roundsFinalized, uint32 maxRounds)``"""
+
+    FIELDS = ("taskId", "roundsFinalized", "maxRounds")
+    TYPES = ("uint256", "uint32", "uint32")
+    task_id: int
+    rounds_finalized: int
+    max_rounds: int
+
+
+class LedgerUnexpectedRoundState(RoundStateRevert):
+    """``LedgerUnexpectedRoundState(uint256 taskId, uint32 round, RoundState current, bytes32 expectedStates)``"""
+
+    FIELDS = ("taskId", "round", "current", "expectedStates")
+    TYPES = ("uint256", "uint32", "uint8", "bytes32")
+    ENUMS = {"current": RoundState}
+    task_id: int
+    round: int
+    current: RoundState
+    expected_states: bytes
+
+
+class LedgerUnknownTask(ContractRevert):
+    """``LedgerUnknownTask(uint256 taskId)``"""
+
+    FIELDS = ("taskId",)
+    TYPES = ("uint256",)
+    task_id: int
+
+
+class LedgerZeroAmount(ContractRevert):
+    """``LedgerZeroAmount()``"""
+
+    FIELDS = ()
+    TYPES = ()
+
+
+class LedgerZeroDigest(ContractRevert):
+    """``LedgerZeroDigest()``"""
+
+    FIELDS = ()
+    TYPES = ()
+
+
+class LedgerZeroExamples(ContractRevert):
+    """``LedgerZeroExamples(uint256 taskId, uint32 round, address node)``"""
+
+    FIELDS = ("taskId", "round", "node")
+    TYPES = ("uint256", "uint32", "address")
+    task_id: int
+    round: int
+    node: ChecksumAddress
+
+
+class ReentrancyGuardReentrantCall(ContractRevert):
+    """``ReentrancyGuardReentrantCall()``"""
+
+    FIELDS = ()
+    TYPES = ()
+
+
+class SafeERC20FailedOperation(ContractRevert):
+    """``SafeERC20FailedOperation(address token)``"""
+
+    FIELDS = ("token",)
+    TYPES = ("address",)
+    token: ChecksumAddress
+
+
+#: Every generated class by its signature, e.g. ``LedgerUnknownTask(uint256)``.
+CONTRACT_ERRORS: dict[str, type[ContractRevert]] = {
+    cls.signature(): cls
+    for cls in (
+        AccessControlBadConfirmation,
+        AccessControlUnauthorizedAccount,
+        ERC20InsufficientAllowance,
+        ERC20InsufficientBalance,
+        ERC20InvalidApprover,
+        ERC20InvalidReceiver,
+        ERC20InvalidSender,
+        ERC20InvalidSpender,
+        LedgerAlreadyClaimed,
+        LedgerAlreadyJoined,
+        LedgerAlreadySubmitted,
+        LedgerClaimAboveRoundTotal,
+        LedgerCountMismatch,
+        LedgerDigestReused,
+        LedgerEmptyBatch,
+        LedgerEmptyCid,
+        LedgerInsufficientPool,
+        LedgerInvalidMaxRounds,
+        LedgerInvalidProof,
+        LedgerInvalidToken,
+        LedgerInvalidWindow,
+        LedgerLeaveDuringRound,
+        LedgerNotJoined,
+        LedgerNotSponsor,
+        LedgerRewardAboveRoundCap,
+        LedgerSlashAboveStake,
+        LedgerStakeTooLow,
+        LedgerTaskComplete,
+        LedgerTaskNotComplete,
+        LedgerUnexpectedRoundState,
+        LedgerUnknownTask,
+        LedgerZeroAmount,
+        LedgerZeroDigest,
+        LedgerZeroExamples,
+        ReentrancyGuardReentrantCall,
+        SafeERC20FailedOperation,
+    )
+}
+# fmt: on
+# ---- END GENERATED ----

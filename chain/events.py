@@ -12,7 +12,7 @@ from typing import Any
 
 from web3 import Web3
 
-from chain.bindings import Ledger
+from chain.bindings import Finalization, Ledger
 from loraledger.errors import ChainError
 
 
@@ -38,17 +38,21 @@ class UpdateSubmitted:
     block: int
 
 
-@dataclass(frozen=True)
-class RoundFinalized:
+@dataclass(frozen=True, kw_only=True)
+class RoundFinalized(Finalization):
+    """A ``RoundFinalized`` event: the :class:`Finalization` that went on chain, where."""
+
     task_id: int
     round: int
-    global_cid: str
-    global_digest: bytes
-    report_cid: str
-    accepted: int
-    rejected: int
-    reward_root: bytes
-    reward_total: int
+    block: int
+
+
+@dataclass(frozen=True)
+class RewardClaimed:
+    task_id: int
+    round: int
+    node: str
+    amount: int
     block: int
 
 
@@ -63,26 +67,43 @@ class History:
         event = getattr(self.ledger.contract.events, name)
         try:
             logs = event.get_logs(from_block=self.from_block, argument_filters=filters or None)
-        except Exception as exc:  # noqa: BLE001 - RPC errors of every provider
-            raise ChainError(f"cannot read {name} events from {self.ledger.chain.network.name}: {exc}") from exc
+        except Exception as exc:
+            raise ChainError(
+                f"cannot read {name} events from {self.ledger.chain.network.name}: {exc}"
+            ) from exc
         return sorted(logs, key=lambda log: (log["blockNumber"], log["logIndex"]))
 
     def task_created(self, task_id: int) -> TaskCreated:
         logs = self._logs("TaskCreated", taskId=task_id)
         if not logs:
-            raise ChainError(f"no TaskCreated event for task {task_id} since block {self.from_block}")
+            raise ChainError(
+                f"no TaskCreated event for task {task_id} since block {self.from_block}"
+            )
         a = logs[0]["args"]
-        return TaskCreated(task_id, a["sponsor"], a["token"], bytes(a["baseModelHash"]), a["initialGlobalCid"],
-                           bytes(a["initialGlobalDigest"]), int(logs[0]["blockNumber"]))  # fmt: skip
+        return TaskCreated(
+            task_id,
+            a["sponsor"],
+            a["token"],
+            bytes(a["baseModelHash"]),
+            a["initialGlobalCid"],
+            bytes(a["initialGlobalDigest"]),
+            int(logs[0]["blockNumber"]),
+        )
 
     def submissions(self, task_id: int, round_: int | None = None) -> list[UpdateSubmitted]:
         filters: dict[str, Any] = {"taskId": task_id}
         if round_ is not None:
             filters["round"] = round_
         return [
-            UpdateSubmitted(task_id, int(log["args"]["round"]), Web3.to_checksum_address(log["args"]["node"]),
-                            log["args"]["cid"], bytes(log["args"]["digest"]), int(log["args"]["numExamples"]),
-                            int(log["blockNumber"]))  # fmt: skip
+            UpdateSubmitted(
+                task_id,
+                int(log["args"]["round"]),
+                Web3.to_checksum_address(log["args"]["node"]),
+                log["args"]["cid"],
+                bytes(log["args"]["digest"]),
+                int(log["args"]["numExamples"]),
+                int(log["blockNumber"]),
+            )
             for log in self._logs("UpdateSubmitted", **filters)
         ]
 
@@ -90,10 +111,42 @@ class History:
         out = []
         for log in self._logs("RoundFinalized", taskId=task_id):
             a = log["args"]
-            out.append(RoundFinalized(task_id, int(a["round"]), a["globalCid"], bytes(a["globalDigest"]),
-                                      a["reportCid"], int(a["accepted"]), int(a["rejected"]), bytes(a["rewardRoot"]),
-                                      int(a["rewardTotal"]), int(log["blockNumber"])))  # fmt: skip
+            out.append(
+                RoundFinalized(
+                    global_cid=a["globalCid"],
+                    global_digest=bytes(a["globalDigest"]),
+                    report_cid=a["reportCid"],
+                    accepted=int(a["accepted"]),
+                    rejected=int(a["rejected"]),
+                    reward_root=bytes(a["rewardRoot"]),
+                    reward_total=int(a["rewardTotal"]),
+                    task_id=task_id,
+                    round=int(a["round"]),
+                    block=int(log["blockNumber"]),
+                )
+            )
         return out
+
+    def claims(self, task_id: int) -> list[RewardClaimed]:
+        """Every ``RewardClaimed`` event of the task, in chain order."""
+        return [
+            RewardClaimed(
+                task_id,
+                int(log["args"]["round"]),
+                Web3.to_checksum_address(log["args"]["node"]),
+                int(log["args"]["amount"]),
+                int(log["blockNumber"]),
+            )
+            for log in self._logs("RewardClaimed", taskId=task_id)
+        ]
+
+    def joined(self, task_id: int) -> list[str]:
+        """Every node that ever joined the task (in order, once each)."""
+        nodes = [
+            Web3.to_checksum_address(log["args"]["node"])
+            for log in self._logs("NodeJoined", taskId=task_id)
+        ]
+        return list(dict.fromkeys(nodes))
 
     def global_adapter_at(self, task_id: int, digest: bytes) -> str:
         """The CID under which the global adapter with ``digest`` was published for this task."""
@@ -103,4 +156,6 @@ class History:
         created = self.task_created(task_id)
         if created.initial_global_digest == digest:
             return created.initial_global_cid
-        raise ChainError(f"task {task_id} never published a global adapter with digest {digest.hex()}")
+        raise ChainError(
+            f"task {task_id} never published a global adapter with digest {digest.hex()}"
+        )

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from chain.bindings import ClaimRequest, Finalization, Ledger, TaskParams, Token, base_model_hash
 from chain.compiler import load_artifact
@@ -41,9 +42,11 @@ def _node_accounts(count: int) -> list[LocalAccount]:
 
 
 def measure(
-    chain: Chain, sizes: Sequence[int] = (1, 3, 10, 100), progress: Callable[[str], None] | None = None
+    chain: Chain,
+    sizes: Sequence[int] = (1, 3, 10, 100),
+    progress: Callable[[str], None] | None = None,
 ) -> list[GasRow]:
-    """Deploy fresh contracts on ``chain`` and measure every function, then rounds of ``sizes`` nodes."""
+    """Deploy fresh contracts on ``chain``; measure each function, then rounds of ``sizes``."""
     say = progress or (lambda _msg: None)
     admin, aggregator, node = (dev_account(chain.network, i) for i in range(3))
     rows: list[GasRow] = []
@@ -51,13 +54,23 @@ def measure(
     receipt = chain.deploy(token_art.abi, token_art.bytecode, [admin.address, 10**9 * TOKEN], admin)
     rows.append(GasRow("deploy LedgerToken", "", int(receipt["gasUsed"])))
     token = Token(chain, str(receipt["contractAddress"]))
-    receipt = chain.deploy(ledger_art.abi, ledger_art.bytecode, [admin.address, aggregator.address], admin)
+    receipt = chain.deploy(
+        ledger_art.abi, ledger_art.bytecode, [admin.address, aggregator.address], admin
+    )
     rows.append(GasRow("deploy LoRALedger", "", int(receipt["gasUsed"])))
     ledger = Ledger(chain, str(receipt["contractAddress"]))
 
     def params(min_stake: int, max_rounds: int, window: int = 600) -> TaskParams:
-        return TaskParams(base_model_hash("gas"), "bafy-init", _digest("init"), token.address, 100 * TOKEN,
-                          min_stake, window, max_rounds)  # fmt: skip
+        return TaskParams(
+            base_model_hash("gas"),
+            "bafy-init",
+            _digest("init"),
+            token.address,
+            100 * TOKEN,
+            min_stake,
+            window,
+            max_rounds,
+        )
 
     def row(function: str, scenario: str, receipt: object) -> None:
         rows.append(GasRow(function, scenario, int(receipt["gasUsed"])))  # type: ignore[index]
@@ -73,9 +86,13 @@ def measure(
     requests = []
     for i in range(3):  # three rounds, so two are left for claimBatch; the first is measured
         round_, opened = ledger.open_next_round(task_id, aggregator)
-        submitted = ledger.submit_update(task_id, round_, "bafy" + "x" * 55, _digest(f"u{i}"), 100, node)
+        submitted = ledger.submit_update(
+            task_id, round_, "bafy" + "x" * 55, _digest(f"u{i}"), 100, node
+        )
         tree = RewardTree(task_id, round_, [RewardEntry(node.address, 10 * TOKEN)])
-        result = Finalization("bafy" + "g" * 55, _digest(f"g{i}"), "bafy" + "r" * 55, 1, 0, tree.root, tree.total)
+        result = Finalization(
+            "bafy" + "g" * 55, _digest(f"g{i}"), "bafy" + "r" * 55, 1, 0, tree.root, tree.total
+        )
         finalized = ledger.finalize_round(task_id, round_, result, aggregator)
         if i == 0:
             row("openRound", "", opened)
@@ -88,7 +105,9 @@ def measure(
     row("leave", "stake returned", ledger.leave(task_id, node))
     round_, _ = ledger.open_next_round(task_id, aggregator)
     chain.advance_time(601)
-    ledger.finalize_round(task_id, round_, Finalization("g", _digest("last"), "r", 0, 0, b"\x00" * 32, 0), aggregator)
+    ledger.finalize_round(
+        task_id, round_, Finalization("g", _digest("last"), "r", 0, 0, b"\x00" * 32, 0), aggregator
+    )
     row("withdrawRemainder", "", ledger.withdraw_remainder(task_id, admin))
 
     nodes = _node_accounts(max(sizes))
@@ -96,10 +115,17 @@ def measure(
     for n in sizes:
         say(f"a round with {n} nodes")
         for account in nodes[funded:n]:  # gas money for the synthetic nodes
-            tx = {"to": account.address, "value": 10**18, "gas": 21000, "chainId": chain.chain_id,
-                  "nonce": chain.w3.eth.get_transaction_count(admin.address, "pending"),
-                  "gasPrice": chain.w3.eth.gas_price}  # fmt: skip
-            chain.send_raw(admin.sign_transaction(tx).raw_transaction, "fund gas")
+            tx = {
+                "to": account.address,
+                "value": 10**18,
+                "gas": 21000,
+                "chainId": chain.chain_id,
+                "nonce": chain.w3.eth.get_transaction_count(admin.address, "pending"),
+                "gasPrice": chain.w3.eth.gas_price,
+            }
+            chain.send_raw(
+                admin.sign_transaction(cast("dict[str, Any]", tx)).raw_transaction, "fund gas"
+            )
         funded = max(funded, n)
         # a window of a week: N joins and submissions take minutes on a slow (embedded) chain, and
         # the window's length changes no measured gas
@@ -109,10 +135,14 @@ def measure(
             ledger.join(task_id, account)
         round_, _ = ledger.open_next_round(task_id, aggregator)
         for i, account in enumerate(nodes[:n]):
-            ledger.submit_update(task_id, round_, "bafy" + "x" * 55, _digest(f"n{n}-{i}"), 100, account)
+            ledger.submit_update(
+                task_id, round_, "bafy" + "x" * 55, _digest(f"n{n}-{i}"), 100, account
+            )
         entries = [RewardEntry(a.address, (100 * TOKEN) // n) for a in nodes[:n]]
         tree = RewardTree(task_id, round_, entries)
-        result = Finalization("bafy" + "g" * 55, _digest(f"g-n{n}"), "bafy" + "r" * 55, n, 0, tree.root, tree.total)
+        result = Finalization(
+            "bafy" + "g" * 55, _digest(f"g-n{n}"), "bafy" + "r" * 55, n, 0, tree.root, tree.total
+        )
         row("finalizeRound", f"N={n}", ledger.finalize_round(task_id, round_, result, aggregator))
         claimer = nodes[n - 1]
         proof = tuple(tree.proof(claimer.address))
@@ -126,7 +156,8 @@ def render_markdown(rows: Sequence[GasRow], *, network: str, command: str) -> st
     lines = [
         "# Gas report",
         "",
-        f"Measured on the `{network}` chain by `{command}` (solc 0.8.37, optimizer 200 runs, EVM shanghai).",
+        f"Measured on the `{network}` chain by `{command}` "
+        "(solc 0.8.37, optimizer 200 runs, EVM shanghai).",
         "Regenerate it with that command; `tests/chain/test_gas.py` fails when it is out of date.",
         "",
         "| function | scenario | gas |",
@@ -136,5 +167,9 @@ def render_markdown(rows: Sequence[GasRow], *, network: str, command: str) -> st
     finals = [r for r in rows if r.function == "finalizeRound" and r.scenario.startswith("N=")]
     if len(finals) >= 2:
         lo, hi = finals[0], finals[-1]
-        lines += ["", f"finalizeRound at {hi.scenario} nodes costs {hi.gas / lo.gas:.3f}x what it costs at {lo.scenario}."]
+        lines += [
+            "",
+            f"finalizeRound at {hi.scenario} nodes costs {hi.gas / lo.gas:.3f}x "
+            f"what it costs at {lo.scenario}.",
+        ]
     return "\n".join(lines) + "\n"

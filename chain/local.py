@@ -67,41 +67,60 @@ def _command(kind: LocalKind, port: int, directory: Path) -> list[str]:
         node = shutil.which("node")
         if node is None or not cli.exists():
             raise ChainError(
-                "Ganache is not installed", hint="run `npm ci` at the repository root (make setup does it)"
+                "Ganache is not installed",
+                hint="run `npm ci` at the repository root (make setup does it)",
             )
         return [
-            node, str(cli),
-            "--wallet.mnemonic", GANACHE_MNEMONIC,
-            "--wallet.totalAccounts", "10",
-            "--wallet.defaultBalance", "10000",
-            "--chain.chainId", str(CHAIN_IDS["ganache"]),
-            "--chain.hardfork", "shanghai",
-            "--database.dbPath", str(directory / "db"),
-            "--server.host", "127.0.0.1",
-            "--server.port", str(port),
+            node,
+            str(cli),
+            "--wallet.mnemonic",
+            GANACHE_MNEMONIC,
+            "--wallet.totalAccounts",
+            "10",
+            "--wallet.defaultBalance",
+            "10000",
+            "--chain.chainId",
+            str(CHAIN_IDS["ganache"]),
+            "--chain.hardfork",
+            "shanghai",
+            "--database.dbPath",
+            str(directory / "db"),
+            "--server.host",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
             "--logging.quiet",
-        ]  # fmt: skip
+        ]
     if kind == "anvil":
         binary = node_modules() / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
         if not binary.exists():
             raise ChainError("anvil is not installed", hint="run `npm ci` at the repository root")
         return [
             str(binary),
-            "--mnemonic", ANVIL_MNEMONIC,
-            "--accounts", "10",
-            "--chain-id", str(CHAIN_IDS["anvil"]),
-            "--hardfork", "shanghai",
-            "--host", "127.0.0.1",
-            "--port", str(port),
-            "--state", str(directory / "state.json"),
+            "--mnemonic",
+            ANVIL_MNEMONIC,
+            "--accounts",
+            "10",
+            "--chain-id",
+            str(CHAIN_IDS["anvil"]),
+            "--hardfork",
+            "shanghai",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--state",
+            str(directory / "state.json"),
             "--silent",
-        ]  # fmt: skip
+        ]
     raise ConfigError(f"unknown local chain kind {kind!r}: use ganache or anvil")
 
 
 def _answers(url: str) -> bool:
     try:
-        response = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=2)
+        response = httpx.post(
+            url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=2
+        )
         return response.status_code == 200 and "result" in response.json()
     except (httpx.HTTPError, ValueError):
         return False
@@ -132,34 +151,45 @@ def start(
     running = status(kind, root)
     if running is not None:
         if port is not None and port != running.port:
-            raise ChainError(f"{kind} already runs on port {running.port}", hint=f"`loraledger chain down --kind {kind}` first")
+            raise ChainError(
+                f"{kind} already runs on port {running.port}",
+                hint=f"`loraledger chain down --kind {kind}` first",
+            )
         return running
     port = port or DEFAULT_PORTS[kind]
     url = f"http://127.0.0.1:{port}"
     if _answers(url):
-        raise ChainError(f"something else already answers JSON-RPC at {url}", hint="pick another --port")
+        raise ChainError(
+            f"something else already answers JSON-RPC at {url}", hint="pick another --port"
+        )
     directory = state_dir(kind, root)
     if fresh and directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
     log_path = directory / "chain.log"
     with log_path.open("ab") as log:
-        proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        proc = subprocess.Popen(
             _command(kind, port, directory),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    process = ChainProcess(kind=kind, pid=proc.pid, port=port, url=url, state_dir=str(directory), log=str(log_path))
+    process = ChainProcess(
+        kind=kind, pid=proc.pid, port=port, url=url, state_dir=str(directory), log=str(log_path)
+    )
     deadline = time.monotonic() + timeout
     while not _answers(url):
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace")[-800:]
-            raise ChainError(f"{kind} exited with code {proc.returncode} while starting: {tail.strip()}")
+            raise ChainError(
+                f"{kind} exited with code {proc.returncode} while starting: {tail.strip()}"
+            )
         if time.monotonic() > deadline:
             _terminate(proc.pid)
-            raise ChainError(f"{kind} did not answer at {url} within {timeout:.0f} s (log: {log_path})")
+            raise ChainError(
+                f"{kind} did not answer at {url} within {timeout:.0f} s (log: {log_path})"
+            )
         time.sleep(0.2)
     _pid_file(directory).write_text(json.dumps(asdict(process), indent=2))
     logger.info("%s is up at %s (pid %s)", kind, url, proc.pid)

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from eth_abi import encode
-from eth_utils import keccak, to_checksum_address
+from eth_abi.abi import encode
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from loraledger.errors import ConfigError
 
@@ -46,10 +47,14 @@ class RewardTree:
             raise ConfigError("a reward table lists each node once")
         for entry in entries:
             if entry.amount <= 0:
-                raise ConfigError(f"reward amounts must be positive, got {entry.amount} for {entry.node}")
+                raise ConfigError(
+                    f"reward amounts must be positive, got {entry.amount} for {entry.node}"
+                )
         self.task_id = task_id
         self.round = round_
-        self.entries = tuple(RewardEntry(node, e.amount) for node, e in zip(nodes, entries, strict=True))
+        self.entries = tuple(
+            RewardEntry(node, e.amount) for node, e in zip(nodes, entries, strict=True)
+        )
         leaves = sorted(leaf_hash(task_id, round_, e.node, e.amount) for e in self.entries)
         n = len(leaves)
         tree: list[bytes] = [b""] * (2 * n - 1)

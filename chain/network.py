@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -85,6 +85,11 @@ def _mnemonic_key(mnemonic: str, index: int) -> bytes:
     return bytes(Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{index}").key)
 
 
+def _from_key(key: bytes | str) -> LocalAccount:
+    account: LocalAccount = Account.from_key(key)
+    return account
+
+
 def dev_account(network: NetworkSpec, index: int) -> LocalAccount:
     """The ``index``-th dev account of a local chain."""
     if not 0 <= index < DEV_ACCOUNTS:
@@ -92,11 +97,11 @@ def dev_account(network: NetworkSpec, index: int) -> LocalAccount:
     if network.kind == "embedded":
         from eth_tester.backends.pyevm.main import get_default_account_keys
 
-        return Account.from_key(get_default_account_keys()[index].to_bytes())
+        return _from_key(get_default_account_keys()[index].to_bytes())
     if network.kind == "ganache":
-        return Account.from_key(_mnemonic_key(GANACHE_MNEMONIC, index))
+        return _from_key(_mnemonic_key(GANACHE_MNEMONIC, index))
     if network.kind == "anvil":
-        return Account.from_key(_mnemonic_key(ANVIL_MNEMONIC, index))
+        return _from_key(_mnemonic_key(ANVIL_MNEMONIC, index))
     raise ConfigError(
         f"network {network.name} has no dev accounts",
         hint="use --account env:VAR or --account keystore:PATH",
@@ -114,11 +119,15 @@ def load_account(spec: str, network: NetworkSpec, *, password: str | None = None
         var = rest or "LORALEDGER_PRIVATE_KEY"
         key = os.environ.get(var)
         if not key:
-            raise ConfigError(f"environment variable {var} is not set", hint=f"export {var}=0x<private key>")
+            raise ConfigError(
+                f"environment variable {var} is not set", hint=f"export {var}=0x<private key>"
+            )
         try:
-            return Account.from_key(key.strip())
+            return _from_key(key.strip())
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"environment variable {var} does not hold a valid private key") from exc
+            raise ConfigError(
+                f"environment variable {var} does not hold a valid private key"
+            ) from exc
     if kind == "keystore":
         path = Path(rest).expanduser()
         try:
@@ -126,11 +135,15 @@ def load_account(spec: str, network: NetworkSpec, *, password: str | None = None
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read keystore {path}: {exc}") from exc
         if password is None:
-            raise ConfigError(f"keystore {path} needs a password", hint="set LORALEDGER_KEYSTORE_PASSWORD")
+            raise ConfigError(
+                f"keystore {path} needs a password", hint="set LORALEDGER_KEYSTORE_PASSWORD"
+            )
         try:
-            return Account.from_key(Account.decrypt(keyfile, password))
+            return _from_key(Account.decrypt(keyfile, password))
         except ValueError as exc:
-            raise ConfigError(f"cannot decrypt keystore {path}: wrong password or corrupt file") from exc
+            raise ConfigError(
+                f"cannot decrypt keystore {path}: wrong password or corrupt file"
+            ) from exc
     raise ConfigError(f"unknown account {spec!r}", hint="use dev:N, env:VAR or keystore:PATH")
 
 
@@ -145,11 +158,13 @@ class Chain:
 
     # ------------------------------------------------------------ transactions
 
-    def send(self, fn: ContractFunction, account: LocalAccount, *, gas_margin: float = 1.25) -> TxReceipt:
+    def send(
+        self, fn: ContractFunction, account: LocalAccount, *, gas_margin: float = 1.25
+    ) -> TxReceipt:
         """Simulate, sign locally, send and wait for ``fn``; reverts raise ``ContractRevert``."""
         try:
             gas = fn.estimate_gas({"from": account.address})
-        except Exception as exc:  # noqa: BLE001 - every revert flavour is mapped below
+        except Exception as exc:
             mapped = self.decoder.from_exception(exc)
             if mapped is None:
                 raise ChainError(f"{fn.fn_name} failed on {self.network.name}: {exc}") from exc
@@ -162,9 +177,12 @@ class Chain:
                 "chainId": self.chain_id,
             }
         )
-        return self.send_raw(account.sign_transaction(tx).raw_transaction, fn.fn_name)
+        signed = account.sign_transaction(cast("dict[str, Any]", tx))
+        return self.send_raw(signed.raw_transaction, fn.fn_name)
 
-    def deploy(self, abi: list[dict[str, Any]], bytecode: str, args: list[Any], account: LocalAccount) -> TxReceipt:
+    def deploy(
+        self, abi: list[dict[str, Any]], bytecode: str, args: list[Any], account: LocalAccount
+    ) -> TxReceipt:
         """Deploy a contract from ``account``; returns the receipt (``contractAddress`` set)."""
         factory = self.w3.eth.contract(abi=abi, bytecode=bytecode)
         constructor = factory.constructor(*args)
@@ -184,14 +202,16 @@ class Chain:
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
         if receipt["status"] != 1:
             raise TransactionReverted(f"{what} reverted in transaction {tx_hash.hex()}")
-        logger.debug("%s mined in block %s, gas %s", what, receipt["blockNumber"], receipt["gasUsed"])
+        logger.debug(
+            "%s mined in block %s, gas %s", what, receipt["blockNumber"], receipt["gasUsed"]
+        )
         return receipt
 
     def call(self, fn: ContractFunction) -> Any:
         """Call a view function; reverts raise ``ContractRevert``."""
         try:
             return fn.call()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             mapped = self.decoder.from_exception(exc)
             if mapped is None:
                 raise ChainError(f"{fn.fn_name} failed on {self.network.name}: {exc}") from exc
@@ -238,17 +258,25 @@ def connect(network: NetworkSpec | str | None, *, timeout: float = 5.0) -> Chain
         if spec.url is None:
             raise ConfigError(f"network {spec.kind} needs an RPC URL")
         if spec.url.startswith("ws"):
-            raise ConfigError("websocket RPC URLs are not supported; use the chain's http(s) endpoint")
+            raise ConfigError(
+                "websocket RPC URLs are not supported; use the chain's http(s) endpoint"
+            )
         w3 = Web3(Web3.HTTPProvider(spec.url, request_kwargs={"timeout": timeout}))
         deadline = time.monotonic() + timeout
         while True:
             try:
                 chain_id = int(w3.eth.chain_id)
                 break
-            except Exception as exc:  # noqa: BLE001 - connection refused, timeouts, bad JSON
+            except Exception as exc:
                 if time.monotonic() > deadline:
-                    hint = "start it with `loraledger chain up`" if spec.kind in ("ganache", "anvil") else None
-                    raise ChainError(f"no chain answers at {spec.url} ({type(exc).__name__})", hint=hint) from exc
+                    hint = (
+                        "start it with `loraledger chain up`"
+                        if spec.kind in ("ganache", "anvil")
+                        else None
+                    )
+                    raise ChainError(
+                        f"no chain answers at {spec.url} ({type(exc).__name__})", hint=hint
+                    ) from exc
                 time.sleep(0.2)
         from web3.middleware import ExtraDataToPOAMiddleware
 

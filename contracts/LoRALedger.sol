@@ -33,6 +33,11 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
     /// @notice Role allowed to open and finalize rounds and to slash stakes.
     bytes32 public constant AGGREGATOR_ROLE = keccak256("AGGREGATOR_ROLE");
 
+    // Bitmaps of allowed round states for {_validateRoundState}: bit `uint8(state)` per state.
+    bytes32 private constant _OPEN = bytes32(1 << uint8(RoundState.Open));
+    bytes32 private constant _CLOSED = bytes32(1 << uint8(RoundState.Closed));
+    bytes32 private constant _FINALIZED = bytes32(1 << uint8(RoundState.Finalized));
+
     uint256 private _taskCount;
     mapping(uint256 taskId => Task) private _tasks;
     mapping(uint256 taskId => mapping(uint32 round => Round)) private _rounds;
@@ -54,15 +59,7 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
 
     // ------------------------------------------------------------------ tasks
 
-    /**
-     * @notice Creates a training task; the caller becomes its sponsor.
-     *
-     * Requirements:
-     * - `params.token` is a contract; `submissionWindow` and `maxRounds` are positive;
-     * - the initial global adapter has a CID and a non-zero digest.
-     *
-     * Emits: {TaskCreated}.
-     */
+    /// @inheritdoc ILoRALedger
     function createTask(TaskParams calldata params) external returns (uint256 taskId) {
         if (params.token.code.length == 0) revert LedgerInvalidToken(params.token);
         if (params.submissionWindow == 0) revert LedgerInvalidWindow(params.submissionWindow);
@@ -94,15 +91,7 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
         );
     }
 
-    /**
-     * @notice Deposits `amount` of the task's token into its reward pool. Anyone may fund.
-     *
-     * Requirements:
-     * - the task exists and is not complete; `amount` is positive;
-     * - the caller approved this contract for `amount`.
-     *
-     * Emits: {TaskFunded}.
-     */
+    /// @inheritdoc ILoRALedger
     function fundTask(uint256 taskId, uint256 amount) external nonReentrant {
         Task storage task = _existingTask(taskId);
         if (amount == 0) revert LedgerZeroAmount();
@@ -114,15 +103,7 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
         IERC20(task.token).safeTransferFrom(msg.sender, address(this), amount);
     }
 
-    /**
-     * @notice Returns the pool left to the sponsor once every round of the task is finalized.
-     * Rewards of finalized rounds stay reserved for their claims.
-     *
-     * Requirements:
-     * - the caller is the task's sponsor; the task is complete; something is left.
-     *
-     * Emits: {RemainderWithdrawn}.
-     */
+    /// @inheritdoc ILoRALedger
     function withdrawRemainder(uint256 taskId) external nonReentrant {
         Task storage task = _existingTask(taskId);
         if (msg.sender != task.sponsor) revert LedgerNotSponsor(taskId, msg.sender);
@@ -140,15 +121,7 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
 
     // ------------------------------------------------------------------ nodes
 
-    /**
-     * @notice Joins a task by staking its minimum stake.
-     *
-     * Requirements:
-     * - the task exists and is not complete; the caller has not joined it;
-     * - the caller approved this contract for the task's `minStake`.
-     *
-     * Emits: {NodeJoined}.
-     */
+    /// @inheritdoc ILoRALedger
     function join(uint256 taskId) external nonReentrant {
         Task storage task = _existingTask(taskId);
         if (_isComplete(taskId, task)) revert LedgerTaskComplete(taskId, task.maxRounds);
@@ -166,23 +139,14 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
         }
     }
 
-    /**
-     * @notice Leaves a task and takes back what is left of the stake.
-     *
-     * Requirements:
-     * - the caller has joined the task;
-     * - the caller has no submission in a round that is still open (it can leave once that
-     *   round is finalized), so a node cannot dodge slashing for an update under review.
-     *
-     * Emits: {NodeLeft}.
-     */
+    /// @inheritdoc ILoRALedger
     function leave(uint256 taskId) external nonReentrant {
         Task storage task = _existingTask(taskId);
         Member storage member = _members[taskId][msg.sender];
         if (!member.joined) revert LedgerNotJoined(taskId, msg.sender);
-        uint32 openRound = _openRound(taskId, task);
-        if (openRound != 0 && _submissions[taskId][openRound][msg.sender].digest != bytes32(0)) {
-            revert LedgerLeaveDuringRound(taskId, openRound, msg.sender);
+        uint32 pending = _unfinalizedRound(taskId, task);
+        if (pending != 0 && _submissions[taskId][pending][msg.sender].digest != bytes32(0)) {
+            revert LedgerLeaveDuringRound(taskId, pending, msg.sender);
         }
 
         uint256 stake = member.stake;
@@ -196,15 +160,7 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
         }
     }
 
-    /**
-     * @notice Slashes `amount` of a node's stake into the task's reward pool.
-     * A node whose stake falls below the minimum can no longer submit; it may leave.
-     *
-     * Requirements:
-     * - the caller has `AGGREGATOR_ROLE`; the node has joined; `0 < amount <= stake`.
-     *
-     * Emits: {NodeSlashed}, with `reason` a code from the round report's reason table.
-     */
+    /// @inheritdoc ILoRALedger
     function slash(uint256 taskId, address node, uint256 amount, uint16 reason)
         external
         onlyRole(AGGREGATOR_ROLE)
@@ -225,20 +181,10 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
 
     // ------------------------------------------------------------------ rounds
 
-    /**
-     * @notice Opens the next round, training from the task's current global adapter.
-     *
-     * Requirements:
-     * - the caller has `AGGREGATOR_ROLE`;
-     * - the previous round is finalized and the task has rounds left;
-     * - the pool not yet reserved covers a full round's reward.
-     *
-     * Emits: {RoundOpened}.
-     */
+    /// @inheritdoc ILoRALedger
     function openRound(uint256 taskId) external onlyRole(AGGREGATOR_ROLE) returns (uint32 round) {
         Task storage task = _existingTask(taskId);
-        uint32 current = _openRound(taskId, task);
-        if (current != 0) revert LedgerRoundStillOpen(taskId, current);
+        if (task.roundsOpened != 0) _validateRoundState(taskId, task, task.roundsOpened, _FINALIZED);
         if (task.roundsOpened == task.maxRounds) revert LedgerTaskComplete(taskId, task.maxRounds);
         uint256 available = _available(task);
         if (available < task.rewardPerRound) revert LedgerInsufficientPool(taskId, available, task.rewardPerRound);
@@ -251,18 +197,7 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
         emit RoundOpened(taskId, round, r.startDigest, r.deadline);
     }
 
-    /**
-     * @notice Commits to an update for the open round: its CID (kept in the event), the sha256
-     * digest of its exact bytes and the number of examples it was trained on.
-     *
-     * Requirements:
-     * - the caller has joined the task with at least the minimum stake;
-     * - `round` is the open round and its window has not passed;
-     * - the caller has not submitted in this round; the digest was never used in this task;
-     * - `cid` is not empty, `digest` is not zero, `numExamples` is positive.
-     *
-     * Emits: {UpdateSubmitted}.
-     */
+    /// @inheritdoc ILoRALedger
     function submitUpdate(uint256 taskId, uint32 round, string calldata cid, bytes32 digest, uint64 numExamples)
         external
     {
@@ -272,13 +207,7 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
         if (member.stake < task.minStake) {
             revert LedgerStakeTooLow(taskId, msg.sender, member.stake, task.minStake);
         }
-        uint32 current = _openRound(taskId, task);
-        if (current == 0) revert LedgerNoOpenRound(taskId);
-        if (round != current) revert LedgerWrongRound(taskId, round, current);
-        Round storage r = _rounds[taskId][round];
-        if (block.timestamp > r.deadline) {
-            revert LedgerSubmissionWindowClosed(taskId, round, r.deadline, block.timestamp);
-        }
+        Round storage r = _validateRoundState(taskId, task, round, _OPEN);
         Submission storage submission = _submissions[taskId][round][msg.sender];
         if (submission.digest != bytes32(0)) revert LedgerAlreadySubmitted(taskId, round, msg.sender);
         if (bytes(cid).length == 0) revert LedgerEmptyCid();
@@ -294,31 +223,13 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
         emit UpdateSubmitted(taskId, round, msg.sender, cid, digest, numExamples);
     }
 
-    /**
-     * @notice Finalizes the open round once: the new global adapter, the round report, the
-     * verdict counts and the Merkle root of the reward table. Costs the same gas for any
-     * number of nodes: rewards are paid by {claim}.
-     *
-     * Requirements:
-     * - the caller has `AGGREGATOR_ROLE`;
-     * - `round` is the open round; its window has passed or every active node submitted;
-     * - `accepted + rejected` equals the round's submissions;
-     * - CIDs are not empty and the digest is not zero;
-     * - `rewardTotal` is at most the task's reward per round and the unreserved pool.
-     *
-     * Emits: {RoundFinalized}.
-     */
+    /// @inheritdoc ILoRALedger
     function finalizeRound(uint256 taskId, uint32 round, Finalization calldata result)
         external
         onlyRole(AGGREGATOR_ROLE)
     {
         Task storage task = _existingTask(taskId);
-        if (round == 0 || round > task.roundsOpened) revert LedgerWrongRound(taskId, round, _openRound(taskId, task));
-        Round storage r = _rounds[taskId][round];
-        if (r.finalized) revert LedgerRoundAlreadyFinalized(taskId, round);
-        if (block.timestamp <= r.deadline && r.submissions < task.activeNodes) {
-            revert LedgerWindowNotOver(taskId, round, r.deadline, r.submissions, task.activeNodes);
-        }
+        Round storage r = _validateRoundState(taskId, task, round, _CLOSED);
         if (uint256(result.accepted) + result.rejected != r.submissions) {
             revert LedgerCountMismatch(taskId, round, result.accepted, result.rejected, r.submissions);
         }
@@ -353,29 +264,13 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
 
     // ------------------------------------------------------------------ claims
 
-    /**
-     * @notice Claims the caller's reward for one finalized round with a Merkle proof.
-     *
-     * Requirements:
-     * - the round is finalized; the caller has not claimed it; `amount` is positive;
-     * - `proof` proves the leaf (taskId, round, caller, amount) against the round's root;
-     * - the round's claims stay within its reward total.
-     *
-     * Emits: {RewardClaimed}.
-     */
+    /// @inheritdoc ILoRALedger
     function claim(uint256 taskId, uint32 round, uint256 amount, bytes32[] calldata proof) external nonReentrant {
         address token = _recordClaim(taskId, round, amount, proof);
         IERC20(token).safeTransfer(msg.sender, amount);
     }
 
-    /**
-     * @notice Claims several rounds (of one or more tasks) in one transaction. Every claim is
-     * checked and recorded before any token moves; one invalid claim reverts the whole batch.
-     *
-     * Requirements: `claims` is not empty; each entry as for {claim}.
-     *
-     * Emits: {RewardClaimed} for each entry.
-     */
+    /// @inheritdoc ILoRALedger
     function claimBatch(Claim[] calldata claims) external nonReentrant {
         uint256 n = claims.length;
         if (n == 0) revert LedgerEmptyBatch();
@@ -391,45 +286,50 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
 
     // ------------------------------------------------------------------ views
 
-    /// @notice The task `taskId` (reverts for an unknown task).
+    /// @inheritdoc ILoRALedger
     function getTask(uint256 taskId) external view returns (Task memory) {
         return _existingTask(taskId);
     }
 
-    /// @notice Round `round` of task `taskId`; rounds are numbered from 1.
+    /// @inheritdoc ILoRALedger
     function getRound(uint256 taskId, uint32 round) external view returns (Round memory) {
         _existingTask(taskId);
         return _rounds[taskId][round];
     }
 
-    /// @notice The membership of `node` in task `taskId`.
+    /// @inheritdoc ILoRALedger
+    function roundState(uint256 taskId, uint32 round) external view returns (RoundState) {
+        return _roundState(_existingTask(taskId), round, _rounds[taskId][round]);
+    }
+
+    /// @inheritdoc ILoRALedger
     function getMember(uint256 taskId, address node) external view returns (Member memory) {
         _existingTask(taskId);
         return _members[taskId][node];
     }
 
-    /// @notice The commitment of `node` in a round (zero digest when it did not submit).
+    /// @inheritdoc ILoRALedger
     function getSubmission(uint256 taskId, uint32 round, address node) external view returns (Submission memory) {
         _existingTask(taskId);
         return _submissions[taskId][round][node];
     }
 
-    /// @notice Whether `node` claimed its reward for a round.
+    /// @inheritdoc ILoRALedger
     function hasClaimed(uint256 taskId, uint32 round, address node) external view returns (bool) {
         return _claimed[taskId][round][node];
     }
 
-    /// @notice Number of tasks created; task ids run from 1 to this number.
+    /// @inheritdoc ILoRALedger
     function taskCount() external view returns (uint256) {
         return _taskCount;
     }
 
-    /// @notice Whether every round of the task has been finalized.
+    /// @inheritdoc ILoRALedger
     function isComplete(uint256 taskId) external view returns (bool) {
         return _isComplete(taskId, _existingTask(taskId));
     }
 
-    /// @notice The reward leaf a claim proves (OpenZeppelin standard Merkle tree format).
+    /// @inheritdoc ILoRALedger
     function rewardLeaf(uint256 taskId, uint32 round, address node, uint256 amount) public pure returns (bytes32) {
         return keccak256(bytes.concat(keccak256(abi.encode(taskId, round, node, amount))));
     }
@@ -441,8 +341,7 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
         returns (address token)
     {
         Task storage task = _existingTask(taskId);
-        Round storage r = _rounds[taskId][round];
-        if (!r.finalized) revert LedgerRoundNotFinalized(taskId, round);
+        Round storage r = _validateRoundState(taskId, task, round, _FINALIZED);
         if (amount == 0) revert LedgerZeroAmount();
         if (_claimed[taskId][round][msg.sender]) revert LedgerAlreadyClaimed(taskId, round, msg.sender);
         if (!MerkleProof.verifyCalldata(proof, r.rewardRoot, rewardLeaf(taskId, round, msg.sender, amount))) {
@@ -463,15 +362,47 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
         return _tasks[taskId];
     }
 
-    /// @dev The round accepting submissions or awaiting finalization; 0 when none is open.
-    function _openRound(uint256 taskId, Task storage task) private view returns (uint32) {
+    /// @dev The one definition of a round's state (see {RoundState}).
+    /// Checks `finalized` first: only an opened round can be finalized, and claims then read no
+    /// task field.
+    function _roundState(Task storage task, uint32 round, Round storage r) private view returns (RoundState) {
+        if (r.finalized) return RoundState.Finalized;
+        if (round == 0 || round > task.roundsOpened) return RoundState.Unopened;
+        if (block.timestamp > r.deadline || r.submissions >= task.activeNodes) return RoundState.Closed;
+        return RoundState.Open;
+    }
+
+    /// @dev The one guard on round states: reverts with {LedgerUnexpectedRoundState} unless the
+    /// round's state is in `allowedStates` (a bitmap, bit `uint8(state)` per allowed state).
+    function _validateRoundState(uint256 taskId, Task storage task, uint32 round, bytes32 allowedStates)
+        private
+        view
+        returns (Round storage)
+    {
+        Round storage r = _rounds[taskId][round];
+        RoundState current = _roundState(task, round, r);
+        if (_encodeStateBitmap(current) & allowedStates == bytes32(0)) {
+            revert LedgerUnexpectedRoundState(taskId, round, current, allowedStates);
+        }
+        return r;
+    }
+
+    function _encodeStateBitmap(RoundState state) private pure returns (bytes32) {
+        return bytes32(1 << uint8(state));
+    }
+
+    /// @dev The last round opened while it is not finalized (`Open` or `Closed`); 0 when none.
+    /// Only the last round opened can be unfinalized: {openRound} requires its predecessor
+    /// `Finalized`.
+    function _unfinalizedRound(uint256 taskId, Task storage task) private view returns (uint32) {
         uint32 last = task.roundsOpened;
-        if (last == 0 || _rounds[taskId][last].finalized) return 0;
-        return last;
+        if (last == 0) return 0; // no round opened yet (spares reading round 0)
+        RoundState state = _roundState(task, last, _rounds[taskId][last]);
+        return state == RoundState.Open || state == RoundState.Closed ? last : 0;
     }
 
     function _roundsFinalized(uint256 taskId, Task storage task) private view returns (uint32) {
-        return _openRound(taskId, task) == 0 ? task.roundsOpened : task.roundsOpened - 1;
+        return _unfinalizedRound(taskId, task) == 0 ? task.roundsOpened : task.roundsOpened - 1;
     }
 
     function _isComplete(uint256 taskId, Task storage task) private view returns (bool) {

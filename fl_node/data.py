@@ -141,11 +141,15 @@ def _load_hf_dataset(folder: Path) -> list[Example]:
 
     try:
         loaded = datasets.load_from_disk(str(folder))
-    except Exception as exc:  # noqa: BLE001 - datasets raises many types for a damaged folder
-        raise DataError(f"{folder}: not a readable Hugging Face dataset ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:
+        raise DataError(
+            f"{folder}: not a readable Hugging Face dataset ({type(exc).__name__}: {exc})"
+        ) from None
     if isinstance(loaded, datasets.DatasetDict):
         if "train" not in loaded:
-            raise DataError(f"{folder}: the dataset has no 'train' split (splits: {sorted(loaded)})")
+            raise DataError(
+                f"{folder}: the dataset has no 'train' split (splits: {sorted(loaded)})"
+            )
         loaded = loaded["train"]
     return [example_from_record(row, f"{folder} row {i}") for i, row in enumerate(loaded)]
 

@@ -23,14 +23,20 @@ class AdapterEvaluator:
     """Evaluates adapters of any peft settings on ``examples`` with ``model``."""
 
     def __init__(
-        self, model: LoadedModel, examples: Sequence[Example], *, max_length: int = 256, batch_size: int = 8
+        self,
+        model: LoadedModel,
+        examples: Sequence[Example],
+        *,
+        max_length: int = 256,
+        batch_size: int = 8,
     ) -> None:
         self.model = model
         self.batch_size = batch_size
         self.encoded = encode_all(model.tokenizer, examples, max_length)
         if not self.encoded:
             raise DataError(
-                f"none of the {len(examples)} validation examples has reply tokens within max_length={max_length}",
+                f"none of the {len(examples)} validation examples has reply tokens within "
+                f"max_length={max_length}",
                 hint="give more validation examples or raise max_length",
             )
 
@@ -42,8 +48,11 @@ class AdapterEvaluator:
             try:
                 result = set_peft_model_state_dict(peft_model, dict(tensors))
             except RuntimeError as exc:  # shape mismatch (size mismatch for ...)
-                raise UpdateRejected(REASON_BAD_SHAPE, f"the adapter does not fit the model: {exc}") from None
-            missing = [k for k in result.unexpected_keys if "lora_" in k or "prompt" in k]
+                raise UpdateRejected(
+                    REASON_BAD_SHAPE, f"the adapter does not fit the model: {exc}"
+                ) from None
+            unexpected: list[str] = list(getattr(result, "unexpected_keys", []))
+            missing = [k for k in unexpected if "lora_" in k or "prompt" in k]
             if missing:
                 raise UpdateRejected(REASON_BAD_SHAPE, f"the model has no place for {missing[:3]}")
             return evaluate(peft_model, self.model, self.encoded, self.batch_size)

@@ -20,12 +20,14 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
+from pydantic import ValidationInfo, field_validator
 
 from loraledger.errors import ConfigError, TrainingError
 from loraledger.paths import home
+from loraledger.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ MODEL_ID_FILE = "loraledger-model.json"
 Quantization = Literal["none", "4bit", "8bit"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 Device = Literal["auto", "cpu", "cuda"]
+_CHOICES: dict[str, object] = {"quantization": Quantization, "dtype": DType, "device": Device}
 
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -56,8 +59,7 @@ CHAT_TEMPLATE = (
 """ChatML, as SmolLM2 uses; given to the tiny test model."""
 
 
-@dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Settings):
     """Which base model to load and how.
 
     ``source`` is a hub id, a local folder, or ``"smollm2"`` for the bundled default.
@@ -71,19 +73,29 @@ class ModelConfig:
     device: Device = "auto"
     model_id: str | None = None
 
-    def __post_init__(self) -> None:
-        if not self.source.strip():
-            raise ConfigError("model source must not be empty")
-        if self.quantization not in ("none", "4bit", "8bit"):
-            raise ConfigError(f"quantization must be none, 4bit or 8bit, got {self.quantization!r}")
-        if self.dtype not in ("auto", *_DTYPES):
-            raise ConfigError(
-                f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}"
-            )
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' was asked for but no CUDA device is available")
+    @field_validator("source")
+    @classmethod
+    def _source_given(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("model source must not be empty")
+        return value
+
+    @field_validator("quantization", "dtype", "device", mode="before")
+    @classmethod
+    def _one_of(cls, value: object, info: ValidationInfo) -> object:
+        name = str(info.field_name)
+        choices: tuple[str, ...] = get_args(_CHOICES[name])
+        if value not in choices:
+            listed = f"{', '.join(choices[:-1])} or {choices[-1]}"
+            raise ValueError(f"{name} must be {listed}, got {value!r}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device_present(cls, value: Device) -> Device:
+        if value == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was asked for but no CUDA device is available")
+        return value
 
 
 @dataclass(frozen=True)

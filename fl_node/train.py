@@ -20,16 +20,17 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Self
 
 import torch
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from fl_node.data import IGNORE_INDEX, DataError, Encoded, NodeData, encode_all
 from fl_node.model import LoadedModel
 from loraledger.errors import ConfigError, TrainingError, UpdateRejected
 from loraledger.lowrank import factored_svd
+from loraledger.settings import Invalid, Settings
 from loraledger.update import (
     FORMAT_VERSION,
     REASON_BAD_SHAPE,
@@ -43,12 +44,12 @@ from loraledger.update import (
     parse_global_adapter,
     sha256_hex,
 )
+from loraledger.versions import software_versions
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TrainSettings:
+class TrainSettings(Settings):
     """How long and how to train. ``max_steps``, when set, overrides ``epochs``.
 
     ``fedprox_mu`` > 0 adds FedProx's ``mu/2 * ||w - w_global||^2`` over the trained
@@ -68,28 +69,37 @@ class TrainSettings:
     eval_batch_size: int = 8
     gradient_checkpointing: bool = False
 
-    def __post_init__(self) -> None:
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"max_steps must be positive, got {self.max_steps}")
-        if not (self.epochs > 0 and math.isfinite(self.epochs)):
-            raise ConfigError(f"epochs must be positive, got {self.epochs}")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ConfigError(f"learning rate must be positive, got {self.learning_rate}")
-        for name in ("batch_size", "grad_accum", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.max_length < 2:
-            raise ConfigError(f"max_length must be at least 2, got {self.max_length}")
-        if not (self.fedprox_mu >= 0 and math.isfinite(self.fedprox_mu)):
-            raise ConfigError(f"fedprox_mu must be >= 0, got {self.fedprox_mu}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ConfigError(f"max_grad_norm must be positive, got {self.max_grad_norm}")
+    @field_validator("max_steps", "batch_size", "grad_accum", "eval_batch_size", "max_grad_norm")
+    @classmethod
+    def _positive(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and not value > 0:
+            raise ValueError(f"{info.field_name} must be positive, got {value}")
+        return value
+
+    @field_validator("epochs", "learning_rate")
+    @classmethod
+    def _positive_finite(cls, value: float, info: ValidationInfo) -> float:
+        if not (value > 0 and math.isfinite(value)):
+            name = "learning rate" if info.field_name == "learning_rate" else info.field_name
+            raise ValueError(f"{name} must be positive, got {value}")
+        return value
+
+    @field_validator("max_length")
+    @classmethod
+    def _room_for_a_target(cls, value: int) -> int:
+        if value < 2:
+            raise ValueError(f"max_length must be at least 2, got {value}")
+        return value
+
+    @field_validator("fedprox_mu", "weight_decay")
+    @classmethod
+    def _not_negative(cls, value: float, info: ValidationInfo) -> float:
+        if not (value >= 0 and math.isfinite(value)):
+            raise ValueError(f"{info.field_name} must be >= 0, got {value}")
+        return value
 
 
-@dataclass(frozen=True)
-class NodeTrainConfig:
+class NodeTrainConfig(Settings):
     """One node's round: which task/round/node, the peft settings, the schedule.
 
     ``max_rank`` is the task's largest LoRA rank; a node may pick any rank up to it.
@@ -98,24 +108,22 @@ class NodeTrainConfig:
     task_id: int
     round: int
     node: str
-    peft: PeftSpec = field(default_factory=PeftSpec)
-    train: TrainSettings = field(default_factory=TrainSettings)
+    peft: PeftSpec = Field(default_factory=PeftSpec)
+    train: TrainSettings = Field(default_factory=TrainSettings)
     max_rank: int | None = None
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _fits_the_task(self) -> Self:
         if self.task_id < 0 or self.round < 0:
-            raise ConfigError(f"task and round must be >= 0, got {self.task_id}/{self.round}")
+            raise ValueError(f"task and round must be >= 0, got {self.task_id}/{self.round}")
         if not self.node:
-            raise ConfigError("node address must not be empty")
-        if (
-            self.max_rank is not None
-            and self.peft.method == "lora"
-            and self.peft.rank > self.max_rank
-        ):
-            raise ConfigError(
+            raise ValueError("node address must not be empty")
+        if self.peft.rank_above(self.max_rank):
+            raise Invalid(
                 f"LoRA rank {self.peft.rank} exceeds the task's maximum {self.max_rank}",
                 hint=f"pick a rank of at most {self.max_rank}",
             )
+        return self
 
 
 @dataclass(frozen=True)
@@ -148,17 +156,6 @@ class TrainResult:
     @property
     def metrics(self) -> LocalMetrics:
         return self.metadata.metrics
-
-
-def software_versions() -> dict[str, str]:
-    """Versions recorded in every update."""
-    out: dict[str, str] = {}
-    for package in ("loraledger", "torch", "transformers", "peft"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = "unknown"
-    return out
 
 
 def train_round(
@@ -257,7 +254,7 @@ def peft_config_for(spec: PeftSpec) -> Any:
     """The peft config object for ``spec`` (causal LM)."""
     from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType
 
-    if spec.method == "lora":
+    if spec.traits.low_rank:
         return LoraConfig(
             r=spec.rank,
             lora_alpha=spec.alpha,  # type: ignore[arg-type]  # peft annotates int, uses alpha / r
@@ -266,11 +263,8 @@ def peft_config_for(spec: PeftSpec) -> Any:
             bias="none",
             task_type=TaskType.CAUSAL_LM,
         )
-    if spec.method == "prompt_tuning":
-        return PromptTuningConfig(
-            task_type=TaskType.CAUSAL_LM, num_virtual_tokens=spec.num_virtual_tokens
-        )
-    return PrefixTuningConfig(
+    virtual = {"PROMPT_TUNING": PromptTuningConfig, "PREFIX_TUNING": PrefixTuningConfig}
+    return virtual[spec.traits.peft_type](
         task_type=TaskType.CAUSAL_LM, num_virtual_tokens=spec.num_virtual_tokens
     )
 
@@ -326,7 +320,7 @@ def load_global_tensors(peft_model: Any, start: GlobalAdapter, spec: PeftSpec) -
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
     local = get_peft_model_state_dict(peft_model)
-    if spec.method == "lora":
+    if spec.traits.low_rank:
         incoming = rerank_lora(start.tensors, start.metadata.peft, spec, local)
     else:
         incoming = dict(start.tensors)

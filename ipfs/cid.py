@@ -28,7 +28,9 @@ class Cid:
 
     def __post_init__(self) -> None:
         if self.codec not in _CODEC_NAMES:
-            raise InvalidCid(f"unsupported CID codec 0x{self.codec:x}: only raw and dag-pb are used")
+            raise InvalidCid(
+                f"unsupported CID codec 0x{self.codec:x}: only raw and dag-pb are used"
+            )
         if len(self.digest) != _DIGEST_LEN:
             raise InvalidCid(f"a sha2-256 digest has 32 bytes, got {len(self.digest)}")
 

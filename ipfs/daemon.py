@@ -18,14 +18,17 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import ClassVar, Final
 
 import httpx
+from pydantic import ValidationInfo, field_validator
 
 from ipfs.errors import DaemonError
+from loraledger.errors import LoRALedgerError
 from loraledger.paths import REPO_ROOT
+from loraledger.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -33,24 +36,32 @@ NPM_DIR: Final = REPO_ROOT / "ipfs" / "daemon"
 _INSTALL_HINT: Final = "run `loraledger ipfs install` (npm ci in ipfs/daemon) first"
 
 
-@dataclass(frozen=True)
-class DaemonConfig:
-    """Where the daemon keeps its state, which port its API uses, where its npm packages are."""
+class DaemonConfig(Settings):
+    """Where the daemon keeps its state, which port its API uses, where its npm packages are.
+
+    A bad value raises :class:`~ipfs.errors.DaemonError`."""
+
+    error_type: ClassVar[type[LoRALedgerError]] = DaemonError
 
     state_dir: Path
     api_port: int = 5001
-    npm_dir: Path = field(default=NPM_DIR)
+    npm_dir: Path = NPM_DIR
     start_timeout_s: float = 60.0
     stop_timeout_s: float = 10.0
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "state_dir", Path(self.state_dir))
-        object.__setattr__(self, "npm_dir", Path(self.npm_dir))
-        if not 1 <= self.api_port <= 65535:
-            raise DaemonError(f"API port must be between 1 and 65535, got {self.api_port}")
-        for name in ("start_timeout_s", "stop_timeout_s"):
-            if not getattr(self, name) > 0:
-                raise DaemonError(f"{name} must be positive, got {getattr(self, name)!r}")
+    @field_validator("api_port")
+    @classmethod
+    def _a_port(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise ValueError(f"API port must be between 1 and 65535, got {value}")
+        return value
+
+    @field_validator("start_timeout_s", "stop_timeout_s")
+    @classmethod
+    def _positive(cls, value: float, info: ValidationInfo) -> float:
+        if not value > 0:
+            raise ValueError(f"{info.field_name} must be positive, got {value!r}")
+        return value
 
     @property
     def repo_dir(self) -> Path:
@@ -105,7 +116,9 @@ def offline_config(api_port: int) -> dict[str, object]:
 def _check_installed(config: DaemonConfig) -> None:
     for path in (config.node_binary, config.cli_script):
         if not path.is_file():
-            raise DaemonError(f"the IPFS daemon is not installed ({path} is missing)", hint=_INSTALL_HINT)
+            raise DaemonError(
+                f"the IPFS daemon is not installed ({path} is missing)", hint=_INSTALL_HINT
+            )
 
 
 def _env(config: DaemonConfig) -> dict[str, str]:
@@ -123,7 +136,9 @@ def install(npm_dir: Path = NPM_DIR, *, timeout_s: float = 900.0) -> None:
     """
     npm = shutil.which("npm")
     if npm is None:
-        raise DaemonError("npm is not on PATH", hint="install Node.js and npm (apt-get install npm)")
+        raise DaemonError(
+            "npm is not on PATH", hint="install Node.js and npm (apt-get install npm)"
+        )
     if not (npm_dir / "package-lock.json").is_file():
         raise DaemonError(f"{npm_dir} has no package-lock.json to install from")
     try:
@@ -151,8 +166,14 @@ def _init_repo(config: DaemonConfig) -> None:
         seed.write_text(json.dumps(offline_config(config.api_port)))
         try:
             result = subprocess.run(
-                [str(config.node_binary), str(config.cli_script), "init", "--emptyRepo",
-                 "--defaultConfig", str(seed)],
+                [
+                    str(config.node_binary),
+                    str(config.cli_script),
+                    "init",
+                    "--emptyRepo",
+                    "--defaultConfig",
+                    str(seed),
+                ],
                 env=_env(config),
                 capture_output=True,
                 text=True,
@@ -228,7 +249,9 @@ def status(config: DaemonConfig) -> DaemonStatus:
     if not isinstance(pid, int) or not _is_our_daemon(pid, config):
         return DaemonStatus(False, None, None, None, config.repo_dir, config.log_file)
     version = _api_version(api_url) if api_url else None
-    return DaemonStatus(version is not None, pid, api_url, version, config.repo_dir, config.log_file)
+    return DaemonStatus(
+        version is not None, pid, api_url, version, config.repo_dir, config.log_file
+    )
 
 
 def _port_in_use(port: int) -> bool:
@@ -287,7 +310,9 @@ def start(config: DaemonConfig) -> DaemonStatus:
         version = _api_version(api_url, timeout_s=1.0)
         if version is not None:
             log.info("IPFS daemon %s answering on %s (pid %d)", version, api_url, process.pid)
-            return DaemonStatus(True, process.pid, api_url, version, config.repo_dir, config.log_file)
+            return DaemonStatus(
+                True, process.pid, api_url, version, config.repo_dir, config.log_file
+            )
         if process.poll() is not None:
             config.pid_file.unlink(missing_ok=True)
             raise DaemonError(

@@ -26,9 +26,10 @@ import secrets
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, ClassVar, Final
+
+from pydantic import field_validator
 
 from ipfs.cid import Cid, parse_cid
 from ipfs.errors import (
@@ -40,6 +41,8 @@ from ipfs.errors import (
 )
 from ipfs.importer import CHUNK_SIZE, IMPORT_PARAMS, DagBuilder
 from ipfs.store import DEFAULT_MAX_SIZE, ContentStore, atomic_output, check_max_size, open_source
+from loraledger.errors import LoRALedgerError
+from loraledger.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -50,23 +53,26 @@ _THREADED_MIN: Final = 2 * _WINDOW
 _LAYOUT: Final = ("objects", "pins", "tmp")
 
 
-@dataclass(frozen=True)
-class EmbeddedConfig:
+class EmbeddedConfig(Settings):
     """Where the store lives and how it writes.
 
     ``hash_threads``: threads hashing chunks (hashlib releases the GIL), besides one writer.
     ``fsync``: flush each object to disk before it becomes visible (slower; reads verify anyway).
+    A bad value raises :class:`~ipfs.errors.StorageError`.
     """
+
+    error_type: ClassVar[type[LoRALedgerError]] = StorageError
 
     root: Path
     hash_threads: int = 1
     fsync: bool = False
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.root, Path):
-            object.__setattr__(self, "root", Path(self.root))
-        if not 1 <= self.hash_threads <= 64:
-            raise StorageError(f"hash_threads must be between 1 and 64, got {self.hash_threads}")
+    @field_validator("hash_threads")
+    @classmethod
+    def _threads_bounded(cls, value: int) -> int:
+        if not 1 <= value <= 64:
+            raise ValueError(f"hash_threads must be between 1 and 64, got {value}")
+        return value
 
 
 def _marker() -> dict[str, Any]:
@@ -365,5 +371,3 @@ def _hash_and_write(
             builder.update(window)
             pending.result()  # the window's buffer is reused by the next read
         return builder.finish()
-
-

@@ -17,12 +17,12 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Final, TypeVar, cast
+from typing import IO, Any, ClassVar, Final, TypeVar, cast
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import ValidationInfo, field_validator
 
 from ipfs.cid import RAW, Cid, parse_cid
 from ipfs.errors import (
@@ -35,24 +35,35 @@ from ipfs.errors import (
 )
 from ipfs.importer import IMPORT_PARAMS, DagBuilder, declared_size
 from ipfs.store import DEFAULT_MAX_SIZE, ContentStore, atomic_output, check_max_size, open_source
+from loraledger.errors import LoRALedgerError
+from loraledger.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _MAX_ROOT_BLOCK: Final = 2 * 1024 * 1024  # a root is a <=256 KiB leaf or a few-KiB node
 _UPLOAD_READ: Final = 1024 * 1024
-_NOT_FOUND_MARKERS: Final = ("timed out", "timeout", "deadline exceeded", "not found", "could not find")
+_NOT_FOUND_MARKERS: Final = (
+    "timed out",
+    "timeout",
+    "deadline exceeded",
+    "not found",
+    "could not find",
+)
 _RETRYABLE_STATUS: Final = (502, 503, 504)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class KuboConfig:
+class KuboConfig(Settings):
     """How to reach a Kubo RPC API and how long to wait for it.
 
     ``timeout_s``: longest silence on a connection; ``lookup_timeout_s``: how long the node may
     search for a CID before answering "not found"; ``has_timeout_s`` the same for ``has``;
     ``retries``: extra attempts after a transport failure, ``backoff_s`` doubling between them.
+    A bad value raises :class:`~ipfs.errors.InvalidStoreSpec` (a storage error, as every
+    failure of this layer).
     """
+
+    error_type: ClassVar[type[LoRALedgerError]] = InvalidStoreSpec
 
     api_url: str
     timeout_s: float = 30.0
@@ -62,25 +73,38 @@ class KuboConfig:
     retries: int = 4
     backoff_s: float = 0.5
 
-    def __post_init__(self) -> None:
-        parts = urlsplit(self.api_url)
+    @field_validator("api_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidStoreSpec(
-                f"IPFS API URL must look like http://host:5001, got {self.api_url!r}"
-            )
+            raise ValueError(f"IPFS API URL must look like http://host:5001, got {value!r}")
         if parts.path not in ("", "/") or parts.query:
-            raise InvalidStoreSpec(
-                f"give the API's base URL without a path, e.g. http://{parts.netloc}, "
-                f"got {self.api_url!r}"
+            raise ValueError(
+                f"give the API's base URL without a path, e.g. http://{parts.netloc}, got {value!r}"
             )
-        for name in ("timeout_s", "connect_timeout_s", "lookup_timeout_s", "has_timeout_s"):
-            value = getattr(self, name)
-            if not value > 0:
-                raise InvalidStoreSpec(f"{name} must be positive, got {value!r}")
-        if not 0 <= self.retries <= 10:
-            raise InvalidStoreSpec(f"retries must be between 0 and 10, got {self.retries!r}")
-        if not self.backoff_s >= 0:
-            raise InvalidStoreSpec(f"backoff_s must not be negative, got {self.backoff_s!r}")
+        return value
+
+    @field_validator("timeout_s", "connect_timeout_s", "lookup_timeout_s", "has_timeout_s")
+    @classmethod
+    def _positive(cls, value: float, info: ValidationInfo) -> float:
+        if not value > 0:
+            raise ValueError(f"{info.field_name} must be positive, got {value!r}")
+        return value
+
+    @field_validator("retries")
+    @classmethod
+    def _bounded_retries(cls, value: int) -> int:
+        if not 0 <= value <= 10:
+            raise ValueError(f"retries must be between 0 and 10, got {value!r}")
+        return value
+
+    @field_validator("backoff_s")
+    @classmethod
+    def _backoff_not_negative(cls, value: float) -> float:
+        if not value >= 0:
+            raise ValueError(f"backoff_s must not be negative, got {value!r}")
+        return value
 
     @property
     def base_url(self) -> str:
@@ -255,7 +279,9 @@ class KuboStore(ContentStore):
                 for piece in response.iter_bytes():
                     block += piece
                     if len(block) > _MAX_ROOT_BLOCK:
-                        raise ContentMismatch(f"{self.location} sent an oversized root block for {text}")
+                        raise ContentMismatch(
+                            f"{self.location} sent an oversized root block for {text}"
+                        )
                 return bytes(block)
 
         block = self._retrying("block/get", attempt)
@@ -317,7 +343,11 @@ class KuboStore(ContentStore):
     # -- pins and presence ------------------------------------------------------------------
     def pin(self, cid: str) -> None:
         parse_cid(cid)
-        params = {"arg": cid, "recursive": "true", "timeout": _seconds(self.config.lookup_timeout_s)}
+        params = {
+            "arg": cid,
+            "recursive": "true",
+            "timeout": _seconds(self.config.lookup_timeout_s),
+        }
 
         def attempt() -> None:
             self._check(self._client.post("/pin/add", params=params), "pin/add", cid)
@@ -395,7 +425,9 @@ def _added_cid(response: httpx.Response, location: str) -> str:
             try:
                 entries.append(json.loads(line))
             except json.JSONDecodeError:
-                raise StorageError(f"{location} answered add with something not JSON: {line[:100]!r}") from None
+                raise StorageError(
+                    f"{location} answered add with something not JSON: {line[:100]!r}"
+                ) from None
     hashes = [e["Hash"] for e in entries if isinstance(e, dict) and "Hash" in e]
     if not hashes:
         raise StorageError(f"{location} answered add without a CID: {response.text[:200]!r}")

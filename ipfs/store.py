@@ -46,7 +46,8 @@ class ContentStore(abc.ABC):
     def get_file(
         self, cid: str, dest: str | os.PathLike[str], *, max_size: int = DEFAULT_MAX_SIZE
     ) -> int:
-        """Write the content under ``cid`` to ``dest`` (streamed, verified, atomic); return its size.
+        """Write the content under ``cid`` to ``dest`` (streamed, verified, atomic); return its
+        size.
 
         ``dest`` only ever appears complete and verified; on any error it is left untouched.
         """
@@ -59,7 +60,7 @@ class ContentStore(abc.ABC):
     def has(self, cid: str) -> bool:
         """Whether the store holds ``cid`` locally (without asking the network)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a no-op default that backends may override
         """Release connections (no-op by default)."""
 
     def __enter__(self) -> Self:

@@ -99,7 +99,9 @@ def _fields(buf: bytes) -> list[tuple[int, int | bytes]]:
             out.append((field, buf[pos : pos + length]))
             pos += length
         else:
-            raise ContentMismatch(f"dag-pb block uses protobuf wire type {wire}, which it never holds")
+            raise ContentMismatch(
+                f"dag-pb block uses protobuf wire type {wire}, which it never holds"
+            )
     return out
 
 

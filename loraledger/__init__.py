@@ -1,7 +1,8 @@
-"""LoRA Ledger core: what every other package shares (errors, paths, the update format).
+"""LoRA Ledger core: what every other package shares: errors, paths, the update and report
+formats, low-rank maths, software versions.
 
-Nothing here imports the chain, storage, training or aggregation packages: imports point
-one way, ``scripts -> fl_node / aggregator -> ipfs / chain -> loraledger``.
+Nothing here imports the chain, storage, training or aggregation packages: imports point one
+way, ``scripts -> ... -> fl_node / aggregator -> chain -> ipfs -> loraledger`` (README).
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -66,9 +66,7 @@ class FactoredSVD:
         return float((tail * tail).sum())
 
 
-def canonical_signs(
-    left: torch.Tensor, right: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def canonical_signs(left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``left`` and ``right`` with each pair ``(u_k, v_k)`` flipped by the canonical rule."""
     if left.numel() == 0:
         return left, right

@@ -9,14 +9,15 @@ the same report always has the same bytes, CID and digest.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from loraledger.errors import UpdateRejected
 
-REPORT_VERSION = 1
+REPORT_VERSION: Literal[1] = 1
 REASON_BAD_REPORT = "bad_report"
+REPORT_MAX_BYTES = 64 * 1024**2  # the largest report anyone fetches (thousands of nodes fit)
 
 _HEX32 = r"^[0-9a-f]{64}$"
 
@@ -83,7 +84,9 @@ class RoundReport(_Frozen):
 
     def to_bytes(self) -> bytes:
         """Canonical JSON: the bytes that are pinned and digested."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+        return json.dumps(
+            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
+        ).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RoundReport:
@@ -92,8 +95,28 @@ class RoundReport(_Frozen):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "report"
-            raise UpdateRejected(REASON_BAD_REPORT, f"malformed round report at {where}: {first['msg']}") from None
+            raise UpdateRejected(
+                REASON_BAD_REPORT, f"malformed round report at {where}: {first['msg']}"
+            ) from None
 
     def reward_for(self, node: str) -> RewardLine | None:
         wanted = node.lower()
         return next((line for line in self.rewards.lines if line.node.lower() == wanted), None)
+
+
+class ContentSource(Protocol):
+    """What fetching a report needs of a store (:class:`ipfs.ContentStore` is one): the bytes
+    under a CID, verified against it, at most ``max_size`` of them."""
+
+    def get_bytes(self, cid: str, *, max_size: int = ...) -> bytes: ...
+
+
+def fetch_report(store: ContentSource, cid: str) -> RoundReport:
+    """The report pinned under ``cid``: fetched (verified against the CID by the store, at most
+    :data:`REPORT_MAX_BYTES`) and parsed. The one way the aggregator, nodes and audits read
+    reports.
+
+    Raises the store's ``StorageError`` when it cannot be fetched, :class:`UpdateRejected`
+    (``bad_report``) when it is not a valid report.
+    """
+    return RoundReport.from_bytes(store.get_bytes(cid, max_size=REPORT_MAX_BYTES))

@@ -105,6 +105,27 @@ Method = Literal["lora", "prompt_tuning", "prefix_tuning"]
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
+@dataclass(frozen=True)
+class MethodTraits:
+    """What the rest of the code needs to know of a PEFT method, in one place.
+
+    ``low_rank``: the adapter is LoRA factors ``A [r, in]``, ``B [out, r]`` per module, its
+    weight change ``scaling * B @ A`` (so ranks can differ between nodes, FlexLoRA applies,
+    and a global adapter can be re-ranked); otherwise it is one tensor
+    (:data:`PROMPT_EMBEDDINGS_KEY`) averaged as is. ``peft_type`` is peft's name for it.
+    """
+
+    peft_type: str
+    low_rank: bool
+
+
+METHODS: dict[Method, MethodTraits] = {
+    "lora": MethodTraits("LORA", low_rank=True),
+    "prompt_tuning": MethodTraits("PROMPT_TUNING", low_rank=False),
+    "prefix_tuning": MethodTraits("PREFIX_TUNING", low_rank=False),
+}
+
+
 class PeftSpec(BaseModel):
     """Which parameter-efficient method a node trained, with its shape-defining settings.
 
@@ -135,9 +156,14 @@ class PeftSpec(BaseModel):
             raise ValueError(f"target_modules has duplicates: {list(value)}")
         return tuple(sorted(value))
 
+    @property
+    def traits(self) -> MethodTraits:
+        """What this spec's method is (:data:`METHODS`)."""
+        return METHODS[self.method]
+
     def shape_settings(self) -> tuple[object, ...]:
         """The settings that matter for ``method`` (LoRA fields mean nothing to prompt tuning)."""
-        if self.method == "lora":
+        if self.traits.low_rank:
             return (self.method, self.rank, self.alpha, self.dropout, self.target_modules)
         return (self.method, self.num_virtual_tokens)
 
@@ -145,6 +171,22 @@ class PeftSpec(BaseModel):
     def scaling(self) -> float:
         """LoRA's ``alpha / rank``: the factor applied to ``B @ A``."""
         return self.alpha / self.rank
+
+    @property
+    def delta_scaling(self) -> float:
+        """The factor of the adapter's weight change: ``alpha / rank`` for low-rank methods,
+        1 for methods whose tensors are the change itself."""
+        return self.scaling if self.traits.low_rank else 1.0
+
+    @property
+    def aggregation_shape(self) -> tuple[int, float]:
+        """``(rank, alpha)`` an aggregation weighs this adapter with (``(1, 1.0)`` for a method
+        without factors, whose scaling is then 1)."""
+        return (self.rank, self.alpha) if self.traits.low_rank else (1, 1.0)
+
+    def rank_above(self, max_rank: int | None) -> bool:
+        """Whether this adapter's rank exceeds ``max_rank`` (never for a method without one)."""
+        return max_rank is not None and self.traits.low_rank and self.rank > max_rank
 
 
 class LocalMetrics(BaseModel):
@@ -296,6 +338,54 @@ def build_global_adapter(
     return _serialize(prepared, metadata)
 
 
+def pack_global_adapter(
+    tensors: Mapping[str, torch.Tensor],
+    *,
+    task_id: int,
+    round_: int,
+    base_model: str,
+    peft: PeftSpec,
+    adapter_config: Mapping[str, Any] | None = None,
+    num_updates: int = 0,
+) -> bytes:
+    """A task's global adapter as published after ``round_`` (0: the initial one): the one way
+    the sponsor, the aggregator, the Flower baseline, experiments and benchmarks pack one.
+
+    ``adapter_config`` defaults to :func:`peft_adapter_config` of ``peft``; the software
+    versions are recorded (:func:`loraledger.versions.software_versions`).
+    """
+    from loraledger.versions import software_versions
+
+    metadata = GlobalAdapterMetadata(
+        format_version=FORMAT_VERSION,
+        task_id=task_id,
+        round=round_,
+        base_model=base_model,
+        peft=peft,
+        adapter_config=dict(adapter_config or peft_adapter_config(peft, base_model)),
+        num_updates=num_updates,
+        software=software_versions(),
+    )
+    return build_global_adapter(tensors, metadata)
+
+
+def pack_next_global(
+    tensors: Mapping[str, torch.Tensor], start: GlobalAdapter, *, round_: int, num_updates: int
+) -> bytes:
+    """The global adapter a round publishes: the start adapter's task, base model, peft
+    settings and adapter config, with the round's aggregate."""
+    meta = start.metadata
+    return pack_global_adapter(
+        tensors,
+        task_id=meta.task_id,
+        round_=round_,
+        base_model=meta.base_model,
+        peft=meta.peft,
+        adapter_config=meta.adapter_config,
+        num_updates=num_updates,
+    )
+
+
 def peft_adapter_config(spec: PeftSpec, base_model: str) -> dict[str, Any]:
     """A minimal peft ``adapter_config.json`` for ``spec`` (peft fills in its defaults)."""
     common: dict[str, Any] = {
@@ -303,43 +393,47 @@ def peft_adapter_config(spec: PeftSpec, base_model: str) -> dict[str, Any]:
         "inference_mode": True,
         "task_type": "CAUSAL_LM",
     }
-    if spec.method == "lora":
+    if spec.traits.low_rank:
         return {
             **common,
-            "peft_type": "LORA",
+            "peft_type": spec.traits.peft_type,
             "r": spec.rank,
             "lora_alpha": spec.alpha,
             "lora_dropout": spec.dropout,
             "target_modules": list(spec.target_modules),
             "bias": "none",
         }
-    peft_type = "PROMPT_TUNING" if spec.method == "prompt_tuning" else "PREFIX_TUNING"
-    return {**common, "peft_type": peft_type, "num_virtual_tokens": spec.num_virtual_tokens}
+    return {
+        **common,
+        "peft_type": spec.traits.peft_type,
+        "num_virtual_tokens": spec.num_virtual_tokens,
+    }
 
 
 def peft_spec_from_adapter_config(config: Mapping[str, Any]) -> PeftSpec:
     """Read the shape-defining settings back out of a peft ``adapter_config.json``."""
     peft_type = config.get("peft_type")
+    method = next((m for m, t in METHODS.items() if t.peft_type == peft_type), None)
+    if method is None:
+        raise UpdateRejected(REASON_BAD_METADATA, f"unsupported peft_type {peft_type!r}")
     try:
-        if peft_type == "LORA":
+        if METHODS[method].low_rank:
             targets = config.get("target_modules")
             if isinstance(targets, str):
                 raise ValueError(f"target_modules as a regex ({targets!r}) is not supported")
             return PeftSpec(
-                method="lora",
+                method=method,
                 rank=config["r"],
                 alpha=config.get("lora_alpha", config["r"]),
                 dropout=config.get("lora_dropout", 0.0),
                 target_modules=tuple(targets or ()),
             )
-        if peft_type in ("PROMPT_TUNING", "PREFIX_TUNING"):
-            return PeftSpec(
-                method="prompt_tuning" if peft_type == "PROMPT_TUNING" else "prefix_tuning",
-                num_virtual_tokens=config["num_virtual_tokens"],
-            )
+        return PeftSpec(
+            method=method,
+            num_virtual_tokens=config["num_virtual_tokens"],
+        )
     except (KeyError, TypeError, ValueError, ValidationError) as exc:
         raise UpdateRejected(REASON_BAD_METADATA, f"adapter_config is invalid: {exc}") from None
-    raise UpdateRejected(REASON_BAD_METADATA, f"unsupported peft_type {peft_type!r}")
 
 
 def pack_adapter_folder(
@@ -529,7 +623,7 @@ def _check_tensors(tensors: Mapping[str, torch.Tensor], spec: PeftSpec) -> None:
             raise UpdateRejected(
                 REASON_BAD_SHAPE, f"tensor {name} has shape {tuple(tensor.shape)}, need 2-D"
             )
-    if spec.method == "lora":
+    if spec.traits.low_rank:
         _check_lora(tensors, spec)
     else:
         if set(tensors) != {PROMPT_EMBEDDINGS_KEY}:
@@ -600,11 +694,7 @@ def _check_expected(metadata: _Header, expected: Expected | None) -> None:
             f"made for base model {metadata.base_model!r}, expected {expected.base_model!r}",
             hint="train and aggregate on the task's base model",
         )
-    if (
-        expected.max_rank is not None
-        and metadata.peft.method == "lora"
-        and metadata.peft.rank > expected.max_rank
-    ):
+    if metadata.peft.rank_above(expected.max_rank):
         raise UpdateRejected(
             REASON_RANK_TOO_LARGE,
             f"rank {metadata.peft.rank} exceeds the task's {expected.max_rank}",

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from scripts.console import console
-from scripts.options import IpfsOption, JsonOption, NetworkOption, format_amount, open_chain
+from scripts.options import IpfsOption, JsonOption, NetworkOption, format_amount, open_cli_session
 
 if TYPE_CHECKING:
     from aggregator.audit import Auditor
@@ -32,14 +32,10 @@ def _group() -> None:
 
 def open_auditor(network: str, ipfs: str | None) -> Auditor:
     """An :class:`~aggregator.audit.Auditor` for the deployment recorded for ``network``."""
-    from aggregator.audit import AuditHistory, Auditor
-    from chain.deployments import load_deployment
-    from ipfs import open_store
+    from aggregator.audit import Auditor
 
-    chain = open_chain(network)
-    deployment = load_deployment(chain)
-    ledger = deployment.ledger_contract(chain)
-    return Auditor(ledger, AuditHistory(ledger, deployment.block), open_store(ipfs))
+    session = open_cli_session(network, ipfs)
+    return Auditor(session.ledger, session.history, session.store)
 
 
 def _loss(value: float | None) -> str:
@@ -220,7 +216,9 @@ def verify_command(
     from aggregator.reproduce import DTYPES, Tolerance
 
     if dtype is not None and dtype not in DTYPES:
-        raise typer.BadParameter(f"{dtype!r} is not one of {', '.join(DTYPES)}", param_hint="--dtype")
+        raise typer.BadParameter(
+            f"{dtype!r} is not one of {', '.join(DTYPES)}", param_hint="--dtype"
+        )
     auditor = open_auditor(network, ipfs)
     auditor.tolerance = Tolerance(atol=atol, rtol=rtol)
     if dtype is not None:

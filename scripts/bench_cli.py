@@ -1,21 +1,460 @@
 """``loraledger bench ...``: every benchmark prints ratios against a baseline from the same run.
 
-Each area adds its commands in ``scripts/bench_<area>.py`` through ``register(app)``.
+The measuring lives in :mod:`bench` (one module per area) and :mod:`chain.gas`; the commands
+here parse options, show progress and print the tables.
 """
 
 from __future__ import annotations
 
-import importlib
+import os
+import shlex
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from bench.report import REPORT
+from loraledger.errors import ConfigError
+from loraledger.paths import REPO_ROOT
+from scripts.console import console, step_progress
+from scripts.options import NetworkOption, open_chain
+
+if TYPE_CHECKING:
+    from bench.aggregate import Shape
+    from bench.report import Section
 
 app = typer.Typer(no_args_is_help=True)
 
-_AREAS = ["scripts.bench_gas", "scripts.bench_storage", "scripts.bench_train", "scripts.bench_aggregate", "scripts.bench_round", "scripts.bench_all"]
+GAS_REPORT = REPO_ROOT / "docs" / "gas-report.md"
 
-for _name in _AREAS:
+
+# --------------------------------------------------------------------------- gas
+
+
+@app.command("gas")
+def gas(
+    sizes: str = typer.Option(
+        "1,3,10,100", "--sizes", help="Round sizes (nodes) to finalize and claim, comma-separated."
+    ),
+    network: str = NetworkOption,
+    write: Path | None = typer.Option(
+        None, "--write", help=f"Also write the markdown report here (e.g. {GAS_REPORT})."
+    ),
+) -> None:
+    """Gas per function, finalize vs number of nodes (flat), claim vs table size (log N)."""
+    from chain.gas import measure, render_markdown
+
     try:
-        importlib.import_module(_name).register(app)
-    except ModuleNotFoundError as _exc:
-        if _exc.name != _name:
-            raise
+        counts = [int(s) for s in sizes.split(",") if s.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(f"--sizes must be integers, got {sizes!r}") from exc
+    if not counts or min(counts) < 1:
+        raise typer.BadParameter("--sizes needs positive node counts")
+    chain = open_chain(network)
+    with console.status("measuring gas") as status:
+        rows = measure(
+            chain, sorted(counts), progress=lambda msg: status.update(f"measuring gas: {msg}")
+        )
+    table = Table("function", "scenario", "gas")
+    for r in rows:
+        table.add_row(r.function, r.scenario, f"{r.gas:,}")
+    console.print(table)
+    finals = [r for r in rows if r.function == "finalizeRound" and r.scenario.startswith("N=")]
+    if len(finals) >= 2:
+        console.print(
+            f"finalizeRound {finals[-1].scenario} / {finals[0].scenario}: "
+            f"{finals[-1].gas / finals[0].gas:.3f}x"
+        )
+    if write is not None:
+        command = (
+            f"loraledger bench gas --sizes {','.join(map(str, sorted(counts)))} --network "
+            f"{chain.network.name}"
+        )
+        write.write_text(render_markdown(rows, network=chain.network.name, command=command))
+        console.print(f"wrote {write}")
+
+
+# --------------------------------------------------------------------------- storage
+
+
+@app.command("storage")
+def storage(
+    size_mb: int = typer.Option(64, "--size-mb", min=1, help="Blob size in MiB."),
+    repeat: int = typer.Option(3, "--repeat", min=1, help="Rounds; the best of each is kept."),
+    ipfs: str | None = typer.Option(
+        None, "--ipfs", help="Kubo RPC API to include (default: the `ipfs up` daemon if running)."
+    ),
+) -> None:
+    """Put/get of a blob per backend, and local CID computation, as MB/s and ratios."""
+    from bench.storage import run_benchmark
+    from ipfs.daemon import DaemonConfig, status
+    from loraledger.paths import home
+
+    api_url = ipfs
+    if api_url is None:
+        found = status(DaemonConfig(state_dir=home() / "ipfs"))
+        api_url = found.api_url if found.running else None
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-storage-") as tmp,
+        Progress(console=console) as progress,
+    ):
+        figures = run_benchmark(size_mb * 1024 * 1024, repeat, Path(tmp), api_url, progress)
+    table = Table(title=f"storage, {size_mb} MiB blob, best of {repeat}")
+    for column in ("operation", "MB/s", "baseline", "baseline MB/s", "ratio", "target"):
+        table.add_column(column, justify="right" if column != "operation" else "left")
+    for fig in figures:
+        target = (
+            ""
+            if fig.target is None
+            else (f"{'met' if fig.ratio >= fig.target else 'MISSED'} (>= {fig.target:.0%})")
+        )
+        table.add_row(
+            fig.name,
+            f"{fig.mb_s:,.0f}",
+            fig.baseline,
+            f"{fig.baseline_mb_s:,.0f}",
+            f"{fig.ratio:.0%}",
+            target,
+        )
+    console.print(table)
+    if api_url is None:
+        console.print("daemon rows skipped: start one with `loraledger ipfs up` or pass --ipfs")
+
+
+# --------------------------------------------------------------------------- train
+
+
+@app.command("train")
+def train(
+    model: str = typer.Option("tiny", "--model", "-m", help="tiny (built on the fly) or smollm2."),
+    steps: int | None = typer.Option(
+        None, "--steps", help="Optimizer steps per run (tiny 40, smollm2 6)."
+    ),
+    batch_size: int = typer.Option(4, "--batch-size", "-b"),
+    max_length: int = typer.Option(128, "--max-length"),
+    rank: int = typer.Option(8, "--rank", "-r", help="LoRA rank (q/k/v/o)."),
+    repeats: int = typer.Option(2, "--repeats", help="Timed runs per path; the best is kept."),
+    gpu: bool = typer.Option(
+        False, "--gpu", help="On CUDA: compare with 16-bit and 4-bit loading."
+    ),
+) -> None:
+    """Training tokens/s of the node's path vs a plain transformers+peft loop (same run)."""
+    import torch
+
+    from bench.train import TARGET_RATIO, measure
+
+    steps = steps or (40 if model == "tiny" else 6)
+    with step_progress() as progress:
+        runs = measure(model, steps, batch_size, max_length, rank, repeats, gpu, progress)
+    for name, base, ours in runs:
+        ratio = ours.tokens_per_s / base.tokens_per_s
+        table = Table(
+            "path",
+            "tokens",
+            "train s",
+            "tokens/s",
+            "call s",
+            "peak mem",
+            "last loss",
+            "ratio",
+            title=f"{model} {name}",
+        )
+        for m in (base, ours):
+            color = "green" if ratio >= TARGET_RATIO else "red"
+            table.add_row(
+                m.path,
+                str(m.tokens),
+                f"{m.seconds:.2f}",
+                f"{m.tokens_per_s:,.0f}",
+                f"{m.total_seconds:.2f}",
+                _mib(m.peak_bytes),
+                f"{m.last_loss:.4f}",
+                "1.00" if m is base else f"[{color}]{ratio:.3f}",
+            )
+        console.print(table)
+    console.print(
+        f"model {model}, {steps} steps x batch {batch_size}, max length {max_length}, "
+        f"LoRA r={rank} q/k/v/o, best of {repeats}; target >= {TARGET_RATIO}x; "
+        f"torch threads {torch.get_num_threads()}"
+    )
+
+
+def _mib(value: int | None) -> str:
+    return "n/a" if not value else f"{value / 2**20:,.0f} MiB"
+
+
+# --------------------------------------------------------------------------- aggregate
+
+
+@app.command("aggregate")
+def aggregate(
+    updates: str = typer.Option("8,64", "--updates", help="Comma-separated update counts."),
+    quick: bool = typer.Option(False, "--quick", help="Small shapes: a smoke run in seconds."),
+    gpu: bool = typer.Option(False, "--gpu", help="Aggregate on CUDA (refused without one)."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Best of this many timings."),
+    threads: int = typer.Option(
+        1,
+        "--threads",
+        min=0,
+        help="CPU threads for torch, same for every contender (0: torch's default). "
+        "Aggregation is memory-bound; on a shared CPU more threads spin at barriers.",
+    ),
+) -> None:
+    """FedAvg vs Flower and vs memcpy, streaming MB/s and peak RSS, FlexLoRA QR vs dense SVD."""
+    import torch
+
+    from aggregator.device import select_compute
+    from bench.aggregate import FULL, QUICK, measure
+
+    counts = parse_counts(updates)
+    compute = select_compute(gpu=gpu)  # refuses --gpu without CUDA
+    shape = QUICK if quick else FULL
+    if threads:
+        torch.set_num_threads(threads)
+    console.print(
+        f"[bold]Aggregation benchmark[/] on {compute.device} ({torch.get_num_threads()} CPU "
+        f"threads, load average {os.getloadavg()[0]:.1f}): {shape.describe()}"
+    )
+    if quick:
+        console.print("[dim]--quick: shapes too small for the targets to mean anything.[/]")
+    with Progress(console=console, transient=True) as progress:
+        figures = measure(counts, shape, compute, repeats, progress)
+    _print_aggregate_tables(shape, figures.in_memory, figures.streamed, figures.flex)
+
+
+def parse_counts(text: str) -> list[int]:
+    """``--updates``: comma-separated positive counts, sorted and without repeats."""
+    try:
+        counts = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise ConfigError(f"--updates must be comma-separated integers, got {text!r}") from None
+    if not counts or counts[0] < 1:
+        raise ConfigError(f"--updates must be positive counts, got {text!r}")
+    return counts
+
+
+def _ratio(value: float, target: float, *, higher_is_better: bool = True, digits: int = 2) -> str:
+    """A ratio, green when it meets ``target``, red otherwise."""
+    met = value >= target if higher_is_better else value < target
+    return f"[{'green' if met else 'red'}]{value:.{digits}f}x[/]"
+
+
+def _print_aggregate_tables(
+    shape: Shape, in_memory: list[dict], streamed: list[dict], flex: dict
+) -> None:
+    from bench.aggregate import MB
+
+    size = shape.update_bytes
+    table = Table(title="FedAvg in memory, seconds (best of repeats) and speed ratios")
+    for column in ("n", "ours", "1-by-1", "Flower", "copy", "Flower/\nours", "copy/\nours"):
+        table.add_column(column, justify="right")
+    table.add_column("Flower/\n1-by-1", justify="right", style="dim")
+    table.add_column("copy/\n1-by-1", justify="right", style="dim")
+    for row in in_memory:
+        ours, one = row["ours"], row["one_by_one"]
+        table.add_row(
+            str(row["n"]),
+            f"{ours:.3f}",
+            f"{one:.3f}",
+            f"{row['flower']:.3f}",
+            f"{row['copy']:.3f}",
+            _ratio(row["flower"] / ours, 5),
+            _ratio(row["copy"] / ours, 0.8),
+            f"{row['flower'] / one:.1f}x",
+            f"{row['copy'] / one:.2f}x",
+        )
+    console.print(table)
+    worst = max(row["diff"] for row in in_memory)
+    console.print(
+        "[dim]Targets: Flower/ours >= 5x, copy/ours >= 0.8x. ours = fedavg on resident "
+        "updates (tensor by tensor); 1-by-1 = update by update, the streaming order. "
+        f"Max |ours - Flower| = {worst:.1e}.[/]"
+    )
+
+    table = Table(title="Streaming FedAvg from safetensors files (fresh process, page cache warm)")
+    for column in (
+        "updates",
+        "total s",
+        "read+aggregate MB/s",
+        "peak RSS above baseline",
+        "in updates (target < 3)",
+    ):
+        table.add_column(column, justify="right")
+    for row in streamed:
+        above = (row["peak_kib"] - row["baseline_kib"]) * 1024
+        per_update = row["seconds"] / row["n"]
+        table.add_row(
+            str(row["n"]),
+            f"{row['seconds']:.2f}",
+            f"{size / per_update / MB:.0f}",
+            f"{above / MB:.0f} MB",
+            _ratio(above / size, 3, higher_is_better=False),
+        )
+    console.print(table)
+
+    table = Table(
+        title=f"FlexLoRA, one {flex['size']}x{flex['size']} module, ranks {flex['ranks']} -> r=16"
+    )
+    for column in (
+        "QR path s",
+        "dense SVD s",
+        "speed-up (target >= 10x)",
+        "max |difference|",
+        "max |delta|",
+    ):
+        table.add_column(column, justify="right")
+    speedup = flex["dense"] / flex["qr"]
+    table.add_row(
+        f"{flex['qr']:.4f}",
+        f"{flex['dense']:.2f}",
+        _ratio(speedup, 10, digits=0),
+        f"{flex['diff']:.1e}",
+        f"{flex['scale']:.1e}",
+    )
+    console.print(table)
+    console.print(
+        "[dim]In memory: ours, 1-by-1 and copy read the n updates memory-mapped from the page "
+        "cache; Flower reads its own in-memory records of the same values.[/]"
+    )
+
+
+# --------------------------------------------------------------------------- round
+
+
+@app.command("round")
+def round_command(
+    updates: int = typer.Option(8, "--updates", min=1, help="Updates in the round."),
+    quick: bool = typer.Option(False, "--quick", help="Small shapes: a smoke run in seconds."),
+    gpu: bool = typer.Option(False, "--gpu", help="Aggregate on CUDA (refused without one)."),
+    workers: int = typer.Option(
+        2, "--workers", min=1, help="Updates fetched and verified at once."
+    ),
+    repeats: int = typer.Option(2, "--repeats", min=1, help="Best of this many timings."),
+) -> None:
+    """Fetch + verify + aggregate MB/s per update, against read + sha256 of the same bytes."""
+    from aggregator.device import select_compute
+    from bench.aggregate import FULL, QUICK
+    from bench.round import measure
+
+    compute = select_compute(gpu=gpu)
+    shape = QUICK if quick else FULL
+    console.print(
+        f"[bold]Round pipeline benchmark[/] on {compute.device} "
+        f"(load average {os.getloadavg()[0]:.1f}): {updates} updates, {shape.describe()}"
+    )
+    row = measure(updates, shape, compute, workers, repeats)
+    table = Table(
+        "updates",
+        "MB each",
+        "read+sha256 MB/s",
+        "fetch+verify+aggregate MB/s",
+        "ratio",
+        "per update s",
+    )
+    table.add_row(
+        str(updates),
+        f"{row['mb_each']:.1f}",
+        f"{row['baseline_mbps']:.0f}",
+        f"{row['pipeline_mbps']:.0f}",
+        f"{row['ratio']:.2f}x",
+        f"{row['per_update_s']:.3f}",
+    )
+    console.print(table)
+    console.print(
+        "[dim]ratio = pipeline throughput / baseline throughput (same bytes, same run); "
+        "the pipeline hashes every byte twice (commitment digest and replay digest), checks "
+        "every value is finite, computes the weight-change norm and writes accepted updates "
+        "to the work folder.[/]"
+    )
+
+
+# --------------------------------------------------------------------------- all
+
+
+@app.command("all")
+def bench_all(
+    quick: bool = typer.Option(False, "--quick", help="CI-sized smoke run (seconds per area)."),
+    out: Path = typer.Option(REPORT, "--out", "-o", help="Markdown report to write."),
+    gpu: bool | None = typer.Option(
+        None, "--gpu/--no-gpu", help="Also run the CUDA variants (default: when CUDA is present)."
+    ),
+    network: str = typer.Option(
+        "embedded", "--network", "-n", help="Chain for the gas figures (embedded: in-process)."
+    ),
+    train_model: str = typer.Option("tiny", "--train-model", help="tiny or smollm2."),
+    round_model: str | None = typer.Option(
+        None,
+        "--round-model",
+        help="Model of the round-overhead federations: tiny or smollm2 (default: smollm2; tiny "
+        "with --quick).",
+    ),
+) -> None:
+    """Every benchmark with its same-run baseline, one table per area, into BENCHMARKS.md."""
+    import torch
+
+    from bench.report import (
+        DEFAULT,
+        QUICK,
+        aggregation_section,
+        gas_section,
+        machine,
+        render,
+        round_section,
+        storage_section,
+        timed,
+        training_section,
+    )
+
+    if gpu and not torch.cuda.is_available():
+        raise ConfigError(
+            "--gpu needs a CUDA device and none is available", hint="run without --gpu"
+        )
+    use_gpu = torch.cuda.is_available() if gpu is None else gpu
+    sizes = QUICK if quick else DEFAULT
+    if round_model is not None:
+        sizes = replace(sizes, round_model=round_model)
+    command = _all_command(quick, out, gpu, network, train_model, round_model)
+    areas: list[tuple[str, Callable[[Progress], Section]]] = [
+        ("aggregation", lambda progress: aggregation_section(sizes, use_gpu, progress)),
+        ("storage", lambda progress: storage_section(sizes, progress)),
+        ("training", lambda progress: training_section(sizes, train_model, use_gpu, progress)),
+        ("gas", lambda _progress: gas_section(sizes, open_chain(network))),
+        ("round overhead", lambda _progress: round_section(sizes)),
+    ]
+    sections = []
+    for name, run in areas:
+        console.print(f"[bold]bench all[/]: {name} ...")
+        with step_progress() as progress:
+            sections.append(timed(lambda: run(progress)))  # noqa: B023 (called at once)
+    text = render(sections, machine(), command, sizes)
+    out.write_text(text, encoding="utf-8")
+    console.print(f"wrote {out} ({sum(s.seconds for s in sections):.0f} s of measurements)")
+
+
+def _all_command(
+    quick: bool,
+    out: Path,
+    gpu: bool | None,
+    network: str,
+    train_model: str,
+    round_model: str | None,
+) -> str:
+    parts = ["loraledger", "bench", "all"]
+    if quick:
+        parts.append("--quick")
+    if out != REPORT:
+        parts += ["--out", str(out)]
+    if gpu is not None:
+        parts.append("--gpu" if gpu else "--no-gpu")
+    if network != "embedded":
+        parts += ["--network", network]
+    if train_model != "tiny":
+        parts += ["--train-model", train_model]
+    if round_model is not None:
+        parts += ["--round-model", round_model]
+    return shlex.join(parts)

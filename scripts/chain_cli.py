@@ -20,7 +20,7 @@ KindOption = typer.Option("ganache", "--kind", "-k", help="ganache or anvil.")
 def _kind(value: str) -> Literal["ganache", "anvil"]:
     if value not in ("ganache", "anvil"):
         raise typer.BadParameter(f"kind must be ganache or anvil, got {value!r}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 @app.command()
@@ -31,8 +31,13 @@ def up(
 ) -> None:
     """Start a local chain in the background (idempotent); its state survives restarts."""
     process = local.start(_kind(kind), port=port, fresh=fresh)
-    console.print(f"{process.kind} is up at [bold]{process.url}[/] (pid {process.pid}, state {process.state_dir})")
-    console.print(f"use it with [bold]--network {process.kind}" + (f":{process.port}" if port else "") + "[/]")
+    console.print(
+        f"{process.kind} is up at [bold]{process.url}[/] (pid {process.pid}, state "
+        f"{process.state_dir})"
+    )
+    console.print(
+        f"use it with [bold]--network {process.kind}" + (f":{process.port}" if port else "") + "[/]"
+    )
 
 
 @app.command()
@@ -49,7 +54,7 @@ def status() -> None:
     """Show which local chains are running."""
     table = Table("chain", "state", "url", "pid")
     for kind in ("ganache", "anvil"):
-        process = local.status(kind)  # type: ignore[arg-type]
+        process = local.status(kind)
         if process is None:
             table.add_row(kind, "[dim]down[/]", "", "")
         else:

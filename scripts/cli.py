@@ -1,12 +1,14 @@
 """The ``loraledger`` command: one group per role.
 
-Each group lives in its own module (``scripts/<group>_cli.py``) and is registered here.
+Each group lives in its own module (``scripts/<group>_cli.py``) and is registered here. A group
+is imported only when invoked; one whose module fails to import is an error naming the module
+and the import error, never a group quietly missing from the command.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
+import logging
 import sys
 from typing import Any
 
@@ -17,22 +19,53 @@ from loraledger import __version__
 from loraledger.errors import LoRALedgerError
 from scripts.console import fail, setup_logging
 
+logger = logging.getLogger(__name__)
+
+
+class CommandGroupUnavailable(LoRALedgerError):
+    """A command group's module failed to import: the installation is broken or incomplete."""
+
+
 # (module, group name or None for top-level commands, help)
 _GROUPS: list[tuple[str, str | None, str]] = [
     ("scripts.chain_cli", "chain", "Start, stop and inspect local chains (Ganache, anvil)."),
     ("scripts.contracts_cli", "contracts", "Compile the Solidity contracts and check artifacts."),
     ("scripts.deploy_cli", None, "Deploy the contracts and record the deployment."),
     ("scripts.task_cli", "task", "Create, fund and inspect training tasks (sponsors)."),
-    ("scripts.ipfs_cli", "ipfs", "Content-addressed storage: a local IPFS node and the embedded store."),
+    (
+        "scripts.ipfs_cli",
+        "ipfs",
+        "Content-addressed storage: a local IPFS node and the embedded store.",
+    ),
     ("scripts.data_cli", "data", "Prepare training data: bundled samples and node shards."),
     ("scripts.node_cli", "node", "Run a training node: join, train, submit, claim."),
     ("scripts.aggregator_cli", "aggregator", "Verify, aggregate, publish and finalize rounds."),
-    ("scripts.audit_cli", "audit", "Rebuild round history from the chain and re-check every round."),
-    ("scripts.dashboard_cli", None, "Serve a local, read-only web page of the round history, live."),
-    ("scripts.demo_cli", None, "The whole story: deploy, train N nodes for R rounds, aggregate, claim, audit."),
+    (
+        "scripts.audit_cli",
+        "audit",
+        "Rebuild round history from the chain and re-check every round.",
+    ),
+    (
+        "scripts.dashboard_cli",
+        None,
+        "Serve a local, read-only web page of the round history, live.",
+    ),
+    (
+        "scripts.demo_cli",
+        None,
+        "The whole story: deploy, train N nodes for R rounds, aggregate, claim, audit.",
+    ),
     ("scripts.bench_cli", "bench", "Benchmarks that print ratios against a same-run baseline."),
-    ("scripts.experiment_cli", "experiment", "Research experiments: tables and plots under docs/results/."),
-    ("scripts.flower_cli", "flower", "Federations on Flower: simulate many nodes, or run SuperLink and SuperNodes."),
+    (
+        "scripts.experiment_cli",
+        "experiment",
+        "Research experiments: tables and plots under docs/results/.",
+    ),
+    (
+        "scripts.flower_cli",
+        "flower",
+        "Federations on Flower: simulate many nodes, or run SuperLink and SuperNodes.",
+    ),
 ]
 
 app = typer.Typer(
@@ -52,7 +85,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-vv: debug)."),
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True, help="More log output (-vv: debug)."
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
@@ -70,7 +105,15 @@ class _LazyCommand(click.Command):
         self._top_level = top_level
 
     def load(self) -> click.Command:
-        module = importlib.import_module(self._module_name)
+        try:
+            module = importlib.import_module(self._module_name)
+        except ImportError as error:
+            logger.debug("importing %s failed", self._module_name, exc_info=True)
+            raise CommandGroupUnavailable(
+                f"the `{self.name}` command cannot be loaded: importing {self._module_name} "
+                f"failed: {error}",
+                hint="reinstall the package (`pip install -e .`); run with -vv for the traceback",
+            ) from error
         if self._top_level:
             holder = typer.Typer()
             module.register(holder)
@@ -80,20 +123,26 @@ class _LazyCommand(click.Command):
             command.help = command.help or self.help
         command.name = self.name
         # each group is its own Typer app; completion is offered once, not per group
-        command.params = [p for p in command.params if p.name not in ("install_completion", "show_completion")]
+        command.params = [
+            p for p in command.params if p.name not in ("install_completion", "show_completion")
+        ]
         return command
 
-    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
         return self.load().make_context(info_name, args, parent=parent, **extra)
 
 
 def build_command() -> click.Group:
-    """The root click group with every landed command group attached lazily."""
+    """The root click group with every command group attached lazily."""
     root = typer.main.get_command(app)
     assert isinstance(root, click.Group)
     for module_name, group, help_text in _GROUPS:
-        if importlib.util.find_spec(module_name) is None:  # the group has not landed yet
-            continue
         name = group or module_name.removeprefix("scripts.").removesuffix("_cli")
         root.add_command(_LazyCommand(name, module_name, group is None, help_text), name)
     return root

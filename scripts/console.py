@@ -44,5 +44,11 @@ def fail(error: LoRALedgerError) -> typer.Exit:
 
 def step_progress() -> Progress:
     """The transient step bar long-running commands share (description, bar, steps, time)."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-                    TimeElapsedColumn(), console=console, transient=True)  # fmt: skip
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import typer
 
 from scripts.console import console
-from scripts.options import IpfsOption, NetworkOption, open_chain
+from scripts.options import IpfsOption, NetworkOption, open_cli_session
 
 
 def dashboard_command(
@@ -28,18 +28,14 @@ def dashboard_command(
     http://127.0.0.1:8750, refreshed every 2 seconds while rounds run.
 
     Read-only; Ctrl-C stops it."""
-    from aggregator.audit import AuditHistory, Auditor
-    from chain.deployments import load_deployment
-    from ipfs import open_store
+    from aggregator.audit import Auditor
+    from dashboard.server import HistoryFeed, Source, make_server
     from loraledger.errors import ConfigError
-    from scripts.dashboard.server import HistoryFeed, Source, make_server
 
-    chain = open_chain(network)
-    deployment = load_deployment(chain)
-    ledger = deployment.ledger_contract(chain)
-    store = open_store(ipfs)
+    session = open_cli_session(network, ipfs)
+    ledger, store, chain = session.ledger, session.store, session.ledger.chain
     feed = HistoryFeed(
-        Auditor(ledger, AuditHistory(ledger, deployment.block), store),
+        Auditor(ledger, session.history, store),
         Source(chain.network.name, chain.chain_id, ledger.address, store.location),
     )
     try:

@@ -69,7 +69,7 @@ def split(
     if strategy not in ("iid", "label", "dirichlet"):
         raise ConfigError(f"strategy must be iid, label or dirichlet, got {strategy!r}")
     examples = load_examples(source)
-    shards = split_shards(examples, nodes, strategy, alpha=alpha, seed=seed)  # type: ignore[arg-type]
+    shards = split_shards(examples, nodes, strategy, alpha=alpha, seed=seed)
     table = Table("shard", "file", "examples", "labels")
     for i, shard in enumerate(shards):
         path = out_dir / f"node-{i}.jsonl"

@@ -1,4 +1,4 @@
-"""``loraledger demo``: the whole federated story in one command (see :mod:`scripts.demo`)."""
+"""``loraledger demo``: the whole federated story in one command (see :mod:`demo.run`)."""
 
 from __future__ import annotations
 
@@ -19,34 +19,72 @@ def register(app: typer.Typer) -> None:
 
 
 def demo_command(
-    network: str = typer.Option("embedded", "--network", "-n",
-                                help="embedded (in-process), ganache or anvil (started if not running), or a JSON-RPC URL."),
+    network: str = typer.Option(
+        "embedded",
+        "--network",
+        "-n",
+        help="embedded (in-process), ganache or anvil (started if not running), or a JSON-RPC URL.",
+    ),
     ipfs: str | None = IpfsOption,
-    nodes: int = typer.Option(4, "--nodes", help="Honest training nodes (each a non-IID shard of the bundled data)."),
+    nodes: int = typer.Option(
+        4, "--nodes", help="Honest training nodes (each a non-IID shard of the bundled data)."
+    ),
     rounds: int = typer.Option(3, "--rounds", help="Federated rounds."),
-    malicious: int = typer.Option(0, "--malicious", help="Extra nodes sending poisoned, replayed or mismatched updates."),
-    tiny: bool = typer.Option(False, "--tiny", help="A tiny randomly initialised model (under a minute) instead of SmolLM2."),
-    model: str = typer.Option("smollm2", "--model", help="Base model: smollm2 (offline), a folder or a hub id."),
-    steps: int | None = typer.Option(None, "--steps", help="Training steps per node and round (default 6; --tiny 4)."),
-    strategy: str = typer.Option("flexlora", "--strategy", help="Aggregation strategy (see `aggregator run --help`)."),
-    out: Path | None = typer.Option(None, "--out", help="Where the reports and summary go (default $LORALEDGER_HOME/demo/<time>)."),  # noqa: B008
-) -> None:  # fmt: skip
+    malicious: int = typer.Option(
+        0, "--malicious", help="Extra nodes sending poisoned, replayed or mismatched updates."
+    ),
+    tiny: bool = typer.Option(
+        False,
+        "--tiny",
+        help="A tiny randomly initialised model (under a minute) instead of SmolLM2.",
+    ),
+    model: str = typer.Option(
+        "smollm2", "--model", help="Base model: smollm2 (offline), a folder or a hub id."
+    ),
+    steps: int | None = typer.Option(
+        None, "--steps", help="Training steps per node and round (default 6; --tiny 4)."
+    ),
+    strategy: str = typer.Option(
+        "flexlora", "--strategy", help="Aggregation strategy (see `aggregator run --help`)."
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Where the reports and summary go (default $LORALEDGER_HOME/demo/<time>).",
+    ),
+) -> None:
     """Deploy, fund a task, train N nodes for R rounds, aggregate, claim every reward, audit.
 
-    Defaults: 4 nodes with LoRA ranks 8/4 on SmolLM2-135M, 3 rounds, about 5-10 minutes on 2 CPU cores.
-    Ends with a table per round and per node; exits 1 if the audit finds anything wrong.
+    Defaults: 4 nodes with LoRA ranks 8/4 on SmolLM2-135M, 3 rounds, about 5-10 minutes on
+    2 CPU cores. Ends with a table per round and per node; exits 1 if the audit finds anything
+    wrong.
     """
     from chain import local
     from chain.network import connect, parse_network
+    from demo.run import DemoConfig, run_demo
     from fl_node.model import ModelConfig, create_tiny_model, load_base_model
     from ipfs import open_store
     from loraledger.errors import ChainError
     from loraledger.paths import home
-    from scripts.demo import DemoConfig, run_demo
 
-    config = DemoConfig(nodes=nodes, rounds=rounds, malicious=malicious, strategy=strategy,
-                        steps=steps or (4 if tiny else 6), **({"task_rank": 4, "ranks": (4, 2), "max_length": 64,
-                                                                 "batch_size": 2, "learning_rate": 5e-3} if tiny else {}))  # fmt: skip
+    config = DemoConfig(
+        nodes=nodes,
+        rounds=rounds,
+        malicious=malicious,
+        strategy=strategy,
+        steps=steps or (4 if tiny else 6),
+        **(
+            {
+                "task_rank": 4,
+                "ranks": (4, 2),
+                "max_length": 64,
+                "batch_size": 2,
+                "learning_rate": 5e-3,
+            }
+            if tiny
+            else {}
+        ),
+    )
     out_dir = out or home() / "demo" / time.strftime("%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = parse_network(network)
@@ -56,7 +94,7 @@ def demo_command(
         if spec.kind not in ("ganache", "anvil"):
             raise
         with console.status(f"starting {spec.kind}"):  # the local chain it names, on its port
-            local.start(spec.kind, port=int(str(spec.url).rsplit(":", 1)[1]))  # type: ignore[arg-type]
+            local.start(spec.kind, port=int(str(spec.url).rsplit(":", 1)[1]))
         chain = connect(spec)
     store = open_store(ipfs)
     with console.status("loading the base model"):
@@ -68,11 +106,19 @@ def demo_command(
             loaded = load_base_model(ModelConfig(source=str(folder)))
         else:
             loaded = load_base_model(ModelConfig(source=model))
-    console.print(f"demo: {nodes} nodes + {malicious} malicious, {rounds} rounds, {loaded.model_id} on "
-                  f"{chain.network.name}, storage {store!r}")  # fmt: skip
+    console.print(
+        f"demo: {nodes} nodes + {malicious} malicious, {rounds} rounds, {loaded.model_id} on "
+        f"{chain.network.name}, storage {store!r}"
+    )
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=console) as bar:  # fmt: skip
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
         jobs: dict[tuple[int, int], Any] = {}
 
         def progress(event: str, fields: dict[str, Any]) -> None:
@@ -81,40 +127,74 @@ def demo_command(
             elif event == "train":
                 key = (fields["round"], fields["node"])
                 if key not in jobs:
-                    jobs[key] = bar.add_task(f"round {key[0]} · node {key[1]}", total=fields["total"], loss="-")
+                    jobs[key] = bar.add_task(
+                        f"round {key[0]} · node {key[1]}", total=fields["total"], loss="-"
+                    )
                 bar.update(jobs[key], completed=fields["step"], loss=f"{fields['loss']:.3f}")
             elif event == "round":
                 reasons = ", ".join(f"{k} x{v}" for k, v in fields["rejected"].items()) or "none"
                 loss = fields["global_eval_loss"]
-                console.print(f"[bold]round {fields['round']}[/] finalized: {fields['accepted']}/{fields['submitted']} "
-                              f"accepted, rejected: {reasons}; validation loss "
-                              f"{'-' if loss is None else f'{loss:.4f}'}; paid {format_amount(fields['paid'])}")  # fmt: skip
+                console.print(
+                    f"[bold]round {fields['round']}[/] finalized: "
+                    f"{fields['accepted']}/{fields['submitted']} accepted, "
+                    f"rejected: {reasons}; validation loss "
+                    f"{'-' if loss is None else f'{loss:.4f}'}; "
+                    f"paid {format_amount(fields['paid'])}"
+                )
 
         result = run_demo(chain, store, loaded, config, out_dir, progress=progress)
 
-    rounds_table = Table("round", "submitted", "accepted", "rejected (reasons)", "global eval loss", "tokens paid", "gas used",
-                         title="rounds")  # fmt: skip
+    rounds_table = Table(
+        "round",
+        "submitted",
+        "accepted",
+        "rejected (reasons)",
+        "global eval loss",
+        "tokens paid",
+        "gas used",
+        title="rounds",
+    )
     for r in result.rounds:
         reasons = ", ".join(f"{k} x{v}" for k, v in r.rejected.items()) or "-"
         loss = "-" if r.global_eval_loss is None else f"{r.global_eval_loss:.4f}"
         if r.start_eval_loss is not None and r.global_eval_loss is not None:
             loss = f"{r.start_eval_loss:.4f} -> {loss}"
-        rounds_table.add_row(str(r.round), str(r.submitted), str(r.accepted), reasons, loss, format_amount(r.paid),
-                             f"{r.gas_used:,}")  # fmt: skip
-    nodes_table = Table("node", "kind", "examples", "rank", "accepted rounds", "tokens earned", title="nodes")
+        rounds_table.add_row(
+            str(r.round),
+            str(r.submitted),
+            str(r.accepted),
+            reasons,
+            loss,
+            format_amount(r.paid),
+            f"{r.gas_used:,}",
+        )
+    nodes_table = Table(
+        "node", "kind", "examples", "rank", "accepted rounds", "tokens earned", title="nodes"
+    )
     for n in result.nodes:
-        nodes_table.add_row(n.address, n.kind, str(n.examples), str(n.rank), f"{n.accepted_rounds}/{len(result.rounds)}",
-                            format_amount(n.earned))  # fmt: skip
+        nodes_table.add_row(
+            n.address,
+            n.kind,
+            str(n.examples),
+            str(n.rank),
+            f"{n.accepted_rounds}/{len(result.rounds)}",
+            format_amount(n.earned),
+        )
     console.print(rounds_table)
     console.print(nodes_table)
     failed = [c for c in result.audit if not c["ok"]]
     if failed:
         for c in failed:
-            console.print(f"[red]audit failed[/] round {c.get('round')}: {c['name']}: {c['detail']}")
+            console.print(
+                f"[red]audit failed[/] round {c.get('round')}: {c['name']}: {c['detail']}"
+            )
     else:
-        console.print(f"[green]audit passed[/]: {len(result.audit)} checks over {len(result.rounds)} rounds")
-    console.print(f"task {result.task_id} on {result.network} (ledger {result.ledger}); reports and summary in {out_dir}"
-                  f" ({result.seconds:.0f} s)")  # fmt: skip
+        console.print(
+            f"[green]audit passed[/]: {len(result.audit)} checks over {len(result.rounds)} rounds"
+        )
+    console.print(
+        f"task {result.task_id} on {result.network} (ledger {result.ledger}); "
+        f"reports and summary in {out_dir} ({result.seconds:.0f} s)"
+    )
     if failed:
         raise typer.Exit(1)
-

@@ -16,11 +16,16 @@ def deploy_command(
     aggregator: str | None = typer.Option(
         None,
         "--aggregator",
-        help="Account given AGGREGATOR_ROLE: an address or dev:N (default: dev:1 on local chains, else the deployer).",
+        help="Account given AGGREGATOR_ROLE: an address or dev:N (default: dev:1 on local chains, "
+        "else the deployer).",
     ),
-    supply: str = typer.Option("1000000000", "--supply", help="LedgerToken minted to the deployer (whole tokens)."),
+    supply: str = typer.Option(
+        "1000000000", "--supply", help="LedgerToken minted to the deployer (whole tokens)."
+    ),
     dev_tokens: str = typer.Option(
-        "1000000", "--dev-tokens", help="On local chains, tokens sent to each other dev account (0: none)."
+        "1000000",
+        "--dev-tokens",
+        help="On local chains, tokens sent to each other dev account (0: none).",
     ),
 ) -> None:
     """Deploy the contracts and record the deployment for this chain id.
@@ -31,13 +36,17 @@ def deploy_command(
     chain = open_chain(network)
     deployer = signer(account, chain.network)
     if aggregator is None:
-        aggregator_address = dev_account(chain.network, 1).address if chain.network.is_local else deployer.address
+        aggregator_address = (
+            dev_account(chain.network, 1).address if chain.network.is_local else deployer.address
+        )
     elif aggregator.startswith("dev:"):
         aggregator_address = signer(aggregator, chain.network).address
     else:
         aggregator_address = aggregator
     with console.status(f"deploying to {chain.network.name} (chain id {chain.chain_id})"):
-        deployment = deploy(chain, deployer, aggregator=aggregator_address, initial_supply=parse_amount(supply))
+        deployment = deploy(
+            chain, deployer, aggregator=aggregator_address, initial_supply=parse_amount(supply)
+        )
         per_account = parse_amount(dev_tokens)
         if chain.network.is_local and per_account > 0:
             token = deployment.token_contract(chain)
@@ -47,9 +56,15 @@ def deploy_command(
                     token.transfer(address, per_account, deployer)
     console.print(f"LoRALedger  [bold]{deployment.ledger}[/]")
     console.print(f"LedgerToken [bold]{deployment.token}[/]")
-    console.print(f"aggregator  {deployment.aggregator}   deployer {deployment.deployer}   block {deployment.block}")
+    console.print(
+        f"aggregator  {deployment.aggregator}   deployer {deployment.deployer}   block "
+        f"{deployment.block}"
+    )
     if chain.network.kind == "embedded":
-        console.print("[yellow]embedded chain:[/] this deployment ends with this process (use --network ganache to keep it)")
+        console.print(
+            "[yellow]embedded chain:[/] this deployment ends with this process (use --network "
+            "ganache to keep it)"
+        )
     else:
         console.print(f"recorded in {record_path(chain.chain_id)}")
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import typer
 from rich.table import Table as RichTable
 
+from experiments.config import TINY, ExperimentConfig
+from experiments.report import Report, fmt
+from experiments.runner import Hooks
 from loraledger.errors import ConfigError
 from loraledger.paths import REPO_ROOT
 from scripts.console import console, step_progress
-from scripts.experiments.config import TINY, ExperimentConfig
-from scripts.experiments.report import Report, fmt
-from scripts.experiments.runner import Hooks
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -55,10 +55,21 @@ ExamplesOption = typer.Option(
 
 
 def _config(
-    model: str, tiny: bool, nodes: int, rounds: int, steps: int, seed: int, batch_size: int,
-    max_length: int, lr: float, rank: int, split: str, dirichlet_alpha: float,
-    eval_examples: int, examples: int | None,
-) -> ExperimentConfig:  # fmt: skip
+    model: str,
+    tiny: bool,
+    nodes: int,
+    rounds: int,
+    steps: int,
+    seed: int,
+    batch_size: int,
+    max_length: int,
+    lr: float,
+    rank: int,
+    split: str,
+    dirichlet_alpha: float,
+    eval_examples: int,
+    examples: int | None,
+) -> ExperimentConfig:
     if split not in ("iid", "label", "dirichlet"):
         raise ConfigError(f"--split must be iid, label or dirichlet, got {split!r}")
     return ExperimentConfig(
@@ -71,7 +82,7 @@ def _config(
         max_length=max_length,
         learning_rate=lr,
         rank=rank,
-        split=split,  # type: ignore[arg-type]  # checked above
+        split=split,
         dirichlet_alpha=dirichlet_alpha,
         eval_examples=eval_examples,
         examples=examples,
@@ -85,13 +96,29 @@ def _command(
     parts = ["loraledger", "experiment", name]
     parts += ["--tiny"] if config.tiny else ["--model", config.model]
     parts += [
-        "--nodes", str(config.nodes), "--rounds", str(config.rounds), "--steps", str(config.steps),
-        "--seed", str(config.seed), "--batch-size", str(config.batch_size),
-        "--max-length", str(config.max_length), "--lr", f"{config.learning_rate:g}",
-        "--rank", str(config.rank), "--split", config.split,
-        "--dirichlet-alpha", f"{config.dirichlet_alpha:g}",
-        "--eval-examples", str(config.eval_examples),
-    ]  # fmt: skip
+        "--nodes",
+        str(config.nodes),
+        "--rounds",
+        str(config.rounds),
+        "--steps",
+        str(config.steps),
+        "--seed",
+        str(config.seed),
+        "--batch-size",
+        str(config.batch_size),
+        "--max-length",
+        str(config.max_length),
+        "--lr",
+        f"{config.learning_rate:g}",
+        "--rank",
+        str(config.rank),
+        "--split",
+        config.split,
+        "--dirichlet-alpha",
+        f"{config.dirichlet_alpha:g}",
+        "--eval-examples",
+        str(config.eval_examples),
+    ]
     if config.examples is not None:
         parts += ["--examples", str(config.examples)]
     parts += list(extra)
@@ -132,144 +159,273 @@ def _execute(title: str, total_steps: int, out: Path, work: Callable[[Hooks], Re
 
 @app.command("fl-vs-local")
 def fl_vs_local(
-    model: str = ModelOption, tiny: bool = TinyOption,
+    model: str = ModelOption,
+    tiny: bool = TinyOption,
     nodes: int = typer.Option(4, "--nodes", "-n", help="Nodes (shards of the bundled data)."),
-    rounds: int = RoundsOption, steps: int = StepsOption, seed: int = SeedOption,
-    out: Path | None = OutOption, batch_size: int = BatchOption, max_length: int = LengthOption,
-    lr: float = LrOption, rank: int = RankOption, split: str = SplitOption,
-    dirichlet_alpha: float = AlphaOption, eval_examples: int = EvalOption,
+    rounds: int = RoundsOption,
+    steps: int = StepsOption,
+    seed: int = SeedOption,
+    out: Path | None = OutOption,
+    batch_size: int = BatchOption,
+    max_length: int = LengthOption,
+    lr: float = LrOption,
+    rank: int = RankOption,
+    split: str = SplitOption,
+    dirichlet_alpha: float = AlphaOption,
+    eval_examples: int = EvalOption,
     examples: int | None = ExamplesOption,
-) -> None:  # fmt: skip
+) -> None:
     """Federated vs each node alone vs centralized: mean, std and min of held-out loss."""
-    from scripts.experiments import fl_vs_local as experiment
+    from experiments import fl_vs_local as experiment
 
-    config = _config(model, tiny, nodes, rounds, steps, seed, batch_size, max_length, lr, rank,
-                     split, dirichlet_alpha, eval_examples, examples)  # fmt: skip
+    config = _config(
+        model,
+        tiny,
+        nodes,
+        rounds,
+        steps,
+        seed,
+        batch_size,
+        max_length,
+        lr,
+        rank,
+        split,
+        dirichlet_alpha,
+        eval_examples,
+        examples,
+    )
     folder = out or RESULTS / experiment.NAME
     command = _command(experiment.NAME, config, out)
     _execute(
-        "fl-vs-local", experiment.planned_steps(config), folder,
+        "fl-vs-local",
+        experiment.planned_steps(config),
+        folder,
         lambda hooks: experiment.run(config, folder, command, hooks),
-    )  # fmt: skip
+    )
 
 
 @app.command("nodes")
 def nodes_command(
     counts: str = typer.Option("2,4,8,16,32", "--counts", help="Node counts, comma-separated."),
-    model: str = ModelOption, tiny: bool = TinyOption,
+    model: str = ModelOption,
+    tiny: bool = TinyOption,
     rounds: int = typer.Option(3, "--rounds", "-r", help="Federated rounds."),
     steps: int = typer.Option(2, "--steps", "-s", help="Optimizer steps per node per round."),
-    seed: int = SeedOption, out: Path | None = OutOption,
+    seed: int = SeedOption,
+    out: Path | None = OutOption,
     batch_size: int = typer.Option(2, "--batch-size", "-b", help="Examples per optimizer step."),
-    max_length: int = LengthOption, lr: float = LrOption, rank: int = RankOption,
-    split: str = typer.Option("dirichlet", "--split", help="Non-IID split: dirichlet, label or iid."),
-    dirichlet_alpha: float = AlphaOption, eval_examples: int = typer.Option(8, "--eval-examples", help="Held-out examples per node, at most."),
+    max_length: int = LengthOption,
+    lr: float = LrOption,
+    rank: int = RankOption,
+    split: str = typer.Option(
+        "dirichlet", "--split", help="Non-IID split: dirichlet, label or iid."
+    ),
+    dirichlet_alpha: float = AlphaOption,
+    eval_examples: int = typer.Option(
+        8, "--eval-examples", help="Held-out examples per node, at most."
+    ),
     examples: int | None = ExamplesOption,
-) -> None:  # fmt: skip
+) -> None:
     """Convergence per round for 2, 4, 8, 16, 32 nodes sharing the same total data."""
-    from scripts.experiments import nodes as experiment
+    from experiments import nodes as experiment
 
     values = _int_list(counts, "--counts")
-    config = _config(model, tiny, max(values), rounds, steps, seed, batch_size, max_length, lr,
-                     rank, split, dirichlet_alpha, eval_examples, examples)  # fmt: skip
+    config = _config(
+        model,
+        tiny,
+        max(values),
+        rounds,
+        steps,
+        seed,
+        batch_size,
+        max_length,
+        lr,
+        rank,
+        split,
+        dirichlet_alpha,
+        eval_examples,
+        examples,
+    )
     folder = out or RESULTS / experiment.NAME
     command = _command(experiment.NAME, config, out, ["--counts", counts]).replace(
         f" --nodes {config.nodes}", ""
     )
     _execute(
-        "nodes", experiment.planned_steps(config, values), folder,
+        "nodes",
+        experiment.planned_steps(config, values),
+        folder,
         lambda hooks: experiment.run(config, values, folder, command, hooks),
-    )  # fmt: skip
+    )
 
 
 @app.command("ranks")
 def ranks_command(
     ranks: str = typer.Option("2,4,8", "--ranks", help="LoRA ranks, cycled over the nodes."),
-    model: str = ModelOption, tiny: bool = TinyOption,
+    model: str = ModelOption,
+    tiny: bool = TinyOption,
     nodes: int = typer.Option(6, "--nodes", "-n", help="Nodes (shards of the bundled data)."),
     rounds: int = RoundsOption,
     steps: int = typer.Option(3, "--steps", "-s", help="Optimizer steps per node per round."),
-    seed: int = SeedOption, out: Path | None = OutOption,
+    seed: int = SeedOption,
+    out: Path | None = OutOption,
     batch_size: int = typer.Option(2, "--batch-size", "-b", help="Examples per optimizer step."),
-    max_length: int = LengthOption, lr: float = LrOption, split: str = SplitOption,
-    dirichlet_alpha: float = AlphaOption, eval_examples: int = EvalOption,
+    max_length: int = LengthOption,
+    lr: float = LrOption,
+    split: str = SplitOption,
+    dirichlet_alpha: float = AlphaOption,
+    eval_examples: int = EvalOption,
     examples: int | None = ExamplesOption,
-) -> None:  # fmt: skip
+) -> None:
     """Heterogeneous ranks: FlexLoRA vs zero-padding vs every node at the smallest rank."""
-    from scripts.experiments import ranks as experiment
+    from experiments import ranks as experiment
 
     values = _int_list(ranks, "--ranks")
-    config = _config(model, tiny, nodes, rounds, steps, seed, batch_size, max_length, lr,
-                     max(values), split, dirichlet_alpha, eval_examples, examples)  # fmt: skip
+    config = _config(
+        model,
+        tiny,
+        nodes,
+        rounds,
+        steps,
+        seed,
+        batch_size,
+        max_length,
+        lr,
+        max(values),
+        split,
+        dirichlet_alpha,
+        eval_examples,
+        examples,
+    )
     folder = out or RESULTS / experiment.NAME
     command = _command(experiment.NAME, config, out, ["--ranks", ranks]).replace(
         f" --rank {config.rank}", ""
     )
     _execute(
-        "ranks", experiment.planned_steps(config), folder,
+        "ranks",
+        experiment.planned_steps(config),
+        folder,
         lambda hooks: experiment.run(config, values, folder, command, hooks),
-    )  # fmt: skip
+    )
 
 
 @app.command("robustness")
 def robustness_command(
     poisoned: str = typer.Option("0,1,2", "--poisoned", help="Numbers of poisoned nodes."),
     strategies: str = typer.Option(
-        "fedavg,clipped,median,trimmed-mean,krum", "--strategies",
+        "fedavg,clipped,median,trimmed-mean,krum",
+        "--strategies",
         help="fedavg, clipped, median, trimmed-mean, krum (comma-separated).",
     ),
     attack: str = typer.Option("sign-flip", "--attack", help="sign-flip, scale or noise."),
-    factor: float = typer.Option(10.0, "--attack-factor", help="How much the attack scales the change."),
-    model: str = ModelOption, tiny: bool = TinyOption,
+    factor: float = typer.Option(
+        10.0, "--attack-factor", help="How much the attack scales the change."
+    ),
+    model: str = ModelOption,
+    tiny: bool = TinyOption,
     nodes: int = typer.Option(8, "--nodes", "-n", help="Nodes (shards of the bundled data)."),
     rounds: int = typer.Option(2, "--rounds", "-r", help="Federated rounds."),
     steps: int = typer.Option(3, "--steps", "-s", help="Optimizer steps per node per round."),
-    seed: int = SeedOption, out: Path | None = OutOption,
+    seed: int = SeedOption,
+    out: Path | None = OutOption,
     batch_size: int = typer.Option(2, "--batch-size", "-b", help="Examples per optimizer step."),
-    max_length: int = LengthOption, lr: float = LrOption, rank: int = RankOption,
-    split: str = typer.Option("dirichlet", "--split", help="Non-IID split: dirichlet, label or iid."),
+    max_length: int = LengthOption,
+    lr: float = LrOption,
+    rank: int = RankOption,
+    split: str = typer.Option(
+        "dirichlet", "--split", help="Non-IID split: dirichlet, label or iid."
+    ),
     dirichlet_alpha: float = AlphaOption,
-    eval_examples: int = typer.Option(16, "--eval-examples", help="Held-out examples per node, at most."),
+    eval_examples: int = typer.Option(
+        16, "--eval-examples", help="Held-out examples per node, at most."
+    ),
     examples: int | None = ExamplesOption,
-) -> None:  # fmt: skip
+) -> None:
     """0, 1, 2 of 8 nodes poisoned: FedAvg vs clipping, median, trimmed mean and Krum."""
-    from scripts.experiments import robustness as experiment
-    from scripts.experiments.aggregation import Attack
+    from experiments import robustness as experiment
+    from experiments.aggregation import Attack
 
     counts = _int_list(poisoned, "--poisoned")
     names = [s.strip() for s in strategies.split(",") if s.strip()]
-    threat = Attack(attack, factor, seed)  # type: ignore[arg-type]  # validated by Attack
-    config = _config(model, tiny, nodes, rounds, steps, seed, batch_size, max_length, lr, rank,
-                     split, dirichlet_alpha, eval_examples, examples)  # fmt: skip
+    threat = Attack(attack, factor, seed)
+    config = _config(
+        model,
+        tiny,
+        nodes,
+        rounds,
+        steps,
+        seed,
+        batch_size,
+        max_length,
+        lr,
+        rank,
+        split,
+        dirichlet_alpha,
+        eval_examples,
+        examples,
+    )
     folder = out or RESULTS / experiment.NAME
-    extra = ["--poisoned", poisoned, "--strategies", strategies, "--attack", attack,
-             "--attack-factor", f"{factor:g}"]  # fmt: skip
+    extra = [
+        "--poisoned",
+        poisoned,
+        "--strategies",
+        strategies,
+        "--attack",
+        attack,
+        "--attack-factor",
+        f"{factor:g}",
+    ]
     command = _command(experiment.NAME, config, out, extra)
     _execute(
-        "robustness", experiment.planned_steps(config, counts, names), folder,
-        lambda hooks: experiment.run(config, counts, names, threat, folder, command, hooks),  # type: ignore[arg-type]
-    )  # fmt: skip
+        "robustness",
+        experiment.planned_steps(config, counts, names),
+        folder,
+        lambda hooks: experiment.run(config, counts, names, threat, folder, command, hooks),
+    )
 
 
 @app.command("quantization")
 def quantization_command(
-    model: str = ModelOption, tiny: bool = TinyOption,
+    model: str = ModelOption,
+    tiny: bool = TinyOption,
     nodes: int = typer.Option(4, "--nodes", "-n", help="Nodes (shards of the bundled data)."),
-    rounds: int = RoundsOption, steps: int = StepsOption, seed: int = SeedOption,
-    out: Path | None = OutOption, batch_size: int = BatchOption, max_length: int = LengthOption,
-    lr: float = LrOption, rank: int = RankOption, split: str = SplitOption,
-    dirichlet_alpha: float = AlphaOption, eval_examples: int = EvalOption,
+    rounds: int = RoundsOption,
+    steps: int = StepsOption,
+    seed: int = SeedOption,
+    out: Path | None = OutOption,
+    batch_size: int = BatchOption,
+    max_length: int = LengthOption,
+    lr: float = LrOption,
+    rank: int = RankOption,
+    split: str = SplitOption,
+    dirichlet_alpha: float = AlphaOption,
+    eval_examples: int = EvalOption,
     examples: int | None = ExamplesOption,
-) -> None:  # fmt: skip
+) -> None:
     """16-bit vs 4-bit (QLoRA) base model in the same federation (needs CUDA)."""
-    from scripts.experiments import quantization as experiment
+    from experiments import quantization as experiment
 
     experiment.require_cuda()  # before anything is loaded
-    config = _config(model, tiny, nodes, rounds, steps, seed, batch_size, max_length, lr, rank,
-                     split, dirichlet_alpha, eval_examples, examples)  # fmt: skip
+    config = _config(
+        model,
+        tiny,
+        nodes,
+        rounds,
+        steps,
+        seed,
+        batch_size,
+        max_length,
+        lr,
+        rank,
+        split,
+        dirichlet_alpha,
+        eval_examples,
+        examples,
+    )
     folder = out or RESULTS / experiment.NAME
     command = _command(experiment.NAME, config, out)
     _execute(
-        "quantization", experiment.planned_steps(config), folder,
+        "quantization",
+        experiment.planned_steps(config),
+        folder,
         lambda hooks: experiment.run(config, folder, command, hooks),
-    )  # fmt: skip
+    )

@@ -88,7 +88,8 @@ def simulate(
     work_dir: Path | None = typer.Option(
         None,
         "--work-dir",
-        help="Chain, store and journals of this run (default: a new folder under $LORALEDGER_HOME/flower).",
+        help="Chain, store and journals of this run (default: a new folder under "
+        "$LORALEDGER_HOME/flower).",
     ),
     do_audit: bool = typer.Option(
         True,
@@ -97,13 +98,13 @@ def simulate(
     ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Run a federation of N simulated nodes on this machine, print each round from the chain, audit."""
+    """Run a federation of N simulated nodes here, print each round from the chain, audit."""
     from fl_node.data import sample_examples
     from fl_node.model import create_tiny_model
+    from flower_app.federation import FederationPlan, audit, prepare
+    from flower_app.simulation import SimulationSettings
+    from flower_app.simulation import simulate as run
     from loraledger.paths import home
-    from scripts.flower.federation import FederationPlan, audit, prepare
-    from scripts.flower.simulation import SimulationSettings
-    from scripts.flower.simulation import simulate as run
 
     quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
     if quiet:  # Flower logs every step at INFO, and a node's exception with its traceback
@@ -113,27 +114,52 @@ def simulate(
     if tiny:
         corpus = [m.content for e in sample_examples() for m in e.messages]
         model = str(create_tiny_model(work / "tiny-model", corpus))
-    plan = FederationPlan(nodes=nodes, rounds=rounds, model=model, work_dir=work, network=network, ipfs=ipfs,
-                          ranks=_ints(ranks, "--ranks"), window=window)  # fmt: skip
-    settings = SimulationSettings(steps=steps, batch_size=batch_size, max_length=max_length, strategy=strategy,
-                                  shard_strategy=shards, drop_out=_ints(drop_out, "--drop-out"), cpus=cpus,
-                                  quiet=quiet)  # fmt: skip
+    plan = FederationPlan(
+        nodes=nodes,
+        rounds=rounds,
+        model=model,
+        work_dir=work,
+        network=network,
+        ipfs=ipfs,
+        ranks=_ints(ranks, "--ranks"),
+        window=window,
+    )
+    settings = SimulationSettings(
+        steps=steps,
+        batch_size=batch_size,
+        max_length=max_length,
+        strategy=strategy,
+        shard_strategy=shards,
+        drop_out=_ints(drop_out, "--drop-out"),
+        cpus=cpus,
+        quiet=quiet,
+    )
     began = time.perf_counter()
     with console.status(f"starting a chain, deploying and creating a task for {nodes} nodes"):
         federation = prepare(plan)
     with federation:
         prepared = time.perf_counter() - began
-        console.print(f"task {federation.task_id} on {federation.network}, store {federation.ipfs}, "
-                      f"{nodes} nodes, {rounds} rounds ({prepared:.1f} s to set up)")  # fmt: skip
+        console.print(
+            f"task {federation.task_id} on {federation.network}, store {federation.ipfs}, "
+            f"{nodes} nodes, {rounds} rounds ({prepared:.1f} s to set up)"
+        )
         with console.status(f"{nodes} nodes training {rounds} rounds through Flower"):
             result = run(federation, settings)
         rows = _round_rows(federation, result)
         checks = audit(federation) if do_audit else []
     failed = [c for c in checks if not c.ok]
     if as_json:
-        console.print_json(json.dumps({"task": federation.task_id, "work_dir": str(work), "rounds": rows,
-                                       "seconds": round(result.seconds, 2),
-                                       "audit": [c.to_json() for c in checks]}))  # fmt: skip
+        console.print_json(
+            json.dumps(
+                {
+                    "task": federation.task_id,
+                    "work_dir": str(work),
+                    "rounds": rows,
+                    "seconds": round(result.seconds, 2),
+                    "audit": [c.to_json() for c in checks],
+                }
+            )
+        )
         if failed:
             raise typer.Exit(1)
         return
@@ -150,11 +176,21 @@ def simulate(
     ):
         table.add_column(column, justify="left" if column == "global adapter" else "right")
     for row in rows:
-        table.add_row(str(row["round"]), str(row["committed"]), str(row["accepted"]), str(row["rejected"]),
-                      str(row["errors"]), format_amount(row["paid"]), _short(row["global_cid"]), f"{row['seconds']:.1f}")  # fmt: skip
+        table.add_row(
+            str(row["round"]),
+            str(row["committed"]),
+            str(row["accepted"]),
+            str(row["rejected"]),
+            str(row["errors"]),
+            format_amount(row["paid"]),
+            _short(row["global_cid"]),
+            f"{row['seconds']:.1f}",
+        )
     console.print(table)
-    console.print(f"{result.seconds:.1f} s in Flower ({result.setup_seconds:.1f} s of it starting Ray and the nodes); "
-                  f"state in {work}")  # fmt: skip
+    console.print(
+        f"{result.seconds:.1f} s in Flower "
+        f"({result.setup_seconds:.1f} s of it starting Ray and the nodes); state in {work}"
+    )
     if do_audit:
         for check in failed:
             console.print(f"[red]audit failed[/]: round {check.round} {check.name}: {check.detail}")
@@ -183,10 +219,19 @@ def _round_rows(federation: Any, result: Any) -> list[dict[str, Any]]:
     for record in History(ledger, federation.from_block).finalized(federation.task_id):
         info = ledger.round(federation.task_id, record.round)
         log = logs.get(record.round)
-        rows.append({"round": record.round, "committed": info.submissions, "accepted": record.accepted,
-                     "rejected": record.rejected, "errors": len(log.errors) if log else 0, "paid": record.reward_total,
-                     "global_cid": record.global_cid, "report_cid": record.report_cid,
-                     "seconds": round(log.seconds, 2) if log else 0.0})  # fmt: skip
+        rows.append(
+            {
+                "round": record.round,
+                "committed": info.submissions,
+                "accepted": record.accepted,
+                "rejected": record.rejected,
+                "errors": len(log.errors) if log else 0,
+                "paid": record.reward_total,
+                "global_cid": record.global_cid,
+                "report_cid": record.report_cid,
+                "seconds": round(log.seconds, 2) if log else 0.0,
+            }
+        )
     return rows
 
 
@@ -220,14 +265,15 @@ def bench(
     ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Round time with the chain + IPFS layer against plain Flower (weights in messages), as a ratio,
-    and the time each extra node adds to a round."""
+    """Round time with the chain + IPFS layer vs plain Flower, as a ratio; time per extra node.
+
+    Plain Flower carries the weights in its messages."""
     from fl_node.data import sample_examples
     from fl_node.model import create_tiny_model
+    from flower_app.bench import measure
+    from flower_app.federation import FederationPlan
+    from flower_app.simulation import SimulationSettings
     from loraledger.paths import home
-    from scripts.flower.bench import measure
-    from scripts.flower.federation import FederationPlan
-    from scripts.flower.simulation import SimulationSettings
 
     quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
     if quiet:
@@ -258,12 +304,15 @@ def bench(
         console.print_json(json.dumps(result.to_json()))
         return
     table = Table(
-        title=f"round time, rounds 2..{rounds} ({'tiny model' if tiny else model}, {steps} steps/node)"
+        title=f"round time, rounds 2..{rounds} ({'tiny model' if tiny else model}, {steps} "
+        "steps/node)"
     )
     for column in ("nodes", "plain Flower (s)", "with chain + IPFS (s)", "ratio", "overhead"):
         table.add_column(column, justify="right")
-    for n, base, ledger in ((nodes, result.baseline_round_s, result.ledger_round_s),
-                            (more_nodes, result.more_baseline_round_s, result.more_ledger_round_s)):  # fmt: skip
+    for n, base, ledger in (
+        (nodes, result.baseline_round_s, result.ledger_round_s),
+        (more_nodes, result.more_baseline_round_s, result.more_ledger_round_s),
+    ):
         table.add_row(
             str(n),
             f"{base:.2f}",
@@ -272,8 +321,11 @@ def bench(
             f"{(ledger - base) / ledger:.1%}",
         )
     console.print(table)
-    console.print(f"time per extra node: {result.per_extra_node_ledger_s:.2f} s with the ledger, "
-                  f"{result.per_extra_node_baseline_s:.2f} s plain (target: overhead <= 10% with SmolLM2 on CPU)")  # fmt: skip
+    console.print(
+        f"time per extra node: {result.per_extra_node_ledger_s:.2f} s with the ledger, "
+        f"{result.per_extra_node_baseline_s:.2f} s plain "
+        "(target: overhead <= 10% with SmolLM2 on CPU)"
+    )
 
 
 # --------------------------------------------------------------------------- deployment
@@ -285,8 +337,8 @@ def _tls(
     key: Path | None,
     supernode_auth: bool,
     node_key: Path | None,
-):  # type: ignore[no-untyped-def]
-    from scripts.flower.deployment import Tls
+):
+    from flower_app.deployment import Tls
 
     return Tls(
         ca_certfile=ca,
@@ -303,7 +355,7 @@ CaOption = typer.Option(
 
 
 def _exec(command: list[str], flwr_home: Path | None = None) -> None:
-    from scripts.flower.deployment import process_env
+    from flower_app.deployment import process_env
 
     console.print(f"[dim]{' '.join(command)}[/]")
     env = process_env(flwr_home)
@@ -333,7 +385,7 @@ def superlink(
     ),
 ) -> None:
     """Run a Flower SuperLink in the foreground, with runtime dependency installation off."""
-    from scripts.flower.deployment import superlink_command
+    from flower_app.deployment import superlink_command
 
     _exec(
         superlink_command(
@@ -349,7 +401,8 @@ def supernode(
         ...,
         "--account",
         "-a",
-        help="This node's account: dev:N, env:VAR or keystore:PATH (password in $LORALEDGER_KEYSTORE_PASSWORD).",
+        help="This node's account: dev:N, env:VAR or keystore:PATH (password in "
+        "$LORALEDGER_KEYSTORE_PASSWORD).",
     ),
     data: Path | None = typer.Option(
         None,
@@ -394,11 +447,18 @@ def supernode(
     ),
 ) -> None:
     """Run a Flower SuperNode (a training node) in the foreground, with its own account and data."""
-    from scripts.flower.deployment import supernode_command
+    from flower_app.deployment import supernode_command
 
     values: dict[str, Any] = {"account": account}
-    extra = {"data": str(data.resolve()) if data else None, "rank": rank, "network": network, "ipfs": ipfs,
-             "model": model, "partition-id": partition, "num-partitions": partitions}  # fmt: skip
+    extra = {
+        "data": str(data.resolve()) if data else None,
+        "rank": rank,
+        "network": network,
+        "ipfs": ipfs,
+        "model": model,
+        "partition-id": partition,
+        "num-partitions": partitions,
+    }
     values.update({k: v for k, v in extra.items() if v is not None})
     _exec(
         supernode_command(
@@ -408,9 +468,9 @@ def supernode(
 
 
 def _app_dir() -> Path:
-    import scripts
+    import flower_app
 
-    root = Path(scripts.__file__).resolve().parent.parent
+    root = Path(flower_app.__file__).resolve().parent.parent  # the pyproject naming the app
     if not (root / "pyproject.toml").exists():
         from loraledger.errors import ConfigError
 
@@ -459,16 +519,27 @@ def run_command(
     import subprocess
 
     from chain.deployments import load_deployment
-    from scripts.flower.deployment import process_env
-    from scripts.flower.deployment import run_command as flwr_run
+    from flower_app.deployment import process_env
+    from flower_app.deployment import run_command as flwr_run
     from scripts.options import open_chain
 
     chain = open_chain(network)
     deployment = load_deployment(chain)
-    run_config = {"network": network, "ipfs": ipfs, "ledger": deployment.ledger, "from-block": deployment.block,
-                  "task-id": task, "rounds": rounds, "aggregator-account": account, "strategy": strategy,
-                  "min-nodes": min_nodes, "model": model, "steps": steps, "batch-size": batch_size,
-                  "max-length": max_length}  # fmt: skip
+    run_config = {
+        "network": network,
+        "ipfs": ipfs,
+        "ledger": deployment.ledger,
+        "from-block": deployment.block,
+        "task-id": task,
+        "rounds": rounds,
+        "aggregator-account": account,
+        "strategy": strategy,
+        "min-nodes": min_nodes,
+        "model": model,
+        "steps": steps,
+        "batch-size": batch_size,
+        "max-length": max_length,
+    }
     flwr_home = _connection(superlink_address, ca)
     command = flwr_run(_app_dir(), run_config)
     code = subprocess.run(command, env=process_env(flwr_home), check=False).returncode
@@ -477,32 +548,42 @@ def run_command(
 
 def _connection(superlink_address: str, ca: Path | None) -> Path:
     """Write the SuperLink connection ``flwr`` reads into our own ``FLWR_HOME``; return it."""
+    from flower_app.deployment import write_connection
     from loraledger.paths import home
-    from scripts.flower.deployment import write_connection
 
     flwr_home = home() / "flower" / "flwr-home"
-    write_connection(flwr_home, superlink_address, insecure=ca is None,
-                     root_certificates=ca.resolve() if ca else None)  # fmt: skip
+    write_connection(
+        flwr_home,
+        superlink_address,
+        insecure=ca is None,
+        root_certificates=ca.resolve() if ca else None,
+    )
     return flwr_home
 
 
 @app.command()
 def register(
     public_key: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, help="The SuperNode's public key (OpenSSH, from `flower certs`)."
+        ...,
+        exists=True,
+        dir_okay=False,
+        help="The SuperNode's public key (OpenSSH, from `flower certs`).",
     ),
     superlink_address: str = typer.Option(
         "127.0.0.1:8000", "--superlink", help="The SuperLink's host:port."
     ),
     ca: Path = typer.Option(
-        ..., "--root-certificates", exists=True, dir_okay=False,
+        ...,
+        "--root-certificates",
+        exists=True,
+        dir_okay=False,
         help="CA certificate (PEM) of the SuperLink (SuperNode authentication needs TLS).",
     ),
-) -> None:  # fmt: skip
+) -> None:
     """Allow a SuperNode's key on a SuperLink started with --enable-supernode-auth."""
     import subprocess
 
-    from scripts.flower.deployment import process_env, register_command
+    from flower_app.deployment import process_env, register_command
 
     flwr_home = _connection(superlink_address, ca)
     command = register_command(public_key.resolve())
@@ -512,25 +593,36 @@ def register(
 
 @app.command()
 def certs(
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for the files (created; never overwritten)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder for the files (created; never overwritten)."
+    ),
     hosts: str = typer.Option(
-        "localhost,127.0.0.1,::1", "--hosts",
+        "localhost,127.0.0.1,::1",
+        "--hosts",
         help="Names and addresses SuperNodes dial the SuperLink by (comma-separated).",
     ),
     node_keys: str = typer.Option(
-        "", "--node-keys", help="SuperNode key pairs to make, by name (comma-separated), e.g. node-0,node-1."
+        "",
+        "--node-keys",
+        help="SuperNode key pairs to make, by name (comma-separated), e.g. node-0,node-1.",
     ),
     days: int = typer.Option(365, "--days", help="Validity of the certificates."),
-) -> None:  # fmt: skip
+) -> None:
     """Make a CA, a SuperLink TLS certificate and SuperNode authentication keys."""
-    from scripts.flower.certs import make_federation_files
+    from flower_app.certs import make_federation_files
 
     names = [n.strip() for n in node_keys.split(",") if n.strip()]
     files, keys = make_federation_files(out, hosts.split(","), names, days=days)
     if files is not None:
-        console.print(f"CA {files.ca_cert} (give it to SuperNodes and `flower run` as --root-certificates)")
-        console.print(f"SuperLink: --ssl-ca-certfile {files.ca_cert} --ssl-certfile {files.server_cert} "
-                      f"--ssl-keyfile {files.server_key}")  # fmt: skip
+        console.print(
+            f"CA {files.ca_cert} (give it to SuperNodes and `flower run` as --root-certificates)"
+        )
+        console.print(
+            f"SuperLink: --ssl-ca-certfile {files.ca_cert} --ssl-certfile {files.server_cert} "
+            f"--ssl-keyfile {files.server_key}"
+        )
     for key in keys:
-        console.print(f"SuperNode key {key.private_key} (--auth-supernode-private-key); "
-                      f"register {key.public_key} with `loraledger flower register`")  # fmt: skip
+        console.print(
+            f"SuperNode key {key.private_key} (--auth-supernode-private-key); "
+            f"register {key.public_key} with `loraledger flower register`"
+        )

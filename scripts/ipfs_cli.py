@@ -87,7 +87,9 @@ def status_cmd() -> None:
     table.add_column("state")
     table.add_column("where")
     if found.running:
-        table.add_row("local IPFS daemon", f"running {found.version} (pid {found.pid})", str(found.api_url))
+        table.add_row(
+            "local IPFS daemon", f"running {found.version} (pid {found.pid})", str(found.api_url)
+        )
     else:
         table.add_row("local IPFS daemon", "stopped", str(found.repo_dir))
     store_dir = home() / "store"
@@ -117,13 +119,17 @@ def get(
     cid: str = typer.Argument(..., help="CID to fetch."),
     dest: Path = typer.Argument(..., help="File to write (written whole or not at all)."),
     ipfs: str | None = IpfsOption,
-    max_size: str = typer.Option(str(DEFAULT_MAX_SIZE), "--max-size", help="Refuse larger content (e.g. 512M)."),
+    max_size: str = typer.Option(
+        str(DEFAULT_MAX_SIZE), "--max-size", help="Refuse larger content (e.g. 512M)."
+    ),
 ) -> None:
     """Fetch content by CID into a file, verified against the CID."""
     limit = parse_size(max_size)
     with _store(ipfs) as store, console.status(f"fetching {cid}..."):
         size = store.get_file(cid, dest, max_size=limit)
-    console.print(f"wrote {size} bytes to {dest} (verified against {cid})", highlight=False, soft_wrap=True)
+    console.print(
+        f"wrote {size} bytes to {dest} (verified against {cid})", highlight=False, soft_wrap=True
+    )
 
 
 @app.command("cid")
@@ -160,17 +166,23 @@ def has(
 
 @app.command("push")
 def push(
-    cids: list[str] = typer.Argument(None, help="CIDs to copy (default: every pinned CID with --pinned)."),
+    cids: list[str] = typer.Argument(
+        None, help="CIDs to copy (default: every pinned CID with --pinned)."
+    ),
     to: str = typer.Option(..., "--to", help="Target store, e.g. http://127.0.0.1:5001."),
     source: str | None = typer.Option(None, "--from", help="Source store (default: embedded)."),
-    pinned: bool = typer.Option(False, "--pinned", help="Copy every CID pinned in the embedded source."),
+    pinned: bool = typer.Option(
+        False, "--pinned", help="Copy every CID pinned in the embedded source."
+    ),
 ) -> None:
     """Copy content between stores (e.g. embedded -> a Kubo node); CIDs are checked unchanged."""
     with _store(source) as src, _store(to) as dst:
         wanted = list(cids or [])
         if pinned:
             if not isinstance(src, EmbeddedStore):
-                raise ConfigError("--pinned lists pins of an embedded store; give CIDs for other sources")
+                raise ConfigError(
+                    "--pinned lists pins of an embedded store; give CIDs for other sources"
+                )
             wanted += [c for c in src.pins() if c not in wanted]
         if not wanted:
             raise ConfigError("nothing to copy", hint="give CIDs, or --pinned")

@@ -7,30 +7,32 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from scripts.console import console
-from scripts.options import AccountOption, IpfsOption, JsonOption, NetworkOption, format_amount, open_chain, signer
+from scripts.options import (
+    AccountOption,
+    IpfsOption,
+    JsonOption,
+    NetworkOption,
+    format_amount,
+    open_cli_session,
+)
+
+if TYPE_CHECKING:
+    from chain.session import Session
 
 app = typer.Typer(no_args_is_help=True)
 
 TaskOption = typer.Option(..., "--task", "-t", help="Task id.")
 
 
-def _session(network: str, account: str, ipfs: str | None):  # type: ignore[no-untyped-def]
-    from chain.deployments import load_deployment
-    from chain.events import History
-    from fl_node.node import NodeSession
-    from ipfs import open_store
-
-    chain = open_chain(network)
-    deployment = load_deployment(chain)
-    ledger = deployment.ledger_contract(chain)
-    return NodeSession(ledger, History(ledger, deployment.block), open_store(ipfs), signer(account, chain.network))
+def _session(network: str, account: str, ipfs: str | None) -> Session:
+    return open_cli_session(network, ipfs, account)
 
 
 @dataclass(frozen=True)
@@ -54,29 +56,65 @@ class _TrainOptions:
 
 
 def _train_options(
-    data: Path = typer.Option(..., "--data", "-d", help="Your data: JSON/JSONL (Alpaca or chat messages), CSV, or a folder."),
-    model: str = typer.Option("smollm2", "--model", "-m", help="smollm2 (bundled), a local folder or a hub id."),
-    quantization: str = typer.Option("none", "--quantization", help="none, 4bit or 8bit (QLoRA; bitsandbytes)."),
+    data: Path = typer.Option(
+        ...,
+        "--data",
+        "-d",
+        help="Your data: JSON/JSONL (Alpaca or chat messages), CSV, or a folder.",
+    ),
+    model: str = typer.Option(
+        "smollm2", "--model", "-m", help="smollm2 (bundled), a local folder or a hub id."
+    ),
+    quantization: str = typer.Option(
+        "none", "--quantization", help="none, 4bit or 8bit (QLoRA; bitsandbytes)."
+    ),
     rank: int = typer.Option(8, "--rank", help="LoRA rank (at most the task's)."),
     alpha: float = typer.Option(16.0, "--alpha", help="LoRA alpha."),
     dropout: float = typer.Option(0.0, "--dropout", help="LoRA dropout."),
-    targets: str = typer.Option("q_proj,k_proj,v_proj,o_proj", "--targets", help="LoRA target modules."),
-    steps: int | None = typer.Option(None, "--steps", help="Optimizer steps per round (overrides --epochs)."),
+    targets: str = typer.Option(
+        "q_proj,k_proj,v_proj,o_proj", "--targets", help="LoRA target modules."
+    ),
+    steps: int | None = typer.Option(
+        None, "--steps", help="Optimizer steps per round (overrides --epochs)."
+    ),
     epochs: float = typer.Option(1.0, "--epochs", help="Epochs over the local data per round."),
     lr: float = typer.Option(2e-4, "--lr", help="Learning rate."),
     batch_size: int = typer.Option(4, "--batch-size", help="Examples per micro-batch."),
     grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step."),
-    max_length: int = typer.Option(256, "--max-length", help="Tokens per example (longer ones are cut)."),
+    max_length: int = typer.Option(
+        256, "--max-length", help="Tokens per example (longer ones are cut)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
-    fedprox_mu: float = typer.Option(0.0, "--fedprox-mu", help="FedProx proximal term weight (0: off)."),
-    eval_fraction: float = typer.Option(0.1, "--eval-fraction", help="Share of the data held out for local eval."),
+    fedprox_mu: float = typer.Option(
+        0.0, "--fedprox-mu", help="FedProx proximal term weight (0: off)."
+    ),
+    eval_fraction: float = typer.Option(
+        0.1, "--eval-fraction", help="Share of the data held out for local eval."
+    ),
 ) -> _TrainOptions:
-    return _TrainOptions(data, model, quantization, rank, alpha, dropout, targets, steps, epochs, lr, batch_size,
-                         grad_accum, max_length, seed, fedprox_mu, eval_fraction)  # fmt: skip
+    return _TrainOptions(
+        data,
+        model,
+        quantization,
+        rank,
+        alpha,
+        dropout,
+        targets,
+        steps,
+        epochs,
+        lr,
+        batch_size,
+        grad_accum,
+        max_length,
+        seed,
+        fedprox_mu,
+        eval_fraction,
+    )
 
 
 def with_train_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Give ``command`` (which takes ``opts: _TrainOptions``) the training options, declared once."""
+    """Give ``command`` (which takes ``opts: _TrainOptions``) the training options, declared
+    once."""
     own = [p for p in inspect.signature(command).parameters.values() if p.name != "opts"]
     extra = list(inspect.signature(_train_options).parameters.values())
     names = [p.name for p in extra]
@@ -87,13 +125,13 @@ def with_train_options(command: Callable[..., None]) -> Callable[..., None]:
         command(opts=opts, **kwargs)
 
     params = own + extra
-    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapper.__signature__ = inspect.Signature(params)
     wrapper.__annotations__ = {p.name: p.annotation for p in params}
     del wrapper.__wrapped__  # typer must read the merged signature, not the original
     return wrapper
 
 
-def _trainer(session, task_id: int, opts: _TrainOptions):  # type: ignore[no-untyped-def]
+def _trainer(session, task_id: int, opts: _TrainOptions):
     """Load model and data once; return a function that trains and commits the open round."""
     from fl_node.data import load_examples, train_eval_split
     from fl_node.model import ModelConfig, load_base_model
@@ -101,52 +139,87 @@ def _trainer(session, task_id: int, opts: _TrainOptions):  # type: ignore[no-unt
     from fl_node.train import TrainSettings
     from loraledger.update import PeftSpec
 
-    peft = PeftSpec(rank=opts.rank, alpha=opts.alpha, dropout=opts.dropout,
-                    target_modules=tuple(t.strip() for t in opts.targets.split(",") if t.strip()))  # fmt: skip
-    settings = TrainSettings(max_steps=opts.steps, epochs=opts.epochs, learning_rate=opts.lr, batch_size=opts.batch_size,
-                             grad_accum=opts.grad_accum, max_length=opts.max_length, seed=opts.seed,
-                             fedprox_mu=opts.fedprox_mu)  # fmt: skip
+    peft = PeftSpec(
+        rank=opts.rank,
+        alpha=opts.alpha,
+        dropout=opts.dropout,
+        target_modules=tuple(t.strip() for t in opts.targets.split(",") if t.strip()),
+    )
+    settings = TrainSettings(
+        max_steps=opts.steps,
+        epochs=opts.epochs,
+        learning_rate=opts.lr,
+        batch_size=opts.batch_size,
+        grad_accum=opts.grad_accum,
+        max_length=opts.max_length,
+        seed=opts.seed,
+        fedprox_mu=opts.fedprox_mu,
+    )
     data = train_eval_split(load_examples(opts.data), opts.eval_fraction, seed=opts.seed)
     with console.status(f"loading {opts.model}"):
-        model = load_base_model(ModelConfig(source=opts.model, quantization=opts.quantization))  # type: ignore[arg-type]
+        model = load_base_model(ModelConfig(source=opts.model, quantization=opts.quantization))
 
-    def train_one():  # type: ignore[no-untyped-def]
+    def train_one():
         round_ = session.ledger.open_round(task_id)  # once, not on every step: it costs RPC calls
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(), console=console) as bar:  # fmt: skip
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeRemainingColumn(),
+            console=console,
+        ) as bar:
             job = bar.add_task(f"round {round_}", total=None, loss="-")
 
-            def progress(step) -> None:  # type: ignore[no-untyped-def]
-                bar.update(job, total=step.total_steps, completed=step.step, loss=f"{step.loss:.3f}")
+            def progress(step) -> None:
+                bar.update(
+                    job, total=step.total_steps, completed=step.step, loss=f"{step.loss:.3f}"
+                )
 
-            return submit_round(session, task_id, model, data, peft=peft, settings=settings, progress=progress)
+            return submit_round(
+                session, task_id, model, data, peft=peft, settings=settings, progress=progress
+            )
 
     return train_one
 
 
-def _report_submitted(s) -> None:  # type: ignore[no-untyped-def]
+def _report_submitted(s) -> None:
     resumed = " (resumed after a restart)" if s.resumed else ""
     losses = ""
     if s.eval_loss_before is not None and s.eval_loss_after is not None:
         losses = f", local eval loss {s.eval_loss_before:.3f} -> {s.eval_loss_after:.3f}"
-    console.print(f"round {s.round}: committed [bold]{s.cid}[/] ({s.num_examples} examples{losses}){resumed}")
+    console.print(
+        f"round {s.round}: committed [bold]{s.cid}[/] ({s.num_examples} examples{losses}){resumed}"
+    )
 
 
 @app.command("join")
-def join_command(task: int = TaskOption, network: str = NetworkOption, account: str = AccountOption,
-                 ipfs: str | None = IpfsOption) -> None:  # fmt: skip
+def join_command(
+    task: int = TaskOption,
+    network: str = NetworkOption,
+    account: str = AccountOption,
+    ipfs: str | None = IpfsOption,
+) -> None:
     """Join a task, staking its minimum stake (returned when you leave)."""
     from fl_node.node import join
 
     session = _session(network, account, ipfs)
     member = join(session, task)
-    console.print(f"{session.address} joined task {task} with a stake of {format_amount(member.stake)}")
+    console.print(
+        f"{session.address} joined task {task} with a stake of {format_amount(member.stake)}"
+    )
 
 
 @app.command("train")
 @with_train_options
-def train_command(task: int = TaskOption, network: str = NetworkOption, account: str = AccountOption,
-                  ipfs: str | None = IpfsOption, *, opts: _TrainOptions) -> None:  # fmt: skip
+def train_command(
+    task: int = TaskOption,
+    network: str = NetworkOption,
+    account: str = AccountOption,
+    ipfs: str | None = IpfsOption,
+    *,
+    opts: _TrainOptions,
+) -> None:
     """Train one round on your data from the round's global adapter, pin the update, commit it."""
     session = _session(network, account, ipfs)
     _report_submitted(_trainer(session, task, opts)())
@@ -154,21 +227,37 @@ def train_command(task: int = TaskOption, network: str = NetworkOption, account:
 
 @app.command("run")
 @with_train_options
-def run_command(task: int = TaskOption, network: str = NetworkOption, account: str = AccountOption,
-                ipfs: str | None = IpfsOption, poll: float = typer.Option(2.0, "--poll", help="Seconds between chain polls."),
-                *, opts: _TrainOptions) -> None:  # fmt: skip
-    """Take part in every round until the task is complete (resumes after a crash, never submits twice)."""
+def run_command(
+    task: int = TaskOption,
+    network: str = NetworkOption,
+    account: str = AccountOption,
+    ipfs: str | None = IpfsOption,
+    poll: float = typer.Option(2.0, "--poll", help="Seconds between chain polls."),
+    *,
+    opts: _TrainOptions,
+) -> None:
+    """Take part in every round until the task is complete (resumes, never submits twice)."""
     from fl_node.node import run
 
     session = _session(network, account, ipfs)
-    done = run(session, task, _trainer(session, task, opts), poll_seconds=poll, on_submitted=_report_submitted)
+    done = run(
+        session,
+        task,
+        _trainer(session, task, opts),
+        poll_seconds=poll,
+        on_submitted=_report_submitted,
+    )
     console.print(f"task {task} is complete; this node submitted {len(done)} update(s) in this run")
 
 
 @app.command("claim")
-def claim_command(task: int = TaskOption, network: str = NetworkOption, account: str = AccountOption,
-                  ipfs: str | None = IpfsOption) -> None:  # fmt: skip
-    """Claim every reward of finalized rounds, with the proofs from the round reports, in one transaction."""
+def claim_command(
+    task: int = TaskOption,
+    network: str = NetworkOption,
+    account: str = AccountOption,
+    ipfs: str | None = IpfsOption,
+) -> None:
+    """Claim every reward of finalized rounds, with their reports' proofs, in one transaction."""
     from fl_node.node import claim
 
     session = _session(network, account, ipfs)
@@ -182,8 +271,13 @@ def claim_command(task: int = TaskOption, network: str = NetworkOption, account:
 
 
 @app.command("status")
-def status_command(task: int = TaskOption, network: str = NetworkOption, account: str = AccountOption,
-                   ipfs: str | None = IpfsOption, as_json: bool = JsonOption) -> None:  # fmt: skip
+def status_command(
+    task: int = TaskOption,
+    network: str = NetworkOption,
+    account: str = AccountOption,
+    ipfs: str | None = IpfsOption,
+    as_json: bool = JsonOption,
+) -> None:
     """Stake, submissions, verdicts, and rewards claimable and claimed."""
     import json
 
@@ -192,18 +286,43 @@ def status_command(task: int = TaskOption, network: str = NetworkOption, account
     session = _session(network, account, ipfs)
     st = status(session, task)
     if as_json:
-        console.print_json(json.dumps({
-            "task_id": task, "node": session.address, "joined": st.member.joined, "stake": str(st.member.stake),
-            "claimable": str(st.claimable), "claimed": str(st.claimed),
-            "rounds": [{"round": r.round, "finalized": r.finalized, "submitted": r.submitted, "verdict": r.verdict,
-                        "reward": str(r.reward), "claimed": r.claimed} for r in st.rounds],
-        }))  # fmt: skip
+        console.print_json(
+            json.dumps(
+                {
+                    "task_id": task,
+                    "node": session.address,
+                    "joined": st.member.joined,
+                    "stake": str(st.member.stake),
+                    "claimable": str(st.claimable),
+                    "claimed": str(st.claimed),
+                    "rounds": [
+                        {
+                            "round": r.round,
+                            "finalized": r.finalized,
+                            "submitted": r.submitted,
+                            "verdict": r.verdict,
+                            "reward": str(r.reward),
+                            "claimed": r.claimed,
+                        }
+                        for r in st.rounds
+                    ],
+                }
+            )
+        )
         return
-    console.print(f"{session.address} in task {task}: {'joined' if st.member.joined else 'not joined'}, "
-                  f"stake {format_amount(st.member.stake)}")  # fmt: skip
+    console.print(
+        f"{session.address} in task {task}: {'joined' if st.member.joined else 'not joined'}, "
+        f"stake {format_amount(st.member.stake)}"
+    )
     table = Table("round", "state", "submitted", "verdict", "reward", "claimed")
     for r in st.rounds:
-        table.add_row(str(r.round), "finalized" if r.finalized else "open", "yes" if r.submitted else "no",
-                      r.verdict or "-", format_amount(r.reward), "yes" if r.claimed else "no")  # fmt: skip
+        table.add_row(
+            str(r.round),
+            "finalized" if r.finalized else "open",
+            "yes" if r.submitted else "no",
+            r.verdict or "-",
+            format_amount(r.reward),
+            "yes" if r.claimed else "no",
+        )
     console.print(table)
     console.print(f"claimable {format_amount(st.claimable)}, claimed {format_amount(st.claimed)}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from decimal import Decimal, InvalidOperation
-
 from typing import TYPE_CHECKING
 
 import typer
@@ -15,6 +14,7 @@ if TYPE_CHECKING:  # web3 and eth-account load slowly: commands that need them i
     from eth_account.signers.local import LocalAccount
 
     from chain.network import Chain, NetworkSpec
+    from chain.session import Session
 
 TOKEN_DECIMALS = 18
 
@@ -23,7 +23,8 @@ NetworkOption = typer.Option(
     "--network",
     "-n",
     envvar="LORALEDGER_NETWORK",
-    help="embedded (in-process, this command only), ganache[:PORT], anvil[:PORT] or a JSON-RPC URL.",
+    help="embedded (in-process, this command only), ganache[:PORT], anvil[:PORT] "
+    "or a JSON-RPC URL.",
 )
 AccountOption = typer.Option(
     "dev:0",
@@ -43,15 +44,30 @@ def open_chain(network: str) -> Chain:
 
 
 def signer(spec: str, network: NetworkSpec) -> LocalAccount:
-    """Resolve ``--account``; a keystore's password comes from $LORALEDGER_KEYSTORE_PASSWORD or a prompt."""
+    """Resolve ``--account``; a keystore's password comes from $LORALEDGER_KEYSTORE_PASSWORD
+    or a prompt."""
     from chain.network import load_account
 
-    password = None
-    if spec.startswith("keystore:"):
-        password = os.environ.get("LORALEDGER_KEYSTORE_PASSWORD")
-        if password is None:
-            password = typer.prompt("keystore password", hide_input=True)
-    return load_account(spec, network, password=password)
+    return load_account(spec, network, password=_password(spec))
+
+
+def open_cli_session(network: str, ipfs: str | None, account: str | None = None) -> Session:
+    """The session of a command: ``--network`` (its recorded deployment), ``--ipfs`` and
+    ``--account`` (``None``: read-only), opened by :func:`chain.session.open_session`."""
+    from chain.session import open_session
+
+    password = _password(account) if account else None
+    return open_session(network, account=account, ipfs=ipfs, password=password)
+
+
+def _password(spec: str) -> str | None:
+    """A keystore's password: $LORALEDGER_KEYSTORE_PASSWORD, else a prompt."""
+    if not spec.startswith("keystore:"):
+        return None
+    password = os.environ.get("LORALEDGER_KEYSTORE_PASSWORD")
+    if password is None:
+        password = typer.prompt("keystore password", hide_input=True)
+    return password
 
 
 def parse_amount(text: str) -> int:
@@ -72,6 +88,7 @@ def format_amount(units: int) -> str:
     """Base units as whole tokens, trailing zeros trimmed."""
     text = f"{Decimal(units) / (10**TOKEN_DECIMALS):f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
+
 
 IpfsOption = typer.Option(
     None,

@@ -39,20 +39,39 @@ def _digest(text: str) -> bytes:
 @app.command()
 def create(
     model: str | None = typer.Option(
-        None, "--model", "-m",
-        help="Build the initial global adapter from this base model (smollm2, a folder or a hub id) and pin it.",
+        None,
+        "--model",
+        "-m",
+        help="Build the initial global adapter from this base model (smollm2, a folder or a hub "
+        "id) and pin it.",
     ),
-    rank: int = typer.Option(8, "--rank", help="LoRA rank of the initial adapter (the task's maximum)."),
+    rank: int = typer.Option(
+        8, "--rank", help="LoRA rank of the initial adapter (the task's maximum)."
+    ),
     alpha: float = typer.Option(16.0, "--alpha", help="LoRA alpha of the initial adapter."),
-    targets: str = typer.Option("q_proj,k_proj,v_proj,o_proj", "--targets", help="LoRA target modules."),
-    base_model: str | None = typer.Option(None, "--base-model", help="Base model id hashed on chain (default: the model's id)."),
-    initial_cid: str | None = typer.Option(None, "--initial-cid", help="CID of an initial adapter already pinned (instead of --model)."),
-    initial_digest: str | None = typer.Option(None, "--initial-digest", help="sha256 (hex) of that adapter's bytes."),
-    reward_per_round: str = typer.Option("100", "--reward-per-round", help="Tokens paid per round (most)."),
+    targets: str = typer.Option(
+        "q_proj,k_proj,v_proj,o_proj", "--targets", help="LoRA target modules."
+    ),
+    base_model: str | None = typer.Option(
+        None, "--base-model", help="Base model id hashed on chain (default: the model's id)."
+    ),
+    initial_cid: str | None = typer.Option(
+        None, "--initial-cid", help="CID of an initial adapter already pinned (instead of --model)."
+    ),
+    initial_digest: str | None = typer.Option(
+        None, "--initial-digest", help="sha256 (hex) of that adapter's bytes."
+    ),
+    reward_per_round: str = typer.Option(
+        "100", "--reward-per-round", help="Tokens paid per round (most)."
+    ),
     min_stake: str = typer.Option("10", "--min-stake", help="Tokens a node stakes to join."),
     window: int = typer.Option(600, "--window", help="Submission window in seconds."),
-    max_rounds: int = typer.Option(3, "--max-rounds", help="Rounds after which the task is complete."),
-    fund: str = typer.Option("0", "--fund", help="Tokens to deposit into the reward pool right away."),
+    max_rounds: int = typer.Option(
+        3, "--max-rounds", help="Rounds after which the task is complete."
+    ),
+    fund: str = typer.Option(
+        "0", "--fund", help="Tokens to deposit into the reward pool right away."
+    ),
     network: str = NetworkOption,
     account: str = AccountOption,
     ipfs: str | None = IpfsOption,
@@ -71,26 +90,43 @@ def create(
         if initial_cid or initial_digest:
             raise ConfigError("give either --model or --initial-cid/--initial-digest, not both")
         from fl_node.model import ModelConfig, load_base_model
-        from fl_node.node import publish_task
         from ipfs import open_store
         from loraledger.update import PeftSpec
+        from sponsor.task import publish_task
 
-        spec = PeftSpec(rank=rank, alpha=alpha, target_modules=tuple(t.strip() for t in targets.split(",") if t.strip()))
+        spec = PeftSpec(
+            rank=rank,
+            alpha=alpha,
+            target_modules=tuple(t.strip() for t in targets.split(",") if t.strip()),
+        )
         with console.status(f"building the initial adapter from {model}"):
             loaded = load_base_model(ModelConfig(source=model))
         if base_model is not None and base_model != loaded.model_id:
-            raise ConfigError(f"--base-model {base_model!r} differs from the model's id {loaded.model_id!r}")
+            raise ConfigError(
+                f"--base-model {base_model!r} differs from the model's id {loaded.model_id!r}"
+            )
         base_model = loaded.model_id
         with console.status("pinning the initial adapter and creating the task"):
             task_id, initial_cid = publish_task(
-                ledger, token, open_store(ipfs), loaded, spec, sponsor, reward_per_round=parse_amount(reward_per_round),
-                min_stake=parse_amount(min_stake), window=window, max_rounds=max_rounds, fund=amount,
-            )  # fmt: skip
+                ledger,
+                token,
+                open_store(ipfs),
+                loaded,
+                spec,
+                sponsor,
+                reward_per_round=parse_amount(reward_per_round),
+                min_stake=parse_amount(min_stake),
+                window=window,
+                max_rounds=max_rounds,
+                fund=amount,
+            )
         console.print(f"initial adapter {initial_cid} (rank {rank})")
     elif not (initial_cid and initial_digest and base_model):
-        raise ConfigError("give --model, or all of --initial-cid, --initial-digest and --base-model")
+        raise ConfigError(
+            "give --model, or all of --initial-cid, --initial-digest and --base-model"
+        )
     else:
-        from fl_node.node import create_funded_task
+        from sponsor.task import create_funded_task
 
         params = TaskParams(
             base_model_hash=base_model_hash(base_model),
@@ -103,7 +139,9 @@ def create(
             max_rounds=max_rounds,
         )
         task_id = create_funded_task(ledger, token, params, sponsor, fund=amount)
-    console.print(f"created task [bold]{task_id}[/] on {chain.network.name} (base model {base_model})")
+    console.print(
+        f"created task [bold]{task_id}[/] on {chain.network.name} (base model {base_model})"
+    )
     if amount:
         console.print(f"funded task {task_id} with {format_amount(amount)} LLT")
 
@@ -139,14 +177,23 @@ def list_command(network: str = NetworkOption, as_json: bool = JsonOption) -> No
     table = Table("task", "sponsor", "rounds", "nodes", "reward/round", "pool left", "paid")
     for t in tasks:
         table.add_row(
-            str(t.task_id), t.sponsor, f"{t.rounds_opened}/{t.max_rounds}", str(t.active_nodes),
-            format_amount(t.reward_per_round), format_amount(t.available), format_amount(t.paid),
-        )  # fmt: skip
+            str(t.task_id),
+            t.sponsor,
+            f"{t.rounds_opened}/{t.max_rounds}",
+            str(t.active_nodes),
+            format_amount(t.reward_per_round),
+            format_amount(t.available),
+            format_amount(t.paid),
+        )
     console.print(table)
 
 
 @app.command()
-def show(task_id: int = typer.Argument(..., help="Task id."), network: str = NetworkOption, as_json: bool = JsonOption) -> None:
+def show(
+    task_id: int = typer.Argument(..., help="Task id."),
+    network: str = NetworkOption,
+    as_json: bool = JsonOption,
+) -> None:
     """Show one task and its rounds."""
     chain = open_chain(network)
     ledger = load_deployment(chain).ledger_contract(chain)
@@ -160,12 +207,20 @@ def show(task_id: int = typer.Argument(..., help="Task id."), network: str = Net
     for key, value in _task_json(task).items():
         shown = f"{format_amount(int(str(value)))} LLT" if key in amounts else value
         console.print(f"{key:>18}  {shown}", soft_wrap=True)
-    table = Table("round", "state", "deadline", "submissions", "accepted", "rejected", "reward", "claimed")
+    table = Table(
+        "round", "state", "deadline", "submissions", "accepted", "rejected", "reward", "claimed"
+    )
     for r in rounds:
         table.add_row(
-            str(r.round), "finalized" if r.finalized else "open", str(r.deadline), str(r.submissions),
-            str(r.accepted), str(r.rejected), format_amount(r.reward_total), format_amount(r.claimed),
-        )  # fmt: skip
+            str(r.round),
+            "finalized" if r.finalized else "open",
+            str(r.deadline),
+            str(r.submissions),
+            str(r.accepted),
+            str(r.rejected),
+            format_amount(r.reward_total),
+            format_amount(r.claimed),
+        )
     console.print(table)
 
 

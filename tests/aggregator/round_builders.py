@@ -12,8 +12,9 @@ import torch
 from eth_account.signers.local import LocalAccount
 from safetensors.torch import save as st_save
 
-from aggregator.round import AggregatorSession, RoundRunner, RoundSettings
+from aggregator.round import RoundRunner, RoundSettings
 from chain.events import History
+from chain.session import Session
 from ipfs import EmbeddedConfig, EmbeddedStore
 from loraledger.update import (
     FORMAT_VERSION,
@@ -31,13 +32,20 @@ from tests.support.chain import BASE_MODEL, LedgerEnv
 SPEC = PeftSpec(rank=4, alpha=8.0, target_modules=("q_proj", "v_proj"))
 
 
-def update_metadata(task_id: int, round_: int, node: str, examples: int, spec: PeftSpec = SPEC, **over: object) -> UpdateMetadata:  # fmt: skip
+def update_metadata(
+    task_id: int, round_: int, node: str, examples: int, spec: PeftSpec = SPEC, **over: object
+) -> UpdateMetadata:
     values: dict[str, object] = dict(
-        format_version=FORMAT_VERSION, task_id=task_id, round=round_, base_model=BASE_MODEL,
-        peft=spec, node=node, num_examples=examples,
-    )  # fmt: skip
+        format_version=FORMAT_VERSION,
+        task_id=task_id,
+        round=round_,
+        base_model=BASE_MODEL,
+        peft=spec,
+        node=node,
+        num_examples=examples,
+    )
     values.update(over)
-    return UpdateMetadata(**values)  # type: ignore[arg-type]
+    return UpdateMetadata(**values)
 
 
 def raw_update(tensors: dict[str, torch.Tensor], metadata: UpdateMetadata) -> bytes:
@@ -57,14 +65,21 @@ class RoundWorld:
     work: Path
     pinned: dict[str, bytes] = field(default_factory=dict)
 
-    def session(self, account: LocalAccount | None = None) -> AggregatorSession:
-        return AggregatorSession(self.env.ledger, History(self.env.ledger), self.store,
-                                 account or self.env.aggregator, work_root=self.work)  # fmt: skip
+    def session(self, account: LocalAccount | None = None) -> Session:
+        return Session(
+            self.env.ledger,
+            History(self.env.ledger),
+            self.store,
+            account or self.env.aggregator,
+            state_root=self.work,
+        )
 
     def runner(self, settings: RoundSettings | None = None, **kwargs: object) -> RoundRunner:
-        return RoundRunner(self.session(), self.task_id, settings, **kwargs)  # type: ignore[arg-type]
+        return RoundRunner(self.session(), self.task_id, settings, **kwargs)
 
-    def honest(self, seed: int, *, spec: PeftSpec = SPEC, noise: float = 0.05) -> dict[str, torch.Tensor]:
+    def honest(
+        self, seed: int, *, spec: PeftSpec = SPEC, noise: float = 0.05
+    ) -> dict[str, torch.Tensor]:
         """The start adapter plus small noise (at ``spec``'s rank: the start's first rows/cols)."""
         g = torch.Generator().manual_seed(seed)
         out = {}
@@ -74,13 +89,25 @@ class RoundWorld:
             out[key] = value + noise * torch.randn(value.shape, generator=g)
         return out
 
-    def submit(self, round_: int, node: LocalAccount, tensors: dict[str, torch.Tensor] | None = None, *,
-               examples: int = 10, data: bytes | None = None, commit_digest: bytes | None = None,
-               cid: str | None = None, spec: PeftSpec = SPEC, **meta: object) -> str:  # fmt: skip
+    def submit(
+        self,
+        round_: int,
+        node: LocalAccount,
+        tensors: dict[str, torch.Tensor] | None = None,
+        *,
+        examples: int = 10,
+        data: bytes | None = None,
+        commit_digest: bytes | None = None,
+        cid: str | None = None,
+        spec: PeftSpec = SPEC,
+        **meta: object,
+    ) -> str:
         """Pin and commit an update; returns its CID."""
         if data is None:
             assert tensors is not None
-            data = build_update(tensors, update_metadata(self.task_id, round_, node.address, examples, spec, **meta))
+            data = build_update(
+                tensors, update_metadata(self.task_id, round_, node.address, examples, spec, **meta)
+            )
         if cid is None:
             cid = self.store.put_bytes(data)
             self.pinned[cid] = data
@@ -89,16 +116,28 @@ class RoundWorld:
         return cid
 
 
-def make_world(env: LedgerEnv, tmp_path: Path, *, nodes: int = 6, window: int = 3600, max_rounds: int = 3) -> RoundWorld:  # fmt: skip
+def make_world(
+    env: LedgerEnv, tmp_path: Path, *, nodes: int = 6, window: int = 3600, max_rounds: int = 3
+) -> RoundWorld:
     store = EmbeddedStore(EmbeddedConfig(root=tmp_path / "store"))
     task_id = env.ledger.task_count() + 1
     start = lora_tensors(0, rank=SPEC.rank, scale=0.1)
-    metadata = GlobalAdapterMetadata(format_version=FORMAT_VERSION, task_id=task_id, round=0, base_model=BASE_MODEL,
-                                     peft=SPEC, adapter_config=peft_adapter_config(SPEC, BASE_MODEL))  # fmt: skip
+    metadata = GlobalAdapterMetadata(
+        format_version=FORMAT_VERSION,
+        task_id=task_id,
+        round=0,
+        base_model=BASE_MODEL,
+        peft=SPEC,
+        adapter_config=peft_adapter_config(SPEC, BASE_MODEL),
+    )
     adapter = build_global_adapter(start, metadata)
     cid = store.put_bytes(adapter)
-    created = env.create_task(initial_global_cid=cid, initial_global_digest=hashlib.sha256(adapter).digest(),
-                              submission_window=window, max_rounds=max_rounds)  # fmt: skip
+    created = env.create_task(
+        initial_global_cid=cid,
+        initial_global_digest=hashlib.sha256(adapter).digest(),
+        submission_window=window,
+        max_rounds=max_rounds,
+    )
     assert created == task_id
     env.join(task_id, *env.nodes[:nodes])
     return RoundWorld(env, store, task_id, start, tmp_path / "work")

@@ -50,7 +50,9 @@ def module_factors(
     values = {
         "near-equal": 1.0 + 1e-7 * torch.arange(k, dtype=torch.float64),
         "tied": torch.ones(k, dtype=torch.float64),
-        "deficient": torch.cat([torch.ones(max(1, k // 2)), torch.zeros(k - max(1, k // 2))]).double(),
+        "deficient": torch.cat(
+            [torch.ones(max(1, k // 2)), torch.zeros(k - max(1, k // 2))]
+        ).double(),
     }[spectrum]
     root = values.sqrt()
     b = torch.zeros(out, rank, dtype=torch.float64)
@@ -59,29 +61,46 @@ def module_factors(
     return b.float(), a.float()
 
 
-def update(i: int, rank: int, spectrum: Spectrum, seed: int,
-           modules: tuple[tuple[str, int, int], ...] = MODULES) -> ClientUpdate:  # fmt: skip
+def update(
+    i: int,
+    rank: int,
+    spectrum: Spectrum,
+    seed: int,
+    modules: tuple[tuple[str, int, int], ...] = MODULES,
+) -> ClientUpdate:
     g = torch.Generator().manual_seed(seed)
     tensors = {}
     for name, out, inner in modules:
         b, a = module_factors(g, out, inner, rank, spectrum)
         prefix = f"base_model.model.model.layers.0.self_attn.{name}"
         tensors[prefix + LORA_A], tensors[prefix + LORA_B] = a * 0.3, b * 0.3
-    return ClientUpdate.in_memory(addr(i + 1), tensors, num_examples=10 + 7 * i, rank=rank, alpha=2.0 * rank)
+    return ClientUpdate.in_memory(
+        addr(i + 1), tensors, num_examples=10 + 7 * i, rank=rank, alpha=2.0 * rank
+    )
 
 
 def start_adapter(modules: tuple[tuple[str, int, int], ...] = MODULES) -> dict[str, torch.Tensor]:
     return dict(update(99, SPEC.rank, "random", 1234, modules).load())
 
 
-def rerun_compare(config: StrategyConfig, updates: list[ClientUpdate], published: dict[str, torch.Tensor],
-                  reference: dict[str, torch.Tensor], used: str) -> Comparison:  # fmt: skip
+def rerun_compare(
+    config: StrategyConfig,
+    updates: list[ClientUpdate],
+    published: dict[str, torch.Tensor],
+    reference: dict[str, torch.Tensor],
+    used: str,
+) -> Comparison:
     target = RankTarget(SPEC.rank, SPEC.alpha)
     return compare_adapters(
-        reference, published, target.scaling, TOLERANCE,
+        reference,
+        published,
+        target.scaling,
+        TOLERANCE,
         unique_factors=used not in HETEROGENEOUS or used == "zero-pad",
-        excess=(lambda m, a, b: truncation_excess(updates, m, a, b, target)) if used == "flexlora" else None,
-    )  # fmt: skip
+        excess=(lambda m, a, b: truncation_excess(updates, m, a, b, target))
+        if used == "flexlora"
+        else None,
+    )
 
 
 round_inputs = st.tuples(
@@ -98,8 +117,10 @@ def test_a_rerun_in_another_dtype_agrees_and_a_perturbation_above_tolerance_does
     strategy: str, inputs: tuple[list[int], Spectrum, int]
 ) -> None:
     ranks, spectrum, seed = inputs
-    updates = [update(i, r, spectrum if i % 2 == 0 else "random", seed + i) for i, r in enumerate(ranks)]
-    config = StrategyConfig(name=strategy, byzantine=1)  # type: ignore[arg-type]
+    updates = [
+        update(i, r, spectrum if i % 2 == 0 else "random", seed + i) for i, r in enumerate(ranks)
+    ]
+    config = StrategyConfig(name=strategy, byzantine=1)
     start = start_adapter()
     published = combine(config, updates, start, SPEC, compute=F32)  # the aggregator
     for compute in (F64, F32):  # the auditor, in float64 and again in the recorded float32
@@ -117,11 +138,15 @@ def test_a_rerun_in_another_dtype_agrees_and_a_perturbation_above_tolerance_does
     if size < 1e-3:  # a module the aggregate left (nearly) zero: perturb it absolutely
         tampered[key.replace(LORA_B, LORA_A)] = (a + 1e-2).float()
     else:
-        direction = torch.randn(b.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        direction = torch.randn(
+            b.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+        )
         direction *= 50 * TOLERANCE.rtol * size / float(torch.linalg.matrix_norm(direction @ a))
         tampered[key] = (b + direction).float()
     reference = combine(config, updates, start, SPEC, compute=F64)
-    assert not rerun_compare(config, updates, tampered, reference.tensors, reference.used).ok, strategy
+    assert not rerun_compare(config, updates, tampered, reference.tensors, reference.used).ok, (
+        strategy
+    )
 
 
 def test_float32_flexlora_verifies_in_float64_where_factor_comparison_failed() -> None:
@@ -149,7 +174,9 @@ def test_a_tie_at_the_truncation_accepts_either_direction_and_refuses_a_worse_on
     # (columns of a Hadamard matrix: orthonormal exactly in float32, so the tie is exact)
     hadamard = torch.ones(1, 1)
     while hadamard.shape[0] < 16:
-        hadamard = torch.cat([torch.cat([hadamard, hadamard], 1), torch.cat([hadamard, -hadamard], 1)], 0)
+        hadamard = torch.cat(
+            [torch.cat([hadamard, hadamard], 1), torch.cat([hadamard, -hadamard], 1)], 0
+        )
     basis = hadamard / 4.0
     for name in ("q_proj", "v_proj"):
         u, v = basis[:, :8], basis[:, 8:] if name == "q_proj" else basis[:, 4:12]
@@ -157,11 +184,16 @@ def test_a_tie_at_the_truncation_accepts_either_direction_and_refuses_a_worse_on
         for i in range(2):
             tensors[i][prefix + LORA_B] = (u[:, 4 * i : 4 * i + 4] * 0.5).float()
             tensors[i][prefix + LORA_A] = (v[:, 4 * i : 4 * i + 4].T * 0.5).float()
-    updates = [ClientUpdate.in_memory(addr(i + 1), t, num_examples=10, rank=4, alpha=8.0) for i, t in enumerate(tensors)]
+    updates = [
+        ClientUpdate.in_memory(addr(i + 1), t, num_examples=10, rank=4, alpha=8.0)
+        for i, t in enumerate(tensors)
+    ]
     config = StrategyConfig(name="flexlora")
     reference = combine(config, updates, start_adapter(), SPEC, compute=F64).tensors
 
-    def weighted(i: int) -> dict[str, torch.Tensor]:  # node i's own directions, at the aggregate's weight
+    def weighted(
+        i: int,
+    ) -> dict[str, torch.Tensor]:  # node i's own directions, at the aggregate's weight
         return {k: v * (0.5**0.5) for k, v in tensors[i].items()}
 
     for choice in (weighted(0), weighted(1)):
@@ -174,7 +206,7 @@ def test_a_tie_at_the_truncation_accepts_either_direction_and_refuses_a_worse_on
 def test_reparametrised_factors_keep_the_weight_change_but_fail_where_factors_are_unique() -> None:
     updates = [update(i, 4, "random", 60 + i) for i in range(3)]
     for name in ("fedavg", "flexlora"):
-        config = StrategyConfig(name=name)  # type: ignore[arg-type]
+        config = StrategyConfig(name=name)
         reference = combine(config, updates, start_adapter(), SPEC, compute=F64).tensors
         scaled = {k: v * (2.0 if k.endswith(LORA_B) else 0.5) for k, v in reference.items()}
         result = rerun_compare(config, updates, scaled, reference, name)
@@ -184,7 +216,9 @@ def test_reparametrised_factors_keep_the_weight_change_but_fail_where_factors_ar
 
 def test_the_report_records_the_compute_and_reruns_use_it() -> None:
     assert compute_params(F64) == {"dtype": "float64", "device": "cpu"}
-    assert recorded_compute({"compute": {"dtype": "float64", "device": "cuda"}}).dtype == torch.float64
+    assert (
+        recorded_compute({"compute": {"dtype": "float64", "device": "cuda"}}).dtype == torch.float64
+    )
     assert recorded_compute({}).dtype == torch.float32  # reports from before the field
     assert recorded_compute({"compute": {"dtype": "float64"}}).device.type == "cpu"
     with pytest.raises(ConfigError, match="float16"):
@@ -209,10 +243,12 @@ from aggregator.device import Compute
 from loraledger.update import PeftSpec
 torch.set_num_threads(int(sys.argv[3]))
 spec = json.loads(sys.argv[4])
-updates = [ClientUpdate.in_memory(u["node"], load_file(u["path"]), num_examples=u["n"], rank=u["rank"], alpha=u["alpha"])
+updates = [ClientUpdate.in_memory(u["node"], load_file(u["path"]), num_examples=u["n"],
+                                  rank=u["rank"], alpha=u["alpha"])
            for u in spec["updates"]]
 config = StrategyConfig(name=sys.argv[2])
-out = combine(config, updates, load_file(spec["start"]), PeftSpec(**spec["peft"]), compute=Compute(dtype=torch.float32))
+out = combine(config, updates, load_file(spec["start"]), PeftSpec(**spec["peft"]),
+              compute=Compute(dtype=torch.float32))
 save_file({k: v.contiguous() for k, v in out.tensors.items()}, sys.argv[1])
 """
 LARGE = (("q_proj", 768, 512), ("v_proj", 512, 512))
@@ -229,21 +265,38 @@ def test_a_round_aggregated_on_another_blas_code_path_and_thread_count_verifies_
     # the same bits both ways when measured; another LAPACK does not, see the numpy test.)
     updates = [update(i, r, "random", 500 + i, LARGE) for i, r in enumerate([8, 4, 16, 2, 4])]
     start = start_adapter(LARGE)
-    spec = {"peft": SPEC.model_dump(mode="json"), "start": str(tmp_path / "start.safetensors"), "updates": []}
+    spec = {
+        "peft": SPEC.model_dump(mode="json"),
+        "start": str(tmp_path / "start.safetensors"),
+        "updates": [],
+    }
     save_file(start, spec["start"])
     for u in updates:
         path = tmp_path / f"{u.node}.safetensors"
         save_file({k: v.contiguous() for k, v in u.load().items()}, str(path))
-        spec["updates"].append({"node": u.node, "path": str(path), "n": u.num_examples, "rank": u.rank, "alpha": u.alpha})  # type: ignore[attr-defined]
+        spec["updates"].append(
+            {
+                "node": u.node,
+                "path": str(path),
+                "n": u.num_examples,
+                "rank": u.rank,
+                "alpha": u.alpha,
+            }
+        )
     env = {**os.environ, "MKL_CBWR": "COMPATIBLE", "OMP_NUM_THREADS": "1"}
     out = tmp_path / "published.safetensors"
-    subprocess.run([sys.executable, "-c", _AGGREGATE, str(out), strategy, "1", json.dumps(spec)], env=env,
-                   check=True, cwd=Path(__file__).resolve().parents[2], timeout=300)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-c", _AGGREGATE, str(out), strategy, "1", json.dumps(spec)],
+        env=env,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=300,
+    )
     published = load_file(str(out))
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        config = StrategyConfig(name=strategy)  # type: ignore[arg-type]
+        config = StrategyConfig(name=strategy)
         for compute in (F32, F64):
             again = combine(config, updates, start, SPEC, compute=compute)
             result = rerun_compare(config, updates, published, again.tensors, again.used)
@@ -252,7 +305,9 @@ def test_a_round_aggregated_on_another_blas_code_path_and_thread_count_verifies_
         torch.set_num_threads(threads)
 
 
-def numpy_flexlora(updates: list[ClientUpdate], dtype: type, *, canonical: bool) -> dict[str, torch.Tensor]:
+def numpy_flexlora(
+    updates: list[ClientUpdate], dtype: type, *, canonical: bool
+) -> dict[str, torch.Tensor]:
     """FlexLoRA written again on numpy, whose LAPACK is OpenBLAS (torch's is MKL): another
     machine's result, in ``dtype``, with or without the canonical sign rule."""
     import numpy as np
@@ -264,8 +319,12 @@ def numpy_flexlora(updates: list[ClientUpdate], dtype: type, *, canonical: bool)
     for key in sorted(k for k in loaded[0] if k.endswith(LORA_A)):
         module = key[: -len(LORA_A)]
         c = [np.sqrt(u.num_examples / total * u.scaling) for u in updates]
-        b_s = np.hstack([t[module + LORA_B] * ci for t, ci in zip(loaded, c, strict=True)]).astype(dtype)
-        a_s = np.vstack([t[module + LORA_A] * ci for t, ci in zip(loaded, c, strict=True)]).astype(dtype)
+        b_s = np.hstack([t[module + LORA_B] * ci for t, ci in zip(loaded, c, strict=True)]).astype(
+            dtype
+        )
+        a_s = np.vstack([t[module + LORA_A] * ci for t, ci in zip(loaded, c, strict=True)]).astype(
+            dtype
+        )
         q_b, r_b = np.linalg.qr(b_s)
         q_a, r_a = np.linalg.qr(a_s.T)
         u, values, vh = np.linalg.svd(r_b @ r_a.T, full_matrices=False)
@@ -301,8 +360,10 @@ def test_flexlora_factored_by_another_lapack_in_either_dtype_verifies(canonical:
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_a_round_aggregated_on_cuda_verifies_on_the_cpu(strategy: str) -> None:
     updates = [update(i, r, "random", 700 + i) for i, r in enumerate([8, 4, 8, 2, 4])]
-    config = StrategyConfig(name=strategy)  # type: ignore[arg-type]
-    gpu = combine(config, updates, start_adapter(), SPEC, compute=Compute(torch.device("cuda"), torch.float32))
+    config = StrategyConfig(name=strategy)
+    gpu = combine(
+        config, updates, start_adapter(), SPEC, compute=Compute(torch.device("cuda"), torch.float32)
+    )
     for compute in (F32, F64):
         again = combine(config, updates, start_adapter(), SPEC, compute=compute)
         assert rerun_compare(config, updates, gpu.tensors, again.tensors, again.used).ok

@@ -10,19 +10,27 @@ from pathlib import Path
 import pytest
 import torch
 
+from aggregator.client_update import ClientUpdate
 from aggregator.combine import StrategyConfig
 from aggregator.flexlora import RankTarget, flexlora
-from aggregator.client_update import ClientUpdate
 from aggregator.round import STEPS, RoundNotReady, RoundRunner, RoundSettings
 from aggregator.verify import VerifyPolicy
 from chain.events import History
 from chain.merkle import leaf_hash, verify
-from fl_node.node import NodeSession, claim
+from chain.round_state import RoundState
+from chain.session import Session
+from fl_node.node import claim
 from ipfs import compute_cid
 from loraledger.errors import ChainError
 from loraledger.update import Expected, PeftSpec, parse_global_adapter
-from tests.aggregator.round_builders import SPEC, RoundWorld, make_world, raw_update, update_metadata
-from tests.support.chain import TOKEN, LedgerEnv
+from tests.aggregator.round_builders import (
+    SPEC,
+    RoundWorld,
+    make_world,
+    raw_update,
+    update_metadata,
+)
+from tests.support.chain import LedgerEnv
 
 
 class Crash(Exception):
@@ -39,7 +47,9 @@ def _fedavg(parts: list[tuple[dict[str, torch.Tensor], int]]) -> dict[str, torch
     return {k: sum(t[k].double() * (n / total) for t, n in parts).float() for k in parts[0][0]}
 
 
-def test_an_honest_round_is_aggregated_published_finalized_and_claimable(embedded: LedgerEnv, tmp_path: Path) -> None:
+def test_an_honest_round_is_aggregated_published_finalized_and_claimable(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
     world = make_world(embedded, tmp_path, nodes=3)
     runner = world.runner()
     round_ = runner.open()
@@ -68,7 +78,9 @@ def test_an_honest_round_is_aggregated_published_finalized_and_claimable(embedde
     # rewards: the pool split by examples, each proof valid against the on-chain root
     pool = embedded.ledger.task(world.task_id).reward_per_round
     amounts = {line.node: line.amount for line in report.rewards.lines}
-    assert amounts == {n.address: pool * e // 60 for n, e in zip(embedded.nodes[:3], examples, strict=True)}
+    assert amounts == {
+        n.address: pool * e // 60 for n, e in zip(embedded.nodes[:3], examples, strict=True)
+    }
     assert report.rewards.total == sum(amounts.values()) == on_chain.reward_total
     for line in report.rewards.lines:
         leaf = leaf_hash(world.task_id, round_, line.node, line.amount)
@@ -78,7 +90,9 @@ def test_an_honest_round_is_aggregated_published_finalized_and_claimable(embedde
     assert record.report_cid == outcome.report_cid and world.store.has(record.report_cid)
     node = embedded.nodes[2]
     before = embedded.token.balance_of(node.address)
-    claimed = claim(NodeSession(embedded.ledger, History(embedded.ledger), world.store, node), world.task_id)
+    claimed = claim(
+        Session(embedded.ledger, History(embedded.ledger), world.store, node), world.task_id
+    )
     assert [c.amount for c in claimed] == [amounts[node.address]]
     assert embedded.token.balance_of(node.address) - before == amounts[node.address]
 
@@ -99,9 +113,13 @@ def test_bad_updates_are_rejected_with_their_reason_and_the_aggregate_is_the_cle
     # NaN values (forged past the builder's checks)
     nan = world.honest(4)
     next(iter(nan.values()))[0, 0] = float("nan")
-    world.submit(round_, nodes[4], data=raw_update(nan, update_metadata(tid, round_, nodes[4].address, 10)))
+    world.submit(
+        round_, nodes[4], data=raw_update(nan, update_metadata(tid, round_, nodes[4].address, 10))
+    )
     # committed digest of other bytes than those pinned
-    world.submit(round_, nodes[5], world.honest(5), commit_digest=hashlib.sha256(b"something else").digest())
+    world.submit(
+        round_, nodes[5], world.honest(5), commit_digest=hashlib.sha256(b"something else").digest()
+    )
     # a replay: node 6 sends node 0's tensors under its own name
     world.submit(round_, nodes[6], clean[0])
     # a CID nobody stored
@@ -132,23 +150,49 @@ def test_bad_updates_are_rejected_with_their_reason_and_the_aggregate_is_the_cle
         torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)
 
 
-def test_metadata_that_disagrees_with_the_commitment_is_rejected(embedded: LedgerEnv, tmp_path: Path) -> None:
+def test_metadata_that_disagrees_with_the_commitment_is_rejected(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
     world = make_world(embedded, tmp_path, nodes=6)
     nodes, tid = embedded.nodes, world.task_id
     runner = world.runner()
     round_ = runner.open()
     world.submit(round_, nodes[0], world.honest(0))
-    world.submit(round_, nodes[1], data=raw_update(world.honest(1), update_metadata(tid, round_, nodes[0].address, 10)))
-    world.submit(round_, nodes[2], data=raw_update(world.honest(2), update_metadata(tid, round_, nodes[2].address, 99)))
-    world.submit(round_, nodes[3], data=raw_update(world.honest(3), update_metadata(tid, round_ + 1, nodes[3].address, 10)))  # fmt: skip
+    world.submit(
+        round_,
+        nodes[1],
+        data=raw_update(world.honest(1), update_metadata(tid, round_, nodes[0].address, 10)),
+    )
+    world.submit(
+        round_,
+        nodes[2],
+        data=raw_update(world.honest(2), update_metadata(tid, round_, nodes[2].address, 99)),
+    )
+    world.submit(
+        round_,
+        nodes[3],
+        data=raw_update(world.honest(3), update_metadata(tid, round_ + 1, nodes[3].address, 10)),
+    )
     other_layers = {k.replace("q_proj", "k_proj"): v for k, v in world.honest(4).items()}
-    world.submit(round_, nodes[4], other_layers, spec=PeftSpec(rank=4, alpha=8.0, target_modules=("k_proj", "v_proj")))
+    world.submit(
+        round_,
+        nodes[4],
+        other_layers,
+        spec=PeftSpec(rank=4, alpha=8.0, target_modules=("k_proj", "v_proj")),
+    )
     world.submit(round_, nodes[5], data=b"not safetensors at all")
 
     outcome = runner.finalize(round_)
 
     reasons = [s.reason for s in outcome.report.submissions]
-    assert reasons == [None, "wrong_node", "examples_mismatch", "wrong_round", "spec_mismatch", "not_safetensors"]
+    assert reasons == [
+        None,
+        "wrong_node",
+        "examples_mismatch",
+        "wrong_round",
+        "spec_mismatch",
+        "not_safetensors",
+    ]
 
 
 @pytest.mark.parametrize("outlier_check", [True, False])
@@ -168,7 +212,9 @@ def test_a_sign_flip_is_rejected_by_the_norm_check_or_neutralised_by_the_median(
     outcome = runner.finalize(round_)
 
     flip_verdict = outcome.report.submissions[-1]
-    assert (flip_verdict.verdict, flip_verdict.reason) == (("rejected", "norm_outlier") if outlier_check else ("accepted", None))
+    assert (flip_verdict.verdict, flip_verdict.reason) == (
+        ("rejected", "norm_outlier") if outlier_check else ("accepted", None)
+    )
     got = _global(world, outcome.report.global_cid, outcome.report.global_digest)
     reference = _fedavg([(t, 10) for t in clean])
     naive = _fedavg([(t, 10) for t in [*clean, flipped]])
@@ -177,13 +223,19 @@ def test_a_sign_flip_is_rejected_by_the_norm_check_or_neutralised_by_the_median(
     assert error < 0.05 < naive_error
 
 
-def test_heterogeneous_ranks_with_flexlora_and_projection_for_fedavg(embedded: LedgerEnv, tmp_path: Path) -> None:
+def test_heterogeneous_ranks_with_flexlora_and_projection_for_fedavg(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
     small = PeftSpec(rank=2, alpha=4.0, target_modules=SPEC.target_modules)
     for name in ("flexlora", "fedavg"):
         world = make_world(embedded, tmp_path / name, nodes=3)
-        runner = world.runner(RoundSettings(strategy=StrategyConfig(name=name)))  # type: ignore[arg-type]
+        runner = world.runner(RoundSettings(strategy=StrategyConfig(name=name)))
         round_ = runner.open()
-        updates = [(world.honest(0), SPEC), (world.honest(1, spec=small), small), (world.honest(2), SPEC)]
+        updates = [
+            (world.honest(0), SPEC),
+            (world.honest(1, spec=small), small),
+            (world.honest(2), SPEC),
+        ]
         for node, (tensors, spec) in zip(embedded.nodes[:3], updates, strict=True):
             world.submit(round_, node, tensors, spec=spec)
         outcome = runner.finalize(round_)
@@ -192,8 +244,10 @@ def test_heterogeneous_ranks_with_flexlora_and_projection_for_fedavg(embedded: L
         assert all(v.shape[0 if "lora_A" in k else 1] == SPEC.rank for k, v in got.items())
         if name == "flexlora":
             target = RankTarget(SPEC.rank, SPEC.alpha)
-            inputs = [ClientUpdate.in_memory(n.address, t, num_examples=10, rank=s.rank, alpha=s.alpha)
-                      for n, (t, s) in zip(embedded.nodes[:3], updates, strict=True)]  # fmt: skip
+            inputs = [
+                ClientUpdate.in_memory(n.address, t, num_examples=10, rank=s.rank, alpha=s.alpha)
+                for n, (t, s) in zip(embedded.nodes[:3], updates, strict=True)
+            ]
             expected = flexlora(inputs, [target]).adapters[target]
             for key in expected:
                 torch.testing.assert_close(got[key], expected[key])
@@ -221,7 +275,9 @@ def test_a_crash_after_any_step_is_recovered_and_finalizes_once(
     assert (finalized[0].accepted, finalized[0].rejected) == (3, 0)
     assert outcome.report_cid == finalized[0].report_cid
     assert outcome.resumed == (step in ("journaled", "finalized"))
-    assert sum(line.amount for line in outcome.report.rewards.lines) == finalized[0].reward_total > 0
+    assert (
+        sum(line.amount for line in outcome.report.rewards.lines) == finalized[0].reward_total > 0
+    )
 
 
 def test_a_crash_after_opening_does_not_open_twice(embedded: LedgerEnv, tmp_path: Path) -> None:
@@ -236,7 +292,9 @@ def test_a_crash_after_opening_does_not_open_twice(embedded: LedgerEnv, tmp_path
     assert embedded.ledger.task(world.task_id).rounds_opened == 1
 
 
-def test_a_submission_landing_while_finalizing_is_collected_again(embedded: LedgerEnv, tmp_path: Path) -> None:
+def test_a_submission_landing_while_finalizing_is_collected_again(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
     world = make_world(embedded, tmp_path, nodes=2)
     round_ = world.runner().open()
     for i, node in enumerate(embedded.nodes[:2]):
@@ -244,7 +302,10 @@ def test_a_submission_landing_while_finalizing_is_collected_again(embedded: Ledg
     late = embedded.nodes[2]
 
     def join_and_submit(at: str) -> None:
-        if at == "journaled" and not embedded.ledger.submission(world.task_id, round_, late.address).exists:
+        if (
+            at == "journaled"
+            and not embedded.ledger.submission(world.task_id, round_, late.address).exists
+        ):
             embedded.join(world.task_id, late)
             world.submit(round_, late, world.honest(2))
 
@@ -253,7 +314,38 @@ def test_a_submission_landing_while_finalizing_is_collected_again(embedded: Ledg
     assert embedded.ledger.round(world.task_id, round_).accepted == 3
 
 
-def test_an_open_window_and_a_wrong_account_fail_clearly(embedded: LedgerEnv, tmp_path: Path) -> None:
+def test_a_round_another_run_finalizes_meanwhile_is_returned_not_finalized_twice(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=2)
+    round_ = world.runner().open()
+    for i, node in enumerate(embedded.nodes[:2]):
+        world.submit(round_, node, world.honest(i))
+    other: list[str] = []
+
+    def another_run_finalizes_first(at: str) -> None:
+        if at == "journaled" and not other:  # this run is about to send finalizeRound
+            other.append(world.runner().finalize(round_).report_cid)
+
+    outcome = world.runner(checkpoint=another_run_finalizes_first).finalize(round_)
+    (finalized,) = [
+        f for f in History(embedded.ledger).finalized(world.task_id) if f.round == round_
+    ]
+    assert outcome.report_cid == other[0] == finalized.report_cid
+    assert embedded.ledger.round_state(world.task_id, round_) is RoundState.FINALIZED
+
+
+def test_finalizing_a_round_never_opened_fails_clearly(embedded: LedgerEnv, tmp_path: Path) -> None:
+    world = make_world(embedded, tmp_path, nodes=1)
+    runner = world.runner()
+    with pytest.raises(ChainError, match=r"round 1 of task .* has not been opened"):
+        runner.finalize(1)
+    assert not runner.ready(1)
+
+
+def test_an_open_window_and_a_wrong_account_fail_clearly(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
     world = make_world(embedded, tmp_path, nodes=2)
     runner = world.runner()
     round_ = runner.open()
@@ -268,7 +360,9 @@ def test_an_open_window_and_a_wrong_account_fail_clearly(embedded: LedgerEnv, tm
         RoundRunner(world.session(embedded.nodes[0]), world.task_id)
 
 
-def test_run_goes_round_after_round_carrying_the_server_optimizer_state(embedded: LedgerEnv, tmp_path: Path) -> None:
+def test_run_goes_round_after_round_carrying_the_server_optimizer_state(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
     world = make_world(embedded, tmp_path, nodes=3, max_rounds=2)
     nodes = embedded.nodes[:3]
     history = History(embedded.ledger)
@@ -292,13 +386,20 @@ def test_run_goes_round_after_round_carrying_the_server_optimizer_state(embedded
     assert embedded.ledger.is_complete(world.task_id)
     first, second = (o.report for o in outcomes)
     assert second.start_digest == first.global_digest
-    assert first.params["server_state_cid"] and second.params["server_state_cid_in"] == first.params["server_state_cid"]
-    assert [(s.verdict, s.detail) for o in outcomes for s in o.report.submissions] == [("accepted", None)] * 6
+    assert (
+        first.params["server_state_cid"]
+        and second.params["server_state_cid_in"] == first.params["server_state_cid"]
+    )
+    assert [(s.verdict, s.detail) for o in outcomes for s in o.report.submissions] == [
+        ("accepted", None)
+    ] * 6
     assert world.runner(settings).run(poll_seconds=0.01) == []  # complete: nothing more to do
 
 
 @pytest.mark.ganache
-def test_on_ganache_a_node_that_drops_out_does_not_block_the_round(ganache_env: LedgerEnv, tmp_path: Path) -> None:
+def test_on_ganache_a_node_that_drops_out_does_not_block_the_round(
+    ganache_env: LedgerEnv, tmp_path: Path
+) -> None:
     """Ganache mines only on transactions: with nobody submitting its clock would stand still,
     so waiting keeps it moving and the window closes on time."""
     snapshot = ganache_env.snapshot()
@@ -310,6 +411,8 @@ def test_on_ganache_a_node_that_drops_out_does_not_block_the_round(ganache_env: 
         assert runner.wait(round_, poll_seconds=0.2, timeout=60)
         outcome = runner.finalize(round_)
         assert [s.node for s in outcome.report.submissions] == [ganache_env.nodes[0].address]
-        assert [line.node for line in outcome.report.rewards.lines] == [ganache_env.nodes[0].address]
+        assert [line.node for line in outcome.report.rewards.lines] == [
+            ganache_env.nodes[0].address
+        ]
     finally:
         ganache_env.revert(snapshot)

@@ -22,6 +22,8 @@ DIGEST_A = "0x" + "aa" * 32
 DIGEST_B = "0x" + "bb" * 32
 GLOBAL_DIGEST = "0x" + "22" * 32
 AGGREGATOR_ROLE = keccak(text="AGGREGATOR_ROLE")
+# ILoRALedger.RoundState
+UNOPENED, OPEN, CLOSED, FINALIZED = range(4)
 
 
 # ----------------------------------------------------------------- helpers
@@ -42,6 +44,11 @@ def pair_root(a, b):
 
 def hex32(value):
     return "0x" + value.hex()
+
+
+def states(*allowed):
+    """The bitmap of allowed round states an error carries: bit `uint8(state)` per state."""
+    return sum(1 << state for state in allowed).to_bytes(32, "big")
 
 
 def typed_error(name, *args):
@@ -152,8 +159,10 @@ def test_round_lifecycle_pays_rewards_through_merkle_claims(
     member = ledger.getMember(task_id, node_a)
     assert member["joined"] and member["stake"] == MIN_STAKE
 
+    assert ledger.roundState(task_id, 1) == UNOPENED
     opened = ledger.openRound(task_id, {"from": aggregator})
     round_ = opened.return_value
+    assert ledger.roundState(task_id, round_) == OPEN
     deadline = opened.timestamp + WINDOW
     assert dict(opened.events["RoundOpened"]) == {
         "taskId": task_id,
@@ -173,11 +182,13 @@ def test_round_lifecycle_pays_rewards_through_merkle_claims(
         "digest": DIGEST_A,
         "numExamples": 120,
     }
+    assert ledger.roundState(task_id, round_) == OPEN
     ledger.submitUpdate(task_id, round_, "bafkreiupdateb", DIGEST_B, 80, {"from": node_b})
     submission = ledger.getSubmission(task_id, round_, node_b)
     assert submission["digest"] == DIGEST_B and submission["numExamples"] == 80
 
-    # every active node submitted: the aggregator may finalize before the deadline
+    # every active node submitted: the round is closed and may be finalized before the deadline
+    assert ledger.roundState(task_id, round_) == CLOSED
     amount_a, amount_b = 600 * 10**18, 400 * 10**18
     leaf_a = reward_leaf(task_id, round_, node_a, amount_a)
     leaf_b = reward_leaf(task_id, round_, node_b, amount_b)
@@ -198,6 +209,7 @@ def test_round_lifecycle_pays_rewards_through_merkle_claims(
         "rewardTotal": amount_a + amount_b,
     }
     assert ledger.getTask(task_id)["globalDigest"] == GLOBAL_DIGEST
+    assert ledger.roundState(task_id, round_) == FINALIZED
 
     claimed = ledger.claim(task_id, round_, amount_a, [hex32(leaf_b)], {"from": node_a})
     assert dict(claimed.events["RewardClaimed"]) == {
@@ -250,14 +262,21 @@ def test_submitUpdate_reverts_when_node_already_submitted(ledger, task_id, open_
 
 
 def test_submitUpdate_reverts_when_window_closed(ledger, task_id, open_round, node_a):
-    deadline = ledger.getRound(task_id, open_round)["deadline"]
     chain.sleep(WINDOW + 1)
-    # the last argument is the reverting block's timestamp, which the chain picks
+    chain.mine()
+    assert ledger.roundState(task_id, open_round) == CLOSED
     with brownie.reverts(
-        revert_pattern=rf"LedgerSubmissionWindowClosed: {task_id}, {open_round}, {deadline}, \d+"
+        typed_error("LedgerUnexpectedRoundState", task_id, open_round, CLOSED, states(OPEN))
     ):
         ledger.submitUpdate(task_id, open_round, "bafkreiupdatea", DIGEST_A, 10, {"from": node_a})
     assert ledger.getRound(task_id, open_round)["submissions"] == 0
+
+
+def test_submitUpdate_reverts_when_round_not_opened(ledger, task_id, node_a):
+    with brownie.reverts(
+        typed_error("LedgerUnexpectedRoundState", task_id, 1, UNOPENED, states(OPEN))
+    ):
+        ledger.submitUpdate(task_id, 1, "bafkreiupdatea", DIGEST_A, 10, {"from": node_a})
 
 
 # ----------------------------------------------------------------- finalizeRound
@@ -267,9 +286,23 @@ def test_finalizeRound_reverts_when_round_already_finalized(
     ledger, aggregator, task_id, single_leaf_round
 ):
     round_, amount = single_leaf_round
-    with brownie.reverts(typed_error("LedgerRoundAlreadyFinalized", task_id, round_)):
+    assert ledger.roundState(task_id, round_) == FINALIZED
+    with brownie.reverts(
+        typed_error("LedgerUnexpectedRoundState", task_id, round_, FINALIZED, states(CLOSED))
+    ):
         ledger.finalizeRound(
             task_id, round_, finalization(b"\x01" * 32, amount, 1), {"from": aggregator}
+        )
+
+
+def test_finalizeRound_reverts_when_window_not_over(ledger, aggregator, task_id, open_round):
+    # node_a and node_b joined, neither submitted, the window runs for an hour
+    assert ledger.roundState(task_id, open_round) == OPEN
+    with brownie.reverts(
+        typed_error("LedgerUnexpectedRoundState", task_id, open_round, OPEN, states(CLOSED))
+    ):
+        ledger.finalizeRound(
+            task_id, open_round, finalization(b"\x01" * 32, 0, 0), {"from": aggregator}
         )
 
 
@@ -295,3 +328,10 @@ def test_claim_reverts_when_proof_is_forged(
     with brownie.reverts(typed_error("LedgerInvalidProof", task_id, round_, node_a, amount + 1)):
         ledger.claim(task_id, round_, amount + 1, forged, {"from": node_a})
     assert token.balanceOf(node_b) == 0 and not ledger.hasClaimed(task_id, round_, node_a)
+
+
+def test_claim_reverts_when_round_not_finalized(ledger, task_id, open_round, node_a):
+    with brownie.reverts(
+        typed_error("LedgerUnexpectedRoundState", task_id, open_round, OPEN, states(FINALIZED))
+    ):
+        ledger.claim(task_id, open_round, 1, [], {"from": node_a})

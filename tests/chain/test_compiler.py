@@ -32,13 +32,15 @@ def test_check_artifacts_reports_a_stale_artifact(tmp_path: Path) -> None:
 
 
 def test_solc_wrapper_answers_like_native_solc() -> None:
-    out = subprocess.run([str(compiler.solc_executable()), "--version"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(compiler.solc_executable()), "--version"], capture_output=True, text=True, check=True
+    )
     assert f"Version: {compiler.SOLC_VERSION}+commit." in out.stdout
 
 
 def test_compile_errors_name_the_problem(tmp_path: Path) -> None:
     (tmp_path / "Broken.sol").write_text("pragma solidity ^0.8.24; contract Broken { function f( }")
-    with pytest.raises(ChainError, match="solc failed: .*ParserError"):
+    with pytest.raises(ChainError, match=r"solc failed: .*ParserError"):
         compiler.compile_contracts(tmp_path)
 
 

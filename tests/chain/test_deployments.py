@@ -22,10 +22,14 @@ def test_embedded_deployment_is_kept_in_memory_only(tmp_path: Path) -> None:
         load_deployment(chain, root=tmp_path)
 
 
-def test_record_is_written_per_chain_id_and_holds_no_key(ganache_process: local.ChainProcess, tmp_path: Path) -> None:
+def test_record_is_written_per_chain_id_and_holds_no_key(
+    ganache_process: local.ChainProcess, tmp_path: Path
+) -> None:
     chain = connect(f"ganache:{ganache_process.port}")
     deployer = dev_account(chain.network, 0)
-    deployment = deploy(chain, deployer, aggregator=dev_account(chain.network, 1).address, root=tmp_path)
+    deployment = deploy(
+        chain, deployer, aggregator=dev_account(chain.network, 1).address, root=tmp_path
+    )
     path = record_path(chain.chain_id, tmp_path)
     assert path.name == "1337.json"
     text = path.read_text()
@@ -51,10 +55,17 @@ def test_missing_corrupt_and_foreign_records_give_one_clear_error(
         load_deployment(chain, root=tmp_path)
     # a record whose address has no code on this chain (another network's deployment)
     record = {
-        "chain_id": 1337, "network": "ganache", "ledger": "0x" + "12" * 20, "token": "0x" + "34" * 20,
-        "deployer": "0x" + "56" * 20, "aggregator": "0x" + "56" * 20, "block": 1, "ledger_code_sha256": "00",
-        "deployed_at": "2026-01-01T00:00:00+00:00", "version": 1,
-    }  # fmt: skip
+        "chain_id": 1337,
+        "network": "ganache",
+        "ledger": "0x" + "12" * 20,
+        "token": "0x" + "34" * 20,
+        "deployer": "0x" + "56" * 20,
+        "aggregator": "0x" + "56" * 20,
+        "block": 1,
+        "ledger_code_sha256": "00",
+        "deployed_at": "2026-01-01T00:00:00+00:00",
+        "version": 1,
+    }
     path.write_text(json.dumps(record))
     with pytest.raises(ChainError, match="no contract at"):
         load_deployment(chain, root=tmp_path)

@@ -18,23 +18,23 @@ from tests.support.chain import free_port
 @pytest.mark.parametrize("kind", ["ganache", "anvil"])
 def test_chain_keeps_its_deployment_across_a_restart(kind: str, tmp_path: Path) -> None:
     port = free_port()
-    process = local.start(kind, port=port, root=tmp_path)  # type: ignore[arg-type]
+    process = local.start(kind, port=port, root=tmp_path)
     try:
-        assert local.start(kind, root=tmp_path).pid == process.pid  # type: ignore[arg-type]  # idempotent
+        assert local.start(kind, root=tmp_path).pid == process.pid
         chain = connect(f"{kind}:{port}")
         deployment = deploy(chain, dev_account(chain.network, 0), root=tmp_path)
     finally:
-        assert local.stop(kind, root=tmp_path)  # type: ignore[arg-type]
+        assert local.stop(kind, root=tmp_path)
     with pytest.raises(ProcessLookupError):
         os.kill(process.pid, 0)
-    assert local.status(kind, root=tmp_path) is None  # type: ignore[arg-type]
+    assert local.status(kind, root=tmp_path) is None
 
-    local.start(kind, port=port, root=tmp_path)  # type: ignore[arg-type]
+    local.start(kind, port=port, root=tmp_path)
     try:
         again = load_deployment(connect(f"{kind}:{port}"), root=tmp_path)
         assert again.ledger == deployment.ledger
     finally:
-        local.stop(kind, root=tmp_path)  # type: ignore[arg-type]
+        local.stop(kind, root=tmp_path)
 
 
 @pytest.mark.slow

@@ -25,9 +25,19 @@ console.log(JSON.stringify({ root: tree.root, proofs }));
 
 
 def _js_tree(task: int, round_: int, entries: list[RewardEntry]) -> dict[str, object]:
-    payload = json.dumps({"task": str(task), "round": str(round_), "entries": [[e.node, str(e.amount)] for e in entries]})
+    payload = json.dumps(
+        {
+            "task": str(task),
+            "round": str(round_),
+            "entries": [[e.node, str(e.amount)] for e in entries],
+        }
+    )
     out = subprocess.run(
-        ["node", "-e", JS, str(REPO_ROOT / "node_modules")], input=payload, capture_output=True, text=True, check=True
+        ["node", "-e", JS, str(REPO_ROOT / "node_modules")],
+        input=payload,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout)
 
@@ -43,7 +53,7 @@ def test_root_and_proofs_equal_openzeppelin_js(n: int) -> None:
     js = _js_tree(4, 2, entries)
     assert "0x" + tree.root.hex() == js["root"]
     for entry in tree.entries:
-        assert ["0x" + p.hex() for p in tree.proof(entry.node)] == js["proofs"][entry.node.lower()]  # type: ignore[index]
+        assert ["0x" + p.hex() for p in tree.proof(entry.node)] == js["proofs"][entry.node.lower()]
 
 
 @settings(max_examples=40, deadline=None)

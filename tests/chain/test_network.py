@@ -17,7 +17,9 @@ def test_parse_network_accepts_names_ports_and_urls() -> None:
     assert parse_network(None) == NetworkSpec("embedded")
     assert parse_network("ganache") == NetworkSpec("ganache", "http://127.0.0.1:8545")
     assert parse_network("anvil:9000") == NetworkSpec("anvil", "http://127.0.0.1:9000")
-    assert parse_network("https://rpc.example:8545") == NetworkSpec("rpc", "https://rpc.example:8545")
+    assert parse_network("https://rpc.example:8545") == NetworkSpec(
+        "rpc", "https://rpc.example:8545"
+    )
 
 
 @pytest.mark.parametrize("bad", ["mainnet", "ganache:http", "ftp://x"])
@@ -28,18 +30,29 @@ def test_parse_network_refuses_unknown_values(bad: str) -> None:
 
 def test_dev_accounts_are_the_well_known_ones_of_each_chain() -> None:
     # Ganache's --wallet.deterministic and anvil's default mnemonic, index 0
-    assert dev_account(parse_network("ganache"), 0).address == "0x90F8bf6A479f320ead074411a4B0e7944Ea8c9C1"
-    assert dev_account(parse_network("anvil"), 0).address == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+    assert (
+        dev_account(parse_network("ganache"), 0).address
+        == "0x90F8bf6A479f320ead074411a4B0e7944Ea8c9C1"
+    )
+    assert (
+        dev_account(parse_network("anvil"), 0).address
+        == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+    )
     with pytest.raises(ConfigError, match="has no dev accounts"):
         dev_account(parse_network("http://127.0.0.1:1"), 0)
-    with pytest.raises(ConfigError, match="0..9"):
+    with pytest.raises(ConfigError, match=r"0..9"):
         dev_account(parse_network("ganache"), 10)
 
 
-def test_env_account_reads_the_key_and_names_a_missing_or_bad_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_account_reads_the_key_and_names_a_missing_or_bad_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     key = "0x" + "11" * 32
     monkeypatch.setenv("NODE_KEY", key)
-    assert load_account("env:NODE_KEY", NetworkSpec("embedded")).address == Account.from_key(key).address
+    assert (
+        load_account("env:NODE_KEY", NetworkSpec("embedded")).address
+        == Account.from_key(key).address
+    )
     monkeypatch.delenv("NODE_KEY")
     with pytest.raises(ConfigError, match="NODE_KEY is not set"):
         load_account("env:NODE_KEY", NetworkSpec("embedded"))
@@ -53,7 +66,10 @@ def test_keystore_account_decrypts_and_refuses_a_wrong_password(tmp_path: Path) 
     account = Account.create()
     path = tmp_path / "key.json"
     path.write_text(json.dumps(Account.encrypt(account.key, "s3cret", iterations=2)))
-    assert load_account(f"keystore:{path}", NetworkSpec("embedded"), password="s3cret").address == account.address
+    assert (
+        load_account(f"keystore:{path}", NetworkSpec("embedded"), password="s3cret").address
+        == account.address
+    )
     with pytest.raises(ConfigError, match="wrong password"):
         load_account(f"keystore:{path}", NetworkSpec("embedded"), password="nope")
     with pytest.raises(ConfigError, match="cannot read keystore"):

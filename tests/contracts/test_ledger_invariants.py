@@ -2,7 +2,10 @@
 
 Random sequences of funding, joining, leaving, rounds, submissions, finalizations, claims,
 slashing and withdrawals; after every step the accounting invariants hold and every action
-that succeeded was allowed by the protocol.
+that succeeded was allowed by the protocol. ``roundState`` agrees with what the contract allows:
+a submission lands only in an ``OPEN`` round, a finalization only in a ``CLOSED`` one, a round
+opens only after the last one is ``FINALIZED``, and every refusal on those grounds is
+``LedgerUnexpectedRoundState`` naming the state the view reported.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from chain import errors
 from chain.bindings import ClaimRequest
 from chain.errors import ContractRevert
 from chain.merkle import RewardTree
+from chain.round_state import RoundState
 from tests.support.chain import TOKEN, LedgerEnv
 
 NODES = 4
@@ -39,11 +44,26 @@ def test_ledger_state_machine(embedded_env: LedgerEnv) -> None:
         def teardown(self) -> None:
             env.revert(self.snapshot)
 
-        def _try(self, action) -> bool:  # type: ignore[no-untyped-def]
+        def _try(self, action) -> bool:
             try:
                 action()
             except ContractRevert:
                 return False
+            return True
+
+        def _try_in_state(self, round_: int, allowed: RoundState, action) -> bool:
+            """Run ``action`` on ``round_``: it succeeds only if roundState said ``allowed``
+            before, and a refusal for the round's state names the state the view reported."""
+            before = env.ledger.round_state(self.task, round_)
+            try:
+                action()
+            except errors.LedgerUnexpectedRoundState as exc:
+                assert before is not allowed, f"{exc} although roundState said {before.name}"
+                assert (exc.round, exc.current, exc.expected) == (round_, before, {allowed})
+                return False
+            except ContractRevert:
+                return False
+            assert before is allowed, f"succeeded in state {before.name}"
             return True
 
         @rule(amount=st.integers(min_value=1, max_value=200))
@@ -72,15 +92,35 @@ def test_ledger_state_machine(embedded_env: LedgerEnv) -> None:
 
         @rule()
         def open_round(self) -> None:
-            self._try(lambda: env.ledger.open_next_round(self.task, env.aggregator))
+            last = env.ledger.task(self.task).rounds_opened
+            if last == 0:
+                self._try(lambda: env.ledger.open_next_round(self.task, env.aggregator))
+            elif self._try_in_state(
+                last,
+                RoundState.FINALIZED,
+                lambda: env.ledger.open_next_round(self.task, env.aggregator),
+            ):
+                assert env.ledger.round_state(self.task, last + 1) is not RoundState.UNOPENED
 
         @rule(i=st.integers(0, NODES - 1), label=st.integers(0, 3))
         def submit(self, i: int, label: int) -> None:
             node = self.nodes[i]
             round_ = env.ledger.open_round(self.task)
-            if self._try(lambda: env.submit(self.task, max(round_, 1), node, f"{node.address}-{round_}-{label}")):
+            target = max(round_, 1)
+
+            def action() -> None:
+                env.submit(self.task, target, node, f"{node.address}-{round_}-{label}")
+
+            if (
+                node.address not in self.joined
+                or env.ledger.member(self.task, node.address).stake < 10 * TOKEN
+            ):
+                assert not self._try(action)  # membership is checked before the round's state
+            elif self._try_in_state(target, RoundState.OPEN, action):
                 assert round_ != 0 and node.address in self.joined
-                assert node.address not in self.submitted.setdefault(round_, set()), "two submissions in one round"
+                assert node.address not in self.submitted.setdefault(round_, set()), (
+                    "two submissions in one round"
+                )
                 self.submitted[round_].add(node.address)
 
         @rule()
@@ -93,15 +133,24 @@ def test_ledger_state_machine(embedded_env: LedgerEnv) -> None:
             if round_ == 0:
                 return
             winners = sorted(self.submitted.get(round_, set()))
-            rewards = {n: share * TOKEN for n in winners}
+            rewards = dict.fromkeys(winners, share * TOKEN)
             total = sum(rewards.values())
             if total > 100 * TOKEN:
                 return
+            before = env.ledger.round_state(self.task, round_)
             try:
                 tree = env.finalize(self.task, round_, rewards)
+            except errors.LedgerUnexpectedRoundState as exc:
+                assert before is not RoundState.CLOSED and (exc.current, exc.expected) == (
+                    before,
+                    {RoundState.CLOSED},
+                )
+                return
             except ContractRevert:
                 return
+            assert before is RoundState.CLOSED, f"finalized in state {before.name}"
             assert env.ledger.round(self.task, round_).finalized
+            assert env.ledger.round_state(self.task, round_) is RoundState.FINALIZED
             if tree is not None:
                 self.trees[round_] = tree
 
@@ -120,13 +169,33 @@ def test_ledger_state_machine(embedded_env: LedgerEnv) -> None:
         @rule(i=st.integers(0, NODES - 1), amount=st.integers(1, 12))
         def slash(self, i: int, amount: int) -> None:
             node = self.nodes[i]
-            if self._try(lambda: env.ledger.slash(self.task, node.address, amount * TOKEN, 1, env.aggregator)):
+            if self._try(
+                lambda: env.ledger.slash(self.task, node.address, amount * TOKEN, 1, env.aggregator)
+            ):
                 self.stakes[node.address] -= amount * TOKEN
                 assert self.stakes[node.address] >= 0
 
         @rule()
         def withdraw(self) -> None:
             self._try(lambda: env.ledger.withdraw_remainder(self.task, env.sponsor))
+
+        @invariant()
+        def round_states_agree_with_the_rounds(self) -> None:
+            task = env.ledger.task(self.task)
+            last = task.rounds_opened
+            assert env.ledger.round_state(self.task, 0) is RoundState.UNOPENED
+            assert env.ledger.round_state(self.task, last + 1) is RoundState.UNOPENED
+            for round_ in range(1, last):
+                assert env.ledger.round_state(self.task, round_) is RoundState.FINALIZED
+            if last:
+                state = env.ledger.round_state(self.task, last)
+                assert (state is RoundState.FINALIZED) == env.ledger.round(
+                    self.task, last
+                ).finalized
+                assert env.ledger.open_round(self.task) == (last if state.pending else 0)
+                assert env.ledger.is_complete(self.task) == (
+                    last == task.max_rounds and not state.pending
+                )
 
         @invariant()
         def accounting_holds(self) -> None:
@@ -140,6 +209,9 @@ def test_ledger_state_machine(embedded_env: LedgerEnv) -> None:
                 assert env.ledger.round(self.task, round_).claimed <= tree.total
 
     LedgerMachine.TestCase.settings = settings(
-        max_examples=10, stateful_step_count=20, deadline=None, suppress_health_check=list(HealthCheck)
+        max_examples=10,
+        stateful_step_count=20,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
     )
     LedgerMachine.TestCase().runTest()

@@ -102,8 +102,12 @@ def test_a_local_hugging_face_dataset_reads_like_the_same_rows_in_jsonl(tmp_path
     write(tmp_path / "same.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     assert load_examples(tmp_path / "ds") == load_examples(tmp_path / "same.jsonl")
     assert load_examples(tmp_path / "ds")[1].label == "maths"
-    splits = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows[:1]),
-                                   "test": datasets.Dataset.from_list(rows[1:])})  # fmt: skip
+    splits = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_list(rows[:1]),
+            "test": datasets.Dataset.from_list(rows[1:]),
+        }
+    )
     splits.save_to_disk(str(tmp_path / "dd"))
     assert load_examples(tmp_path / "dd") == load_examples(tmp_path / "same.jsonl")[:1]
 
@@ -115,10 +119,14 @@ def test_a_damaged_or_split_less_hugging_face_dataset_fails_with_one_error(tmp_p
     write(tmp_path / "bad" / "state.json", "{not json")
     with pytest.raises(DataError, match="not a readable Hugging Face dataset"):
         load_examples(tmp_path / "bad")
-    datasets.DatasetDict({"validation": datasets.Dataset.from_list(ALPACA)}).save_to_disk(str(tmp_path / "nosplit"))
+    datasets.DatasetDict({"validation": datasets.Dataset.from_list(ALPACA)}).save_to_disk(
+        str(tmp_path / "nosplit")
+    )
     with pytest.raises(DataError, match="no 'train' split"):
         load_examples(tmp_path / "nosplit")
-    datasets.Dataset.from_list([{"question": "q", "answer": "a"}]).save_to_disk(str(tmp_path / "cols"))
+    datasets.Dataset.from_list([{"question": "q", "answer": "a"}]).save_to_disk(
+        str(tmp_path / "cols")
+    )
     with pytest.raises(DataError, match="missing columns"):
         load_examples(tmp_path / "cols")
 
@@ -209,7 +217,7 @@ def test_shards_partition_the_data_into_non_empty_parts(
         for i in range(size)
     ]
     try:
-        shards = split_shards(examples, nodes, strategy, alpha=alpha, seed=seed)  # type: ignore[arg-type]
+        shards = split_shards(examples, nodes, strategy, alpha=alpha, seed=seed)
     except ConfigError:
         assert (
             len(examples) < nodes
@@ -224,7 +232,7 @@ def test_shards_partition_the_data_into_non_empty_parts(
         assert all(owners[e.label] == i for i, s in enumerate(shards) for e in s)
     if strategy == "iid":
         assert max(map(len, shards)) - min(map(len, shards)) <= 1
-    assert split_shards(examples, nodes, strategy, alpha=alpha, seed=seed) == shards  # type: ignore[arg-type]
+    assert split_shards(examples, nodes, strategy, alpha=alpha, seed=seed) == shards
 
 
 def test_small_dirichlet_alpha_gives_more_skewed_shards(sample: list[Example]) -> None:
@@ -258,7 +266,7 @@ def test_held_out_split_is_disjoint_and_sized(sample: list[Example]) -> None:
 
 
 def _reply_text(tokenizer: object, ids: tuple[int, ...], labels: tuple[int, ...]) -> str:
-    return tokenizer.decode([t for t, lab in zip(ids, labels, strict=True) if lab != IGNORE_INDEX])  # type: ignore[attr-defined]
+    return tokenizer.decode([t for t, lab in zip(ids, labels, strict=True) if lab != IGNORE_INDEX])
 
 
 def test_loss_covers_only_assistant_replies_with_chat_template(tiny_dir: Path) -> None:

@@ -55,7 +55,7 @@ def test_sixteen_bit_loading_gives_bf16_weights(tiny_dir: Path) -> None:
 def test_bitsandbytes_loading_replaces_linear_layers(
     tiny_dir: Path, quantization: str, layer: str
 ) -> None:
-    loaded = load_base_model(ModelConfig(source=str(tiny_dir), quantization=quantization))  # type: ignore[arg-type]
+    loaded = load_base_model(ModelConfig(source=str(tiny_dir), quantization=quantization))
     assert loaded.quantized
     assert type(loaded.model.model.layers[0].self_attn.q_proj).__name__ == layer
 
@@ -78,7 +78,7 @@ def test_auto_picks_cpu_and_fp32_without_cuda() -> None:
 )
 def test_invalid_model_settings_name_the_bad_value(changes: dict[str, str], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        ModelConfig(**changes)  # type: ignore[arg-type]
+        ModelConfig(**changes)
 
 
 def test_asking_for_cuda_without_cuda_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,25 +10,17 @@ import pytest
 from chain.bindings import Finalization
 from chain.events import History
 from chain.merkle import RewardEntry, RewardTree
+from chain.session import Session
 from fl_node import node as node_mod
 from fl_node.data import NodeData
 from fl_node.model import LoadedModel
-from fl_node.node import (
-    NodeSession,
-    RoundUnavailable,
-    claim,
-    create_funded_task,
-    initial_global_adapter,
-    join,
-    publish_task,
-    status,
-    submit_round,
-)
+from fl_node.node import RoundUnavailable, claim, join, status, submit_round
 from fl_node.train import TrainSettings
 from ipfs import EmbeddedConfig, EmbeddedStore
 from loraledger.errors import ChainError, StorageError, UpdateRejected
 from loraledger.report import RewardLine, RewardTable, RoundReport, SubmissionVerdict
-from loraledger.update import Expected, PeftSpec, parse_global_adapter, parse_update
+from loraledger.update import Expected, PeftSpec, parse_update
+from sponsor.task import initial_global_adapter
 from tests.support.chain import TOKEN, LedgerEnv
 
 SPEC = PeftSpec(rank=4, alpha=8.0)
@@ -41,20 +33,29 @@ def store(tmp_path: Path) -> EmbeddedStore:
 
 
 def _task(
-    env: LedgerEnv, store: EmbeddedStore, model: LoadedModel, *, digest: bytes | None = None, max_rounds: int = 3
+    env: LedgerEnv,
+    store: EmbeddedStore,
+    model: LoadedModel,
+    *,
+    digest: bytes | None = None,
+    max_rounds: int = 3,
 ) -> int:
     task_id = env.ledger.task_count() + 1
     adapter = initial_global_adapter(model, SPEC, task_id)
     cid = store.put_bytes(adapter)
-    created = env.create_task(initial_global_cid=cid, initial_global_digest=digest or hashlib.sha256(adapter).digest(),
-                              submission_window=3600, max_rounds=max_rounds)  # fmt: skip
+    created = env.create_task(
+        initial_global_cid=cid,
+        initial_global_digest=digest or hashlib.sha256(adapter).digest(),
+        submission_window=3600,
+        max_rounds=max_rounds,
+    )
     assert created == task_id
     return task_id
 
 
-def _session(env: LedgerEnv, store: EmbeddedStore, tmp_path: Path, i: int = 0) -> NodeSession:
-    return NodeSession(
-        env.ledger, History(env.ledger), store, env.nodes[i], journal_root=tmp_path / "journal"
+def _session(env: LedgerEnv, store: EmbeddedStore, tmp_path: Path, i: int = 0) -> Session:
+    return Session(
+        env.ledger, History(env.ledger), store, env.nodes[i], state_root=tmp_path / "journal"
     )
 
 
@@ -99,7 +100,7 @@ def test_no_open_round_closed_window_and_unjoined_node_fail_clearly(
             _session(env, store, tmp_path, 1), task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS
         )
     env.chain.advance_time(3700)
-    with pytest.raises(RoundUnavailable, match="window of round 1 .* closed") as info:
+    with pytest.raises(RoundUnavailable, match=r"window of round 1 .* closed") as info:
         submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
     assert info.value.hint == "the node takes part in the next round"
 
@@ -118,9 +119,13 @@ def test_a_global_adapter_whose_digest_does_not_match_the_chain_is_refused(
 
 
 def test_a_node_killed_after_pinning_resumes_without_training_again(
-    embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel, ai_data: NodeData, tmp_path: Path,
+    embedded: LedgerEnv,
+    store: EmbeddedStore,
+    tiny: LoadedModel,
+    ai_data: NodeData,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     env = embedded
     task_id = _task(env, store, tiny)
     session = _session(env, store, tmp_path)
@@ -147,8 +152,15 @@ def test_a_node_killed_after_pinning_resumes_without_training_again(
     assert env.ledger.submission(task_id, 1, session.address).digest.hex() == resumed.digest
 
 
-def _publish_round(env: LedgerEnv, store: EmbeddedStore, task_id: int, round_: int, winners: dict[str, int],
-                   *, tamper: bool = False) -> None:  # fmt: skip
+def _publish_round(
+    env: LedgerEnv,
+    store: EmbeddedStore,
+    task_id: int,
+    round_: int,
+    winners: dict[str, int],
+    *,
+    tamper: bool = False,
+) -> None:
     """What the aggregator does at the end of a round, written out with the shared report format."""
     tree = RewardTree(task_id, round_, [RewardEntry(n, a) for n, a in winners.items()])
     submissions = History(env.ledger).submissions(task_id, round_)
@@ -159,15 +171,43 @@ def _publish_round(env: LedgerEnv, store: EmbeddedStore, task_id: int, round_: i
             proof = ["00" * 32 for _ in proof] or ["00" * 32]
         lines.append(RewardLine(node=entry.node, amount=entry.amount, proof=tuple(proof)))
     report = RoundReport(
-        task_id=task_id, round=round_, base_model="tiny", start_digest=env.ledger.round(task_id, round_).start_digest.hex(),
-        global_cid="bafy-next", global_digest=hashlib.sha256(b"next").hexdigest(), strategy="fedavg",
-        submissions=tuple(SubmissionVerdict(node=s.node, cid=s.cid, digest=s.digest.hex(), num_examples=s.num_examples,
-                                            verdict="accepted", weight=1.0, quality=1.0) for s in submissions),
-        rewards=RewardTable(rule="examples", pool=100 * TOKEN, total=tree.total, root=tree.root.hex(), lines=tuple(lines)),
-    )  # fmt: skip
+        task_id=task_id,
+        round=round_,
+        base_model="tiny",
+        start_digest=env.ledger.round(task_id, round_).start_digest.hex(),
+        global_cid="bafy-next",
+        global_digest=hashlib.sha256(b"next").hexdigest(),
+        strategy="fedavg",
+        submissions=tuple(
+            SubmissionVerdict(
+                node=s.node,
+                cid=s.cid,
+                digest=s.digest.hex(),
+                num_examples=s.num_examples,
+                verdict="accepted",
+                weight=1.0,
+                quality=1.0,
+            )
+            for s in submissions
+        ),
+        rewards=RewardTable(
+            rule="examples",
+            pool=100 * TOKEN,
+            total=tree.total,
+            root=tree.root.hex(),
+            lines=tuple(lines),
+        ),
+    )
     report_cid = store.put_bytes(report.to_bytes())
-    result = Finalization("bafy-next", hashlib.sha256(b"next").digest(), report_cid, len(submissions), 0,
-                          tree.root, tree.total)  # fmt: skip
+    result = Finalization(
+        "bafy-next",
+        hashlib.sha256(b"next").digest(),
+        report_cid,
+        len(submissions),
+        0,
+        tree.root,
+        tree.total,
+    )
     env.ledger.finalize_round(task_id, round_, result, env.aggregator)
 
 
@@ -216,10 +256,19 @@ def test_run_skips_a_missed_window_and_takes_part_in_the_next_round(
         once the node has submitted to round 2, finalize it."""
         ticks.append(len(ticks))
         open_round = env.ledger.open_round(task_id)
-        if len(ticks) == 2 and open_round == 1:  # nobody submitted: the global adapter stays as it was
+        if (
+            len(ticks) == 2 and open_round == 1
+        ):  # nobody submitted: the global adapter stays as it was
             created = History(env.ledger).task_created(task_id)
-            result = Finalization(created.initial_global_cid, created.initial_global_digest, "bafy-report", 0, 0,
-                                  b"\x00" * 32, 0)  # fmt: skip
+            result = Finalization(
+                created.initial_global_cid,
+                created.initial_global_digest,
+                "bafy-report",
+                0,
+                0,
+                b"\x00" * 32,
+                0,
+            )
             env.ledger.finalize_round(task_id, 1, result, env.aggregator)
             env.ledger.open_next_round(task_id, env.aggregator)
         elif open_round == 2 and env.ledger.submission(task_id, 2, session.address).exists:
@@ -229,29 +278,9 @@ def test_run_skips_a_missed_window_and_takes_part_in_the_next_round(
     def train_one() -> node_mod.SubmittedUpdate:
         return submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
 
-    done = node_mod.run(session, task_id, train_one, poll_seconds=0, should_stop=aggregator_between_polls)
+    done = node_mod.run(
+        session, task_id, train_one, poll_seconds=0, should_stop=aggregator_between_polls
+    )
     assert [s.round for s in done] == [2]
     assert not env.ledger.submission(task_id, 1, session.address).exists
     assert env.ledger.is_complete(task_id)
-
-
-def test_a_sponsor_publishes_a_funded_task_whose_initial_adapter_is_pinned_and_committed(
-    embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel
-) -> None:
-    env = embedded
-    task_id, cid = publish_task(env.ledger, env.token, store, tiny, SPEC, env.sponsor, reward_per_round=100 * TOKEN,
-                                min_stake=10 * TOKEN, window=600, max_rounds=2, fund=200 * TOKEN)  # fmt: skip
-    task = env.ledger.task(task_id)
-    assert History(env.ledger).task_created(task_id).initial_global_cid == cid
-    assert task.funded == 200 * TOKEN and cid in store.pins()
-    adapter = store.get_bytes(cid)
-    assert hashlib.sha256(adapter).digest() == task.global_digest
-    assert parse_global_adapter(adapter).metadata.task_id == task_id  # built for this very task
-
-
-def test_a_task_created_in_between_is_refused_not_left_mismatched(embedded: LedgerEnv) -> None:
-    env = embedded
-    expected = env.ledger.task_count() + 1
-    env.create_task()  # someone else takes the id the adapter was built for
-    with pytest.raises(ChainError, match="another task was created meanwhile"):
-        create_funded_task(env.ledger, env.token, env.task_params(), env.sponsor, fund=0, expected_id=expected)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -46,7 +45,7 @@ def config(rank: int = 4, alpha: float = 8.0, **train: object) -> NodeTrainConfi
         round=1,
         node=NODE,
         peft=PeftSpec(rank=rank, alpha=alpha),
-        train=replace(FAST, **train),  # type: ignore[arg-type]
+        train=FAST.replace(**train),
         max_rank=8,
     )
 
@@ -84,7 +83,7 @@ def test_a_round_lowers_train_and_held_out_loss_on_the_tiny_model(
     metrics = result.metrics
     assert [r.step for r in reports] == list(range(1, 31)) and reports[-1].total_steps == 30
     assert metrics.steps == 30 and metrics.train_tokens == reports[-1].tokens > 0
-    assert metrics.eval_loss_after < metrics.eval_loss_before - 0.05  # type: ignore[operator]
+    assert metrics.eval_loss_after < metrics.eval_loss_before - 0.05
     assert sum(result.losses[-5:]) / 5 < sum(result.losses[:5]) / 5 - 0.05
 
 
@@ -145,7 +144,7 @@ def test_fedprox_keeps_the_update_closer_to_the_global_adapter(
 
     def drift(mu: float) -> float:
         result = train_round(
-            replace(config(fedprox_mu=mu, max_steps=10), round=2),
+            config(fedprox_mu=mu, max_steps=10).replace(round=2),
             tiny,
             ai_data,
             global_bytes,
@@ -161,16 +160,14 @@ def test_fedprox_keeps_the_update_closer_to_the_global_adapter(
 def test_prompt_and_prefix_tuning_produce_valid_updates_that_resume(
     tiny: LoadedModel, ai_data: NodeData, method: str
 ) -> None:
-    spec = PeftSpec(method=method, num_virtual_tokens=4)  # type: ignore[arg-type]
+    spec = PeftSpec(method=method, num_virtual_tokens=4)
     cfg = NodeTrainConfig(task_id=1, round=1, node=NODE, peft=spec, train=FAST)
     result = train_round(cfg, tiny, ai_data)
     parsed = parse_update(result.update)
     assert parsed.metadata.peft.method == method
     assert list(parsed.tensors) == ["prompt_embeddings"]
     global_bytes = as_global(result.update)
-    again = train_round(
-        replace(cfg, round=2), tiny, ai_data, global_bytes, sha256_hex(global_bytes)
-    )
+    again = train_round(cfg.replace(round=2), tiny, ai_data, global_bytes, sha256_hex(global_bytes))
     assert again.metrics.eval_loss_before == pytest.approx(result.metrics.eval_loss_after, rel=1e-5)
 
 
@@ -183,7 +180,7 @@ def test_next_round_starts_exactly_where_the_global_adapter_left_off(
     first = train_round(config(), tiny, ai_data)
     global_bytes = as_global(first.update)
     second = train_round(
-        replace(config(), round=2),
+        config().replace(round=2),
         tiny,
         ai_data,
         global_bytes,
@@ -254,14 +251,14 @@ def test_node_with_a_smaller_rank_starts_from_the_best_low_rank_approximation(
         train_round(config(rank=8, alpha=16.0, max_steps=20), tiny, ai_data).update
     )
     full = train_round(
-        replace(config(rank=8, alpha=16.0), round=2),
+        config(rank=8, alpha=16.0).replace(round=2),
         tiny,
         ai_data,
         global_bytes,
         sha256_hex(global_bytes),
     )
     small = train_round(
-        replace(config(rank=2, alpha=4.0), round=2),
+        config(rank=2, alpha=4.0).replace(round=2),
         tiny,
         ai_data,
         global_bytes,
@@ -270,8 +267,8 @@ def test_node_with_a_smaller_rank_starts_from_the_best_low_rank_approximation(
     assert parse_update(small.update).metadata.peft.rank == 2
     fresh = train_round(config(rank=2, alpha=4.0), tiny, ai_data)
     # the rank-2 start keeps most of what the rank-8 global adapter learned
-    gained = fresh.metrics.eval_loss_before - full.metrics.eval_loss_before  # type: ignore[operator]
-    kept = fresh.metrics.eval_loss_before - small.metrics.eval_loss_before  # type: ignore[operator]
+    gained = fresh.metrics.eval_loss_before - full.metrics.eval_loss_before
+    kept = fresh.metrics.eval_loss_before - small.metrics.eval_loss_before
     assert gained > 0 and kept > 0.3 * gained
 
 
@@ -331,11 +328,11 @@ def test_invalid_training_settings_name_the_bad_value(
     changes: dict[str, object], match: str
 ) -> None:
     with pytest.raises(ConfigError, match=match):
-        TrainSettings(**changes)  # type: ignore[arg-type]
+        TrainSettings(**changes)
 
 
 def test_unknown_target_module_is_a_config_error(tiny: LoadedModel, ai_data: NodeData) -> None:
-    cfg = replace(config(), peft=PeftSpec(target_modules=("query_key_value",)))
+    cfg = config().replace(peft=PeftSpec(target_modules=("query_key_value",)))
     with pytest.raises(ConfigError, match="query_key_value"):
         train_round(cfg, tiny, ai_data)
 
@@ -366,7 +363,7 @@ def test_a_few_steps_lower_smollm2_loss_on_a_topic_shard(
     )
     result = train_round(cfg, loaded, data)
     metrics = result.metrics
-    assert metrics.eval_loss_after < metrics.eval_loss_before  # type: ignore[operator]
+    assert metrics.eval_loss_after < metrics.eval_loss_before
     assert result.losses[-1] < result.losses[0]
     assert parse_update(result.update, Expected(base_model="HuggingFaceTB/SmolLM2-135M-Instruct"))
 
@@ -406,7 +403,7 @@ def test_adapter_folder_saved_by_peft_packs_to_a_loadable_global_adapter(
     adapter = parse_global_adapter(packed, Expected(task_id=1, base_model=tiny.model_id))
     assert adapter.metadata.peft.shape_settings() == trained.metadata.peft.shape_settings()
     assert all(torch.equal(adapter.tensors[k], t) for k, t in trained.tensors.items())
-    again = train_round(replace(config(), round=2), tiny, ai_data, packed, sha256_hex(packed))
+    again = train_round(config().replace(round=2), tiny, ai_data, packed, sha256_hex(packed))
     assert again.metrics.eval_loss_before == pytest.approx(trained.metadata.metrics.eval_loss_after)
 
 
@@ -429,6 +426,8 @@ def test_components_the_global_delta_does_not_use_stay_trainable(target_rank: in
     assert bool((out[name_a][1:].abs().sum(1) > 0).all())  # unused rows: the node's fresh A
     torch.testing.assert_close(out[name_a][1:], local[name_a][1:])
     # a fully zero global delta (a fresh adapter re-ranked) keeps every fresh A row
-    zero = rerank_lora({name_a: torch.zeros(4, 6), name_b: torch.zeros(5, 4)}, source, target, local)
+    zero = rerank_lora(
+        {name_a: torch.zeros(4, 6), name_b: torch.zeros(5, 4)}, source, target, local
+    )
     torch.testing.assert_close(zero[name_a], local[name_a])
     assert not zero[name_b].any()

@@ -20,7 +20,9 @@ def test_cid_text_round_trips_and_uses_the_kubo_prefixes(codec: int, digest: byt
 
 
 def test_empty_raw_block_has_the_well_known_cid() -> None:
-    assert str(Cid.of_block(RAW, b"")) == "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+    assert (
+        str(Cid.of_block(RAW, b"")) == "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+    )
 
 
 def test_cidv0_is_refused_with_a_hint_to_re_add() -> None:
@@ -39,7 +41,7 @@ def test_malformed_strings_raise_invalid_cid_naming_the_value(bad: str) -> None:
 
 def test_non_string_is_refused() -> None:
     with pytest.raises(InvalidCid, match="bytes"):
-        parse_cid(b"bafk")  # type: ignore[arg-type]
+        parse_cid(b"bafk")
 
 
 @given(text=st.text(max_size=80))

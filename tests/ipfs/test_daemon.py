@@ -93,8 +93,13 @@ def test_up_without_the_npm_install_says_how_to_install(tmp_path: Path) -> None:
 def test_offline_config_binds_only_the_api_on_loopback() -> None:
     addresses = offline_config(5001)["Addresses"]
     assert addresses == {
-        "API": "/ip4/127.0.0.1/tcp/5001", "Gateway": "", "RPC": "", "Swarm": [],
-        "Announce": [], "NoAnnounce": [], "Delegates": [],
+        "API": "/ip4/127.0.0.1/tcp/5001",
+        "Gateway": "",
+        "RPC": "",
+        "Swarm": [],
+        "Announce": [],
+        "NoAnnounce": [],
+        "Delegates": [],
     }
 
 

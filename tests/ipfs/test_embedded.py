@@ -1,5 +1,5 @@
-"""The embedded store: junk and damage are errors (never data), crashes leave nothing that reads as valid,
-and several processes can share one store."""
+"""The embedded store: junk and damage are errors (never data), crashes leave nothing that
+reads as valid, and several processes can share one store."""
 
 from __future__ import annotations
 
@@ -51,8 +51,11 @@ def test_directory_full_of_junk_is_refused_and_left_untouched(tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("{not json", "damaged"), ('{"format": "other"}', "does not describe"),
-     ('{"format": "loraledger-embedded-store", "version": 99}', "format 99")],
+    [
+        ("{not json", "damaged"),
+        ('{"format": "other"}', "does not describe"),
+        ('{"format": "loraledger-embedded-store", "version": 99}', "format 99"),
+    ],
 )
 def test_damaged_or_foreign_marker_is_refused(tmp_path: Path, content: str, message: str) -> None:
     EmbeddedStore(EmbeddedConfig(root=tmp_path))
@@ -86,7 +89,9 @@ def test_damaged_object_is_an_error_is_removed_and_a_new_put_heals_it(
 
 
 @pytest.mark.parametrize("size", [SMALL, LARGE], ids=["small", "large"])
-def test_truncated_object_is_never_returned_as_data(embedded_store: EmbeddedStore, size: int) -> None:
+def test_truncated_object_is_never_returned_as_data(
+    embedded_store: EmbeddedStore, size: int
+) -> None:
     data = os.urandom(size)
     cid = embedded_store.put_bytes(data)
     path = _object(embedded_store, cid)
@@ -111,13 +116,18 @@ def test_a_writer_killed_mid_put_leaves_only_objects_that_verify(tmp_path: Path)
     root = tmp_path / "store"
     EmbeddedStore(EmbeddedConfig(root=root))
     writer = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import os, sys\n"
-            "from ipfs import EmbeddedStore, EmbeddedConfig\n"
-            "s = EmbeddedStore(EmbeddedConfig(root=sys.argv[1]))\n"
-            "print('ready', flush=True)\n"
-            "while True: s.put_bytes(os.urandom(12 * 1024 * 1024 + 5))\n"
-        ), str(root)],
+        [
+            sys.executable,
+            "-c",
+            (
+                "import os, sys\n"
+                "from ipfs import EmbeddedStore, EmbeddedConfig\n"
+                "s = EmbeddedStore(EmbeddedConfig(root=sys.argv[1]))\n"
+                "print('ready', flush=True)\n"
+                "while True: s.put_bytes(os.urandom(12 * 1024 * 1024 + 5))\n"
+            ),
+            str(root),
+        ],
         stdout=subprocess.PIPE,
     )
     assert writer.stdout is not None and writer.stdout.readline() == b"ready\n"
@@ -142,7 +152,9 @@ def test_two_processes_putting_and_reading_the_same_store_agree(tmp_path: Path) 
         "    print(cid)\n"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", script, str(root)], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(root)], stdout=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=120)[0].split() for p in procs]
@@ -166,7 +178,9 @@ def test_pins_are_listed_after_pinning(embedded_store: EmbeddedStore) -> None:
     assert embedded_store.cids() == sorted([first, second])
 
 
-def test_missing_object_is_content_not_found_naming_the_store(embedded_store: EmbeddedStore) -> None:
+def test_missing_object_is_content_not_found_naming_the_store(
+    embedded_store: EmbeddedStore,
+) -> None:
     cid = compute_cid(b"never stored")
     with pytest.raises(ContentNotFound, match=str(embedded_store.root)):
         embedded_store.get_bytes(cid)
@@ -177,13 +191,17 @@ def test_config_rejects_a_bad_thread_count_naming_it(tmp_path: Path) -> None:
         EmbeddedConfig(root=tmp_path, hash_threads=0)
 
 
-def test_put_file_of_a_missing_file_is_a_storage_error(embedded_store: EmbeddedStore, tmp_path: Path) -> None:
+def test_put_file_of_a_missing_file_is_a_storage_error(
+    embedded_store: EmbeddedStore, tmp_path: Path
+) -> None:
     with pytest.raises(StorageError, match="cannot read"):
         embedded_store.put_file(tmp_path / "nope")
 
 
 @pytest.mark.parametrize("size", [0, 100, 8191, 9000])
-def test_get_file_writes_small_content_whole(embedded_store: EmbeddedStore, tmp_path: Path, size: int) -> None:
+def test_get_file_writes_small_content_whole(
+    embedded_store: EmbeddedStore, tmp_path: Path, size: int
+) -> None:
     data = bytes(range(256)) * (size // 256) + bytes(size % 256)
     cid = embedded_store.put_bytes(data)
     out = tmp_path / f"out-{size}.bin"

@@ -1,4 +1,5 @@
-"""open_store picks the backend from a spec; content moves from the embedded store to a node unchanged."""
+"""open_store picks the backend from a spec; content moves from the embedded store to a node
+unchanged."""
 
 from __future__ import annotations
 
@@ -47,7 +48,9 @@ def test_content_moves_from_the_embedded_store_to_a_node_with_the_same_cid(
 ) -> None:
     data = os.urandom(5 * 262_144 + 99)
     cid = embedded_store.put_bytes(data)
-    assert copy_content(embedded_store, kubo_store, cid, scratch=tmp_path) == cid == compute_cid(data)
+    assert (
+        copy_content(embedded_store, kubo_store, cid, scratch=tmp_path) == cid == compute_cid(data)
+    )
     assert kubo_store.get_bytes(cid) == data
     assert list(tmp_path.glob(".copy-*")) == []
     fresh = EmbeddedStore(EmbeddedConfig(root=tmp_path / "b"))

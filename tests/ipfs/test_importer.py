@@ -43,7 +43,9 @@ def test_cid_matches_aleph_cid_around_the_chunk_boundary(size: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("size", LINK_SIZES, ids=["174_chunks", "174_chunks+1B", "175_chunks", "50MB"])
+@pytest.mark.parametrize(
+    "size", LINK_SIZES, ids=["174_chunks", "174_chunks+1B", "175_chunks", "50MB"]
+)
 def test_cid_matches_aleph_cid_around_the_link_boundary_and_at_50mb(size: int) -> None:
     data = _data(size)
     assert compute_cid(data) == _aleph(data)
@@ -55,7 +57,9 @@ def test_single_chunk_content_is_a_raw_cid_and_larger_content_a_dag_pb_cid() -> 
 
 
 @settings(max_examples=40, deadline=None)
-@given(size=st.integers(0, 3 * KiB256 + 5), cuts=st.lists(st.integers(0, 3 * KiB256 + 5), max_size=6))
+@given(
+    size=st.integers(0, 3 * KiB256 + 5), cuts=st.lists(st.integers(0, 3 * KiB256 + 5), max_size=6)
+)
 def test_cid_does_not_depend_on_how_the_stream_is_split(size: int, cuts: list[int]) -> None:
     data = _data(size)
     builder = DagBuilder()
@@ -98,7 +102,9 @@ def _js_ipfs_add(api_url: str, data: bytes) -> str:
 
 @pytest.mark.ipfs_daemon
 @pytest.mark.parametrize("size", BOUNDARY_SIZES)
-def test_cid_matches_a_js_ipfs_node_around_the_chunk_boundary(ipfs_daemon: DaemonStatus, size: int) -> None:
+def test_cid_matches_a_js_ipfs_node_around_the_chunk_boundary(
+    ipfs_daemon: DaemonStatus, size: int
+) -> None:
     data = _data(size)
     assert ipfs_daemon.api_url
     assert _js_ipfs_add(ipfs_daemon.api_url, data) == compute_cid(data)
@@ -106,7 +112,9 @@ def test_cid_matches_a_js_ipfs_node_around_the_chunk_boundary(ipfs_daemon: Daemo
 
 @pytest.mark.slow
 @pytest.mark.ipfs_daemon
-@pytest.mark.parametrize("size", LINK_SIZES, ids=["174_chunks", "174_chunks+1B", "175_chunks", "50MB"])
+@pytest.mark.parametrize(
+    "size", LINK_SIZES, ids=["174_chunks", "174_chunks+1B", "175_chunks", "50MB"]
+)
 def test_cid_matches_a_js_ipfs_node_around_the_link_boundary_and_at_50mb(
     ipfs_daemon: DaemonStatus, size: int
 ) -> None:

@@ -52,7 +52,9 @@ class LyingNode:
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length) if length else b""
                 headers = {"Content-Type": self.headers.get("Content-Type", "")}
-                answer = httpx.post(f"{node.upstream}{self.path}", content=body, headers=headers, timeout=30)
+                answer = httpx.post(
+                    f"{node.upstream}{self.path}", content=body, headers=headers, timeout=30
+                )
                 content = answer.content
                 endpoint = self.path.split("?")[0]
                 if endpoint.endswith("/cat"):
@@ -65,7 +67,9 @@ class LyingNode:
                 elif endpoint.endswith("/block/get") and node.mode == "wrong_block":
                     content = bytes([content[0] ^ 1]) + content[1:]
                 self.send_response(answer.status_code)
-                self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))
+                self.send_header(
+                    "Content-Type", answer.headers.get("Content-Type", "application/json")
+                )
                 self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
                 self.wfile.write(content)
@@ -113,9 +117,15 @@ def stored(kubo_store: KuboStore) -> tuple[str, bytes]:
     return kubo_store.put_bytes(data), data
 
 
-@pytest.mark.parametrize(("mode", "message"), [
-    ("flip", "other bytes"), ("short", "truncated"), ("padded", "more than"), ("wrong_block", "other bytes"),
-])
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("flip", "other bytes"),
+        ("short", "truncated"),
+        ("padded", "more than"),
+        ("wrong_block", "other bytes"),
+    ],
+)
 def test_a_node_returning_other_bytes_is_an_error_and_nothing_is_written(
     liar: LyingNode, stored: tuple[str, bytes], tmp_path: Path, mode: str, message: str
 ) -> None:
@@ -151,7 +161,10 @@ def test_a_transfer_cut_every_time_gives_up_after_the_bounded_retries(
 ) -> None:
     cid, _ = stored
     liar.mode = "drop_always"
-    with KuboStore(kubo_config(liar.url)) as store, pytest.raises(StorageUnavailable, match="3 attempts"):
+    with (
+        KuboStore(kubo_config(liar.url)) as store,
+        pytest.raises(StorageUnavailable, match="3 attempts"),
+    ):
         store.get_file(cid, tmp_path / "out.bin")
     assert liar.cat_requests == 3
     assert list(tmp_path.iterdir()) == []
@@ -187,7 +200,9 @@ def test_a_node_that_accepts_but_never_answers_times_out() -> None:
         assert time.monotonic() - started < 5
 
 
-@pytest.mark.parametrize("url", ["ftp://host:5001", "http://", "http://h:5001/api/v0", "localhost:5001"])
+@pytest.mark.parametrize(
+    "url", ["ftp://host:5001", "http://", "http://h:5001/api/v0", "localhost:5001"]
+)
 def test_config_rejects_bad_api_urls_naming_them(url: str) -> None:
     with pytest.raises(InvalidStoreSpec, match=r"5001|http"):
         KuboConfig(api_url=url)

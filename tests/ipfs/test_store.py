@@ -33,7 +33,9 @@ def test_put_bytes_returns_the_local_cid_and_get_bytes_returns_the_same_bytes(
     assert store.get_bytes(cid) == data
 
 
-def test_put_file_and_get_file_round_trip_a_file_unchanged(store: ContentStore, tmp_path: Path) -> None:
+def test_put_file_and_get_file_round_trip_a_file_unchanged(
+    store: ContentStore, tmp_path: Path
+) -> None:
     source = tmp_path / "adapter.safetensors"
     source.write_bytes(os.urandom(2 * 1024 * 1024 + 5))
     cid = store.put_file(source)

@@ -11,9 +11,14 @@ from ipfs.cid import DAG_PB, RAW, Cid
 from ipfs.errors import ContentMismatch, InvalidCid
 from ipfs.unixfs import UNIXFS_FILE, Link, decode_file_node, encode_file_node, varint
 
-# The root block js-ipfs 0.66.1 wrote for a 262145-byte file (two raw leaves), as `block get` showed.
-_LEAF_1 = Cid(RAW, bytes.fromhex("0c2961bbbd8ca2d45b88480ae85a046ed5c3171c215868eaa931d0e939fff10a"))
-_JS_IPFS_PREFIX = bytes.fromhex("122c0a24015512200c2961bbbd8ca2d45b88480ae85a046ed5c3171c215868eaa931d0e939fff10a120018808010")
+# The root block js-ipfs 0.66.1 wrote for a 262145-byte file (two raw leaves), as `block get`
+# showed.
+_LEAF_1 = Cid(
+    RAW, bytes.fromhex("0c2961bbbd8ca2d45b88480ae85a046ed5c3171c215868eaa931d0e939fff10a")
+)
+_JS_IPFS_PREFIX = bytes.fromhex(
+    "122c0a24015512200c2961bbbd8ca2d45b88480ae85a046ed5c3171c215868eaa931d0e939fff10a120018808010"
+)
 
 
 def test_encoding_matches_the_layout_js_ipfs_writes() -> None:

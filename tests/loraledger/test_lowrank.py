@@ -23,11 +23,15 @@ def factors(seed: int, out: int, inner: int, rank: int) -> tuple[torch.Tensor, t
 
 @settings(max_examples=60, deadline=None)
 @given(shape=shapes, seed=st.integers(0, 2**16))
-def test_product_norm_and_distance_equal_the_dense_ones(shape: tuple[int, int, int], seed: int) -> None:
+def test_product_norm_and_distance_equal_the_dense_ones(
+    shape: tuple[int, int, int], seed: int
+) -> None:
     out, inner, rank = shape
     b1, a1 = factors(seed, out, inner, rank)
     b2, a2 = factors(seed + 1, out, inner, max(1, rank - 1))
-    assert product_norm(b1, a1) == pytest.approx(float(torch.linalg.matrix_norm(b1 @ a1)), rel=1e-10)
+    assert product_norm(b1, a1) == pytest.approx(
+        float(torch.linalg.matrix_norm(b1 @ a1)), rel=1e-10
+    )
     dense = float(torch.linalg.matrix_norm(b1 @ a1 - b2 @ a2))
     assert product_distance(b1, a1, b2, a2) == pytest.approx(dense, rel=1e-9, abs=1e-12)
 
@@ -50,7 +54,9 @@ def test_factored_svd_is_canonical_under_any_factorisation_of_the_same_product(
     # product: the canonical triplets must be the same
     out, inner, rank = shape
     b, a = factors(seed, out, inner, rank)
-    q, _ = torch.linalg.qr(torch.randn(rank, rank, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    q, _ = torch.linalg.qr(
+        torch.randn(rank, rank, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    )
     first = factored_svd(b, a)
     second = factored_svd(b @ q, q.T @ a)
     values = first.values

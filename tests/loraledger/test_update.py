@@ -354,5 +354,5 @@ def test_adapter_config_with_unsupported_peft_type_is_bad_metadata() -> None:
         peft_spec_from_adapter_config({"peft_type": "IA3"})
     assert info.value.reason == "bad_metadata"
     for method in ("lora", "prompt_tuning", "prefix_tuning"):
-        spec = PeftSpec(method=method, num_virtual_tokens=5)  # type: ignore[arg-type]
+        spec = PeftSpec(method=method, num_virtual_tokens=5)
         assert peft_spec_from_adapter_config(peft_adapter_config(spec, "m")).method == method

@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from aggregator.audit import AuditHistory, Auditor
+from aggregator.audit import Auditor
 from aggregator.combine import STRATEGIES
 from aggregator.device import Compute
 from chain.bindings import Ledger
+from chain.events import History
 from chain.network import connect
+from demo.run import DemoConfig, run_demo
 from fl_node.model import LoadedModel
 from ipfs import EmbeddedConfig, EmbeddedStore
-from scripts.demo import DemoConfig, run_demo
 from tests.support.models import sample, tiny, tiny_dir  # noqa: F401
 
 ROUNDS = 5
@@ -41,9 +42,20 @@ def test_honest_rounds_of_every_strategy_pass_every_audit_in_either_dtype_and_th
     # below, at and above the task's rank, so every projection and truncation path runs
     chain = connect("embedded")
     store = EmbeddedStore(EmbeddedConfig(root=tmp_path / "store"))
-    config = DemoConfig(nodes=5, rounds=ROUNDS, task_rank=4, ranks=(4, 2, 8), steps=1, batch_size=2,
-                        max_length=64, learning_rate=5e-3, strategy=strategy, validation_examples=8,
-                        node_eval_examples=4, seed=len(strategy))  # fmt: skip
+    config = DemoConfig(
+        nodes=5,
+        rounds=ROUNDS,
+        task_rank=4,
+        ranks=(4, 2, 8),
+        steps=1,
+        batch_size=2,
+        max_length=64,
+        learning_rate=5e-3,
+        strategy=strategy,
+        validation_examples=8,
+        node_eval_examples=4,
+        seed=len(strategy),
+    )
     result = run_demo(chain, store, tiny, config, tmp_path / "out")
 
     assert [r.round for r in result.rounds] == list(range(1, ROUNDS + 1))
@@ -56,8 +68,7 @@ def test_honest_rounds_of_every_strategy_pass_every_audit_in_either_dtype_and_th
     torch.set_num_threads(2)
     ledger = Ledger(chain, result.ledger)
     for compute in (None, Compute(dtype=torch.float64)):
-        checks = Auditor(ledger, AuditHistory(ledger), store, compute=compute).verify(result.task_id)
+        checks = Auditor(ledger, History(ledger), store, compute=compute).verify(result.task_id)
         aggregate = [c for c in checks if c.name == "aggregate"]
         assert len(aggregate) == ROUNDS
         assert all(c.ok for c in checks), [c for c in checks if not c.ok]
-

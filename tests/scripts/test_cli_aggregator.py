@@ -32,7 +32,7 @@ def invoke(*args: str, code: int = 0) -> str:
     return result.output
 
 
-def build():  # type: ignore[no-untyped-def]
+def build():
     from scripts.cli import build_command
 
     return build_command()
@@ -42,50 +42,128 @@ def build():  # type: ignore[no-untyped-def]
 @pytest.mark.ganache
 @pytest.mark.ipfs_daemon
 def test_aggregator_run_finalizes_rounds_that_nodes_train_and_claim(
-    ganache_process: local.ChainProcess, ipfs_daemon: DaemonStatus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ganache_process: local.ChainProcess,
+    ipfs_daemon: DaemonStatus,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     home = tmp_path / "home"
     monkeypatch.setenv("LORALEDGER_HOME", str(home))
     monkeypatch.setenv("COLUMNS", "200")
     network, ipfs = f"ganache:{ganache_process.port}", str(ipfs_daemon.api_url)
     examples = [e for e in sample_examples() if e.label in ("ai", "computers")]
-    model_dir = create_tiny_model(tmp_path / "tiny", [m.content for e in examples for m in e.messages])
+    model_dir = create_tiny_model(
+        tmp_path / "tiny", [m.content for e in examples for m in e.messages]
+    )
     for i, label in enumerate(("ai", "computers")):
         write_jsonl([e for e in examples if e.label == label], tmp_path / f"node-{i}.jsonl")
     write_jsonl(examples[::5], tmp_path / "validation.jsonl")
 
     invoke("deploy", "--network", network)
-    invoke("task", "create", "--network", network, "--ipfs", ipfs, "--model", str(model_dir), "--rank", "4",
-           "--window", "3600", "--fund", "500", "--reward-per-round", "100", "--max-rounds", "2")  # fmt: skip
-    nodes = [["--task", "1", "--network", network, "--ipfs", ipfs, "--account", f"dev:{i + 2}"] for i in range(2)]
+    invoke(
+        "task",
+        "create",
+        "--network",
+        network,
+        "--ipfs",
+        ipfs,
+        "--model",
+        str(model_dir),
+        "--rank",
+        "4",
+        "--window",
+        "3600",
+        "--fund",
+        "500",
+        "--reward-per-round",
+        "100",
+        "--max-rounds",
+        "2",
+    )
+    nodes = [
+        ["--task", "1", "--network", network, "--ipfs", ipfs, "--account", f"dev:{i + 2}"]
+        for i in range(2)
+    ]
     for node in nodes:
         invoke("node", "join", *node)
     # the aggregator refuses a wrong account before doing anything
-    assert "does not hold AGGREGATOR_ROLE" in _fail("aggregator", "run", "--task", "1", "--network", network,
-                                                    "--ipfs", ipfs, "--account", "dev:3")  # fmt: skip
+    assert "does not hold AGGREGATOR_ROLE" in _fail(
+        "aggregator",
+        "run",
+        "--task",
+        "1",
+        "--network",
+        network,
+        "--ipfs",
+        ipfs,
+        "--account",
+        "dev:3",
+    )
 
     aggregator = subprocess.Popen(
-        [sys.executable, "-m", "scripts.cli", "aggregator", "run", "--task", "1", "--network", network, "--ipfs", ipfs,
-         "--poll", "0.3", "--validation-data", str(tmp_path / "validation.jsonl"), "--model", str(model_dir),
-         "--max-length", "64", "--strategy", "flexlora"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "scripts.cli",
+            "aggregator",
+            "run",
+            "--task",
+            "1",
+            "--network",
+            network,
+            "--ipfs",
+            ipfs,
+            "--poll",
+            "0.3",
+            "--validation-data",
+            str(tmp_path / "validation.jsonl"),
+            "--model",
+            str(model_dir),
+            "--max-length",
+            "64",
+            "--strategy",
+            "flexlora",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     try:
         chain = connect(network)
         ledger = load_deployment(chain).ledger_contract(chain)
         for round_ in (1, 2):
             _until(lambda r=round_: ledger.open_round(1) == r, aggregator)
             for i, node in enumerate(nodes):
-                invoke("node", "train", *node, "--data", str(tmp_path / f"node-{i}.jsonl"), "--model", str(model_dir),
-                       "--rank", str(4 - 2 * i), "--steps", "2", "--batch-size", "2", "--max-length", "64")  # fmt: skip
+                invoke(
+                    "node",
+                    "train",
+                    *node,
+                    "--data",
+                    str(tmp_path / f"node-{i}.jsonl"),
+                    "--model",
+                    str(model_dir),
+                    "--rank",
+                    str(4 - 2 * i),
+                    "--steps",
+                    "2",
+                    "--batch-size",
+                    "2",
+                    "--max-length",
+                    "64",
+                )
         output, _ = aggregator.communicate(timeout=240)
     finally:
         aggregator.kill()
     assert aggregator.returncode == 0, output
     assert "task 1: 2 round(s) finalized in this run; the task is complete" in output
 
-    status = json.loads(invoke("aggregator", "status", "--task", "1", "--network", network, "--json"))
-    assert [(r["finalized"], r["accepted"], r["rejected"]) for r in status["rounds"]] == [(True, 2, 0)] * 2
+    status = json.loads(
+        invoke("aggregator", "status", "--task", "1", "--network", network, "--json")
+    )
+    assert [(r["finalized"], r["accepted"], r["rejected"]) for r in status["rounds"]] == [
+        (True, 2, 0)
+    ] * 2
     store = KuboStore(kubo_config(ipfs))
     report = RoundReport.from_bytes(store.get_bytes(status["rounds"][1]["report_cid"]))
     assert report.strategy == "flexlora" and report.params["validation"] is True
@@ -104,21 +182,36 @@ def test_aggregator_run_finalizes_rounds_that_nodes_train_and_claim(
     for node in nodes:
         out = invoke("node", "claim", *node)
         assert "round 1: claimed" in out and "round 2: claimed" in out
-    again = invoke("aggregator", "finalize", "--task", "1", "--round", "2", "--network", network, "--ipfs", ipfs)
+    again = invoke(
+        "aggregator",
+        "finalize",
+        "--task",
+        "1",
+        "--round",
+        "2",
+        "--network",
+        network,
+        "--ipfs",
+        ipfs,
+    )
     assert "already finalized" in again
 
 
 def _fail(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "scripts.cli", *args], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.cli", *args], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     return result.stderr
 
 
-def _until(condition, process: subprocess.Popen[str], timeout: float = 120) -> None:  # type: ignore[no-untyped-def]
+def _until(condition, process: subprocess.Popen[str], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if process.poll() is not None:
-            raise AssertionError(f"the aggregator exited early:\n{process.stdout.read() if process.stdout else ''}")
+            raise AssertionError(
+                f"the aggregator exited early:\n{process.stdout.read() if process.stdout else ''}"
+            )
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for the aggregator")
         time.sleep(0.3)

@@ -172,12 +172,24 @@ def test_audit_verify_passes_on_rounds_the_aggregator_cli_ran_and_fails_on_a_cor
     human = audit("verify", str(task_id), "--network", network, "--ipfs", ipfs, env=env)
     assert human.returncode == 0 and f"task {task_id}: all 13 checks hold" in human.stdout
     assert "re-aggregated with fedadam in float32: bit-identical" in human.stdout.replace("\n", " ")
-    wide = audit("verify", str(task_id), "--network", network, "--ipfs", ipfs, "--dtype", "float64",
-                 "--json", env=env)  # fmt: skip
+    wide = audit(
+        "verify",
+        str(task_id),
+        "--network",
+        network,
+        "--ipfs",
+        ipfs,
+        "--dtype",
+        "float64",
+        "--json",
+        env=env,
+    )
     assert wide.returncode == 0, wide.stdout + wide.stderr
     aggregate = [c["detail"] for c in json.loads(wide.stdout)["checks"] if c["name"] == "aggregate"]
     assert len(aggregate) == 2 and all("in float64: largest difference" in d for d in aggregate)
-    odd = audit("verify", str(task_id), "--network", network, "--ipfs", ipfs, "--dtype", "float16", env=env)
+    odd = audit(
+        "verify", str(task_id), "--network", network, "--ipfs", ipfs, "--dtype", "float16", env=env
+    )
     assert odd.returncode == 2 and "'float16' is not one of float32, float64" in odd.stderr
 
     rounds = audit("rounds", str(task_id), "--network", network, "--ipfs", ipfs, "--json", env=env)
@@ -214,8 +226,8 @@ def test_audit_verify_passes_on_rounds_the_aggregator_cli_ran_and_fails_on_a_cor
     failed = audit("verify", str(task_id), "--network", network, "--ipfs", ipfs, env=env)
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert (
-        f"FAIL round 1 updates: {nodes[0].address}: accepted update {cids[0]} cannot be fetched"
-        in failed.stdout
+        f"FAIL round 1 updates: {nodes[0].address}: the accepted update {cids[0]} fails "
+        "verification (unavailable)" in failed.stdout
     )
     assert "round 2" not in failed.stdout.split("FAIL", 1)[1]
     missing = audit("verify", str(task_id), "9", "--network", network, "--ipfs", ipfs, env=env)

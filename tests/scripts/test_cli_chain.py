@@ -17,7 +17,11 @@ from tests.support.chain import free_port
 def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, LORALEDGER_HOME=str(home), COLUMNS="200")
     return subprocess.run(
-        [sys.executable, "-m", "scripts.cli", *args], capture_output=True, text=True, env=env, timeout=180
+        [sys.executable, "-m", "scripts.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
     )
 
 
@@ -33,15 +37,31 @@ def test_chain_up_deploy_task_and_down_against_ganache(tmp_path: Path) -> None:
         assert "LoRALedger" in deployed.stdout and "recorded in" in deployed.stdout
         digest = "ab" * 32
         created = run(
-            tmp_path, "task", "create", "--network", network, "--base-model", "tiny", "--initial-cid", "bafy-init",
-            "--initial-digest", digest, "--fund", "250", "--max-rounds", "2",
-        )  # fmt: skip
+            tmp_path,
+            "task",
+            "create",
+            "--network",
+            network,
+            "--base-model",
+            "tiny",
+            "--initial-cid",
+            "bafy-init",
+            "--initial-digest",
+            digest,
+            "--fund",
+            "250",
+            "--max-rounds",
+            "2",
+        )
         assert created.returncode == 0, created.stderr
         listed = run(tmp_path, "task", "list", "--network", network, "--json")
         (task,) = json.loads(listed.stdout)
         assert (task["task_id"], task["funded"], task["max_rounds"], task["global_digest"]) == (
-            1, str(250 * 10**18), 2, digest,
-        )  # fmt: skip
+            1,
+            str(250 * 10**18),
+            2,
+            digest,
+        )
         unknown = run(tmp_path, "task", "show", "7", "--network", network)
         assert unknown.returncode == 1
         assert unknown.stderr.strip().splitlines()[0] == "error: LedgerUnknownTask(taskId=7)"
@@ -56,7 +76,9 @@ def test_chain_up_deploy_task_and_down_against_ganache(tmp_path: Path) -> None:
     assert not any(secret in text for secret in secrets for text in written)
 
 
-def test_commands_without_a_chain_or_deployment_fail_with_one_line_and_a_hint(tmp_path: Path) -> None:
+def test_commands_without_a_chain_or_deployment_fail_with_one_line_and_a_hint(
+    tmp_path: Path,
+) -> None:
     down = run(tmp_path, "deploy", "--network", f"anvil:{free_port()}")
     assert down.returncode == 1
     assert down.stderr.startswith("error: no chain answers at http://127.0.0.1:")
@@ -72,4 +94,6 @@ def test_commands_without_a_chain_or_deployment_fail_with_one_line_and_a_hint(tm
 def test_deploy_on_the_embedded_chain_works_and_says_it_is_ephemeral(tmp_path: Path) -> None:
     result = run(tmp_path, "deploy")
     assert result.returncode == 0, result.stderr
-    assert "LoRALedger" in result.stdout and "ends with this process" in result.stdout.replace("\n", " ")
+    assert "LoRALedger" in result.stdout and "ends with this process" in result.stdout.replace(
+        "\n", " "
+    )

@@ -22,7 +22,9 @@ from tests.support.chain import TOKEN, LedgerEnv
 
 
 def invoke(*args: str) -> str:
-    result = CliRunner().invoke(build_command(), list(args), catch_exceptions=False, standalone_mode=False)
+    result = CliRunner().invoke(
+        build_command(), list(args), catch_exceptions=False, standalone_mode=False
+    )
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -36,13 +38,29 @@ def test_join_train_status_and_claim_from_the_command_line(
     network = f"ganache:{ganache_process.port}"
     store_spec = f"embedded:{tmp_path / 'store'}"
     examples = [e for e in sample_examples() if e.label == "ai"]
-    model_dir = create_tiny_model(tmp_path / "tiny", [m.content for e in examples for m in e.messages])
+    model_dir = create_tiny_model(
+        tmp_path / "tiny", [m.content for e in examples for m in e.messages]
+    )
     data = tmp_path / "ai.jsonl"
     write_jsonl(examples, data)
 
     invoke("deploy", "--network", network)
-    out = invoke("task", "create", "--network", network, "--ipfs", store_spec, "--model", str(model_dir),
-                 "--rank", "4", "--window", "3600", "--fund", "500")  # fmt: skip
+    out = invoke(
+        "task",
+        "create",
+        "--network",
+        network,
+        "--ipfs",
+        store_spec,
+        "--model",
+        str(model_dir),
+        "--rank",
+        "4",
+        "--window",
+        "3600",
+        "--fund",
+        "500",
+    )
     assert "created task 1" in out
     node = ["--task", "1", "--network", network, "--ipfs", store_spec, "--account", "dev:2"]
     assert "joined task 1" in invoke("node", "join", *node)
@@ -51,15 +69,43 @@ def test_join_train_status_and_claim_from_the_command_line(
     deployment = load_deployment(chain)
     ledger = deployment.ledger_contract(chain)
     ledger.open_next_round(1, dev_account(chain.network, 1))
-    out = invoke("node", "train", *node, "--data", str(data), "--model", str(model_dir), "--rank", "4",
-                 "--steps", "2", "--batch-size", "2", "--max-length", "64")  # fmt: skip
+    out = invoke(
+        "node",
+        "train",
+        *node,
+        "--data",
+        str(data),
+        "--model",
+        str(model_dir),
+        "--rank",
+        "4",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--max-length",
+        "64",
+    )
     assert "round 1: committed" in out
     (submitted,) = History(ledger, deployment.block).submissions(1, 1)
     assert submitted.node == dev_account(chain.network, 2).address
 
-    env = LedgerEnv(chain, deployment, ledger, deployment.token_contract(chain), dev_account(chain.network, 0),
-                    dev_account(chain.network, 1), [dev_account(chain.network, i) for i in range(2, 10)])  # fmt: skip
-    _publish_round(env, EmbeddedStore(EmbeddedConfig(root=tmp_path / "store")), 1, 1, {submitted.node: 25 * TOKEN})
+    env = LedgerEnv(
+        chain,
+        deployment,
+        ledger,
+        deployment.token_contract(chain),
+        dev_account(chain.network, 0),
+        dev_account(chain.network, 1),
+        [dev_account(chain.network, i) for i in range(2, 10)],
+    )
+    _publish_round(
+        env,
+        EmbeddedStore(EmbeddedConfig(root=tmp_path / "store")),
+        1,
+        1,
+        {submitted.node: 25 * TOKEN},
+    )
 
     status = json.loads(invoke("node", "status", *node, "--json"))
     assert (status["claimable"], status["rounds"][0]["verdict"]) == (str(25 * TOKEN), "accepted")

@@ -18,9 +18,10 @@ from scripts.cli import build_command
 from tests.support.ipfs import ipfs_daemon  # noqa: F401
 
 
-def _demo(*args: str) -> tuple[str, dict]:  # type: ignore[type-arg]
-    result = CliRunner().invoke(build_command(), ["demo", "--tiny", *args], catch_exceptions=False,
-                                standalone_mode=False)  # fmt: skip
+def _demo(*args: str) -> tuple[str, dict]:
+    result = CliRunner().invoke(
+        build_command(), ["demo", "--tiny", *args], catch_exceptions=False, standalone_mode=False
+    )
     assert result.exit_code == 0, result.output
     out = Path(args[args.index("--out") + 1])
     return result.output, json.loads((out / "summary.json").read_text())
@@ -32,8 +33,18 @@ def test_demo_on_the_embedded_stack_pays_honest_nodes_rejects_malicious_ones_and
 ) -> None:
     monkeypatch.setenv("LORALEDGER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("COLUMNS", "200")
-    output, summary = _demo("--nodes", "3", "--rounds", "2", "--malicious", "3", "--steps", "2",
-                            "--out", str(tmp_path / "out"))  # fmt: skip
+    output, summary = _demo(
+        "--nodes",
+        "3",
+        "--rounds",
+        "2",
+        "--malicious",
+        "3",
+        "--steps",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+    )
 
     assert summary["audit_ok"] is True and "audit passed" in output
     assert [r["round"] for r in summary["rounds"]] == [1, 2]
@@ -57,19 +68,48 @@ def test_demo_on_the_embedded_stack_pays_honest_nodes_rejects_malicious_ones_and
 @pytest.mark.ganache
 @pytest.mark.ipfs_daemon
 def test_demo_on_ganache_and_ipfs_is_audited_by_a_second_process(
-    ganache_process: local.ChainProcess, ipfs_daemon: DaemonStatus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ganache_process: local.ChainProcess,
+    ipfs_daemon: DaemonStatus,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     home = tmp_path / "home"
     monkeypatch.setenv("LORALEDGER_HOME", str(home))
     network, ipfs = f"ganache:{ganache_process.port}", str(ipfs_daemon.api_url)
-    _, summary = _demo("--network", network, "--ipfs", ipfs, "--nodes", "2", "--rounds", "1", "--steps", "2",
-                       "--out", str(tmp_path / "out"))  # fmt: skip
+    _, summary = _demo(
+        "--network",
+        network,
+        "--ipfs",
+        ipfs,
+        "--nodes",
+        "2",
+        "--rounds",
+        "1",
+        "--steps",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert summary["audit_ok"] is True
 
     audit = subprocess.run(
-        [sys.executable, "-m", "scripts.cli", "audit", "verify", str(summary["task_id"]), "--network", network,
-         "--ipfs", ipfs, "--json"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "LORALEDGER_HOME": str(home)},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "scripts.cli",
+            "audit",
+            "verify",
+            str(summary["task_id"]),
+            "--network",
+            network,
+            "--ipfs",
+            ipfs,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "LORALEDGER_HOME": str(home)},
+    )
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert "true" in audit.stdout.lower()

@@ -76,7 +76,7 @@ def test_push_pinned_moves_embedded_content_to_a_node_unchanged(
     capsys: pytest.CaptureFixture[str],
     home: Path,
     adapter: Path,
-    ipfs_daemon: DaemonStatus,  # noqa: F811 - the shared fixture imported above
+    ipfs_daemon: DaemonStatus,
     tmp_path: Path,
 ) -> None:
     cid = run_cli(capsys, "ipfs", "put", str(adapter))[1].strip()

@@ -35,7 +35,8 @@ def digest_of(label: str) -> bytes:
 
 @dataclass
 class LedgerEnv:
-    """A deployed ledger with named accounts: admin/sponsor dev:0, aggregator dev:1, nodes dev:2.."""
+    """A deployed ledger with named accounts: admin/sponsor dev:0, aggregator dev:1,
+    nodes dev:2.."""
 
     chain: Chain
     deployment: Deployment
@@ -77,15 +78,34 @@ class LedgerEnv:
                 self.token.approve(self.ledger.address, stake, node)
             self.ledger.join(task_id, node)
 
-    def submit(self, task_id: int, round_: int, node: LocalAccount, label: str | None = None, examples: int = 10) -> bytes:
+    def submit(
+        self,
+        task_id: int,
+        round_: int,
+        node: LocalAccount,
+        label: str | None = None,
+        examples: int = 10,
+    ) -> bytes:
         digest = digest_of(label or f"update-{task_id}-{round_}-{node.address}")
-        self.ledger.submit_update(task_id, round_, f"bafy-{digest.hex()[:16]}", digest, examples, node)
+        self.ledger.submit_update(
+            task_id, round_, f"bafy-{digest.hex()[:16]}", digest, examples, node
+        )
         return digest
 
     def finalize(
-        self, task_id: int, round_: int, rewards: dict[str, int], *, rejected: int = 0, total: int | None = None
+        self,
+        task_id: int,
+        round_: int,
+        rewards: dict[str, int],
+        *,
+        rejected: int = 0,
+        total: int | None = None,
     ) -> RewardTree | None:
-        tree = RewardTree(task_id, round_, [RewardEntry(n, a) for n, a in rewards.items()]) if rewards else None
+        tree = (
+            RewardTree(task_id, round_, [RewardEntry(n, a) for n, a in rewards.items()])
+            if rewards
+            else None
+        )
         result = Finalization(
             global_cid=f"bafy-global-{round_}",
             global_digest=digest_of(f"global-{task_id}-{round_}"),
@@ -104,24 +124,25 @@ class LedgerEnv:
 
     def snapshot(self) -> Any:
         if self.chain.network.kind == "embedded":
-            return self.chain.w3.provider.ethereum_tester.take_snapshot()  # type: ignore[attr-defined]
-        return self.chain.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+            return self.chain.w3.provider.ethereum_tester.take_snapshot()
+        return self.chain.w3.provider.make_request("evm_snapshot", [])["result"]
 
     def revert(self, snapshot: Any) -> None:
         if self.chain.network.kind == "embedded":
-            self.chain.w3.provider.ethereum_tester.revert_to_snapshot(snapshot)  # type: ignore[attr-defined]
+            self.chain.w3.provider.ethereum_tester.revert_to_snapshot(snapshot)
         else:
-            self.chain.w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+            self.chain.w3.provider.make_request("evm_revert", [snapshot])
 
 
 @contextmanager
-def reverts(name: str, **args: Any) -> Iterator[None]:
-    """Expect a revert with exactly this custom error and, if given, exactly these arguments."""
+def reverts(error: type[ContractRevert], **args: Any) -> Iterator[None]:
+    """Expect a revert with exactly this custom error class and, if given, exactly these
+    arguments (by their Solidity names)."""
     with pytest.raises(ContractRevert) as info:
         yield
-    assert info.value.name == name, f"expected {name}, got {info.value}"
+    assert type(info.value) is error, f"expected {error.__name__}, got {info.value}"
     if args:
-        assert info.value.args_by_name == args, f"expected {name}{args}, got {info.value}"
+        assert info.value.args_by_name == args, f"expected {error.__name__}{args}, got {info.value}"
 
 
 def build_env(chain: Chain) -> LedgerEnv:

@@ -10,7 +10,8 @@ from scripts.cli import main
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run ``loraledger ARGS`` through :func:`scripts.cli.main`; return exit code, stdout, stderr."""
+    """Run ``loraledger ARGS`` through :func:`scripts.cli.main`; return exit code, stdout,
+    stderr."""
     argv = sys.argv
     sys.argv = ["loraledger", *args]
     try:

@@ -28,7 +28,9 @@ _DAEMON = pytest.StashKey[DaemonStatus]()
 
 
 @pytest.fixture(scope="session")
-def ipfs_daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> DaemonStatus:
+def ipfs_daemon(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> DaemonStatus:
     """A running js-ipfs daemon (Kubo RPC API), one per test session.
 
     Several test directories import this fixture; the daemon is kept in the session's stash so
@@ -36,7 +38,9 @@ def ipfs_daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     """
     stash = request.config.stash
     if _DAEMON not in stash:
-        config = DaemonConfig(state_dir=tmp_path_factory.mktemp("ipfs-daemon"), api_port=free_port())
+        config = DaemonConfig(
+            state_dir=tmp_path_factory.mktemp("ipfs-daemon"), api_port=free_port()
+        )
         stash[_DAEMON] = start(config)
         request.config.add_cleanup(lambda: stop(config))
     return stash[_DAEMON]

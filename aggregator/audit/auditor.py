@@ -1,0 +1,370 @@
+"""Independent audit of a task's rounds from the chain and content-addressed storage alone.
+
+An auditor needs nothing the aggregator kept: the deployment record (ledger address and
+deploy block), a chain RPC and a store that holds the pinned content. From these,
+:class:`Auditor` rebuilds the history of a task (``tasks``, ``history``: what the dashboard
+and ``loraledger audit tasks|rounds|round`` show) and re-checks every finalized round
+(``verify``), each check an :class:`AuditCheck` naming the round, the check and what differs:
+
+``report``
+    the report's bytes fetch, hash to the CID the ``RoundFinalized`` event holds (CID
+    recomputed here, not trusted to the store), parse, and name this task, round, start
+    digest and the global adapter CID/digest that went on chain;
+``submissions``
+    the report lists exactly the round's ``UpdateSubmitted`` events (same nodes, CIDs,
+    digests, examples; none dropped, added or listed twice) and its verdict counts equal the
+    on-chain accepted/rejected counts;
+``updates``
+    every accepted update fetches, has the sha256 committed on chain, is a valid update of
+    this task and round by the node that committed it, on the committed examples, of the
+    task's shape, with the tensor digest the report records;
+``aggregate``
+    :func:`aggregator.combine.combine` re-run on the accepted updates (strategy from
+    ``params.strategy``, compute dtype from ``params.compute``, start adapter from the round's
+    on-chain start digest, optimizer state from ``params.server_state_cid_in``) reproduces
+    the published global adapter, whose bytes hash to the on-chain global digest: each
+    module's weight change within :data:`~aggregator.reproduce.TOLERANCE`, and the factors
+    where they are unique (:func:`aggregator.reproduce.compare_adapters`); the weights and
+    the optimizer state the report records are reproduced too;
+``rewards``
+    quality factors follow from the reported losses, the amounts follow the reward rule
+    (:func:`aggregator.rewards.split_pool`) from the accepted submissions, the total stays
+    within the pool and equals the on-chain total, the Merkle root rebuilt from the lines
+    equals the report's and the on-chain root, and every proof verifies against it;
+``claims``
+    every ``RewardClaimed`` event of the round pays a node of the table its amount, once,
+    and the round's on-chain claimed total is their sum;
+``ledger`` (task-wide, when every round is audited)
+    reserved = sum of the finalized rounds' totals, paid = sum of every claim, paid <=
+    reserved, reserved + withdrawn <= funded.
+
+A check that cannot run because an earlier one failed is reported as skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import torch
+from pydantic import ValidationError
+
+from aggregator.audit.checks import (
+    CHECKS,
+    WEIGHT_TOLERANCE,
+    AuditCheck,
+    RoundFacts,
+    agreement,
+    check_claims,
+    check_rewards,
+    check_submissions,
+    claims_summary,
+    ledger_check,
+    result,
+    rewards_summary,
+    skip,
+)
+from aggregator.audit.views import HistoryReader, RoundNotAuditable, by_round
+from aggregator.client_update import ClientUpdate
+from aggregator.combine import HETEROGENEOUS, StrategyConfig, combine
+from aggregator.device import Compute
+from aggregator.flexlora import RankTarget, truncation_excess
+from aggregator.inputs import load_server_state, load_start_adapter
+from aggregator.reproduce import TOLERANCE, Excess, Tolerance, compare_adapters, recorded_compute
+from aggregator.server_opt import ServerState
+from aggregator.verify import Commitment, VerifyPolicy, check_one
+from chain.bindings import Ledger
+from chain.events import History
+from ipfs import ContentStore
+from loraledger.errors import LoRALedgerError, UpdateRejected
+from loraledger.report import RoundReport
+from loraledger.update import (
+    DEFAULT_MAX_BYTES,
+    Expected,
+    GlobalAdapter,
+    parse_global_adapter,
+    sha256_hex,
+)
+
+__all__ = ["Auditor"]
+
+logger = logging.getLogger(__name__)
+
+
+class Auditor(HistoryReader):
+    """Reads (:class:`HistoryReader`) and re-checks the rounds of the ledger behind ``history``
+    against ``store``, running the aggregator's own verification and aggregation code on the
+    round's public inputs."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        history: History,
+        store: ContentStore,
+        *,
+        tolerance: Tolerance = TOLERANCE,
+        compute: Compute | None = None,
+        device: torch.device | None = None,
+    ) -> None:
+        super().__init__(ledger, history, store)
+        self.tolerance = tolerance
+        # re-aggregation: in ``compute`` when given, else in the dtype each report records
+        # (params.compute) on ``device`` (the CPU by default)
+        self.compute = compute
+        self.device = device
+
+    def verify(self, task_id: int, round_: int | None = None) -> list[AuditCheck]:
+        """Every check of round ``round_``, or of every finalized round and the task's ledger."""
+        task = self.ledger.task(task_id)
+        finalized = {r.round: r for r in self.history.finalized(task_id)}
+        if round_ is not None:
+            if not 1 <= round_ <= task.rounds_opened:
+                raise RoundNotAuditable(
+                    f"task {task_id} has no round {round_} ({task.rounds_opened} opened)",
+                    hint=f"`loraledger audit rounds {task_id}` lists them",
+                )
+            if round_ not in finalized:
+                raise RoundNotAuditable(
+                    f"round {round_} of task {task_id} is not finalized yet: nothing to verify",
+                    hint="verify it once the aggregator has finalized it",
+                )
+        numbers = [round_] if round_ is not None else sorted(finalized)
+        events = by_round(self.history.submissions(task_id))
+        claims_all = self.history.claims(task_id)
+        claims = by_round(claims_all)
+        checks: list[AuditCheck] = []
+        for n in numbers:
+            facts = RoundFacts(
+                task,
+                self.ledger.round(task_id, n),
+                finalized[n],
+                events.get(n, []),
+                claims.get(n, []),
+            )
+            checks.extend(self._verify_round(facts))
+        if round_ is None:
+            checks.append(ledger_check(task, list(finalized.values()), claims_all))
+        return checks
+
+    def _verify_round(self, facts: RoundFacts) -> list[AuditCheck]:
+        n = facts.record.round
+        report, problems = self._check_report(facts)
+        out = [result(n, "report", problems, f"{facts.record.report_cid} is the report on chain")]
+        if report is None:
+            return out + [skip(n, name, "the report cannot be read") for name in CHECKS[1:6]]
+        out.append(
+            result(
+                n,
+                "submissions",
+                check_submissions(facts, report),
+                f"{len(facts.events)} commitments, {facts.info.accepted} accepted, "
+                f"{facts.info.rejected} rejected, as on chain",
+            )
+        )
+        start, start_problem = self._start_adapter(facts)
+        with tempfile.TemporaryDirectory(prefix="loraledger-audit-") as tmp:
+            updates, problems = self._check_updates(facts, report, start, Path(tmp))
+            out.append(
+                result(
+                    n,
+                    "updates",
+                    problems,
+                    f"{len(updates)} accepted updates fetched and match their commitments",
+                )
+            )
+            if start is None:
+                out.append(result(n, "aggregate", [start_problem or "no start adapter"], ""))
+            elif problems:
+                out.append(skip(n, "aggregate", "not every accepted update could be checked"))
+            else:
+                out.append(self._check_aggregate(facts, report, start, updates, Path(tmp)))
+        out.append(result(n, "rewards", check_rewards(facts, report), rewards_summary(report)))
+        out.append(result(n, "claims", check_claims(facts, report), claims_summary(facts, report)))
+        return out
+
+    def _check_report(self, facts: RoundFacts) -> tuple[RoundReport | None, list[str]]:
+        record, info = facts.record, facts.info
+        try:
+            report = self.report(record.report_cid)
+        except UpdateRejected as exc:
+            return None, [f"the report {record.report_cid} is not a valid report: {exc}"]
+        except LoRALedgerError as exc:
+            return None, [f"the report {record.report_cid} cannot be fetched: {exc}"]
+        problems = []
+        if (report.task_id, report.round) != (info.task_id, info.round):
+            problems.append(f"the report is for task {report.task_id} round {report.round}")
+        for what, said, chain in (
+            ("start digest", report.start_digest, info.start_digest.hex()),
+            ("global CID", report.global_cid, record.global_cid),
+            ("global digest", report.global_digest, record.global_digest.hex()),
+        ):
+            if said != chain:
+                problems.append(f"the report's {what} is {said}, the chain's {chain}")
+        return report, problems
+
+    def _start_adapter(self, facts: RoundFacts) -> tuple[GlobalAdapter | None, str | None]:
+        digest = facts.info.start_digest
+        try:
+            _, adapter = load_start_adapter(self.history, self.store, facts.info.task_id, digest)
+        except LoRALedgerError as exc:
+            return None, f"the start adapter (digest {digest.hex()}) cannot be read: {exc}"
+        return adapter, None
+
+    def _check_updates(
+        self, facts: RoundFacts, report: RoundReport, start: GlobalAdapter | None, workdir: Path
+    ) -> tuple[list[ClientUpdate], list[str]]:
+        """Re-run the aggregator's own check of each accepted update on its own
+        (:func:`aggregator.verify.check_one`: fetch, digest, format, node, examples, shape) and
+        compare the tensor digest with the report's; the aggregation inputs in report order."""
+        committed = {e.node.lower(): e for e in facts.events}
+        max_rank = report.params.get("max_rank")
+        expected = Expected(
+            task_id=facts.info.task_id,
+            round=facts.info.round,
+            base_model=report.base_model,
+            max_rank=max_rank if isinstance(max_rank, int) else None,
+        )
+        policy = VerifyPolicy(max_rank=expected.max_rank, outliers=None, max_loss_increase=None)
+        updates, problems = [], []
+        for s in report.submissions:
+            if s.verdict != "accepted":
+                continue
+            event = committed.get(s.node.lower())
+            if event is None:
+                problems.append(f"{s.node}: accepted but never committed on chain")
+                continue
+            if start is None:
+                continue  # the aggregate check says why; nothing to check the shapes against
+            commitment = Commitment(
+                event.node, event.cid, event.digest.hex(), event.num_examples, event.block
+            )
+            checked = check_one(self.store, commitment, expected, start, policy, workdir)
+            if not checked.accepted:
+                problems.append(
+                    f"{s.node}: the accepted update {event.cid} fails verification "
+                    f"({checked.reason}): {checked.detail}"
+                )
+                continue
+            if s.tensor_digest is not None and checked.tensor_digest != s.tensor_digest:
+                problems.append(
+                    f"{s.node}: tensor digest {checked.tensor_digest}, "
+                    f"the report says {s.tensor_digest}"
+                )
+            updates.append(checked.client_update())
+        return updates, problems
+
+    def _check_aggregate(
+        self,
+        facts: RoundFacts,
+        report: RoundReport,
+        start: GlobalAdapter,
+        updates: list[ClientUpdate],
+        workdir: Path,
+    ) -> AuditCheck:
+        n, record = facts.record.round, facts.record
+        if not updates:
+            if record.global_digest.hex() != start.digest:
+                changed = (
+                    f"nothing was accepted, yet the global digest changed from {start.digest} "
+                    f"to {record.global_digest.hex()}"
+                )
+                return result(n, "aggregate", [changed], "")
+            return result(n, "aggregate", [], "nothing accepted: the task kept its adapter")
+        try:
+            config = StrategyConfig.model_validate(report.params.get("strategy"))
+        except ValidationError as exc:
+            return result(
+                n,
+                "aggregate",
+                [f"the report's params.strategy is not a strategy: {exc.errors()[0]['msg']}"],
+                "",
+            )
+        problems: list[str] = []
+        try:
+            compute = self.compute or recorded_compute(report.params, self.device)
+            state = self._server_state(
+                config, report.params.get("server_state_cid_in"), workdir / "state-in.safetensors"
+            )
+            combined = combine(
+                config,
+                updates,
+                start.tensors,
+                start.metadata.peft,
+                server_state=state,
+                compute=compute,
+            )
+            data = self.store.get_bytes(record.global_cid, max_size=DEFAULT_MAX_BYTES)
+        except LoRALedgerError as exc:
+            return result(n, "aggregate", [f"cannot re-aggregate: {exc}"], "")
+        if sha256_hex(data) != record.global_digest.hex():
+            problems.append(
+                f"the global adapter {record.global_cid} hashes to {sha256_hex(data)}, "
+                f"the chain's digest is {record.global_digest.hex()}"
+            )
+        try:
+            published = parse_global_adapter(data, Expected(task_id=facts.info.task_id, round=n))
+        except UpdateRejected as exc:
+            return result(n, "aggregate", [*problems, f"the global adapter is invalid: {exc}"], "")
+        spec = start.metadata.peft
+        target = RankTarget(spec.rank, spec.alpha) if spec.traits.low_rank else None
+
+        excess: Excess | None = None
+        if target is not None and combined.used == "flexlora":
+            truncated = target
+
+            def _excess(module: str, a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+                return truncation_excess(updates, module, a, b, truncated)
+
+            excess = _excess
+
+        comparison = compare_adapters(
+            combined.tensors,
+            published.tensors,
+            target.scaling if target is not None else None,
+            self.tolerance,
+            unique_factors=combined.used not in HETEROGENEOUS or combined.used == "zero-pad",
+            excess=excess,
+        )
+        problems += comparison.problems
+        if combined.used != report.strategy:
+            problems.append(
+                f"the strategy that runs is {combined.used}, the report says {report.strategy}"
+            )
+        for s in report.submissions:
+            if s.verdict == "accepted":
+                weight = combined.weight_of(s.node)
+                if abs(weight - s.weight) > WEIGHT_TOLERANCE:
+                    problems.append(
+                        f"{s.node}: weight {weight:.6f} re-computed, {s.weight:.6f} reported"
+                    )
+        out_cid = report.params.get("server_state_cid")
+        if combined.server_state is not None and isinstance(out_cid, str):
+            try:
+                saved = self._server_state(config, out_cid, workdir / "state-out.safetensors")
+            except LoRALedgerError as exc:
+                problems.append(f"the optimizer state {out_cid} cannot be read: {exc}")
+            else:
+                if saved is None or saved.step != combined.server_state.step:
+                    problems.append(
+                        f"the optimizer state {out_cid} is not the step that re-aggregation reaches"
+                    )
+                else:
+                    problems += compare_adapters(
+                        combined.server_state.tensors,
+                        saved.tensors,
+                        None,
+                        self.tolerance,
+                        what="the optimizer state",
+                    ).problems
+        summary = (
+            f"{len(updates)} updates re-aggregated with {combined.used} in "
+            f"{str(compute.dtype).removeprefix('torch.')}: {agreement(comparison)} "
+            f"(tolerance {self.tolerance}); sha256 of the adapter equals the chain's digest"
+        )
+        return result(n, "aggregate", problems, summary)
+
+    def _server_state(self, config: StrategyConfig, cid: object, path: Path) -> ServerState | None:
+        return load_server_state(
+            self.store, config.optimizer(), cid if isinstance(cid, str) else None, path
+        )

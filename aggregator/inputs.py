@@ -1,0 +1,76 @@
+"""A round's public inputs, fetched one way by the aggregator and by every audit.
+
+The aggregation of a round depends on its accepted updates, the start adapter (whose digest
+the chain records when the round opens), the earlier rounds' reports (replay history, the
+optimizer state carried in) and the report's recorded settings. The round loop
+(:mod:`aggregator.round`) and the audit (:mod:`aggregator.audit`) both read them through the
+functions here, so an audit re-runs the aggregator's own code on public inputs instead of a
+copy of it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aggregator.server_opt import ServerOptimizer, ServerState, load_state
+from chain.events import History
+from ipfs import ContentStore
+from loraledger.errors import StorageError
+from loraledger.report import RoundReport, fetch_report
+from loraledger.update import DEFAULT_MAX_BYTES, Expected, GlobalAdapter, parse_global_adapter
+
+__all__ = ["load_server_state", "load_start_adapter", "previous_reports"]
+
+
+def load_start_adapter(
+    history: History,
+    store: ContentStore,
+    task_id: int,
+    digest: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> tuple[str, GlobalAdapter]:
+    """The adapter a round started from, by the start digest the chain recorded: its CID (the
+    task's initial adapter or an earlier round's global one) and its parsed content.
+
+    Raises :class:`~loraledger.errors.ChainError` when the task never published that digest,
+    ``StorageError`` when it cannot be fetched, ``UpdateRejected`` when it is not a valid
+    global adapter of the task with that digest.
+    """
+    cid = history.global_adapter_at(task_id, digest)
+    adapter = parse_global_adapter(
+        store.get_bytes(cid, max_size=max_bytes), Expected(task_id=task_id, digest=digest.hex())
+    )
+    return cid, adapter
+
+
+def previous_reports(
+    history: History, store: ContentStore, task_id: int, round_: int
+) -> list[RoundReport]:
+    """The reports of the task's finalized rounds before ``round_``, in round order."""
+    reports = []
+    for record in history.finalized(task_id):
+        if record.round >= round_:
+            continue
+        try:
+            reports.append(fetch_report(store, record.report_cid))
+        except StorageError as exc:
+            raise StorageError(
+                f"the report of round {record.round} ({record.report_cid}) cannot be fetched: "
+                f"{exc}",
+                hint="earlier reports carry the replay history and the optimizer state; "
+                "start the IPFS node that holds them",
+            ) from None
+    return sorted(reports, key=lambda r: r.round)
+
+
+def load_server_state(
+    store: ContentStore, optimizer: ServerOptimizer | None, cid: str | None, path: Path
+) -> ServerState | None:
+    """The server optimizer state pinned under ``cid`` (``None`` without an optimizer or a
+    state: the first round of a server-optimizer task), copied to ``path`` and loaded."""
+    if optimizer is None or cid is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store.get_file(cid, path, max_size=DEFAULT_MAX_BYTES)
+    return load_state(path, optimizer)

@@ -1,0 +1,237 @@
+"""The aggregator as a Flower strategy: :class:`LedgerStrategy` drives
+:class:`aggregator.round.RoundRunner` (the same verification, aggregation, publishing, rewards
+and on-chain finalize as ``loraledger aggregator run``) from Flower's round loop.
+
+- ``configure_train`` opens the round on chain and sends each sampled, joined node a train
+  instruction (task, round): no arrays.
+- ``aggregate_train`` reads the replies (for logs), waits until the round is ready (every joined
+  node submitted, or the window closed: a node that dropped out never blocks a round), then
+  finalizes it from the commitments on chain. A reply the chain does not bear out counts for
+  nothing; a commitment made without a reply counts like any other.
+
+Local dev chains (Ganache, anvil) mine only on transactions, so their clock stops when nobody
+submits; while waiting for a window to close the strategy mines empty blocks on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from aggregator.round import RoundOutcome, RoundRunner
+from flower_app.messages import Instruction, JoinReply, TrainReply, confirm
+from loraledger.errors import ChainError, LoRALedgerError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RoundLog:
+    """What one Flower round did: instructions sent, replies, errors, and the chain's outcome."""
+
+    round: int
+    sent: int
+    replies: list[TrainReply] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)  # Flower node id -> reason
+    unconfirmed: list[TrainReply] = field(default_factory=list)
+    outcome: RoundOutcome | None = None
+    wait_seconds: float = 0.0
+    seconds: float = 0.0
+
+
+class LedgerStrategy(Strategy):
+    """Flower's round loop over the ledger's rounds; ``members`` maps joined Flower node ids
+    to their on-chain addresses (see :func:`join_nodes`)."""
+
+    def __init__(
+        self,
+        runner: RoundRunner,
+        members: dict[int, str],
+        *,
+        fraction_train: float = 1.0,
+        poll_seconds: float = 1.0,
+        window_timeout: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.runner = runner
+        self.members = dict(members)
+        self.fraction_train = fraction_train
+        self.poll_seconds = poll_seconds
+        self.window_timeout = window_timeout
+        self.rounds: list[RoundLog] = []
+        self._rng = random.Random(seed)
+        self._began = 0.0
+
+    def summary(self) -> None:
+        ledger = self.runner.session.ledger
+        logger.info(
+            "LedgerStrategy: task %s on ledger %s (chain %s), %s joined nodes, fraction %.2f, "
+            "strategy %s",
+            self.runner.task_id,
+            ledger.address,
+            ledger.chain.chain_id,
+            len(self.members),
+            self.fraction_train,
+            self.runner.settings.strategy.name,
+        )
+
+    # ------------------------------------------------------------------ train
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self._began = time.perf_counter()
+        round_ = self.runner.open()
+        if round_ == 0:
+            raise ChainError(
+                f"task {self.runner.task_id} is complete: no round left to open",
+                hint="create a new task, or run fewer rounds",
+            )
+        connected = set(grid.get_node_ids())
+        candidates = sorted(n for n in self.members if n in connected)
+        size = max(1, round(len(candidates) * self.fraction_train)) if candidates else 0
+        sampled = (
+            sorted(self._rng.sample(candidates, size)) if size < len(candidates) else candidates
+        )
+        ledger = self.runner.session.ledger
+        instruction = Instruction(
+            ledger.address, ledger.chain.chain_id, self.runner.task_id, round_
+        )
+        self.rounds.append(RoundLog(round=round_, sent=len(sampled)))
+        logger.info(
+            "flower round %s -> ledger round %s: %s of %s joined nodes sampled",
+            server_round,
+            round_,
+            len(sampled),
+            len(self.members),
+        )
+        return [
+            Message(instruction.to_record(), dst_node_id=n, message_type=MessageType.TRAIN)
+            for n in sampled
+        ]
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        log = self.rounds[-1]
+        for message in replies:
+            if message.has_error():
+                log.errors[message.metadata.src_node_id] = short_reason(message.error.reason)
+                logger.warning(
+                    "round %s: node %s replied with an error: %s",
+                    log.round,
+                    message.metadata.src_node_id,
+                    log.errors[message.metadata.src_node_id],
+                )
+                continue
+            try:
+                log.replies.append(TrainReply.from_record(message.content))
+            except LoRALedgerError as exc:  # a malformed reply counts for nothing
+                log.errors[message.metadata.src_node_id] = str(exc)
+        waited = time.perf_counter()
+        if not self.wait_until_ready(log.round):
+            raise ChainError(f"round {log.round} was not ready within {self.window_timeout} s")
+        log.wait_seconds = time.perf_counter() - waited
+        ledger, task_id = self.runner.session.ledger, self.runner.task_id
+        on_chain = {
+            e.node.lower(): e.digest.hex()
+            for e in self.runner.session.history.submissions(task_id, log.round)
+        }
+        _, log.unconfirmed = confirm(log.replies, on_chain)
+        for reply in log.unconfirmed:
+            logger.warning(
+                "round %s: %s replied %s but the chain has no such commitment",
+                log.round,
+                reply.node,
+                reply.cid,
+            )
+        outcome = self.runner.finalize(log.round)
+        log.outcome = outcome
+        log.seconds = time.perf_counter() - self._began
+        info = ledger.round(task_id, log.round)
+        metrics = MetricRecord(
+            {
+                "ledger-round": log.round,
+                "replies": len(log.replies),
+                "errors": len(log.errors),
+                "committed": len(on_chain),
+                "accepted": info.accepted,
+                "rejected": info.rejected,
+                "reward-total": float(info.reward_total),
+                "round-seconds": log.seconds,
+                "wait-seconds": log.wait_seconds,
+            }
+        )
+        return None, metrics
+
+    def wait_until_ready(self, round_: int) -> bool:
+        """Wait for ``RoundRunner.ready`` (every node submitted, or window over), at most
+        ``window_timeout`` seconds (the runner keeps a local dev chain's clock moving)."""
+        return self.runner.wait(round_, poll_seconds=self.poll_seconds, timeout=self.window_timeout)
+
+    # ----------------------------------------------------------------- evaluate: the report does it
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return []  # verification and validation happen in finalize, recorded in the round report
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        return None
+
+
+def short_reason(reason: str | None) -> str:
+    """The message of a ClientApp's exception, without the traceback Flower wraps around it."""
+    if not reason:
+        return "no reason given"
+    marker = "Message: "
+    text = reason[reason.rfind(marker) + len(marker) :] if marker in reason else reason
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0].rstrip("'>") if lines else reason.strip()
+
+
+def join_nodes(
+    grid: Grid,
+    instruction: Instruction,
+    *,
+    min_nodes: int,
+    timeout: float,
+    poll_seconds: float = 1.0,
+) -> dict[int, JoinReply]:
+    """Wait for ``min_nodes`` SuperNodes, ask every connected one to join the task on chain
+    (each stakes with its own account) and return the ones that did, by Flower node id."""
+    deadline = time.monotonic() + timeout
+    while len(nodes := sorted(grid.get_node_ids())) < min_nodes:
+        if time.monotonic() > deadline:
+            raise ChainError(
+                f"only {len(nodes)} of the {min_nodes} nodes needed connected "
+                f"within {timeout:.0f} s",
+                hint="start more SuperNodes, or lower min-nodes",
+            )
+        time.sleep(poll_seconds)
+    messages = [
+        Message(instruction.to_record(), dst_node_id=n, message_type=MessageType.QUERY)
+        for n in nodes
+    ]
+    members: dict[int, JoinReply] = {}
+    for reply in grid.send_and_receive(messages, timeout=timeout):
+        node_id = reply.metadata.src_node_id
+        if reply.has_error():
+            logger.warning("node %s could not join: %s", node_id, short_reason(reply.error.reason))
+            continue
+        members[node_id] = JoinReply.from_record(reply.content)
+    if len(members) < min_nodes:
+        raise ChainError(
+            f"only {len(members)} of the {min_nodes} nodes needed joined task {instruction.task_id}"
+        )
+    logger.info("%s nodes joined task %s", len(members), instruction.task_id)
+    return members

@@ -1,0 +1,98 @@
+"""Publishing a task, as its sponsor: the initial global adapter, the task, its funded pool.
+
+The initial adapter is built from the base model the nodes will train (LoRA: B = 0, so it
+starts as the base model) for the task id it will get, pinned, and committed on chain by CID
+and sha256 digest when the task is created; the sponsor then deposits the reward pool.
+"""
+
+from __future__ import annotations
+
+from eth_account.signers.local import LocalAccount
+
+from chain.bindings import Ledger, TaskParams, Token, base_model_hash
+from fl_node.model import LoadedModel
+from fl_node.train import adapter_tensors, attach_adapter, detach_adapter
+from ipfs import ContentStore
+from loraledger.errors import ChainError
+from loraledger.update import PeftSpec, pack_global_adapter, sha256_hex
+
+
+def initial_global_adapter(
+    model: LoadedModel, spec: PeftSpec, task_id: int, *, seed: int = 0
+) -> bytes:
+    """A freshly initialised adapter for ``model`` (LoRA: B = 0, so it starts as the base model),
+    packed as a global adapter for ``task_id``: what a sponsor publishes when creating a task."""
+    import torch
+
+    torch.manual_seed(seed)
+    peft_model = attach_adapter(model, spec)
+    try:
+        tensors = adapter_tensors(peft_model)
+    finally:
+        detach_adapter(peft_model, model)
+    return pack_global_adapter(
+        tensors, task_id=task_id, round_=0, base_model=model.model_id, peft=spec
+    )
+
+
+def create_funded_task(
+    ledger: Ledger,
+    token: Token,
+    params: TaskParams,
+    sponsor: LocalAccount,
+    *,
+    fund: int,
+    expected_id: int | None = None,
+) -> int:
+    """Create a task (``sponsor`` becomes its sponsor) and deposit ``fund`` tokens into its pool.
+
+    ``expected_id``: the id the initial adapter was built for (it is written into the adapter);
+    a task created by someone else in between is refused rather than left mismatched.
+    """
+    task_id, _ = ledger.create_task(params, sponsor)
+    if expected_id is not None and task_id != expected_id:
+        raise ChainError(
+            f"another task was created meanwhile: the adapter was built for task {expected_id}, "
+            f"got {task_id}",
+            hint="create the task again",
+        )
+    if fund:
+        token.approve(ledger.address, fund, sponsor)
+        ledger.fund_task(task_id, fund, sponsor)
+    return task_id
+
+
+def publish_task(
+    ledger: Ledger,
+    token: Token,
+    store: ContentStore,
+    model: LoadedModel,
+    spec: PeftSpec,
+    sponsor: LocalAccount,
+    *,
+    reward_per_round: int,
+    min_stake: int,
+    window: int,
+    max_rounds: int,
+    fund: int,
+    seed: int = 0,
+) -> tuple[int, str]:
+    """The sponsor's side: build and pin the initial adapter for the next task id, create the
+    task with its CID and digest, and fund its pool with ``fund`` tokens. Returns the task id
+    and the initial adapter's CID."""
+    task_id = ledger.task_count() + 1
+    adapter = initial_global_adapter(model, spec, task_id, seed=seed)
+    cid = store.put_bytes(adapter)
+    store.pin(cid)
+    params = TaskParams(
+        base_model_hash=base_model_hash(model.model_id),
+        initial_global_cid=cid,
+        initial_global_digest=bytes.fromhex(sha256_hex(adapter)),
+        token=token.address,
+        reward_per_round=reward_per_round,
+        min_stake=min_stake,
+        submission_window=window,
+        max_rounds=max_rounds,
+    )
+    create_funded_task(ledger, token, params, sponsor, fund=fund, expected_id=task_id)
+    return task_id, cid

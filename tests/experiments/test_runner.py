@@ -1,0 +1,33 @@
+"""The experiment runner on the tiny model: reusing a training gives exactly its results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from experiments.config import ExperimentConfig
+
+
+@pytest.mark.slow
+def test_a_reused_training_gives_exactly_the_results_of_training_again(tmp_path: Path) -> None:
+    from experiments.aggregation import homogeneous
+    from experiments.config import load_model, node_shards, participants
+    from experiments.runner import TrainingCache, run_federated
+
+    config = ExperimentConfig(
+        model="tiny", nodes=2, rounds=2, steps=2, max_length=64, eval_examples=4, examples=40
+    )
+    model = load_model(config, tmp_path)
+    members = participants(config, node_shards(config))
+    fresh = run_federated("fresh", model, config, members, homogeneous("fedavg"))
+    cache = TrainingCache()
+    first = run_federated("first", model, config, members, homogeneous("fedavg"), cache=cache)
+    assert cache.hits == 0 and len(cache.entries) == 2 * 2
+    again = run_federated("again", model, config, members, homogeneous("fedavg"), cache=cache)
+    assert cache.hits == 2 * 2  # every training of the same global adapters is reused
+    assert fresh.curve == first.curve == again.curve
+    # another strategy shares round 1 only: its round-2 global adapter differs
+    other = run_federated("median", model, config, members, homogeneous("median"), cache=cache)
+    assert cache.hits == 2 * 2 + 2 and len(cache.entries) == 2 * 2 + 2
+    assert other.curve[0] == fresh.curve[0] and other.curve[1] != fresh.curve[1]

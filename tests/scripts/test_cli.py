@@ -1,0 +1,66 @@
+"""The ``loraledger`` root command: every group is listed, and one that cannot be imported is an
+error naming its module and the import error, never a group quietly missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scripts import cli
+from tests.support.cli import run_cli
+
+BROKEN = ("broken_cli", "broken", "A group whose module imports something that is not there.")
+
+
+@pytest.fixture
+def broken_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A command group module on the path whose own import fails."""
+    (tmp_path / "broken_cli.py").write_text("from no_such_package import app  # noqa: F401\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(cli, "_GROUPS", [*cli._GROUPS, BROKEN])
+    return BROKEN[1]
+
+
+def test_the_root_help_lists_every_group_without_importing_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0
+    for module, group, _help in cli._GROUPS:
+        assert (group or module.removeprefix("scripts.").removesuffix("_cli")) in out
+
+
+def test_a_group_whose_module_fails_to_import_is_listed_and_fails_naming_the_module_and_error(
+    broken_group: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0 and broken_group in out  # still listed, not dropped
+
+    code, out, err = run_cli(capsys, broken_group, "--help")
+    assert code == 1
+    assert "importing broken_cli failed" in err
+    assert "No module named 'no_such_package'" in err
+    assert "hint:" in err and "pip install -e ." in err
+    assert "Traceback" not in err
+
+
+def test_a_group_whose_module_is_missing_fails_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "_GROUPS", [*cli._GROUPS, ("scripts.gone_cli", "gone", "Moved away.")])
+    code, _, err = run_cli(capsys, "gone", "status")
+    assert code == 1
+    assert "the `gone` command cannot be loaded: importing scripts.gone_cli failed" in err
+
+
+@pytest.mark.parametrize(
+    ("module", "group", "_help"), cli._GROUPS, ids=[m for m, _, _ in cli._GROUPS]
+)
+def test_every_group_imports_and_shows_its_help(
+    module: str, group: str | None, _help: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = group or module.removeprefix("scripts.").removesuffix("_cli")
+    code, out, err = run_cli(capsys, name, "--help")
+    assert code == 0, err
+    assert "Usage:" in out
