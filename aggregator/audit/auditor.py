@@ -7,17 +7,19 @@ and ``loraledger audit tasks|rounds|round`` show) and re-checks every finalized 
 (``verify``), each check an :class:`AuditCheck` naming the round, the check and what differs:
 
 ``report``
-    the report's bytes fetch, hash to the CID the ``RoundFinalized`` event holds (CID
-    recomputed here, not trusted to the store), parse, and name this task, round, start
-    digest and the global adapter CID/digest that went on chain;
+    the report's bytes fetch and hash to the CID the ``RoundFinalized`` event holds (every
+    :class:`~ipfs.ContentStore` get recomputes the CID in this process, trusting no node),
+    parse, and name this task, round, start digest and the global adapter CID/digest that
+    went on chain;
 ``submissions``
     the report lists exactly the round's ``UpdateSubmitted`` events (same nodes, CIDs,
     digests, examples; none dropped, added or listed twice) and its verdict counts equal the
     on-chain accepted/rejected counts;
 ``updates``
-    every accepted update fetches, has the sha256 committed on chain, is a valid update of
-    this task and round by the node that committed it, on the committed examples, of the
-    task's shape, with the tensor digest the report records;
+    every accepted update passes the aggregator's own check of one update
+    (:func:`aggregator.verify.check_one`: it fetches, has the sha256 committed on chain, is a
+    valid update of this task and round by the node that committed it, on the committed
+    examples, of the task's shape) and has the tensor digest the report records;
 ``aggregate``
     :func:`aggregator.combine.combine` re-run on the accepted updates (strategy from
     ``params.strategy``, compute dtype from ``params.compute``, start adapter from the round's
