@@ -8,6 +8,7 @@ Modules (import what you need; nothing here imports torch at package import time
 - :mod:`aggregator.server_opt`: FedAvgM, FedAdam, FedYogi with their state as safetensors;
 - :mod:`aggregator.robust`: norm clipping, coordinate-wise median, trimmed mean, (Multi-)Krum;
 - :mod:`aggregator.flexlora`: heterogeneous ranks (FlexLoRA through QR, zero-padding baseline);
+- :mod:`aggregator.names`: the strategies by name (torch-free);
 - :mod:`aggregator.combine`: a round's aggregation as one pure function of its inputs;
 - :mod:`aggregator.reproduce`: recorded compute settings and how a re-run is compared;
 - :mod:`aggregator.stats`: update norms and median/MAD outlier flags;
@@ -27,6 +28,7 @@ __all__ = [
     "errors",
     "flexlora",
     "inputs",
+    "names",
     "reproduce",
     "rewards",
     "robust",

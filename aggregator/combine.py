@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,27 +25,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from aggregator.client_update import ClientUpdate, Tensors
 from aggregator.device import Compute
 from aggregator.flexlora import RankTarget, flexlora, zero_pad
+from aggregator.names import HETEROGENEOUS as HETEROGENEOUS
+from aggregator.names import SERVER_OPTIMIZERS as SERVER_OPTIMIZERS
+from aggregator.names import STRATEGIES as STRATEGIES
+from aggregator.names import StrategyName
 from aggregator.robust import clipped_fedavg, coordinate_median, krum, trimmed_mean
 from aggregator.server_opt import FedAdam, FedAvgM, FedYogi, ServerOptimizer, ServerState
 from aggregator.strategies import AggregationResult, fedavg
 from loraledger.errors import ConfigError
 from loraledger.update import PeftSpec
-
-StrategyName = Literal[
-    "fedavg",
-    "fedavgm",
-    "fedadam",
-    "fedyogi",
-    "clip",
-    "median",
-    "trimmed-mean",
-    "krum",
-    "flexlora",
-    "zero-pad",
-]
-STRATEGIES: tuple[str, ...] = StrategyName.__args__  # type: ignore[attr-defined]
-SERVER_OPTIMIZERS = ("fedavgm", "fedadam", "fedyogi")
-HETEROGENEOUS = ("flexlora", "zero-pad")
 
 
 class StrategyConfig(BaseModel):

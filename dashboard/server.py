@@ -132,7 +132,8 @@ def make_server(
                 self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
-            logger.debug("dashboard: %s", format % args)
+            if logger.isEnabledFor(logging.DEBUG):  # every poll lands here
+                logger.debug("dashboard: %s", format % args)
 
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import ValidationInfo, field_validator, model_validator
 
+from aggregator.names import STRATEGIES
 from loraledger.errors import ConfigError
 from loraledger.settings import Invalid, Settings
 
@@ -157,8 +158,6 @@ class ServerConfig(Settings):
     @field_validator("strategy")
     @classmethod
     def _a_strategy(cls, value: str) -> str:
-        from aggregator.combine import STRATEGIES  # torch loads only when a config is checked
-
         if value not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {value!r}")
         return value

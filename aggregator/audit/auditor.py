@@ -69,7 +69,7 @@ from aggregator.audit.checks import (
 )
 from aggregator.audit.views import HistoryReader, RoundNotAuditable, by_round
 from aggregator.client_update import ClientUpdate
-from aggregator.combine import HETEROGENEOUS, StrategyConfig, combine
+from aggregator.combine import StrategyConfig, combine
 from aggregator.device import Compute
 from aggregator.flexlora import RankTarget, truncation_excess
 from aggregator.inputs import load_server_state, load_start_adapter
@@ -325,7 +325,7 @@ class Auditor(HistoryReader):
             published.tensors,
             target.scaling if target is not None else None,
             self.tolerance,
-            unique_factors=combined.used not in HETEROGENEOUS or combined.used == "zero-pad",
+            unique_factors=combined.used != "flexlora",  # FlexLoRA's factors come from an SVD
             excess=excess,
         )
         problems += comparison.problems

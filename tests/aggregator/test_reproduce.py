@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
 from aggregator.client_update import LORA_A, LORA_B, ClientUpdate
-from aggregator.combine import HETEROGENEOUS, STRATEGIES, StrategyConfig, combine
+from aggregator.combine import STRATEGIES, StrategyConfig, combine
 from aggregator.device import Compute
 from aggregator.flexlora import RankTarget, truncation_excess
 from aggregator.reproduce import (
@@ -96,7 +96,7 @@ def rerun_compare(
         published,
         target.scaling,
         TOLERANCE,
-        unique_factors=used not in HETEROGENEOUS or used == "zero-pad",
+        unique_factors=used != "flexlora",
         excess=(lambda m, a, b: truncation_excess(updates, m, a, b, target))
         if used == "flexlora"
         else None,

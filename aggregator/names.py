@@ -1,0 +1,24 @@
+"""The aggregation strategies by name: torch-free, so configs and command lines can check a
+name without loading the maths (:mod:`aggregator.combine` runs them)."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+__all__ = ["HETEROGENEOUS", "SERVER_OPTIMIZERS", "STRATEGIES", "StrategyName"]
+
+StrategyName = Literal[
+    "fedavg",
+    "fedavgm",
+    "fedadam",
+    "fedyogi",
+    "clip",
+    "median",
+    "trimmed-mean",
+    "krum",
+    "flexlora",
+    "zero-pad",
+]
+STRATEGIES: tuple[str, ...] = get_args(StrategyName)
+SERVER_OPTIMIZERS = ("fedavgm", "fedadam", "fedyogi")
+HETEROGENEOUS = ("flexlora", "zero-pad")  # take updates of any rank directly
