@@ -10,16 +10,28 @@ copy of it.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
+from aggregator.screening import Candidate, Change
 from aggregator.server_opt import ServerOptimizer, ServerState, load_state
+from aggregator.verify import Prior
 from chain.events import History
 from ipfs import ContentStore
-from loraledger.errors import StorageError
+from loraledger.errors import StorageError, UpdateRejected
 from loraledger.report import RoundReport, fetch_report
-from loraledger.update import DEFAULT_MAX_BYTES, Expected, GlobalAdapter, parse_global_adapter
+from loraledger.update import (
+    DEFAULT_MAX_BYTES,
+    Expected,
+    GlobalAdapter,
+    parse_global_adapter,
+    parse_update,
+)
 
-__all__ = ["load_server_state", "load_start_adapter", "previous_reports"]
+__all__ = ["load_prior", "load_server_state", "load_start_adapter", "previous_reports"]
+
+logger = logging.getLogger(__name__)
 
 
 def load_start_adapter(
@@ -74,3 +86,52 @@ def load_server_state(
     path.parent.mkdir(parents=True, exist_ok=True)
     store.get_file(cid, path, max_size=DEFAULT_MAX_BYTES)
     return load_state(path, optimizer)
+
+
+def load_prior(
+    store: ContentStore,
+    previous: Sequence[RoundReport],
+    *,
+    lookback: int,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Prior:
+    """The global adapters and accepted updates of the last ``lookback`` reports, which a
+    round's updates are screened against (free riders, copies).
+
+    An earlier update that can no longer be fetched is skipped with a warning (its node may
+    have unpinned it); its exact bytes stay covered by the replay check's tensor digests.
+    """
+    recent = sorted(previous, key=lambda r: r.round)[-lookback:] if lookback else []
+    globals_: list[tuple[str, Change]] = []
+    updates: list[Candidate] = []
+    for report in recent:
+        try:
+            adapter = parse_global_adapter(store.get_bytes(report.global_cid, max_size=max_bytes))
+        except (StorageError, UpdateRejected) as exc:
+            logger.warning("round %s: global adapter unavailable (%s)", report.round, exc)
+        else:
+            label = f"the global adapter of round {report.round}"
+            globals_.append((label, Change(adapter.tensors, adapter.metadata.peft.delta_scaling)))
+        for s in report.submissions:
+            if s.verdict != "accepted":
+                continue
+            try:
+                parsed = parse_update(
+                    store.get_bytes(s.cid, max_size=max_bytes), Expected(digest=s.digest)
+                )
+            except (StorageError, UpdateRejected) as exc:
+                logger.warning(
+                    "round %s: the update of %s is unavailable (%s)", report.round, s.node, exc
+                )
+                continue
+            updates.append(
+                Candidate(
+                    node=s.node,
+                    order=(report.round, s.block or 0, s.tx_index or 0),
+                    change=Change(parsed.tensors, parsed.metadata.peft.delta_scaling),
+                    step=s.norm or 0.0,
+                    label=f"of {s.node} in round {report.round}",
+                    current=False,
+                )
+            )
+    return Prior(tuple(globals_), tuple(updates))

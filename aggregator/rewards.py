@@ -1,19 +1,23 @@
-"""The reward rule: a round's pool split among its accepted updates by examples and quality.
+"""The reward rules: a round's pool split among its accepted updates.
 
-Rule (also in the README and in every round report's ``rewards.rule``):
+Three rules (the round report records which one in ``params.reward_rule``, with its text in
+``rewards.rule``); each gives every accepted node an integer weight ``w_i`` and
 
-    amount_i = floor(pool * n_i * q_i / sum_j n_j * q_j)   over the accepted updates j
+    amount_i = floor(pool * w_i / sum_j w_j)   over the accepted updates j
 
-``n_i`` is the number of training examples the node committed on chain; ``q_i`` its quality
-factor: ``1 + max(0, (L_start - L_i) / L_start)`` when the aggregator evaluates on its own
-validation data (``L_start`` the loss of the round's start adapter, ``L_i`` that of node
-``i``'s adapter; between 1 and 2), and 1 for everyone otherwise. Quality factors enter the
-integer arithmetic as millionths, so the amounts are exact and reproducible. The rounding
-dust stays in the task's pool; ``pool`` is the task's reward per round. Nodes whose amount
-rounds to zero, and rejected updates, get no line.
+- ``contribution`` (the default with validation data): ``w_i = round(score_i * 10^12)`` for a
+  positive contribution score (:mod:`aggregator.contribution`), else 0. What the node claims
+  plays no part, so inflating a count earns nothing.
+- ``examples`` (without validation data): ``w_i`` = the node's committed examples capped at the
+  round's median claim (:func:`aggregator.screening.capped_examples`).
+- ``claimed`` (the rule before contribution scoring, kept to reproduce old rounds and for
+  comparisons): ``w_i = n_i * round(q_i * 10^6)``, ``n_i`` the committed examples (uncapped),
+  ``q_i = 1 + max(0, (L_start - L_i) / L_start)`` with validation data, else 1.
 
-The table is a Merkle tree in OpenZeppelin's standard format (:mod:`chain.merkle`); each
-line carries the node's proof, so a node claims with nothing but the report.
+The rounding dust stays in the task's pool; ``pool`` is the task's reward per round. Nodes
+whose amount rounds to zero, and rejected updates, get no line. The table is a Merkle tree in
+OpenZeppelin's standard format (:mod:`chain.merkle`); each line carries the node's proof, so a
+node claims with nothing but the report.
 """
 
 from __future__ import annotations
@@ -21,27 +25,45 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
+from aggregator.contribution import RULE as CONTRIBUTION_RULE
+from aggregator.screening import capped_examples
 from chain.merkle import RewardEntry, RewardTree
 from loraledger.errors import ConfigError
 from loraledger.report import RewardLine, RewardTable
 
-RULE = (
-    "amount_i = floor(pool * n_i * q_i / sum_j n_j * q_j) over accepted updates; n = examples "
-    "committed on chain; q = 1 + max(0, (L_start - L_i) / L_start) with aggregator validation, "
-    "else 1"
-)
+RewardRule = Literal["contribution", "examples", "claimed"]
+REWARD_RULES: tuple[RewardRule, ...] = ("contribution", "examples", "claimed")
+RULES: dict[RewardRule, str] = {
+    "contribution": (
+        "amount_i = floor(pool * w_i / sum_j w_j) over accepted updates; w_i = round(s_i * "
+        "10^12) for a positive contribution score s_i, else 0 (" + CONTRIBUTION_RULE + ")"
+    ),
+    "examples": (
+        "amount_i = floor(pool * w_i / sum_j w_j) over accepted updates; w_i = examples "
+        "committed on chain, capped at the round's median claim"
+    ),
+    "claimed": (
+        "amount_i = floor(pool * n_i * q_i / sum_j n_j * q_j) over accepted updates; n = "
+        "examples committed on chain; q = 1 + max(0, (L_start - L_i) / L_start) with "
+        "aggregator validation, else 1"
+    ),
+}
+RULE = RULES["claimed"]
 QUALITY_SCALE = 1_000_000
+SCORE_SCALE = 10**12
 ZERO_ROOT = "00" * 32
 
 
 @dataclass(frozen=True)
 class Share:
-    """One accepted update's claim on the pool."""
+    """One accepted update's claim on the pool: what each rule may weigh it by."""
 
     node: str
     num_examples: int
     quality: float = 1.0
+    score: float | None = None  # contribution score (rule ``contribution``)
 
 
 def quality_factor(start_loss: float | None, node_loss: float | None) -> float:
@@ -51,15 +73,32 @@ def quality_factor(start_loss: float | None, node_loss: float | None) -> float:
     return 1.0 + max(0.0, (start_loss - node_loss) / start_loss)
 
 
-def split_pool(pool: int, shares: Sequence[Share]) -> dict[str, int]:
-    """Each node's amount under :data:`RULE` (only positive amounts)."""
-    if pool < 0:
-        raise ConfigError(f"the reward pool must not be negative, got {pool}")
-    weights = {}
+def score_weight(score: float | None) -> int:
+    """A contribution score as an integer weight: ``round(score * 10^12)``, 0 unless positive."""
+    if score is None or not math.isfinite(score) or score <= 0:
+        return 0
+    return round(score * SCORE_SCALE)
+
+
+def reward_weights(rule: RewardRule, shares: Sequence[Share]) -> dict[str, int]:
+    """Each accepted node's integer weight under ``rule`` (see the module docstring)."""
     for share in shares:
         if share.num_examples <= 0 or not math.isfinite(share.quality) or share.quality < 0:
             raise ConfigError(f"invalid reward share {share}")
-        weights[share.node] = share.num_examples * round(share.quality * QUALITY_SCALE)
+    if rule == "contribution":
+        return {s.node: score_weight(s.score) for s in shares}
+    if rule == "examples":
+        return capped_examples({s.node: s.num_examples for s in shares})
+    if rule == "claimed":
+        return {s.node: s.num_examples * round(s.quality * QUALITY_SCALE) for s in shares}
+    raise ConfigError(f"unknown reward rule {rule!r}; choose one of {list(REWARD_RULES)}")
+
+
+def split_pool(pool: int, shares: Sequence[Share], rule: RewardRule = "claimed") -> dict[str, int]:
+    """Each node's amount under ``rule`` (only positive amounts)."""
+    if pool < 0:
+        raise ConfigError(f"the reward pool must not be negative, got {pool}")
+    weights = reward_weights(rule, shares)
     total = sum(weights.values())
     if total == 0:
         return {}
@@ -67,11 +106,14 @@ def split_pool(pool: int, shares: Sequence[Share]) -> dict[str, int]:
     return {node: amount for node, amount in amounts.items() if amount > 0}
 
 
-def reward_table(task_id: int, round_: int, pool: int, shares: Sequence[Share]) -> RewardTable:
+def reward_table(
+    task_id: int, round_: int, pool: int, shares: Sequence[Share], rule: RewardRule = "claimed"
+) -> RewardTable:
     """The round's reward table with each line's Merkle proof (root zero when nobody is paid)."""
-    amounts = split_pool(pool, shares)
+    amounts = split_pool(pool, shares, rule)
+    text = RULES[rule]
     if not amounts:
-        return RewardTable(rule=RULE, pool=pool, total=0, root=ZERO_ROOT, lines=())
+        return RewardTable(rule=text, pool=pool, total=0, root=ZERO_ROOT, lines=())
     tree = RewardTree(
         task_id, round_, [RewardEntry(node, amount) for node, amount in amounts.items()]
     )
@@ -83,4 +125,4 @@ def reward_table(task_id: int, round_: int, pool: int, shares: Sequence[Share]) 
         )
         for entry in sorted(tree.entries, key=lambda e: e.node.lower())
     )
-    return RewardTable(rule=RULE, pool=pool, total=tree.total, root=tree.root.hex(), lines=lines)
+    return RewardTable(rule=text, pool=pool, total=tree.total, root=tree.root.hex(), lines=lines)

@@ -5,9 +5,10 @@ of one round (each named by a :data:`STEPS` checkpoint, where tests inject crash
 
 1. ``opened``: the round is open on chain (``openRound``), started from the task's
    current global adapter;
-2. the window closes or every joined node has submitted;
-3. ``collected``: the commitments are read from the ``UpdateSubmitted`` events and
-   cross-checked against contract storage;
+2. nodes commit (hidden) until the window closes or every joined node has committed, then
+   reveal until every commitment is revealed or the reveal window closes;
+3. ``collected``: the revealed updates are read from the ``UpdateRevealed`` events, ordered by
+   their ``UpdateCommitted`` events and cross-checked against contract storage;
 4. ``verified``: every update is fetched and verified (:mod:`aggregator.verify`);
 5. ``aggregated``: the accepted ones are combined (:mod:`aggregator.combine`);
 6. ``published``: the new global adapter, the optimizer state and the round report
@@ -19,28 +20,34 @@ of one round (each named by a :data:`STEPS` checkpoint, where tests inject crash
 Killed anywhere and restarted, :meth:`RoundRunner.finalize` finds the round finalized (and
 moves on) or not (and finalizes it once, from the journal when its commitments are
 unchanged, else by recomputing): the contract accepts one finalization per round, and
-``accepted + rejected`` must equal the submissions it counted, so no update is dropped or
-counted twice. A submission that lands between collecting and finalizing makes the count
-disagree; the round is then collected again.
+``accepted + rejected`` must equal the reveals it counted, so no update is dropped or counted
+twice. Should the count disagree (the collected events lagged behind the chain), the round is
+collected again. Commitments never revealed are not counted and earn nothing.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from pydantic import Field, InstanceOf
 
+from aggregator.client_update import ClientUpdate
 from aggregator.combine import Combined, StrategyConfig, combine
+from aggregator.contribution import Scored, score_updates
 from aggregator.device import Compute
-from aggregator.inputs import load_server_state, load_start_adapter, previous_reports
+from aggregator.errors import REASON_NO_CONTRIBUTION, REASON_UNREVEALED, SLASH_CODES
+from aggregator.inputs import load_prior, load_server_state, load_start_adapter, previous_reports
 from aggregator.reproduce import compute_params
-from aggregator.rewards import Share, quality_factor, reward_table
+from aggregator.rewards import RewardRule, Share, quality_factor, reward_table
+from aggregator.screening import capped_examples
 from aggregator.server_opt import ServerState, save_state
 from aggregator.verify import (
     Checked,
@@ -56,7 +63,7 @@ from chain.round_state import RoundState
 from chain.session import Session
 from loraledger.errors import ChainError, ConfigError, LoRALedgerError
 from loraledger.paths import write_json_atomic
-from loraledger.report import RoundReport, SubmissionVerdict, fetch_report
+from loraledger.report import RoundReport, Slash, SubmissionVerdict, fetch_report
 from loraledger.settings import Settings
 from loraledger.update import GlobalAdapter, pack_next_global, sha256_hex
 from loraledger.versions import software_versions
@@ -74,6 +81,25 @@ class RoundSettings(Settings):
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     verify: VerifyPolicy = Field(default_factory=VerifyPolicy)
     compute: InstanceOf[Compute] | None = None
+    # None: "contribution" with validation data, "examples" without (aggregator.rewards)
+    reward_rule: RewardRule | None = None
+    cap_examples: bool = True  # weigh claims capped at the round's median claim
+    slash: bool = True  # slash proven cheating (aggregator.errors.SLASH_CODES) after finalizing
+
+    @classmethod
+    def legacy(cls, **overrides: Any) -> RoundSettings:
+        """The rules before contribution scoring (to reproduce old rounds and compare): claimed
+        examples times quality, no cap, no free-rider, copy or trusted-reference screening, no
+        slashing."""
+        verify = VerifyPolicy(free_rider_rtol=None, copy_rtol=None, trusted_gain=None)
+        values: dict[str, Any] = {
+            "verify": verify,
+            "reward_rule": "claimed",
+            "cap_examples": False,
+            "slash": False,
+        }
+        values.update(overrides)
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -138,8 +164,8 @@ class RoundRunner:
         return round_
 
     def ready(self, round_: int) -> bool:
-        """Whether ``round_`` can be finalized now (``CLOSED``: window over or every joined node
-        submitted) or already is (``FINALIZED``)."""
+        """Whether ``round_`` can be finalized now (``CLOSED``: the commit phase is over and every
+        commitment is revealed or the reveal window is over) or already is (``FINALIZED``)."""
         state = self.session.ledger.round_state(self.task_id, round_)
         return state in (RoundState.CLOSED, RoundState.FINALIZED)
 
@@ -152,7 +178,7 @@ class RoundRunner:
         should_stop: Callable[[], bool] = lambda: False,
     ) -> bool:
         """Poll until ``round_`` is ready; ``False`` on timeout or stop. On a local dev chain an
-        empty block is mined each poll, so that its clock (and the window) moves on."""
+        empty block is mined each poll, so that its clock (and the windows) move on."""
         began = time.monotonic()
         chain = self.session.ledger.chain
         while not self.ready(round_):
@@ -168,7 +194,9 @@ class RoundRunner:
         """Verify, aggregate, publish and finalize ``round_`` exactly once.
 
         Returns the outcome also when the round was already finalized (by an earlier run).
-        Raises :class:`RoundNotReady` while the window is open and nodes are missing.
+        Raises :class:`RoundNotReady` while nodes may still commit (``OPEN``) or reveal
+        (``REVEALING``). The finalization counts the round's reveals; commitments never revealed
+        count for nothing (:meth:`_unrevealed` names them).
         """
         ledger = self.session.ledger
         for _ in range(_COUNT_RETRIES):
@@ -183,14 +211,21 @@ class RoundRunner:
             info = ledger.round(self.task_id, round_)
             if state is RoundState.OPEN:
                 raise RoundNotReady(
-                    f"round {round_} of task {self.task_id} is open until chain time "
-                    f"{info.deadline} ({info.submissions} of "
-                    f"{ledger.task(self.task_id).active_nodes} nodes submitted)",
+                    f"round {round_} of task {self.task_id} takes commitments until chain time "
+                    f"{info.deadline} ({info.commits} of "
+                    f"{ledger.task(self.task_id).active_nodes} nodes committed)",
                     hint="wait for the window to close, or use `loraledger aggregator run`",
+                )
+            if state is RoundState.REVEALING:
+                raise RoundNotReady(
+                    f"round {round_} of task {self.task_id} takes reveals until chain time "
+                    f"{info.reveal_deadline} ({info.reveals} of {info.commits} commitments "
+                    "revealed)",
+                    hint="wait for the reveal window to close, or use `loraledger aggregator run`",
                 )
             journal = self._read_journal(round_)
             resumed = False
-            if journal is not None and self._journal_usable(journal, info.submissions):
+            if journal is not None and self._journal_usable(journal, info.reveals):
                 report, result, resumed = (
                     fetch_report(self.session.store, journal["report_cid"]),
                     _finalization_from(journal),
@@ -198,20 +233,20 @@ class RoundRunner:
                 )
                 logger.info("round %s: finalizing from the journal of an interrupted run", round_)
             else:
-                report, result = self._compute(round_, info.submissions)
+                report, result = self._compute(round_, info.reveals)
             try:
                 receipt = ledger.finalize_round(self.task_id, round_, result, self.session.signer)
             except errors.LedgerUnexpectedRoundState as exc:
                 if exc.current is RoundState.FINALIZED:  # another run finalized it meanwhile
                     return self._finalized_outcome(round_)
                 raise
-            except (
-                errors.LedgerCountMismatch
-            ) as exc:  # a submission landed meanwhile: collect again
+            except errors.LedgerCountMismatch as exc:
+                # collected from events that lagged behind the reveals: collect again
                 logger.info("round %s: %s; collecting the round again", round_, exc)
                 self._journal_path(round_).unlink(missing_ok=True)
                 continue
             self._checkpoint("finalized")
+            self._slash_logged(round_, report, result.report_cid)
             logger.info(
                 "round %s finalized: %s accepted, %s rejected, %s paid, global %s",
                 round_,
@@ -281,6 +316,8 @@ class RoundRunner:
             for s in r.submissions
             if s.tensor_digest and s.verdict == "accepted"
         }
+        policy = self.settings.verify
+        prior = load_prior(store, previous, lookback=policy.lookback, max_bytes=policy.max_bytes)
         workdir = session.state_dir("aggregator", self.task_id) / f"round-{round_}" / "updates"
         verification = verify_round(
             store,
@@ -288,28 +325,37 @@ class RoundRunner:
             task_id=self.task_id,
             round_=round_,
             start=start,
-            policy=self.settings.verify,
+            policy=policy,
             workdir=workdir,
             seen=seen,
             evaluator=self.evaluator,
+            prior=prior,
         )
         verified_at = time.perf_counter()
         self._checkpoint("verified")
 
-        accepted = verification.accepted
         strategy = self.settings.strategy
         state_in_cid = previous[-1].params.get("server_state_cid") if previous else None
-        combined: Combined | None = None
-        if accepted:
-            state = self._load_server_state(state_in_cid)
-            combined = combine(
+        state = self._load_server_state(state_in_cid) if verification.accepted else None
+
+        def aggregate(updates: Sequence[ClientUpdate]) -> Combined:
+            return combine(
                 strategy,
-                [c.client_update() for c in accepted],
+                updates,
                 start.tensors,
                 start.metadata.peft,
                 server_state=state,
                 compute=self.compute,
             )
+
+        rule = self._rule()
+        scored: Scored | None = None
+        if rule == "contribution" and verification.accepted:
+            verification, scored = self._score(verification, aggregate, start)
+        scored_at = time.perf_counter()
+        accepted = verification.accepted
+        weighed = self._weighed(accepted)
+        combined = aggregate([weighed[c.commitment.node] for c in accepted]) if accepted else None
         aggregated_at = time.perf_counter()
         self._checkpoint("aggregated")
 
@@ -326,21 +372,39 @@ class RoundRunner:
             combined.server_state if combined else None, round_, state_in_cid
         )
 
-        metrics = self._metrics(verification, combined, start, global_bytes if combined else None)
+        known = None
+        if scored is not None and len(scored.scores) == len(accepted):
+            known = scored.all_loss  # every scored update kept: the global adapter was evaluated
+        metrics = self._metrics(
+            verification, combined, start, global_bytes if combined else None, known
+        )
         metrics.update(
             verify_seconds=round(verified_at - began, 3),
-            aggregate_seconds=round(aggregated_at - verified_at, 3),
+            score_seconds=round(scored_at - verified_at, 3),
+            aggregate_seconds=round(aggregated_at - scored_at, 3),
         )
-        pool = session.ledger.task(self.task_id).reward_per_round
+        if scored is not None:
+            metrics["scored_eval_loss"] = scored.all_loss
+        task = session.ledger.task(self.task_id)
         qualities = {
             c.commitment.node: quality_factor(verification.start_loss, c.eval_loss)
             for c in accepted
         }
+        scores = scored.scores if scored is not None else {}
         shares = [
-            Share(c.commitment.node, c.commitment.num_examples, qualities[c.commitment.node])
+            Share(
+                c.commitment.node,
+                c.commitment.num_examples,
+                qualities[c.commitment.node],
+                scores.get(c.commitment.node),
+            )
             for c in accepted
         ]
-        rewards = reward_table(self.task_id, round_, pool, shares)
+        rewards = reward_table(self.task_id, round_, task.reward_per_round, shares, rule)
+        unrevealed = tuple(self._unrevealed(round_))
+        verdicts = tuple(
+            self._verdict(c, combined, qualities, weighed, scored) for c in verification.checked
+        )
         report = RoundReport(
             task_id=self.task_id,
             round=round_,
@@ -350,8 +414,10 @@ class RoundRunner:
             global_cid=global_cid,
             global_digest=global_digest,
             strategy=combined.used if combined else strategy.name,
-            params=self._params(state_in_cid, state_cid),
-            submissions=tuple(self._verdict(c, combined, qualities) for c in verification.checked),
+            params=self._params(state_in_cid, state_cid, rule),
+            submissions=verdicts,
+            unrevealed=unrevealed,
+            slashes=self._slashes(verdicts, unrevealed, task.min_stake),
             rewards=rewards,
             metrics=metrics,
             software=software_versions(),
@@ -373,27 +439,171 @@ class RoundRunner:
         self._checkpoint("journaled")
         return report, result
 
-    def _commitments(self, round_: int, submissions: int) -> list[Commitment]:
-        events = self.session.history.submissions(self.task_id, round_)
-        if len(events) != submissions:
+    def _commitments(self, round_: int, reveals: int) -> list[Commitment]:
+        """The round's revealed updates, in the order of their COMMITMENTS (block, transaction,
+        log), each cross-checked against contract storage: so "who was first" is decided when
+        contents were still hidden, not by who revealed first."""
+        history, ledger = self.session.history, self.session.ledger
+        revealed = {event.node: event for event in history.reveals(self.task_id, round_)}
+        if len(revealed) != reveals:
             raise ChainError(
-                f"round {round_}: the chain counts {submissions} submissions but {len(events)} "
+                f"round {round_}: the chain counts {reveals} reveals but {len(revealed)} "
                 "events were found",
                 hint="the RPC node may lag behind; try again",
             )
+        commits = {event.node: event for event in history.commits(self.task_id, round_)}
         commitments = []
-        for event in events:
-            stored = self.session.ledger.submission(self.task_id, round_, event.node)
-            if stored.digest != event.digest or stored.num_examples != event.num_examples:
+        for node, commit in commits.items():  # in commit order (History sorts)
+            event = revealed.pop(node, None)
+            if event is None:
+                continue  # never revealed: counts for nothing
+            stored = ledger.submission(self.task_id, round_, node)
+            if (
+                stored.commitment != commit.commitment
+                or stored.digest != event.digest
+                or stored.num_examples != event.num_examples
+            ):
                 raise ChainError(
-                    f"round {round_}: the event of {event.node} disagrees with contract storage"
+                    f"round {round_}: the events of {node} disagree with contract storage"
                 )
             commitments.append(
                 Commitment(
-                    event.node, event.cid, event.digest.hex(), event.num_examples, event.block
+                    node,
+                    event.cid,
+                    event.digest.hex(),
+                    event.num_examples,
+                    block=commit.block,
+                    tx_index=commit.tx_index,
                 )
             )
+        if revealed:
+            raise ChainError(
+                f"round {round_}: reveals without a commitment event from {sorted(revealed)}",
+                hint="the RPC node may lag behind; try again",
+            )
         return commitments
+
+    def _unrevealed(self, round_: int) -> list[str]:
+        """Nodes that committed in ``round_`` and never revealed (sorted): they earn nothing."""
+        history = self.session.history
+        revealed = {event.node for event in history.reveals(self.task_id, round_)}
+        return sorted({event.node for event in history.commits(self.task_id, round_)} - revealed)
+
+    def _rule(self) -> RewardRule:
+        rule = self.settings.reward_rule
+        if rule is None:
+            return "contribution" if self.evaluator is not None else "examples"
+        if rule == "contribution" and self.evaluator is None:
+            raise ConfigError(
+                "the contribution reward rule scores updates on the aggregator's validation data",
+                hint="give the aggregator validation data, or choose the examples rule",
+            )
+        return rule
+
+    def _weighed(self, accepted: Sequence[Checked]) -> dict[str, ClientUpdate]:
+        """Each accepted update as aggregated: its claim capped at the median claim of
+        ``accepted`` (:func:`aggregator.screening.capped_examples`) unless capping is off."""
+        updates = {c.commitment.node: c.client_update() for c in accepted}
+        if not self.settings.cap_examples:
+            return updates
+        caps = capped_examples({n: u.num_examples for n, u in updates.items()})
+        return {n: replace(u, num_examples=caps[n]) for n, u in updates.items()}
+
+    def _score(
+        self,
+        verification: Verification,
+        aggregate: Callable[[Sequence[ClientUpdate]], Combined],
+        start: GlobalAdapter,
+    ) -> tuple[Verification, Scored]:
+        """Contribution scores of the accepted updates; those scoring <= 0 are rejected
+        (``no_contribution``) and left out of the aggregate."""
+        evaluator = self.evaluator
+        start_loss = verification.start_loss
+        if evaluator is None or start_loss is None:
+            raise ConfigError("contribution scores need the aggregator's validation loss")
+        spec = start.metadata.peft
+
+        def evaluate(tensors: Mapping[str, torch.Tensor]) -> float:
+            loss = evaluator(tensors, spec)
+            return math.inf if loss is None else float(loss)
+
+        accepted = verification.accepted
+        weighed = self._weighed(accepted)
+        scored = score_updates(
+            [weighed[c.commitment.node] for c in accepted],
+            aggregate=lambda updates: aggregate(updates).tensors,
+            evaluate=evaluate,
+            start=start.tensors,
+            start_loss=start_loss,
+            alone={
+                c.commitment.node: math.inf if c.eval_loss is None else c.eval_loss
+                for c in accepted
+            },
+        )
+        checked = []
+        for item in verification.checked:
+            score = scored.scores.get(item.commitment.node)
+            if item.accepted and score is not None and not score > 0:
+                item = item.reject(
+                    REASON_NO_CONTRIBUTION,
+                    f"contribution score {score:.4g} on the validation data: alone "
+                    f"{item.eval_loss} vs start {start_loss:.4f}; the others without it "
+                    f"{scored.without[item.commitment.node]:.4f} vs all {scored.all_loss:.4f}",
+                )
+            checked.append(item)
+        return Verification(tuple(checked), start_loss), scored
+
+    def _slashes(
+        self, verdicts: Sequence[SubmissionVerdict], unrevealed: Sequence[str], stake: int
+    ) -> tuple[Slash, ...]:
+        """Proven cheating to slash (:data:`aggregator.errors.SLASH_CODES`): the task's minimum
+        stake, at most what the node still holds."""
+        if not self.settings.slash:
+            return ()
+        ledger = self.session.ledger
+        cheats = [(v.node, v.reason) for v in verdicts if v.reason in SLASH_CODES]
+        cheats += [(node, REASON_UNREVEALED) for node in unrevealed]
+        slashes = []
+        for node, reason in cheats:
+            if reason is None:  # pragma: no cover - filtered above
+                continue
+            amount = min(stake, ledger.member(self.task_id, node).stake)
+            if amount > 0:
+                slashes.append(
+                    Slash(node=node, reason=reason, code=SLASH_CODES[reason], amount=amount)
+                )
+        return tuple(slashes)
+
+    def slash(self, round_: int, report: RoundReport, report_cid: str) -> list[Slash]:
+        """Make the slashes ``report`` names for the finalized ``round_`` (the report's CID as
+        the evidence), skipping those already made (a resumed run) and nodes whose stake is
+        gone; returns the slashes made now."""
+        if not report.slashes:
+            return []
+        ledger = self.session.ledger
+        done = {
+            e.node.lower() for e in self.session.history.slashes(self.task_id) if e.round == round_
+        }
+        made = []
+        for item in report.slashes:
+            if item.node.lower() in done:
+                continue
+            amount = min(item.amount, ledger.member(self.task_id, item.node).stake)
+            if amount <= 0:
+                continue
+            ledger.slash(
+                self.task_id, round_, item.node, amount, item.code, report_cid, self.session.signer
+            )
+            logger.info(
+                "round %s: slashed %s of %s for %s (evidence %s)",
+                round_,
+                amount,
+                item.node,
+                item.reason,
+                report_cid,
+            )
+            made.append(item)
+        return made
 
     def _load_server_state(self, cid: str | None) -> ServerState | None:
         path = self.session.state_dir("aggregator", self.task_id) / "server-state-in.safetensors"
@@ -418,10 +628,19 @@ class RoundRunner:
         self.session.store.pin(cid)
         return cid
 
-    def _params(self, state_in: str | None, state_out: str | None) -> dict[str, Any]:
+    def _params(
+        self, state_in: str | None, state_out: str | None, rule: RewardRule
+    ) -> dict[str, Any]:
         policy = self.settings.verify
         params: dict[str, Any] = {
             "strategy": self.settings.strategy.model_dump(mode="json"),
+            "reward_rule": rule,
+            "cap_examples": self.settings.cap_examples,
+            "free_rider_rtol": policy.free_rider_rtol,
+            "min_change_rms": policy.min_change_rms,
+            "copy_rtol": policy.copy_rtol,
+            "lookback": policy.lookback,
+            "trusted_gain": policy.trusted_gain if self.evaluator is not None else None,
             "compute": compute_params(self.compute),
             "max_rank": policy.max_rank,
             "outlier_threshold": policy.outliers.threshold if policy.outliers else None,
@@ -441,6 +660,7 @@ class RoundRunner:
         combined: Combined | None,
         start: GlobalAdapter,
         global_bytes: bytes | None,
+        known_loss: float | None = None,
     ) -> dict[str, float]:
         accepted = verification.accepted
         metrics: dict[str, float] = {
@@ -462,7 +682,9 @@ class RoundRunner:
             if verification.start_loss is not None:
                 metrics["start_eval_loss"] = verification.start_loss
             if combined is not None and global_bytes is not None:
-                loss = self.evaluator(combined.tensors, start.metadata.peft)
+                loss = known_loss
+                if loss is None:
+                    loss = self.evaluator(combined.tensors, start.metadata.peft)
                 if loss is not None:
                     metrics["global_eval_loss"] = loss
             elif verification.start_loss is not None:
@@ -471,9 +693,14 @@ class RoundRunner:
 
     @staticmethod
     def _verdict(
-        item: Checked, combined: Combined | None, qualities: dict[str, float]
+        item: Checked,
+        combined: Combined | None,
+        qualities: dict[str, float],
+        weighed: dict[str, ClientUpdate],
+        scored: Scored | None,
     ) -> SubmissionVerdict:
         node = item.commitment.node
+        kept = weighed.get(node) if item.accepted else None
         own = item.metadata.metrics.eval_loss_after if item.metadata else None
         return SubmissionVerdict(
             node=node,
@@ -491,6 +718,10 @@ class RoundRunner:
             z_score=item.z_score,
             eval_loss=item.eval_loss,
             train_eval_loss=own,
+            tx_index=item.commitment.tx_index,
+            weight_examples=kept.num_examples if kept is not None else None,
+            loss_without=scored.without.get(node) if scored is not None else None,
+            score=scored.scores.get(node) if scored is not None else None,
         )
 
     def _finalized_outcome(self, round_: int) -> RoundOutcome:
@@ -502,7 +733,16 @@ class RoundRunner:
                 f"round {round_} of task {self.task_id} is finalized but its event was not found"
             )
         report = fetch_report(self.session.store, record.report_cid)
+        self._slash_logged(round_, report, record.report_cid)  # a run killed before slashing
         return RoundOutcome(self.task_id, round_, report, record.report_cid, record, None, True)
+
+    def _slash_logged(self, round_: int, report: RoundReport, report_cid: str) -> None:
+        """:meth:`slash`, logging instead of raising: the round is final either way, and the
+        next run of this round makes what is missing."""
+        try:
+            self.slash(round_, report, report_cid)
+        except ChainError as exc:
+            logger.warning("round %s: slashing failed (%s); the next run retries", round_, exc)
 
     # ------------------------------------------------------------------ journal
 

@@ -63,20 +63,25 @@ def update_norms(
 
 
 def robust_z_scores(
-    values: Mapping[str, float], *, relative_floor: float = 1e-6
+    values: Mapping[str, float],
+    *,
+    reference: Mapping[str, float] | None = None,
+    relative_floor: float = 1e-6,
 ) -> dict[str, float]:
-    """``(x - median) / (1.4826 * MAD)`` for each value.
+    """``(x - median) / (1.4826 * MAD)`` for each value; the median and MAD are those of
+    ``reference`` (default: ``values`` themselves).
 
     When more than half the values are equal the MAD is zero; it is floored at
     ``relative_floor * |median|`` (and at the smallest positive float) so that equal values
     score 0 and any other value scores large instead of dividing by zero.
     """
-    if not values:
+    reference = values if reference is None else reference
+    if not values or not reference:
         raise AggregationError("no value to score")
-    if any(not math.isfinite(v) for v in values.values()):
+    if any(not math.isfinite(v) for v in (*values.values(), *reference.values())):
         raise AggregationError(f"values must be finite, got {dict(values)}")
-    median = statistics.median(values.values())
-    mad = statistics.median(abs(v - median) for v in values.values())
+    median = statistics.median(reference.values())
+    mad = statistics.median(abs(v - median) for v in reference.values())
     scale = max(MAD_TO_SIGMA * mad, relative_floor * abs(median), math.ulp(0.0))
     return {node: (v - median) / scale for node, v in values.items()}
 

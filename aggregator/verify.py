@@ -9,11 +9,16 @@ saying what differed. Checks, in order:
    (:func:`loraledger.update.parse_update`'s codes), made by the node that committed it
    (``wrong_node``), on the number of examples it committed (``examples_mismatch``), with the
    task's peft method, target modules and layer shapes (``spec_mismatch``).
-2. *Against the others*: the same tensors as an earlier round's or an earlier submitter's
-   update (``replayed_update``); the norm of the weight change against the round's
-   median/MAD statistics (``norm_outlier``).
+2. *Against the others* (:mod:`aggregator.screening`, on weight changes): the same tensors as
+   an earlier round's or an earlier commitment's update (``replayed_update``); (near) no
+   weight change, or the start or an earlier global adapter again (``free_rider``); (near)
+   the weight change of an earlier commitment, in chain order and across the last
+   ``lookback`` rounds (``copied_update``).
 3. *Optionally, on the aggregator's own validation data*: the update's loss is not worse
    than the start adapter's by more than ``max_loss_increase`` (``validation_worse``).
+4. The norm of the weight change against a reference median/MAD (``norm_outlier``): the
+   updates that improve the validation loss when there is validation (a reference no
+   submitter controls), else every update.
 
 Accepted updates are kept as files in a work folder, so aggregation streams them from disk.
 """
@@ -35,7 +40,10 @@ from pydantic import Field, field_validator
 
 from aggregator.client_update import LORA_A, LORA_B, ClientUpdate, lora_modules
 from aggregator.errors import (
+    REASON_CHECK_FAILED,
+    REASON_COPY,
     REASON_EXAMPLES_MISMATCH,
+    REASON_FREE_RIDER,
     REASON_NORM_OUTLIER,
     REASON_REPLAYED,
     REASON_SPEC_MISMATCH,
@@ -43,16 +51,21 @@ from aggregator.errors import (
     REASON_VALIDATION_WORSE,
     REASON_WRONG_NODE,
 )
-from aggregator.stats import OutlierPolicy, flag_outliers, lora_delta_norm
-from ipfs import ContentStore
+from aggregator.isolate import IsolationLimits, run_isolated, worker_memory
+from aggregator.screening import Candidate, Change, find_copies, free_rider, trusted_outliers
+from aggregator.stats import OutlierPolicy, lora_delta_norm
+from ipfs import ContentStore, ContentTooLarge
 from loraledger.errors import ConfigError, StorageError, UpdateRejected
 from loraledger.settings import Settings
 from loraledger.update import (
     DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_HEADER_BYTES,
+    REASON_TOO_LARGE,
     Expected,
     GlobalAdapter,
     PeftSpec,
     UpdateMetadata,
+    check_structure,
     parse_update,
 )
 
@@ -70,7 +83,13 @@ class Commitment:
     cid: str
     digest: str  # sha256 hex
     num_examples: int
-    block: int = 0
+    block: int = 0  # block of the commitment
+    tx_index: int = 0  # its transaction's index in that block
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Where the commitment stands in the chain's order (earlier first)."""
+        return (self.block, self.tx_index)
 
 
 class VerifyPolicy(Settings):
@@ -82,12 +101,48 @@ class VerifyPolicy(Settings):
     outliers: OutlierPolicy | None = Field(default_factory=OutlierPolicy)
     max_loss_increase: float | None = 0.5
     fetch_workers: int = 4
+    isolate: bool = True  # read each update's header in a worker process first (isolate.py)
+    check_timeout_s: float = 30.0  # that worker's time limit (checker_timeout past it)
+    # what earns nothing (aggregator.screening); None turns a check off
+    free_rider_rtol: float | None = 1e-3  # of the start / an earlier global's weight change
+    min_change_rms: float = 1e-7  # a weight change below this RMS per weight is no change
+    copy_rtol: float | None = 0.1  # of the earlier update's own step
+    lookback: int = 3  # earlier rounds whose globals and updates are compared against
+    trusted_gain: float | None = 0.001  # relative validation gain that makes a norm reference
 
     @field_validator("fetch_workers")
     @classmethod
     def _workers_positive(cls, value: int) -> int:
         if value < 1:
             raise ValueError(f"fetch_workers must be positive, got {value}")
+        return value
+
+    @field_validator("check_timeout_s")
+    @classmethod
+    def _timeout_positive(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError(f"check_timeout_s must be positive, got {value}")
+        return value
+
+    @field_validator("free_rider_rtol", "copy_rtol", "trusted_gain")
+    @classmethod
+    def _tolerance_fraction(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value < 1:
+            raise ValueError(f"tolerances are fractions in [0, 1), got {value}")
+        return value
+
+    @field_validator("min_change_rms")
+    @classmethod
+    def _rms_not_negative(cls, value: float) -> float:
+        if not value >= 0:
+            raise ValueError(f"min_change_rms must be >= 0, got {value}")
+        return value
+
+    @field_validator("lookback")
+    @classmethod
+    def _lookback_not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"lookback must be >= 0, got {value}")
         return value
 
     @field_validator("max_loss_increase")
@@ -145,6 +200,15 @@ class Verification:
         return [c for c in self.checked if c.accepted]
 
 
+@dataclass(frozen=True)
+class Prior:
+    """What earlier rounds left that screening compares a round's updates with (the last
+    ``lookback`` rounds): their global adapters (free riders) and accepted updates (copies)."""
+
+    globals: tuple[tuple[str, Change], ...] = ()  # (label, adapter)
+    updates: tuple[Candidate, ...] = ()
+
+
 def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     """sha256 over names, dtypes, shapes and raw values: equal for equal tensors whatever the
     metadata around them (a re-signed copy of another update has the same tensor digest)."""
@@ -168,9 +232,11 @@ def verify_round(
     workdir: Path,
     seen: Mapping[str, str] | None = None,
     evaluator: Evaluator | None = None,
+    prior: Prior | None = None,
 ) -> Verification:
     """Verify every commitment of a round; ``seen`` maps earlier rounds' tensor digests to
-    where they were submitted (for the replay check)."""
+    where they were submitted (for the replay check), ``prior`` holds earlier rounds' global
+    adapters and updates (free riders, copies)."""
     workdir.mkdir(parents=True, exist_ok=True)
     expected = Expected(
         task_id=task_id,
@@ -182,12 +248,27 @@ def verify_round(
         checked = list(
             pool.map(lambda c: check_one(store, c, expected, start, policy, workdir), commitments)
         )
-    checked = _replays(checked, seen or {})
-    checked = _outliers(checked, policy, start)
     start_loss = None
+    loss_of: Callable[[Checked], float | None] | None = None
     if evaluator is not None:
-        start_loss = evaluator(start.tensors, start.metadata.peft)
-        checked = _validation(checked, evaluator, start_loss, policy)
+        evaluate = evaluator
+        start_loss = evaluate(start.tensors, start.metadata.peft)
+
+        def loss_of(item: Checked) -> float | None:
+            if item.metadata is None:  # pragma: no cover - only accepted items are evaluated
+                return None
+            return evaluate(item.client_update().load(), item.metadata.peft)
+
+    checked = judge(
+        checked,
+        start=start,
+        policy=policy,
+        round_=round_,
+        seen=seen or {},
+        prior=prior or Prior(),
+        start_loss=start_loss,
+        loss_of=loss_of,
+    )
     for item in checked:
         if not item.accepted:
             logger.info(
@@ -201,6 +282,30 @@ def verify_round(
     return Verification(tuple(checked), start_loss)
 
 
+def judge(
+    checked: Sequence[Checked],
+    *,
+    start: GlobalAdapter,
+    policy: VerifyPolicy,
+    round_: int,
+    seen: Mapping[str, str],
+    prior: Prior,
+    start_loss: float | None,
+    loss_of: Callable[[Checked], float | None] | None,
+) -> list[Checked]:
+    """Steps 2-4 of the module docstring on updates checked one by one (in commitment order).
+
+    ``loss_of`` gives an update's validation loss (``None``: no validation). The aggregator
+    evaluates on its data; an audit passes the losses the report published, and so re-derives
+    every verdict with this same code.
+    """
+    out = _replays(list(checked), seen)
+    out = _screen(out, start, prior, policy, round_)
+    if loss_of is not None:
+        out = _validation(out, loss_of, start_loss, policy)
+    return _outliers(out, policy, start_loss)
+
+
 def check_one(
     store: ContentStore,
     commitment: Commitment,
@@ -209,16 +314,44 @@ def check_one(
     policy: VerifyPolicy,
     workdir: Path,
 ) -> Checked:
-    """Fetch and check one update on its own (step 1 of the module docstring)."""
-    item = Checked(commitment)
+    """Fetch and check one update on its own (step 1 of the module docstring).
+
+    Never raises: any unexpected error becomes a ``check_failed`` rejection, so no update can
+    stop a round (or an audit). The fetch is capped to the task's update size and the header
+    is first read in an isolated worker (:mod:`aggregator.isolate`, ``policy.isolate``).
+    """
     try:
-        data = store.get_bytes(commitment.cid, max_size=policy.max_bytes)
+        return _check_one(store, commitment, expected, start, policy, workdir)
+    except Exception as exc:
+        logger.warning("checking %s of %s failed", commitment.cid, commitment.node, exc_info=True)
+        detail = f"{type(exc).__name__}: {exc}"
+        return Checked(commitment).reject(REASON_CHECK_FAILED, detail[:1000])
+
+
+def _check_one(
+    store: ContentStore,
+    commitment: Commitment,
+    expected: Expected,
+    start: GlobalAdapter,
+    policy: VerifyPolicy,
+    workdir: Path,
+) -> Checked:
+    item = Checked(commitment)
+    expected = replace(expected, digest=commitment.digest, max_bytes=policy.max_bytes)
+    expected = expected.capped_for(start)
+    cap = expected.max_bytes if expected.max_bytes is not None else policy.max_bytes
+    try:
+        data = store.get_bytes(commitment.cid, max_size=cap)
+    except ContentTooLarge as exc:
+        return item.reject(REASON_TOO_LARGE, f"over the task's cap of {cap} bytes: {exc}")
     except StorageError as exc:
         return item.reject(REASON_UNAVAILABLE, f"cannot fetch {commitment.cid}: {exc}")
     try:
-        parsed = parse_update(
-            data, replace(expected, digest=commitment.digest), max_bytes=policy.max_bytes
-        )
+        if policy.isolate:
+            header_cap = expected.max_header_bytes or DEFAULT_MAX_HEADER_BYTES
+            limits = IsolationLimits(policy.check_timeout_s, worker_memory(header_cap))
+            run_isolated(lambda: check_structure(data, expected, max_bytes=cap), limits)
+        parsed = parse_update(data, expected, max_bytes=cap)
     except UpdateRejected as exc:
         return item.reject(exc.reason, _detail(exc))
     meta = parsed.metadata
@@ -296,7 +429,7 @@ def update_norm(
 def _replays(checked: list[Checked], seen: Mapping[str, str]) -> list[Checked]:
     first: dict[str, str] = dict(seen)
     out = []
-    for item in sorted(checked, key=lambda c: (c.commitment.block, c.commitment.node.lower())):
+    for item in sorted(checked, key=lambda c: (*c.commitment.order, c.commitment.node.lower())):
         digest = item.tensor_digest
         if item.accepted and digest is not None:
             where = first.get(digest)
@@ -309,11 +442,28 @@ def _replays(checked: list[Checked], seen: Mapping[str, str]) -> list[Checked]:
     return sorted(out, key=lambda c: order[id(c.commitment)])
 
 
-def _outliers(checked: list[Checked], policy: VerifyPolicy, start: GlobalAdapter) -> list[Checked]:
+def _outliers(
+    checked: list[Checked], policy: VerifyPolicy, start_loss: float | None
+) -> list[Checked]:
+    """Norm screening (:func:`aggregator.screening.trusted_outliers`): against the updates the
+    validation data says help when there is validation, else against every update."""
     norms = {c.commitment.node: c.norm for c in checked if c.accepted and c.norm is not None}
     if policy.outliers is None or not norms:
         return checked
-    verdicts = {v.node: v for v in flag_outliers(norms, policy.outliers)}
+    trusted: list[str] | None = None
+    reference = "the round's median/MAD"
+    if start_loss is not None and policy.trusted_gain is not None:
+        limit = start_loss * (1 - policy.trusted_gain)
+        trusted = [
+            c.commitment.node
+            for c in checked
+            if c.accepted and c.norm is not None and c.eval_loss is not None and c.eval_loss < limit
+        ]
+        reference = (
+            f"the median/MAD of the {len(trusted)} updates that improve the validation loss by "
+            f">= {policy.trusted_gain:g}"
+        )
+    verdicts = trusted_outliers(norms, trusted, policy.outliers)
     out = []
     for item in checked:
         verdict = verdicts.get(item.commitment.node)
@@ -324,19 +474,70 @@ def _outliers(checked: list[Checked], policy: VerifyPolicy, start: GlobalAdapter
                     REASON_NORM_OUTLIER,
                     f"weight change norm {verdict.norm:.4g} has robust z-score "
                     f"{verdict.z_score:.1f} (threshold {policy.outliers.threshold}) "
-                    "against the round's median/MAD",
+                    f"against {reference}",
                 )
         out.append(item)
     return out
 
 
+def _screen(
+    checked: list[Checked], start: GlobalAdapter, prior: Prior, policy: VerifyPolicy, round_: int
+) -> list[Checked]:
+    """Free riders, then copies (of earlier rounds' updates and of earlier commitments of this
+    round), on weight changes (:mod:`aggregator.screening`)."""
+    if policy.free_rider_rtol is None and policy.copy_rtol is None:
+        return checked
+    start_change = Change(start.tensors, start.metadata.peft.delta_scaling)
+    changes: dict[int, Change] = {}
+    out = []
+    for item in checked:
+        if item.accepted and item.path is not None and item.metadata is not None:
+            change = Change(item.client_update().load(), item.metadata.peft.delta_scaling)
+            changes[id(item)] = change
+            if policy.free_rider_rtol is not None:
+                why = free_rider(
+                    change,
+                    start_change,
+                    prior.globals,
+                    rtol=policy.free_rider_rtol,
+                    min_change_rms=policy.min_change_rms,
+                )
+                if why is not None:
+                    item = item.reject(REASON_FREE_RIDER, why)
+        out.append(item)
+    if policy.copy_rtol is None:
+        return out
+    current = [
+        Candidate(
+            node=item.commitment.node,
+            order=(round_, *item.commitment.order),
+            change=changes[id(item)],
+            step=item.norm or 0.0,
+            label=f"of {item.commitment.node} in this round",
+            current=True,
+        )
+        for item in out
+        if item.accepted and id(item) in changes
+    ]
+    copies = find_copies([*prior.updates, *current], rtol=policy.copy_rtol)
+    return [
+        item.reject(REASON_COPY, copies[item.commitment.node])
+        if item.accepted and item.commitment.node in copies
+        else item
+        for item in out
+    ]
+
+
 def _validation(
-    checked: list[Checked], evaluator: Evaluator, start_loss: float | None, policy: VerifyPolicy
+    checked: list[Checked],
+    loss_of: Callable[[Checked], float | None],
+    start_loss: float | None,
+    policy: VerifyPolicy,
 ) -> list[Checked]:
     out = []
     for item in checked:
         if item.accepted and item.path is not None and item.metadata is not None:
-            loss = evaluator(item.client_update().load(), item.metadata.peft)
+            loss = loss_of(item)
             item = replace(item, eval_loss=loss)
             limit = policy.max_loss_increase
             if loss is not None and not math.isfinite(loss):

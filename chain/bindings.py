@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from eth_abi.abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
 from web3 import Web3
@@ -22,6 +23,8 @@ from chain.network import Chain
 from chain.round_state import RoundState
 
 ZERO_DIGEST = b"\x00" * 32
+#: Most examples a node may claim per round when a task does not say (``TaskParams``).
+DEFAULT_MAX_EXAMPLES = 100_000
 
 
 def base_model_hash(model_id: str) -> bytes:
@@ -29,8 +32,27 @@ def base_model_hash(model_id: str) -> bytes:
     return bytes(Web3.keccak(text=model_id))
 
 
+def commitment_hash(
+    task_id: int, round_: int, node: str, digest: bytes, num_examples: int, salt: bytes
+) -> bytes:
+    """The commitment ``commitUpdate`` takes for an update, as the contract's ``commitmentOf``
+    computes it: ``keccak256(abi.encode(taskId, round, node, digest, numExamples, salt))``."""
+    if len(digest) != 32 or len(salt) != 32:
+        raise ValueError(
+            f"digest and salt must be 32 bytes, got {len(digest)} and {len(salt)} bytes"
+        )
+    encoded = abi_encode(
+        ["uint256", "uint32", "address", "bytes32", "uint64", "bytes32"],
+        [task_id, round_, Web3.to_checksum_address(node), digest, num_examples, salt],
+    )
+    return bytes(Web3.keccak(encoded))
+
+
 @dataclass(frozen=True)
 class TaskParams:
+    """What a sponsor chooses for a task. ``reveal_window=None`` gives the reveal phase as many
+    seconds as the commit phase (``submission_window``)."""
+
     base_model_hash: bytes
     initial_global_cid: str
     initial_global_digest: bytes
@@ -39,6 +61,12 @@ class TaskParams:
     min_stake: int
     submission_window: int
     max_rounds: int
+    reveal_window: int | None = None
+    max_examples: int = DEFAULT_MAX_EXAMPLES
+
+    @property
+    def effective_reveal_window(self) -> int:
+        return self.submission_window if self.reveal_window is None else self.reveal_window
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (
@@ -49,6 +77,8 @@ class TaskParams:
             self.reward_per_round,
             self.min_stake,
             self.submission_window,
+            self.effective_reveal_window,
+            self.max_examples,
             self.max_rounds,
         )
 
@@ -67,6 +97,8 @@ class Task:
     paid: int
     withdrawn: int
     submission_window: int
+    reveal_window: int
+    max_examples: int
     max_rounds: int
     rounds_opened: int
     active_nodes: int
@@ -87,11 +119,24 @@ class Round:
     reward_total: int
     claimed: int
     opened_at: int
-    deadline: int
-    submissions: int
+    deadline: int  # last chain time at which commitments are accepted
+    reveal_deadline: int  # last chain time at which commitments are revealed
+    commits: int
+    reveals: int
     accepted: int
     rejected: int
+    all_committed: bool
     finalized: bool
+
+    @property
+    def submissions(self) -> int:
+        """The updates the round's finalization counts: its reveals (``accepted + rejected``
+        must equal it); commitments never revealed count for nothing."""
+        return self.reveals
+
+    @property
+    def unrevealed(self) -> int:
+        return self.commits - self.reveals
 
 
 @dataclass(frozen=True)
@@ -102,13 +147,26 @@ class Member:
 
 @dataclass(frozen=True)
 class Submission:
+    """A node's commitment in a round and what its reveal showed (zeros until revealed)."""
+
+    commitment: bytes
     digest: bytes
     num_examples: int
-    submitted_at: int
+    committed_at: int
+    revealed_at: int
+
+    @property
+    def committed(self) -> bool:
+        return self.commitment != ZERO_DIGEST
+
+    @property
+    def revealed(self) -> bool:
+        return self.revealed_at != 0
 
     @property
     def exists(self) -> bool:
-        return self.digest != ZERO_DIGEST
+        """Whether the node revealed an update in the round (the round counts it)."""
+        return self.revealed
 
 
 @dataclass(frozen=True)
@@ -190,8 +248,8 @@ class Ledger:
         return RoundState(self.chain.call(self.contract.functions.roundState(task_id, round_)))
 
     def open_round(self, task_id: int) -> int:
-        """The round opened last while it is not finalized (``OPEN`` or ``CLOSED``: accepting
-        submissions or awaiting finalization), 0 when none."""
+        """The round opened last while it is not finalized (``OPEN``, ``REVEALING`` or
+        ``CLOSED``: accepting commitments or reveals, or awaiting finalization), 0 when none."""
         last = self.task(task_id).rounds_opened
         return last if self.round_state(task_id, last).pending else 0
 
@@ -223,17 +281,36 @@ class Ledger:
         (event,) = self.contract.events.RoundOpened().process_receipt(receipt, errors=_DISCARD)
         return int(event["args"]["round"]), receipt
 
-    def submit_update(
+    def commitment_of(
+        self, task_id: int, round_: int, node: str, digest: bytes, num_examples: int, salt: bytes
+    ) -> bytes:
+        """The contract's ``commitmentOf`` (a call; :func:`commitment_hash` computes the same
+        offline)."""
+        fn = self.contract.functions.commitmentOf(
+            task_id, round_, Web3.to_checksum_address(node), digest, num_examples, salt
+        )
+        return bytes(self.chain.call(fn))
+
+    def commit_update(
+        self, task_id: int, round_: int, commitment: bytes, signer: LocalAccount
+    ) -> TxReceipt:
+        """``commitUpdate``: commit to an update (see :func:`commitment_hash`)."""
+        fn = self.contract.functions.commitUpdate(task_id, round_, commitment)
+        return self.chain.send(fn, signer)
+
+    def reveal_update(
         self,
         task_id: int,
         round_: int,
         cid: str,
         digest: bytes,
         num_examples: int,
-        node: LocalAccount,
+        salt: bytes,
+        signer: LocalAccount,
     ) -> TxReceipt:
-        fn = self.contract.functions.submitUpdate(task_id, round_, cid, digest, num_examples)
-        return self.chain.send(fn, node)
+        """``revealUpdate``: reveal the update committed to in a ``REVEALING`` round."""
+        fn = self.contract.functions.revealUpdate(task_id, round_, cid, digest, num_examples, salt)
+        return self.chain.send(fn, signer)
 
     def finalize_round(
         self, task_id: int, round_: int, result: Finalization, aggregator: LocalAccount
@@ -252,10 +329,21 @@ class Ledger:
         return self.chain.send(self.contract.functions.claimBatch(claims), node)
 
     def slash(
-        self, task_id: int, node: str, amount: int, reason: int, aggregator: LocalAccount
+        self,
+        task_id: int,
+        round_: int,
+        node: str,
+        amount: int,
+        reason: int,
+        evidence_cid: str,
+        signer: LocalAccount,
     ) -> TxReceipt:
-        fn = self.contract.functions.slash(task_id, Web3.to_checksum_address(node), amount, reason)
-        return self.chain.send(fn, aggregator)
+        """``slash``: move ``amount`` of ``node``'s stake into the pool, for what it committed
+        in the finalized round ``round_``."""
+        fn = self.contract.functions.slash(
+            task_id, round_, Web3.to_checksum_address(node), amount, reason, evidence_cid
+        )
+        return self.chain.send(fn, signer)
 
     def withdraw_remainder(self, task_id: int, sponsor: LocalAccount) -> TxReceipt:
         return self.chain.send(self.contract.functions.withdrawRemainder(task_id), sponsor)

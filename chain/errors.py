@@ -39,8 +39,13 @@ HINTS: dict[str, str] = {
     "LedgerUnknownTask": "list tasks with `loraledger task list`",
     "LedgerNotJoined": "join first: `loraledger node join --task TASK`",
     "LedgerAlreadyJoined": "this account is already a member of the task",
-    "LedgerAlreadySubmitted": "one submission per node per round; wait for the next round",
-    "LedgerDigestReused": "an update with this digest was already submitted to this task",
+    "LedgerAlreadyCommitted": "one commitment per node per round; wait for the next round",
+    "LedgerNotCommitted": "only a node that committed in the round can reveal (or be slashed)",
+    "LedgerAlreadyRevealed": "each commitment is revealed once",
+    "LedgerCommitmentMismatch": "reveal the digest, example count and salt that were committed "
+    "(the node's journal keeps them)",
+    "LedgerExamplesAboveCap": "claim at most the task's maxExamples (`loraledger task show TASK`)",
+    "LedgerDigestReused": "an update with this digest was already revealed in this task",
     "LedgerAlreadyClaimed": "each round's reward is claimed once",
     "LedgerInvalidProof": "the proof must come from the round report of this round and account",
     "LedgerInsufficientPool": "fund the task: `loraledger task fund TASK AMOUNT`",
@@ -58,19 +63,43 @@ ROUND_STATE_HINTS: dict[tuple[RoundState, RoundState], str] = {
         RoundState.OPEN,
     ): "wait for the aggregator to open the round (`loraledger task show TASK`)",
     (
+        RoundState.REVEALING,
+        RoundState.OPEN,
+    ): "the commit phase is over; the node takes part in the next round",
+    (
         RoundState.CLOSED,
         RoundState.OPEN,
     ): "the window closed; the node takes part in the next round",
     (
         RoundState.FINALIZED,
         RoundState.OPEN,
-    ): "submit for the round that is open now (`loraledger task show TASK`)",
+    ): "commit in the round that is open now (`loraledger task show TASK`)",
+    (
+        RoundState.OPEN,
+        RoundState.REVEALING,
+    ): "reveal once the commit phase ends (window over or every joined node committed)",
+    (
+        RoundState.CLOSED,
+        RoundState.REVEALING,
+    ): "the reveal window is over; an unrevealed commitment earns nothing",
+    (
+        RoundState.FINALIZED,
+        RoundState.REVEALING,
+    ): "the round is finalized; the reveal window is over",
     (
         RoundState.OPEN,
         RoundState.CLOSED,
-    ): "wait until the window closes or every joined node has submitted",
+    ): "wait until the commit window closes and the commitments are revealed",
+    (
+        RoundState.REVEALING,
+        RoundState.CLOSED,
+    ): "wait until every commitment is revealed or the reveal window closes",
     (RoundState.FINALIZED, RoundState.CLOSED): "each round is finalized exactly once",
     (RoundState.OPEN, RoundState.FINALIZED): "the round is still open: wait for it to be finalized",
+    (
+        RoundState.REVEALING,
+        RoundState.FINALIZED,
+    ): "the round is revealing: wait for it to be finalized",
     (RoundState.CLOSED, RoundState.FINALIZED): "the round awaits finalization by the aggregator",
 }
 
@@ -357,6 +386,16 @@ class LedgerAlreadyClaimed(ContractRevert):
     node: ChecksumAddress
 
 
+class LedgerAlreadyCommitted(ContractRevert):
+    """``LedgerAlreadyCommitted(uint256 taskId, uint32 round, address node)``"""
+
+    FIELDS = ("taskId", "round", "node")
+    TYPES = ("uint256", "uint32", "address")
+    task_id: int
+    round: int
+    node: ChecksumAddress
+
+
 class LedgerAlreadyJoined(ContractRevert):
     """``LedgerAlreadyJoined(uint256 taskId, address node)``"""
 
@@ -366,8 +405,8 @@ class LedgerAlreadyJoined(ContractRevert):
     node: ChecksumAddress
 
 
-class LedgerAlreadySubmitted(ContractRevert):
-    """``LedgerAlreadySubmitted(uint256 taskId, uint32 round, address node)``"""
+class LedgerAlreadyRevealed(ContractRevert):
+    """``LedgerAlreadyRevealed(uint256 taskId, uint32 round, address node)``"""
 
     FIELDS = ("taskId", "round", "node")
     TYPES = ("uint256", "uint32", "address")
@@ -387,16 +426,28 @@ class LedgerClaimAboveRoundTotal(ContractRevert):
     reward_total: int
 
 
-class LedgerCountMismatch(ContractRevert):
-    """``LedgerCountMismatch(uint256 taskId, uint32 round, uint32 accepted, uint32 rejected, uint32 submissions)``"""
+class LedgerCommitmentMismatch(ContractRevert):
+    """``LedgerCommitmentMismatch(uint256 taskId, uint32 round, address node, bytes32 committed, bytes32 revealed)``"""
 
-    FIELDS = ("taskId", "round", "accepted", "rejected", "submissions")
+    FIELDS = ("taskId", "round", "node", "committed", "revealed")
+    TYPES = ("uint256", "uint32", "address", "bytes32", "bytes32")
+    task_id: int
+    round: int
+    node: ChecksumAddress
+    committed: bytes
+    revealed: bytes
+
+
+class LedgerCountMismatch(ContractRevert):
+    """``LedgerCountMismatch(uint256 taskId, uint32 round, uint32 accepted, uint32 rejected, uint32 reveals)``"""
+
+    FIELDS = ("taskId", "round", "accepted", "rejected", "reveals")
     TYPES = ("uint256", "uint32", "uint32", "uint32", "uint32")
     task_id: int
     round: int
     accepted: int
     rejected: int
-    submissions: int
+    reveals: int
 
 
 class LedgerDigestReused(ContractRevert):
@@ -422,6 +473,18 @@ class LedgerEmptyCid(ContractRevert):
     TYPES = ()
 
 
+class LedgerExamplesAboveCap(ContractRevert):
+    """``LedgerExamplesAboveCap(uint256 taskId, uint32 round, address node, uint64 numExamples, uint64 maxExamples)``"""
+
+    FIELDS = ("taskId", "round", "node", "numExamples", "maxExamples")
+    TYPES = ("uint256", "uint32", "address", "uint64", "uint64")
+    task_id: int
+    round: int
+    node: ChecksumAddress
+    num_examples: int
+    max_examples: int
+
+
 class LedgerInsufficientPool(ContractRevert):
     """``LedgerInsufficientPool(uint256 taskId, uint256 available, uint256 required)``"""
 
@@ -430,6 +493,14 @@ class LedgerInsufficientPool(ContractRevert):
     task_id: int
     available: int
     required: int
+
+
+class LedgerInvalidMaxExamples(ContractRevert):
+    """``LedgerInvalidMaxExamples(uint64 maxExamples)``"""
+
+    FIELDS = ("maxExamples",)
+    TYPES = ("uint64",)
+    max_examples: int
 
 
 class LedgerInvalidMaxRounds(ContractRevert):
@@ -451,6 +522,14 @@ class LedgerInvalidProof(ContractRevert):
     amount: int
 
 
+class LedgerInvalidRevealWindow(ContractRevert):
+    """``LedgerInvalidRevealWindow(uint64 revealWindow)``"""
+
+    FIELDS = ("revealWindow",)
+    TYPES = ("uint64",)
+    reveal_window: int
+
+
 class LedgerInvalidToken(ContractRevert):
     """``LedgerInvalidToken(address token)``"""
 
@@ -469,6 +548,16 @@ class LedgerInvalidWindow(ContractRevert):
 
 class LedgerLeaveDuringRound(ContractRevert):
     """``LedgerLeaveDuringRound(uint256 taskId, uint32 round, address node)``"""
+
+    FIELDS = ("taskId", "round", "node")
+    TYPES = ("uint256", "uint32", "address")
+    task_id: int
+    round: int
+    node: ChecksumAddress
+
+
+class LedgerNotCommitted(ContractRevert):
+    """``LedgerNotCommitted(uint256 taskId, uint32 round, address node)``"""
 
     FIELDS = ("taskId", "round", "node")
     TYPES = ("uint256", "uint32", "address")
@@ -574,6 +663,13 @@ class LedgerZeroAmount(ContractRevert):
     TYPES = ()
 
 
+class LedgerZeroCommitment(ContractRevert):
+    """``LedgerZeroCommitment()``"""
+
+    FIELDS = ()
+    TYPES = ()
+
+
 class LedgerZeroDigest(ContractRevert):
     """``LedgerZeroDigest()``"""
 
@@ -619,19 +715,25 @@ CONTRACT_ERRORS: dict[str, type[ContractRevert]] = {
         ERC20InvalidSender,
         ERC20InvalidSpender,
         LedgerAlreadyClaimed,
+        LedgerAlreadyCommitted,
         LedgerAlreadyJoined,
-        LedgerAlreadySubmitted,
+        LedgerAlreadyRevealed,
         LedgerClaimAboveRoundTotal,
+        LedgerCommitmentMismatch,
         LedgerCountMismatch,
         LedgerDigestReused,
         LedgerEmptyBatch,
         LedgerEmptyCid,
+        LedgerExamplesAboveCap,
         LedgerInsufficientPool,
+        LedgerInvalidMaxExamples,
         LedgerInvalidMaxRounds,
         LedgerInvalidProof,
+        LedgerInvalidRevealWindow,
         LedgerInvalidToken,
         LedgerInvalidWindow,
         LedgerLeaveDuringRound,
+        LedgerNotCommitted,
         LedgerNotJoined,
         LedgerNotSponsor,
         LedgerRewardAboveRoundCap,
@@ -642,6 +744,7 @@ CONTRACT_ERRORS: dict[str, type[ContractRevert]] = {
         LedgerUnexpectedRoundState,
         LedgerUnknownTask,
         LedgerZeroAmount,
+        LedgerZeroCommitment,
         LedgerZeroDigest,
         LedgerZeroExamples,
         ReentrancyGuardReentrantCall,

@@ -28,13 +28,44 @@ class TaskCreated:
 
 
 @dataclass(frozen=True)
-class UpdateSubmitted:
+class UpdateCommitted:
+    """An ``UpdateCommitted`` event: a node's hidden commitment, and where it landed (chain
+    order: ``block``, ``tx_index``, ``log_index``)."""
+
+    task_id: int
+    round: int
+    node: str
+    commitment: bytes
+    block: int
+    tx_index: int
+    log_index: int
+
+
+@dataclass(frozen=True)
+class UpdateRevealed:
+    """An ``UpdateRevealed`` event: the update a node committed to, now public."""
+
     task_id: int
     round: int
     node: str
     cid: str
     digest: bytes
     num_examples: int
+    block: int
+
+
+UpdateSubmitted = UpdateRevealed
+"""A round's submitted update is its reveal (the name the audit package reads)."""
+
+
+@dataclass(frozen=True)
+class NodeSlashed:
+    task_id: int
+    round: int
+    node: str
+    amount: int
+    reason: int
+    evidence_cid: str
     block: int
 
 
@@ -71,7 +102,10 @@ class History:
             raise ChainError(
                 f"cannot read {name} events from {self.ledger.chain.network.name}: {exc}"
             ) from exc
-        return sorted(logs, key=lambda log: (log["blockNumber"], log["logIndex"]))
+        return sorted(
+            logs,
+            key=lambda log: (log["blockNumber"], log["transactionIndex"], log["logIndex"]),
+        )
 
     def task_created(self, task_id: int) -> TaskCreated:
         logs = self._logs("TaskCreated", taskId=task_id)
@@ -90,12 +124,33 @@ class History:
             int(logs[0]["blockNumber"]),
         )
 
-    def submissions(self, task_id: int, round_: int | None = None) -> list[UpdateSubmitted]:
+    @staticmethod
+    def _round_filters(task_id: int, round_: int | None) -> dict[str, Any]:
         filters: dict[str, Any] = {"taskId": task_id}
         if round_ is not None:
             filters["round"] = round_
+        return filters
+
+    def commits(self, task_id: int, round_: int | None = None) -> list[UpdateCommitted]:
+        """``UpdateCommitted`` events of the task (or one round), in chain order."""
         return [
-            UpdateSubmitted(
+            UpdateCommitted(
+                task_id,
+                int(log["args"]["round"]),
+                Web3.to_checksum_address(log["args"]["node"]),
+                bytes(log["args"]["commitment"]),
+                int(log["blockNumber"]),
+                int(log["transactionIndex"]),
+                int(log["logIndex"]),
+            )
+            for log in self._logs("UpdateCommitted", **self._round_filters(task_id, round_))
+        ]
+
+    def reveals(self, task_id: int, round_: int | None = None) -> list[UpdateRevealed]:
+        """``UpdateRevealed`` events of the task (or one round), in chain order (the order of
+        the reveals, not of the commitments)."""
+        return [
+            UpdateRevealed(
                 task_id,
                 int(log["args"]["round"]),
                 Web3.to_checksum_address(log["args"]["node"]),
@@ -104,7 +159,27 @@ class History:
                 int(log["args"]["numExamples"]),
                 int(log["blockNumber"]),
             )
-            for log in self._logs("UpdateSubmitted", **filters)
+            for log in self._logs("UpdateRevealed", **self._round_filters(task_id, round_))
+        ]
+
+    def submissions(self, task_id: int, round_: int | None = None) -> list[UpdateRevealed]:
+        """The updates submitted to the task (or one round): its reveals. A commitment never
+        revealed is no submission."""
+        return self.reveals(task_id, round_)
+
+    def slashes(self, task_id: int) -> list[NodeSlashed]:
+        """Every ``NodeSlashed`` event of the task, in chain order."""
+        return [
+            NodeSlashed(
+                task_id,
+                int(log["args"]["round"]),
+                Web3.to_checksum_address(log["args"]["node"]),
+                int(log["args"]["amount"]),
+                int(log["args"]["reason"]),
+                log["args"]["evidenceCid"],
+                int(log["blockNumber"]),
+            )
+            for log in self._logs("NodeSlashed", taskId=task_id)
         ]
 
     def finalized(self, task_id: int) -> list[RoundFinalized]:

@@ -16,7 +16,15 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
-from chain.bindings import ClaimRequest, Finalization, Ledger, TaskParams, Token, base_model_hash
+from chain.bindings import (
+    ClaimRequest,
+    Finalization,
+    Ledger,
+    TaskParams,
+    Token,
+    base_model_hash,
+    commitment_hash,
+)
 from chain.compiler import load_artifact
 from chain.merkle import RewardEntry, RewardTree
 from chain.network import Chain, dev_account
@@ -70,6 +78,18 @@ def measure(
             min_stake,
             window,
             max_rounds,
+            reveal_window=window,
+        )
+
+    def commit(task_id: int, round_: int, account: LocalAccount, label: str) -> Any:
+        salt = _digest("salt-" + label)
+        commitment = commitment_hash(task_id, round_, account.address, _digest(label), 100, salt)
+        return ledger.commit_update(task_id, round_, commitment, account)
+
+    def reveal(task_id: int, round_: int, account: LocalAccount, label: str) -> Any:
+        salt = _digest("salt-" + label)
+        return ledger.reveal_update(
+            task_id, round_, "bafy" + "x" * 55, _digest(label), 100, salt, account
         )
 
     def row(function: str, scenario: str, receipt: object) -> None:
@@ -86,9 +106,8 @@ def measure(
     requests = []
     for i in range(3):  # three rounds, so two are left for claimBatch; the first is measured
         round_, opened = ledger.open_next_round(task_id, aggregator)
-        submitted = ledger.submit_update(
-            task_id, round_, "bafy" + "x" * 55, _digest(f"u{i}"), 100, node
-        )
+        committed = commit(task_id, round_, node, f"u{i}")  # the only node: commits end
+        revealed = reveal(task_id, round_, node, f"u{i}")
         tree = RewardTree(task_id, round_, [RewardEntry(node.address, 10 * TOKEN)])
         result = Finalization(
             "bafy" + "g" * 55, _digest(f"g{i}"), "bafy" + "r" * 55, 1, 0, tree.root, tree.total
@@ -96,15 +115,20 @@ def measure(
         finalized = ledger.finalize_round(task_id, round_, result, aggregator)
         if i == 0:
             row("openRound", "", opened)
-            row("submitUpdate", "59-char CID", submitted)
+            row("commitUpdate", "", committed)
+            row("revealUpdate", "59-char CID", revealed)
             row("finalizeRound", "1 node", finalized)
         requests.append(ClaimRequest(task_id, round_, 10 * TOKEN, tuple(tree.proof(node.address))))
     row("claim", "1-entry table", ledger.claim(requests[0], node))
     row("claimBatch", "2 rounds", ledger.claim_batch(requests[1:], node))
-    row("slash", "", ledger.slash(task_id, node.address, TOKEN, 1, aggregator))
+    row(
+        "slash",
+        "59-char evidence CID",
+        ledger.slash(task_id, 1, node.address, TOKEN, 1, "bafy" + "e" * 55, aggregator),
+    )
     row("leave", "stake returned", ledger.leave(task_id, node))
     round_, _ = ledger.open_next_round(task_id, aggregator)
-    chain.advance_time(601)
+    chain.advance_time(601)  # nothing committed: the round closes with its commit window
     ledger.finalize_round(
         task_id, round_, Finalization("g", _digest("last"), "r", 0, 0, b"\x00" * 32, 0), aggregator
     )
@@ -127,17 +151,17 @@ def measure(
                 admin.sign_transaction(cast("dict[str, Any]", tx)).raw_transaction, "fund gas"
             )
         funded = max(funded, n)
-        # a window of a week: N joins and submissions take minutes on a slow (embedded) chain, and
-        # the window's length changes no measured gas
+        # a window of a week: N joins and commitments take minutes on a slow (embedded) chain,
+        # and the window's length changes no measured gas
         task_id, _ = ledger.create_task(params(0, 1, window=7 * 24 * 3600), admin)
         ledger.fund_task(task_id, 100 * TOKEN, admin)
         for account in nodes[:n]:
             ledger.join(task_id, account)
         round_, _ = ledger.open_next_round(task_id, aggregator)
+        for i, account in enumerate(nodes[:n]):  # the last commitment ends the commit phase
+            commit(task_id, round_, account, f"n{n}-{i}")
         for i, account in enumerate(nodes[:n]):
-            ledger.submit_update(
-                task_id, round_, "bafy" + "x" * 55, _digest(f"n{n}-{i}"), 100, account
-            )
+            reveal(task_id, round_, account, f"n{n}-{i}")
         entries = [RewardEntry(a.address, (100 * TOKEN) // n) for a in nodes[:n]]
         tree = RewardTree(task_id, round_, entries)
         result = Finalization(

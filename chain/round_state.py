@@ -13,22 +13,25 @@ from enum import IntEnum
 
 
 class RoundState(IntEnum):
-    """Where a round is in its life: Unopened -> Open -> Closed -> Finalized."""
+    """Where a round is in its life: Unopened -> Open -> Revealing -> Closed -> Finalized."""
 
     UNOPENED = 0
     """Round 0, or a round not opened yet."""
     OPEN = 1
-    """Accepting submissions: the window has not passed and some joined node has not submitted."""
-    CLOSED = 2
-    """No longer accepting submissions (window passed, or every joined node submitted); awaiting
-    finalization."""
-    FINALIZED = 3
+    """The commit phase: the window has not passed and not every joined node has committed
+    (once all had, a later join does not reopen it)."""
+    REVEALING = 2
+    """The commit phase is over and some commitment is unrevealed, until the reveal deadline."""
+    CLOSED = 3
+    """Every commitment revealed, or the reveal deadline passed; awaiting finalization.
+    Commitments never revealed count for nothing."""
+    FINALIZED = 4
     """Result and reward root recorded; rewards can be claimed."""
 
     @property
     def pending(self) -> bool:
-        """Opened and not finalized yet (``OPEN`` or ``CLOSED``)."""
-        return self in (RoundState.OPEN, RoundState.CLOSED)
+        """Opened and not finalized yet (``OPEN``, ``REVEALING`` or ``CLOSED``)."""
+        return self in (RoundState.OPEN, RoundState.REVEALING, RoundState.CLOSED)
 
     @classmethod
     def from_bitmap(cls, bitmap: bytes) -> frozenset[RoundState]:

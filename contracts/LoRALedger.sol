@@ -12,9 +12,10 @@ import {ILoRALedger} from "./interfaces/ILoRALedger.sol";
 /**
  * @title LoRALedger
  * @notice Coordinates federated LoRA fine-tuning tasks: sponsors fund a reward pool in an
- * ERC-20, nodes stake to join, an aggregator opens rounds, nodes commit to their updates
- * (CID in the event, sha256 digest in storage), the aggregator finalizes each round once with
- * the new global adapter and a Merkle root of the round's reward table, and nodes claim.
+ * ERC-20, nodes stake to join, an aggregator opens rounds, nodes commit to hidden updates and
+ * then reveal them (CID in the event, sha256 digest in storage), the aggregator finalizes each
+ * round once with the new global adapter and a Merkle root of the round's reward table, and
+ * nodes claim.
  *
  * Accounting per task, in the task's token: `funded` counts every deposit into the reward pool
  * (sponsor funding and slashed stakes); `reserved` is the sum of finalized rounds' reward
@@ -35,6 +36,7 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
 
     // Bitmaps of allowed round states for {_validateRoundState}: bit `uint8(state)` per state.
     bytes32 private constant _OPEN = bytes32(1 << uint8(RoundState.Open));
+    bytes32 private constant _REVEALING = bytes32(1 << uint8(RoundState.Revealing));
     bytes32 private constant _CLOSED = bytes32(1 << uint8(RoundState.Closed));
     bytes32 private constant _FINALIZED = bytes32(1 << uint8(RoundState.Finalized));
 
@@ -63,6 +65,8 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
     function createTask(TaskParams calldata params) external returns (uint256 taskId) {
         if (params.token.code.length == 0) revert LedgerInvalidToken(params.token);
         if (params.submissionWindow == 0) revert LedgerInvalidWindow(params.submissionWindow);
+        if (params.revealWindow == 0) revert LedgerInvalidRevealWindow(params.revealWindow);
+        if (params.maxExamples == 0) revert LedgerInvalidMaxExamples(params.maxExamples);
         if (params.maxRounds == 0) revert LedgerInvalidMaxRounds(params.maxRounds);
         if (bytes(params.initialGlobalCid).length == 0) revert LedgerEmptyCid();
         if (params.initialGlobalDigest == bytes32(0)) revert LedgerZeroDigest();
@@ -76,6 +80,8 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
         task.rewardPerRound = params.rewardPerRound;
         task.minStake = params.minStake;
         task.submissionWindow = params.submissionWindow;
+        task.revealWindow = params.revealWindow;
+        task.maxExamples = params.maxExamples;
         task.maxRounds = params.maxRounds;
         emit TaskCreated(
             taskId,
@@ -87,6 +93,8 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
             params.rewardPerRound,
             params.minStake,
             params.submissionWindow,
+            params.revealWindow,
+            params.maxExamples,
             params.maxRounds
         );
     }
@@ -145,7 +153,7 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
         Member storage member = _members[taskId][msg.sender];
         if (!member.joined) revert LedgerNotJoined(taskId, msg.sender);
         uint32 pending = _unfinalizedRound(taskId, task);
-        if (pending != 0 && _submissions[taskId][pending][msg.sender].digest != bytes32(0)) {
+        if (pending != 0 && _submissions[taskId][pending][msg.sender].commitment != bytes32(0)) {
             revert LedgerLeaveDuringRound(taskId, pending, msg.sender);
         }
 
@@ -153,6 +161,11 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
         member.joined = false;
         member.stake = 0;
         --task.activeNodes;
+        if (pending != 0) {
+            // Every node left may have committed: the commit phase then ends, as on a last commit.
+            Round storage r = _rounds[taskId][pending];
+            if (_roundState(task, pending, r) == RoundState.Open) _noteAllCommitted(task, r);
+        }
         emit NodeLeft(taskId, msg.sender, stake);
 
         if (stake > 0) {
@@ -161,22 +174,29 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
     }
 
     /// @inheritdoc ILoRALedger
-    function slash(uint256 taskId, address node, uint256 amount, uint16 reason)
-        external
-        onlyRole(AGGREGATOR_ROLE)
-    {
+    function slash(
+        uint256 taskId,
+        uint32 round,
+        address node,
+        uint256 amount,
+        uint16 reason,
+        string calldata evidenceCid
+    ) external onlyRole(AGGREGATOR_ROLE) {
         Task storage task = _existingTask(taskId);
+        _validateRoundState(taskId, task, round, _FINALIZED);
+        if (_submissions[taskId][round][node].commitment == bytes32(0)) revert LedgerNotCommitted(taskId, round, node);
         Member storage member = _members[taskId][node];
         if (!member.joined) revert LedgerNotJoined(taskId, node);
         if (amount == 0) revert LedgerZeroAmount();
         if (amount > member.stake) revert LedgerSlashAboveStake(taskId, node, amount, member.stake);
+        if (bytes(evidenceCid).length == 0) revert LedgerEmptyCid();
 
         // unchecked: amount <= member.stake was checked above.
         unchecked {
             member.stake -= amount;
         }
         task.funded += amount;
-        emit NodeSlashed(taskId, node, amount, reason);
+        emit NodeSlashed(taskId, round, node, amount, reason, evidenceCid);
     }
 
     // ------------------------------------------------------------------ rounds
@@ -194,13 +214,12 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
         r.startDigest = task.globalDigest;
         r.openedAt = uint64(block.timestamp);
         r.deadline = uint64(block.timestamp) + task.submissionWindow;
-        emit RoundOpened(taskId, round, r.startDigest, r.deadline);
+        r.revealDeadline = r.deadline + task.revealWindow;
+        emit RoundOpened(taskId, round, r.startDigest, r.deadline, r.revealDeadline);
     }
 
     /// @inheritdoc ILoRALedger
-    function submitUpdate(uint256 taskId, uint32 round, string calldata cid, bytes32 digest, uint64 numExamples)
-        external
-    {
+    function commitUpdate(uint256 taskId, uint32 round, bytes32 commitment) external {
         Task storage task = _existingTask(taskId);
         Member storage member = _members[taskId][msg.sender];
         if (!member.joined) revert LedgerNotJoined(taskId, msg.sender);
@@ -209,18 +228,47 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
         }
         Round storage r = _validateRoundState(taskId, task, round, _OPEN);
         Submission storage submission = _submissions[taskId][round][msg.sender];
-        if (submission.digest != bytes32(0)) revert LedgerAlreadySubmitted(taskId, round, msg.sender);
+        if (submission.commitment != bytes32(0)) revert LedgerAlreadyCommitted(taskId, round, msg.sender);
+        if (commitment == bytes32(0)) revert LedgerZeroCommitment();
+
+        submission.commitment = commitment;
+        submission.committedAt = uint64(block.timestamp);
+        ++r.commits;
+        _noteAllCommitted(task, r);
+        emit UpdateCommitted(taskId, round, msg.sender, commitment);
+    }
+
+    /// @inheritdoc ILoRALedger
+    function revealUpdate(
+        uint256 taskId,
+        uint32 round,
+        string calldata cid,
+        bytes32 digest,
+        uint64 numExamples,
+        bytes32 salt
+    ) external {
+        Task storage task = _existingTask(taskId);
+        Round storage r = _validateRoundState(taskId, task, round, _REVEALING);
+        Submission storage submission = _submissions[taskId][round][msg.sender];
+        bytes32 committed = submission.commitment;
+        if (committed == bytes32(0)) revert LedgerNotCommitted(taskId, round, msg.sender);
+        if (submission.revealedAt != 0) revert LedgerAlreadyRevealed(taskId, round, msg.sender);
+        bytes32 revealed = commitmentOf(taskId, round, msg.sender, digest, numExamples, salt);
+        if (revealed != committed) revert LedgerCommitmentMismatch(taskId, round, msg.sender, committed, revealed);
         if (bytes(cid).length == 0) revert LedgerEmptyCid();
         if (digest == bytes32(0)) revert LedgerZeroDigest();
         if (numExamples == 0) revert LedgerZeroExamples(taskId, round, msg.sender);
+        if (numExamples > task.maxExamples) {
+            revert LedgerExamplesAboveCap(taskId, round, msg.sender, numExamples, task.maxExamples);
+        }
         if (_digestUsed[taskId][digest]) revert LedgerDigestReused(taskId, digest);
 
         submission.digest = digest;
         submission.numExamples = numExamples;
-        submission.submittedAt = uint64(block.timestamp);
+        submission.revealedAt = uint64(block.timestamp);
         _digestUsed[taskId][digest] = true;
-        ++r.submissions;
-        emit UpdateSubmitted(taskId, round, msg.sender, cid, digest, numExamples);
+        ++r.reveals;
+        emit UpdateRevealed(taskId, round, msg.sender, cid, digest, numExamples);
     }
 
     /// @inheritdoc ILoRALedger
@@ -230,8 +278,8 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
     {
         Task storage task = _existingTask(taskId);
         Round storage r = _validateRoundState(taskId, task, round, _CLOSED);
-        if (uint256(result.accepted) + result.rejected != r.submissions) {
-            revert LedgerCountMismatch(taskId, round, result.accepted, result.rejected, r.submissions);
+        if (uint256(result.accepted) + result.rejected != r.reveals) {
+            revert LedgerCountMismatch(taskId, round, result.accepted, result.rejected, r.reveals);
         }
         if (bytes(result.globalCid).length == 0 || bytes(result.reportCid).length == 0) revert LedgerEmptyCid();
         if (result.globalDigest == bytes32(0)) revert LedgerZeroDigest();
@@ -334,6 +382,15 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
         return keccak256(bytes.concat(keccak256(abi.encode(taskId, round, node, amount))));
     }
 
+    /// @inheritdoc ILoRALedger
+    function commitmentOf(uint256 taskId, uint32 round, address node, bytes32 digest, uint64 numExamples, bytes32 salt)
+        public
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(taskId, round, node, digest, numExamples, salt));
+    }
+
     // ------------------------------------------------------------------ internals
 
     function _recordClaim(uint256 taskId, uint32 round, uint256 amount, bytes32[] calldata proof)
@@ -368,8 +425,15 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
     function _roundState(Task storage task, uint32 round, Round storage r) private view returns (RoundState) {
         if (r.finalized) return RoundState.Finalized;
         if (round == 0 || round > task.roundsOpened) return RoundState.Unopened;
-        if (block.timestamp > r.deadline || r.submissions >= task.activeNodes) return RoundState.Closed;
-        return RoundState.Open;
+        if (!r.allCommitted && block.timestamp <= r.deadline) return RoundState.Open;
+        if (r.reveals < r.commits && block.timestamp <= r.revealDeadline) return RoundState.Revealing;
+        return RoundState.Closed;
+    }
+
+    /// @dev Ends the commit phase for good once every joined node has committed: joins after
+    /// that moment do not reopen it (the flag is never cleared).
+    function _noteAllCommitted(Task storage task, Round storage r) private {
+        if (r.commits != 0 && r.commits >= task.activeNodes) r.allCommitted = true;
     }
 
     /// @dev The one guard on round states: reverts with {LedgerUnexpectedRoundState} unless the
@@ -391,14 +455,15 @@ contract LoRALedger is ILoRALedger, AccessControl, ReentrancyGuard {
         return bytes32(1 << uint8(state));
     }
 
-    /// @dev The last round opened while it is not finalized (`Open` or `Closed`); 0 when none.
+    /// @dev The last round opened while it is not finalized (`Open`, `Revealing` or `Closed`);
+    /// 0 when none.
     /// Only the last round opened can be unfinalized: {openRound} requires its predecessor
     /// `Finalized`.
     function _unfinalizedRound(uint256 taskId, Task storage task) private view returns (uint32) {
         uint32 last = task.roundsOpened;
         if (last == 0) return 0; // no round opened yet (spares reading round 0)
         RoundState state = _roundState(task, last, _rounds[taskId][last]);
-        return state == RoundState.Open || state == RoundState.Closed ? last : 0;
+        return state == RoundState.Unopened || state == RoundState.Finalized ? 0 : last;
     }
 
     function _roundsFinalized(uint256 taskId, Task storage task) private view returns (uint32) {

@@ -11,7 +11,6 @@ embedded chain and store by default or on Ganache/anvil and an IPFS node.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import time
@@ -20,35 +19,29 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-import torch
 from pydantic import model_validator
 
 from aggregator.combine import StrategyConfig
 from aggregator.round import RoundOutcome, RoundRunner, RoundSettings
-from chain.bindings import Ledger
 from chain.deployments import deploy
 from chain.events import History
 from chain.network import DEV_ACCOUNTS, Chain, dev_account
+from chain.round_state import RoundState
 from chain.session import Session
+from demo.attacks import DEFAULT_ATTACKS, NEEDS_DATA, Attacker, AttackName
 from fl_node.data import Example, NodeData, sample_examples, split_shards, train_eval_split
 from fl_node.evaluate import AdapterEvaluator
 from fl_node.model import LoadedModel
-from fl_node.node import claim, join, submit_round
+from fl_node.node import claim, join, reveal_round, submit_round
 from fl_node.train import StepReport, TrainSettings
 from ipfs import ContentStore
 from loraledger.settings import Invalid, Settings
 from loraledger.update import (
-    FORMAT_VERSION,
     PeftSpec,
-    UpdateMetadata,
-    build_update,
-    parse_global_adapter,
-    parse_update,
 )
 from sponsor.task import publish_task
 
 TOKEN = 10**18
-MALICIOUS_KINDS = ("noise", "replay", "mismatch")
 
 
 class DemoConfig(Settings):
@@ -57,6 +50,10 @@ class DemoConfig(Settings):
     nodes: int = 4
     rounds: int = 3
     malicious: int = 0
+    attacks: tuple[AttackName, ...] = ()  # cycled over the malicious nodes (default: the
+    # attacks on the model and protocol, demo.attacks.DEFAULT_ATTACKS)
+    legacy_rewards: bool = False  # the reward rules before contribution scoring (comparisons)
+    max_examples: int = 100_000  # the task's cap on claimed examples per node and round
     task_rank: int = 8
     ranks: tuple[int, ...] = (8, 4)  # cycled over the nodes
     steps: int = 6
@@ -72,6 +69,12 @@ class DemoConfig(Settings):
     )
     node_eval_examples: int = 24  # each node's held-out set (eval loss before and after each round)
     seed: int = 0
+
+    @property
+    def attack_kinds(self) -> list[AttackName]:
+        """The attack of each malicious node, in order."""
+        kinds = self.attacks or DEFAULT_ATTACKS
+        return [kinds[i % len(kinds)] for i in range(self.malicious)]
 
     @model_validator(mode="after")
     def _enough_accounts(self) -> Self:
@@ -94,6 +97,8 @@ class NodeSummary:
     rank: int
     accepted_rounds: int = 0
     earned: int = 0
+    slashed: int = 0
+    log: list[str] = field(default_factory=list)  # what an attacker did, round by round
 
 
 @dataclass
@@ -129,6 +134,7 @@ class DemoResult:
             r["paid"] = str(r["paid"])
         for n in body["nodes"]:
             n["earned"] = str(n["earned"])
+            n["slashed"] = str(n["slashed"])
         return body
 
 
@@ -157,7 +163,9 @@ def run_demo(
     ledger, token = deployment.ledger_contract(chain), deployment.token_contract(chain)
     history = History(ledger, deployment.block)
 
-    data = _node_data(config)
+    kinds = config.attack_kinds
+    trainers = config.nodes + sum(1 for k in kinds if k in NEEDS_DATA)
+    data = _node_data(config, trainers)
     validation = data.pop()
     spec = PeftSpec(rank=config.task_rank, alpha=2.0 * config.task_rank)
     task_id, _ = publish_task(
@@ -172,6 +180,7 @@ def run_demo(
         window=config.window,
         max_rounds=config.rounds,
         fund=config.reward_per_round * config.rounds,
+        max_examples=config.max_examples,
         seed=config.seed,
     )
     progress(
@@ -184,7 +193,9 @@ def run_demo(
     runner = RoundRunner(
         Session(ledger, history, store, aggregator, state_root=out_dir / "aggregator"),
         task_id,
-        RoundSettings(strategy=StrategyConfig(name=config.strategy)),  # type: ignore[arg-type]
+        (RoundSettings.legacy if config.legacy_rewards else RoundSettings)(
+            strategy=StrategyConfig(name=config.strategy)  # type: ignore[arg-type]
+        ),
         evaluator=AdapterEvaluator(model, validation.train, max_length=config.max_length),
     )
     result = DemoResult(net.name, ledger.address, task_id, model.model_id, out_dir=str(out_dir))
@@ -192,9 +203,20 @@ def run_demo(
     result.nodes = [
         NodeSummary(a.address, "honest", 0, r) for a, r in zip(honest, ranks, strict=True)
     ]
+    shards = iter(data[config.nodes :])
+    attackers = [
+        Attacker(
+            kind,
+            Session(ledger, history, store, a, state_root=out_dir / "attackers"),
+            next(shards) if kind in NEEDS_DATA else None,
+        )
+        for a, kind in zip(malicious, kinds, strict=True)
+    ]
     result.nodes += [
-        NodeSummary(a.address, MALICIOUS_KINDS[i % len(MALICIOUS_KINDS)], 10, spec.rank)
-        for i, a in enumerate(malicious)
+        NodeSummary(
+            a.address, a.kind, 10 if a.kind in DEFAULT_ATTACKS else config.max_examples, spec.rank
+        )
+        for a in attackers
     ]
     settings = TrainSettings(
         max_steps=config.steps,
@@ -208,7 +230,7 @@ def run_demo(
     for _ in range(config.rounds):
         first_block = chain.w3.eth.block_number + 1
         round_ = runner.open()
-        for i, (account, node_data) in enumerate(zip(honest, data, strict=True)):
+        for i, (account, node_data) in enumerate(zip(honest, data[: config.nodes], strict=True)):
             node_spec = PeftSpec(rank=ranks[i], alpha=2.0 * ranks[i])
 
             def on_step(step: StepReport, node: int = i, r: int = round_) -> None:
@@ -244,19 +266,40 @@ def run_demo(
                     "after": submitted.eval_loss_after,
                 },
             )
-        for j, account in enumerate(malicious):
-            _submit_malicious(
-                ledger,
-                history,
-                store,
+        victim = honest[0]
+        victim_session = Session(ledger, history, store, victim, state_root=out_dir / "nodes")
+        for j, attacker in enumerate(attackers):
+            if ledger.member(task_id, attacker.address).stake < config.stake:
+                continue  # slashed for cheating in an earlier round: it can no longer commit
+            attacker.commit(
                 task_id,
                 round_,
-                account,
-                honest[0].address,
-                MALICIOUS_KINDS[j % len(MALICIOUS_KINDS)],
-                spec,
+                model=model,
+                spec=spec,
+                settings=settings,
+                max_examples=config.max_examples,
+                victim=victim.address,
+                leaked=_leaked(victim_session, task_id, round_)
+                if attacker.kind == "copy"
+                else None,
                 seed=100 * round_ + j,
             )
+        if ledger.round_state(task_id, round_) is RoundState.OPEN:  # a node sat the round out
+            progress("stage", {"text": f"round {round_}: the commit window runs out"})
+            chain.advance_time(ledger.round(task_id, round_).deadline - chain.timestamp() + 1)
+        progress("stage", {"text": f"round {round_}: the nodes reveal their updates"})
+        for account in honest:
+            reveal_round(
+                Session(ledger, history, store, account, state_root=out_dir / "nodes"),
+                task_id,
+                round_,
+            )
+        for attacker in attackers:
+            attacker.reveal(task_id, round_, victim.address)
+        if ledger.round_state(task_id, round_) is RoundState.REVEALING:  # someone did not reveal
+            progress("stage", {"text": f"round {round_}: the reveal window runs out"})
+            info = ledger.round(task_id, round_)
+            chain.advance_time(info.reveal_deadline - chain.timestamp() + 1)
         progress("stage", {"text": f"round {round_}: the aggregator verifies and aggregates"})
         outcome = runner.finalize(round_)
         last_block = chain.w3.eth.block_number
@@ -276,6 +319,12 @@ def run_demo(
         before = token.balance_of(account.address)
         claim(Session(ledger, history, store, account), task_id)
         node.earned = token.balance_of(account.address) - before
+    for event in history.slashes(task_id):
+        for node in result.nodes:
+            if node.address.lower() == event.node.lower():
+                node.slashed += event.amount
+    for attacker, node in zip(attackers, result.nodes[config.nodes :], strict=True):
+        node.log = attacker.log
 
     progress("stage", {"text": "auditing every round from the chain and the store"})
     from aggregator.audit import Auditor
@@ -288,65 +337,28 @@ def run_demo(
     return result
 
 
-def _node_data(config: DemoConfig) -> list[NodeData]:
+def _node_data(config: DemoConfig, trainers: int) -> list[NodeData]:
     """Non-IID shards of the bundled data (split by topic), each with a held-out split, and a
     pooled validation set for the aggregator (returned last, as train examples)."""
     examples = sample_examples()
-    shards = split_shards(examples, config.nodes + 1, "label", seed=config.seed)
+    shards = split_shards(examples, trainers + 1, "label", seed=config.seed)
     validation_pool: list[Example] = []
     out = []
-    for shard in shards[: config.nodes]:
+    for shard in shards[:trainers]:
         data = train_eval_split(shard, 0.2, seed=config.seed)
         out.append(NodeData(train=data.train, eval=data.eval[: config.node_eval_examples]))
         validation_pool.extend(data.eval)
-    validation_pool.extend(shards[config.nodes])
+    validation_pool.extend(shards[trainers])
     random.Random(config.seed).shuffle(validation_pool)
     out.append(NodeData(train=tuple(validation_pool[: config.validation_examples])))
     return out
 
 
-def _submit_malicious(
-    ledger: Ledger,
-    history: History,
-    store: ContentStore,
-    task_id: int,
-    round_: int,
-    account: Any,
-    victim: str,
-    kind: str,
-    spec: PeftSpec,
-    *,
-    seed: int,
-) -> None:
-    """A bad update of ``kind``: huge random weights, another node's tensors, or a commitment
-    to other bytes than those pinned."""
-    info = ledger.round(task_id, round_)
-    start = parse_global_adapter(
-        store.get_bytes(history.global_adapter_at(task_id, info.start_digest))
-    )
-    g = torch.Generator().manual_seed(seed)
-    if kind == "replay":
-        (copied,) = [
-            s for s in history.submissions(task_id, round_) if s.node.lower() == victim.lower()
-        ]
-        parsed = parse_update(store.get_bytes(copied.cid))
-        tensors, peft = parsed.tensors, parsed.metadata.peft
-    else:
-        tensors = {k: v + 5.0 * torch.randn(v.shape, generator=g) for k, v in start.tensors.items()}
-        peft = spec
-    metadata = UpdateMetadata(
-        format_version=FORMAT_VERSION,
-        task_id=task_id,
-        round=round_,
-        base_model=start.metadata.base_model,
-        peft=peft,
-        node=account.address,
-        num_examples=10,
-    )
-    data = build_update(tensors, metadata)
-    cid = store.put_bytes(data)
-    digest = hashlib.sha256(data if kind != "mismatch" else data + b"tampered").digest()
-    ledger.submit_update(task_id, round_, cid, digest, 10, account)
+def _leaked(victim: Session, task_id: int, round_: int) -> bytes:
+    """The victim's committed update of ``round_`` as a careless node would leak it (its
+    journalled bytes): what a copier needs before the commit phase ends."""
+    path = victim.state_dir("nodes", task_id) / f"round-{round_}.safetensors"
+    return path.read_bytes()
 
 
 def _round_summary(outcome: RoundOutcome, gas: int) -> RoundSummary:

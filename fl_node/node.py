@@ -1,23 +1,34 @@
-"""The training node's protocol: join a task, train a round, pin, commit, claim.
+"""The training node's protocol: join a task, train a round, commit, reveal, claim.
 
 A node trains from the round's global adapter (fetched by the CID published on chain and
-checked against the round's start digest), pins its update, and commits the update's CID,
-sha256 digest and example count. A journal under ``<home>/nodes/`` records each pinned update
-before it is committed, so a node killed at any point resumes without training twice and never
-submits twice (the chain refuses a second submission anyway). Rewards are claimed with the
-Merkle proofs published in each round's report, checked locally against the on-chain root.
+checked against the round's start digest) and commits to its update in two steps, so nobody
+can copy it before the round's commit phase is over:
+
+1. :func:`submit_round` (round ``OPEN``): train, write the update's bytes and a journal
+   (digest, example count, a random 32-byte salt, the bytes' path) under
+   ``<home>/nodes/``, THEN commit ``commitment_hash(task, round, node, digest, examples,
+   salt)``. Nothing is pinned or announced.
+2. :func:`reveal_round` (round ``REVEALING``): pin the journalled bytes and reveal the CID,
+   digest, example count and salt.
+
+Killed at any point, a node resumes from its journal: it never trains twice, commits at most
+once (the chain refuses a second commitment) and still reveals after a restart between its
+commitment and its reveal. Rewards are claimed with the Merkle proofs published in each round's
+report, checked locally against the on-chain root.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from chain.bindings import ClaimRequest, Member, Token
+from chain.bindings import ClaimRequest, Member, Token, commitment_hash
 from chain.merkle import leaf_hash, verify
 from chain.round_state import RoundState
 from chain.session import Session
@@ -27,25 +38,32 @@ from fl_node.train import NodeTrainConfig, ProgressCallback, TrainSettings, trai
 from loraledger.errors import ChainError, ConfigError, LoRALedgerError, StorageError
 from loraledger.paths import write_json_atomic
 from loraledger.report import RoundReport, fetch_report
-from loraledger.update import PeftSpec, parse_update
+from loraledger.update import PeftSpec, sha256_hex
 
 logger = logging.getLogger(__name__)
 
+#: Version of the node journal's format (``round-N.json``).
+JOURNAL_FORMAT = 2
+
 
 class RoundUnavailable(ChainError):
-    """There is no round this node can submit to now (none open, window closed, already done)."""
+    """There is no round this node can commit to or reveal in now (none open, window closed,
+    already done)."""
 
 
 @dataclass(frozen=True)
 class SubmittedUpdate:
+    """An update this node committed to; ``cid`` is set once it is revealed (pinned)."""
+
     task_id: int
     round: int
-    cid: str
+    cid: str | None
     digest: str
     num_examples: int
     eval_loss_before: float | None
     eval_loss_after: float | None
-    resumed: bool  # committed from the journal, without training again
+    resumed: bool  # from the journal, without training again
+    revealed: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,7 +125,8 @@ def submit_round(
     settings: TrainSettings,
     progress: ProgressCallback | None = None,
 ) -> SubmittedUpdate:
-    """Train on the open round of ``task_id`` and commit the update; one clear error otherwise."""
+    """Train on the open round of ``task_id`` and commit to the update (hidden: nothing is
+    pinned or announced until :func:`reveal_round`); one clear error otherwise."""
     ledger = session.ledger
     round_ = ledger.open_round(task_id)
     if round_ == 0:
@@ -119,32 +138,16 @@ def submit_round(
             f"{session.address} has not joined task {task_id}",
             hint=f"`loraledger node join --task {task_id}`",
         )
-    if ledger.submission(task_id, round_, session.address).exists:
-        raise RoundUnavailable(f"this node already submitted to round {round_} of task {task_id}")
+    if ledger.submission(task_id, round_, session.address).committed:
+        raise RoundUnavailable(f"this node already committed in round {round_} of task {task_id}")
     info = ledger.round(task_id, round_)
     _check_window(session, task_id, round_, info.deadline)
 
     journal = _read_journal(session, task_id, round_)
     if journal is not None:
-        logger.info(
-            "round %s: committing the update pinned before a restart (%s)", round_, journal["cid"]
-        )
-        data_bytes = session.store.get_bytes(journal["cid"])
-        parsed = parse_update(data_bytes)
-        if parsed.digest != journal["digest"]:
-            raise StorageError(f"the journalled update {journal['cid']} does not match its digest")
-        return _commit(
-            session,
-            task_id,
-            round_,
-            journal["cid"],
-            parsed.digest,
-            parsed.metadata.num_examples,
-            parsed.metadata.metrics.eval_loss_before,
-            parsed.metadata.metrics.eval_loss_after,
-            info.deadline,
-            resumed=True,
-        )
+        logger.info("round %s: committing the update journalled before a restart", round_)
+        _load_update(journal)  # the bytes are still there and match the digest
+        return _commit(session, task_id, round_, journal, info.deadline, resumed=True)
 
     start_cid = session.history.global_adapter_at(task_id, info.start_digest)
     global_bytes = session.store.get_bytes(start_cid)
@@ -152,28 +155,81 @@ def submit_round(
         task_id=task_id, round=round_, node=session.address, peft=peft, train=settings
     )
     result = train_round(config, model, data, global_bytes, info.start_digest.hex(), progress)
-    cid = session.store.put_bytes(result.update)
-    session.store.pin(cid)
-    _write_journal(session, task_id, round_, {"cid": cid, "digest": result.digest})
+    path = _journal_path(session, task_id, round_).with_suffix(".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(result.update)
+    tmp.replace(path)
     metrics = result.metadata.metrics
-    return _commit(
-        session,
-        task_id,
-        round_,
-        cid,
-        result.digest,
-        result.metadata.num_examples,
-        metrics.eval_loss_before,
-        metrics.eval_loss_after,
-        info.deadline,
-        resumed=False,
+    journal = {
+        "format": JOURNAL_FORMAT,
+        "digest": result.digest,
+        "num_examples": result.metadata.num_examples,
+        "salt": secrets.token_bytes(32).hex(),
+        "path": str(path),
+        "eval_loss_before": metrics.eval_loss_before,
+        "eval_loss_after": metrics.eval_loss_after,
+    }
+    _write_journal(session, task_id, round_, journal)  # before committing: the salt survives
+    return _commit(session, task_id, round_, journal, info.deadline, resumed=False)
+
+
+def reveal_round(session: Session, task_id: int, round_: int | None = None) -> SubmittedUpdate:
+    """Pin and reveal the update this node committed to in ``round_`` (default: the open
+    round) once the round is ``REVEALING``; works after a restart (the journal keeps the bytes
+    and the salt). :class:`RoundUnavailable` when there is nothing to reveal now."""
+    ledger = session.ledger
+    round_ = round_ or ledger.open_round(task_id)
+    if round_ == 0:
+        raise RoundUnavailable(f"no round of task {task_id} is open")
+    stored = ledger.submission(task_id, round_, session.address)
+    if not stored.committed:
+        raise RoundUnavailable(f"this node did not commit in round {round_} of task {task_id}")
+    if stored.revealed:
+        raise RoundUnavailable(f"this node already revealed in round {round_} of task {task_id}")
+    state = ledger.round_state(task_id, round_)
+    if state is not RoundState.REVEALING:
+        info = ledger.round(task_id, round_)
+        when = (
+            f"opens after chain time {info.deadline}"
+            if state is RoundState.OPEN
+            else f"closed at {info.reveal_deadline}"
+        )
+        raise RoundUnavailable(
+            f"the reveal window of round {round_} of task {task_id} {when} "
+            f"(the round is {state.name.lower()})",
+            hint="reveal while the round is revealing (`loraledger node reveal`)",
+        )
+    journal = _read_journal(session, task_id, round_)
+    if journal is None:
+        raise ConfigError(
+            f"this node committed in round {round_} of task {task_id} but its journal "
+            f"{_journal_path(session, task_id, round_)} is gone: the salt cannot be recovered",
+            hint="the commitment cannot be revealed; it earns nothing",
+        )
+    update = _load_update(journal)
+    digest, salt = bytes.fromhex(str(journal["digest"])), bytes.fromhex(str(journal["salt"]))
+    num_examples = int(journal["num_examples"])
+    expected = commitment_hash(task_id, round_, session.address, digest, num_examples, salt)
+    if expected != stored.commitment:
+        raise ConfigError(
+            f"the journal of round {round_} does not match this node's commitment on chain",
+            hint="the journal was replaced after committing; the commitment earns nothing",
+        )
+    cid = session.store.put_bytes(update)
+    session.store.pin(cid)
+    write_json_atomic(_journal_path(session, task_id, round_), {**journal, "cid": cid})
+    ledger.reveal_update(task_id, round_, cid, digest, num_examples, salt, session.signer)
+    logger.info(
+        "round %s: revealed %s (digest %s, %s examples)", round_, cid, digest.hex(), num_examples
     )
+    return replace(_submitted(task_id, round_, journal, resumed=False), cid=cid, revealed=True)
 
 
 def _check_window(session: Session, task_id: int, round_: int, deadline: int) -> None:
-    """Raise :class:`RoundUnavailable` unless ``round_`` accepts submissions now (``OPEN``).
+    """Raise :class:`RoundUnavailable` unless ``round_`` accepts commitments now (``OPEN``).
 
-    For a joined node that has not submitted, any other state means the window has passed."""
+    For a joined node that has not committed, any other state means the window has passed."""
     state = session.ledger.round_state(task_id, round_)
     if state is not RoundState.OPEN:
         raise RoundUnavailable(
@@ -183,34 +239,71 @@ def _check_window(session: Session, task_id: int, round_: int, deadline: int) ->
         )
 
 
+def _submitted(
+    task_id: int, round_: int, journal: dict[str, Any], *, resumed: bool
+) -> SubmittedUpdate:
+    def loss(key: str) -> float | None:
+        value = journal.get(key)
+        return None if value is None else float(value)
+
+    return SubmittedUpdate(
+        task_id,
+        round_,
+        journal.get("cid"),
+        str(journal["digest"]),
+        int(journal["num_examples"]),
+        loss("eval_loss_before"),
+        loss("eval_loss_after"),
+        resumed,
+    )
+
+
 def _commit(
     session: Session,
     task_id: int,
     round_: int,
-    cid: str,
-    digest: str,
-    num_examples: int,
-    before: float | None,
-    after: float | None,
+    journal: dict[str, Any],
     deadline: int,
     *,
     resumed: bool,
 ) -> SubmittedUpdate:
     _check_window(session, task_id, round_, deadline)
-    session.ledger.submit_update(
-        task_id, round_, cid, bytes.fromhex(digest), num_examples, session.signer
+    digest, num_examples = str(journal["digest"]), int(journal["num_examples"])
+    commitment = commitment_hash(
+        task_id,
+        round_,
+        session.address,
+        bytes.fromhex(digest),
+        num_examples,
+        bytes.fromhex(str(journal["salt"])),
     )
+    session.ledger.commit_update(task_id, round_, commitment, session.signer)
     logger.info(
-        "round %s: committed %s (digest %s, %s examples)", round_, cid, digest, num_examples
+        "round %s: committed to an update (digest %s, %s examples)", round_, digest, num_examples
     )
-    return SubmittedUpdate(task_id, round_, cid, digest, num_examples, before, after, resumed)
+    return _submitted(task_id, round_, journal, resumed=resumed)
 
 
 def _journal_path(session: Session, task_id: int, round_: int) -> Path:
     return session.state_dir("nodes", task_id) / f"round-{round_}.json"
 
 
-def _read_journal(session: Session, task_id: int, round_: int) -> dict[str, str] | None:
+def _load_update(journal: dict[str, Any]) -> bytes:
+    """The journalled update's bytes, checked against the journalled digest."""
+    path = Path(str(journal["path"]))
+    try:
+        update = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"the journalled update {path} is unreadable: {exc}",
+            hint="delete the round's journal to train the round again (before committing)",
+        ) from exc
+    if sha256_hex(update) != journal["digest"]:
+        raise StorageError(f"the journalled update {path} does not match its digest")
+    return update
+
+
+def _read_journal(session: Session, task_id: int, round_: int) -> dict[str, Any] | None:
     path = _journal_path(session, task_id, round_)
     try:
         body = json.loads(path.read_text())
@@ -220,14 +313,20 @@ def _read_journal(session: Session, task_id: int, round_: int) -> dict[str, str]
         raise ConfigError(
             f"node journal {path} is unreadable: {exc}", hint="delete it to train the round again"
         ) from exc
-    if not isinstance(body, dict) or not {"cid", "digest"} <= body.keys():
+    keys = {"format", "digest", "num_examples", "salt", "path"}
+    if not isinstance(body, dict) or not keys <= body.keys():
         raise ConfigError(
             f"node journal {path} is malformed", hint="delete it to train the round again"
         )
-    return {"cid": str(body["cid"]), "digest": str(body["digest"])}
+    if body["format"] != JOURNAL_FORMAT:
+        raise ConfigError(
+            f"node journal {path} has format {body['format']!r}, this node writes {JOURNAL_FORMAT}",
+            hint="delete it to train the round again",
+        )
+    return body
 
 
-def _write_journal(session: Session, task_id: int, round_: int, body: dict[str, str]) -> None:
+def _write_journal(session: Session, task_id: int, round_: int, body: dict[str, Any]) -> None:
     write_json_atomic(_journal_path(session, task_id, round_), body)
 
 
@@ -240,15 +339,22 @@ def run(
     max_rounds: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     on_submitted: Callable[[SubmittedUpdate], None] | None = None,
+    on_revealed: Callable[[SubmittedUpdate], None] | None = None,
 ) -> list[SubmittedUpdate]:
-    """Loop: wait for an open round this node has not submitted to, train, commit; until the
-    task is complete (or ``max_rounds`` submissions). A missed window waits for the next round."""
+    """Loop until the task is complete (or ``max_rounds`` commitments, each revealed or past
+    its reveal window): commit (``train_one``) in an ``OPEN`` round this node has not committed
+    to; reveal in a ``REVEALING`` round it committed to and has not revealed. A missed window
+    waits for the next round. Returns the updates, revealed ones with their CID."""
     done: list[SubmittedUpdate] = []
-    while not should_stop() and not session.ledger.is_complete(task_id):
-        if max_rounds is not None and len(done) >= max_rounds:
+    ledger = session.ledger
+    while not should_stop() and not ledger.is_complete(task_id):
+        round_ = ledger.open_round(task_id)
+        stored = ledger.submission(task_id, round_, session.address) if round_ else None
+        awaiting_reveal = stored is not None and stored.committed and not stored.revealed
+        if max_rounds is not None and len(done) >= max_rounds and not awaiting_reveal:
             break
-        round_ = session.ledger.open_round(task_id)
-        if round_ and not session.ledger.submission(task_id, round_, session.address).exists:
+        state = ledger.round_state(task_id, round_) if round_ else RoundState.UNOPENED
+        if stored is not None and state is RoundState.OPEN and not stored.committed:
             try:
                 submitted = train_one()
             except RoundUnavailable as exc:
@@ -258,6 +364,25 @@ def run(
                 if on_submitted is not None:
                     on_submitted(submitted)
                 continue
+        elif state is RoundState.REVEALING and awaiting_reveal:
+            try:
+                revealed = reveal_round(session, task_id, round_)
+            except RoundUnavailable as exc:
+                logger.info("%s", exc)
+            else:
+                done = [revealed if d.round == revealed.round else d for d in done]
+                if revealed.round not in {d.round for d in done}:
+                    done.append(revealed)  # committed before a restart
+                if on_revealed is not None:
+                    on_revealed(revealed)
+                continue
+        elif (
+            awaiting_reveal
+            and state is not RoundState.OPEN
+            and max_rounds is not None
+            and len(done) >= max_rounds
+        ):
+            break  # the reveal window is over: nothing left to do for this round
         time.sleep(poll_seconds)
     return done
 

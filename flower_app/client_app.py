@@ -148,7 +148,7 @@ def handle_train(message: Message, context: Context, overrides: Mapping[str, Any
     reply = TrainReply(
         node=session.address,
         round=submitted.round,
-        cid=submitted.cid,
+        cid=submitted.cid or "",  # hidden until the reveal (``handle_reveal``)
         digest=submitted.digest,
         num_examples=submitted.num_examples,
         rank=config.rank,
@@ -156,6 +156,33 @@ def handle_train(message: Message, context: Context, overrides: Mapping[str, Any
         train_seconds=round(time.perf_counter() - began, 3),
         eval_loss_before=submitted.eval_loss_before,
         eval_loss_after=submitted.eval_loss_after,
+    )
+    return Message(reply.to_record(), reply_to=message)
+
+
+def handle_reveal(message: Message, context: Context, overrides: Mapping[str, Any]) -> Message:
+    """Pin and reveal the update committed in the instruction's round (the round is
+    ``REVEALING``: every node committed, or the commit window passed)."""
+    from fl_node.node import reveal_round
+
+    worker = _worker(context, overrides)
+    session, config = worker.session, worker.config
+    instruction = Instruction.from_record(message.content)
+    instruction.check_against(
+        session.ledger.address, session.ledger.chain.chain_id, config.ledger.task_id
+    )
+    revealed = reveal_round(session, config.ledger.task_id, instruction.round)
+    reply = TrainReply(
+        node=session.address,
+        round=revealed.round,
+        cid=revealed.cid or "",
+        digest=revealed.digest,
+        num_examples=revealed.num_examples,
+        rank=config.rank,
+        resumed=revealed.resumed,
+        train_seconds=0.0,
+        eval_loss_before=revealed.eval_loss_before,
+        eval_loss_after=revealed.eval_loss_after,
     )
     return Message(reply.to_record(), reply_to=message)
 
@@ -173,6 +200,10 @@ def build_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     @client.train()
     def _train(message: Message, context: Context) -> Message:
         return handle_train(message, context, extra)
+
+    @client.evaluate()
+    def _reveal(message: Message, context: Context) -> Message:
+        return handle_reveal(message, context, extra)
 
     return client
 

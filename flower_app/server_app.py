@@ -47,7 +47,8 @@ def run_federation(grid: Grid, config: ServerConfig) -> LedgerStrategy:
     settings = RoundSettings(strategy=StrategyConfig(name=config.strategy))  # type: ignore[arg-type]
     runner = RoundRunner(session, config.ledger.task_id, settings)
     task = ledger.task(config.ledger.task_id)
-    window = float(task.submission_window) + WINDOW_MARGIN_SECONDS
+    # a round takes commitments, then reveals: at most both windows
+    window = float(task.submission_window + task.reveal_window) + WINDOW_MARGIN_SECONDS
     instruction = Instruction(ledger.address, chain.chain_id, config.ledger.task_id)
     members = join_nodes(
         grid,

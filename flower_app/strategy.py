@@ -4,10 +4,14 @@ and on-chain finalize as ``loraledger aggregator run``) from Flower's round loop
 
 - ``configure_train`` opens the round on chain and sends each sampled, joined node a train
   instruction (task, round): no arrays.
-- ``aggregate_train`` reads the replies (for logs), waits until the round is ready (every joined
-  node submitted, or the window closed: a node that dropped out never blocks a round), then
-  finalizes it from the commitments on chain. A reply the chain does not bear out counts for
-  nothing; a commitment made without a reply counts like any other.
+- ``aggregate_train`` reads the replies (each node committed to a hidden update) and waits
+  until the commit phase is over (every joined node committed, or the window closed: a node
+  that dropped out never blocks a round).
+- ``configure_evaluate`` asks each node that committed to reveal its update (Flower's evaluate
+  message carries the reveal instruction); ``aggregate_evaluate`` waits until the round is
+  ready (every commitment revealed, or the reveal window closed), then finalizes it from the
+  reveals on chain. A reply the chain does not bear out counts for nothing; a reveal made
+  without a reply counts like any other; a commitment never revealed earns nothing.
 
 Local dev chains (Ganache, anvil) mine only on transactions, so their clock stops when nobody
 submits; while waiting for a window to close the strategy mines empty blocks on them.
@@ -26,6 +30,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from aggregator.round import RoundOutcome, RoundRunner
+from chain.round_state import RoundState
 from flower_app.messages import Instruction, JoinReply, TrainReply, confirm
 from loraledger.errors import ChainError, LoRALedgerError
 
@@ -41,6 +46,8 @@ class RoundLog:
     replies: list[TrainReply] = field(default_factory=list)
     errors: dict[int, str] = field(default_factory=dict)  # Flower node id -> reason
     unconfirmed: list[TrainReply] = field(default_factory=list)
+    committed: list[int] = field(default_factory=list)  # Flower node ids that replied
+    revealed: list[TrainReply] = field(default_factory=list)
     outcome: RoundOutcome | None = None
     wait_seconds: float = 0.0
     seconds: float = 0.0
@@ -135,16 +142,79 @@ class LedgerStrategy(Strategy):
                 log.replies.append(TrainReply.from_record(message.content))
             except LoRALedgerError as exc:  # a malformed reply counts for nothing
                 log.errors[message.metadata.src_node_id] = str(exc)
+            else:
+                log.committed.append(message.metadata.src_node_id)
+        waited = time.perf_counter()
+        if not self.wait_for_reveals(log.round):
+            raise ChainError(
+                f"the commit phase of round {log.round} did not end within {self.window_timeout} s"
+            )
+        log.wait_seconds = time.perf_counter() - waited
+        ledger = self.runner.session.ledger
+        info = ledger.round(self.runner.task_id, log.round)
+        metrics = MetricRecord(
+            {"ledger-round": log.round, "replies": len(log.replies), "commits": info.commits}
+        )
+        return None, metrics
+
+    def wait_for_reveals(self, round_: int) -> bool:
+        """Wait until the commit phase of ``round_`` is over (``REVEALING`` or later), at most
+        ``window_timeout`` seconds, keeping a local dev chain's clock moving."""
+        ledger = self.runner.session.ledger
+        began = time.monotonic()
+        while ledger.round_state(self.runner.task_id, round_) is RoundState.OPEN:
+            if self.window_timeout is not None and time.monotonic() - began > self.window_timeout:
+                return False
+            time.sleep(self.poll_seconds)
+            ledger.chain.keep_clock()
+        return True
+
+    # ------------------------------------------------------------------ evaluate: the reveals
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """The reveal instruction, to every node that committed this round."""
+        if not self.rounds:
+            return []
+        log = self.rounds[-1]
+        ledger = self.runner.session.ledger
+        instruction = Instruction(
+            ledger.address, ledger.chain.chain_id, self.runner.task_id, log.round
+        )
+        return [
+            Message(instruction.to_record(), dst_node_id=n, message_type=MessageType.EVALUATE)
+            for n in log.committed
+        ]
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        log = self.rounds[-1]
+        for message in replies:
+            if message.has_error():
+                log.errors[message.metadata.src_node_id] = short_reason(message.error.reason)
+                logger.warning(
+                    "round %s: node %s could not reveal: %s",
+                    log.round,
+                    message.metadata.src_node_id,
+                    log.errors[message.metadata.src_node_id],
+                )
+                continue
+            try:
+                log.revealed.append(TrainReply.from_record(message.content))
+            except LoRALedgerError as exc:
+                log.errors[message.metadata.src_node_id] = str(exc)
         waited = time.perf_counter()
         if not self.wait_until_ready(log.round):
             raise ChainError(f"round {log.round} was not ready within {self.window_timeout} s")
-        log.wait_seconds = time.perf_counter() - waited
+        log.wait_seconds += time.perf_counter() - waited
         ledger, task_id = self.runner.session.ledger, self.runner.task_id
         on_chain = {
             e.node.lower(): e.digest.hex()
             for e in self.runner.session.history.submissions(task_id, log.round)
         }
-        _, log.unconfirmed = confirm(log.replies, on_chain)
+        _, log.unconfirmed = confirm(log.revealed or log.replies, on_chain)
         for reply in log.unconfirmed:
             logger.warning(
                 "round %s: %s replied %s but the chain has no such commitment",
@@ -161,7 +231,8 @@ class LedgerStrategy(Strategy):
                 "ledger-round": log.round,
                 "replies": len(log.replies),
                 "errors": len(log.errors),
-                "committed": len(on_chain),
+                "committed": info.commits,
+                "revealed": len(on_chain),
                 "accepted": info.accepted,
                 "rejected": info.rejected,
                 "reward-total": float(info.reward_total),
@@ -169,24 +240,13 @@ class LedgerStrategy(Strategy):
                 "wait-seconds": log.wait_seconds,
             }
         )
-        return None, metrics
+        return metrics
 
     def wait_until_ready(self, round_: int) -> bool:
-        """Wait for ``RoundRunner.ready`` (every node submitted, or window over), at most
-        ``window_timeout`` seconds (the runner keeps a local dev chain's clock moving)."""
+        """Wait for ``RoundRunner.ready`` (every commitment revealed, or the reveal window
+        over), at most ``window_timeout`` seconds (the runner keeps a local dev chain's clock
+        moving)."""
         return self.runner.wait(round_, poll_seconds=self.poll_seconds, timeout=self.window_timeout)
-
-    # ----------------------------------------------------------------- evaluate: the report does it
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        return []  # verification and validation happen in finalize, recorded in the round report
-
-    def aggregate_evaluate(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> MetricRecord | None:
-        return None
 
 
 def short_reason(reason: str | None) -> str:

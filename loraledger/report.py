@@ -40,8 +40,12 @@ class SubmissionVerdict(_Frozen):
     tensor_digest: str | None = Field(default=None, pattern=_HEX32)  # replay detection
     norm: float | None = None  # weight-change norm against the start adapter
     z_score: float | None = None  # robust z-score of that norm in the round
-    eval_loss: float | None = None  # loss on the aggregator's validation data
+    eval_loss: float | None = None  # loss on the aggregator's validation data (update alone)
     train_eval_loss: float | None = None  # the node's own eval loss after training (self-reported)
+    tx_index: int | None = None  # transaction index of the commitment in its block
+    weight_examples: int | None = None  # examples it weighs with (claim capped at the median)
+    loss_without: float | None = None  # validation loss of the aggregate without it
+    score: float | None = None  # contribution score (aggregator.contribution); None: unscored
 
 
 class RewardLine(_Frozen):
@@ -66,6 +70,15 @@ class RewardTable(_Frozen):
     lines: tuple[RewardLine, ...]
 
 
+class Slash(_Frozen):
+    """A stake the aggregator slashes for proven cheating; the evidence is this report."""
+
+    node: str
+    reason: str  # a reason code (aggregator.errors.SLASH_CODES gives its on-chain number)
+    code: int = Field(ge=1, le=65535)
+    amount: int = Field(ge=1)
+
+
 class RoundReport(_Frozen):
     version: Literal[1] = REPORT_VERSION
     task_id: int = Field(ge=1)
@@ -78,6 +91,8 @@ class RoundReport(_Frozen):
     strategy: str
     params: dict[str, Any] = Field(default_factory=dict)  # strategy and verification settings
     submissions: tuple[SubmissionVerdict, ...]
+    unrevealed: tuple[str, ...] = ()  # nodes that committed and never revealed (paid nothing)
+    slashes: tuple[Slash, ...] = ()  # proven cheating the aggregator slashes after finalizing
     rewards: RewardTable
     metrics: dict[str, float] = Field(default_factory=dict)
     software: dict[str, str] = Field(default_factory=dict)

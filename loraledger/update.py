@@ -16,6 +16,10 @@ exact bytes (:func:`sha256_hex`).
 Everything that reads bytes from another party goes through :func:`parse_update` or
 :func:`parse_global_adapter`, which reject anything malformed with
 :class:`~loraledger.errors.UpdateRejected` and one of the stable ``REASON_*`` codes below.
+Their first step, :func:`check_structure`, reads only the header (JSON with depth and size
+limits, :func:`load_json_limited`) and never touches torch, so an aggregator can run it in an
+isolated worker first (:mod:`aggregator.isolate`). A task's caps on an update's bytes and
+header come from its start adapter (:meth:`Expected.capped_for`).
 The format itself is documented in ``docs/update-format.md``.
 """
 
@@ -27,8 +31,9 @@ import logging
 import math
 import re
 import struct
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -53,6 +58,36 @@ ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 
 DEFAULT_MAX_BYTES = 1 << 30
 """Largest artifact :func:`parse_update` accepts unless told otherwise (1 GiB)."""
+
+DEFAULT_MAX_HEADER_BYTES = 8 << 20
+"""Largest safetensors header read unless :class:`Expected` says otherwise (8 MiB: a LoRA on
+every linear layer of a 70B model has ~1,100 tensors, a ~250 KiB header). A task's own cap,
+:func:`header_budget`, is kilobytes."""
+
+MAX_RANK = 4096
+"""Largest LoRA rank the format allows (:class:`PeftSpec`); the size cap of a task without a
+``max_rank`` assumes it."""
+
+HEADER_MAX_DEPTH = 3
+"""JSON nesting of a safetensors header: ``{name: {"shape": [...]}}``; deeper is malformed."""
+
+METADATA_MAX_DEPTH = 16
+"""JSON nesting allowed in the metadata (updates need 3, a peft ``adapter_config`` ~5)."""
+
+METADATA_BUDGET = 64 << 10
+"""Header bytes allowed for ``__metadata__`` (64 KiB). A real update's metadata is < 1 KiB:
+``base_model`` <= 512 and ``node`` <= 128 characters, at most 7 bytes each once escaped twice
+(``\\uXXXX``), five software versions, the metrics and the task's target modules."""
+
+_HEADER_ENTRY_BYTES = 136
+"""Header bytes of one tensor besides its name, written compactly at the widest values:
+``"":{"dtype":"BF16","shape":[,],"data_offsets":[,]},`` (55) + four 20-digit integers (80)."""
+
+_HEADER_SLACK = 2
+"""Factor on the tensor entries of :func:`header_budget`, for writers that add spaces."""
+
+_ELEMENT_BYTES = {"F32": 4, "F16": 2, "BF16": 2}
+"""The safetensors dtypes an artifact may hold, with their element sizes."""
 
 # Stable reason codes (the aggregator and the chain reports reuse them; never rename).
 REASON_TOO_LARGE = "too_large"
@@ -94,8 +129,8 @@ REASONS: frozenset[str] = frozenset(
 )
 
 ALLOWED_DTYPES: frozenset[torch.dtype] = frozenset({torch.float32, torch.float16, torch.bfloat16})
-_SAFETENSORS_DTYPES = {"F32", "F16", "BF16"}
-_MAX_HEADER_BYTES = 100 * 1024 * 1024
+# Python string tokens (escapes included) and brackets; a lone quote is an unterminated string.
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|["\[\]{}]', re.DOTALL)
 _MODULE_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
 _LORA_KEY = re.compile(r"^(?P<module>[A-Za-z0-9_.]+)\.lora_(?P<part>[AB])\.weight$")
 PROMPT_EMBEDDINGS_KEY = "prompt_embeddings"
@@ -136,7 +171,7 @@ class PeftSpec(BaseModel):
     model_config = _FROZEN
 
     method: Method = "lora"
-    rank: int = Field(default=8, ge=1, le=4096)
+    rank: int = Field(default=8, ge=1, le=MAX_RANK)
     alpha: float = Field(default=16.0, gt=0)
     dropout: float = Field(default=0.0, ge=0, lt=1)
     target_modules: tuple[str, ...] = Field(
@@ -256,7 +291,9 @@ class Expected:
     """What a reader requires of an artifact; ``None`` fields are not checked.
 
     ``digest`` is a sha256 hex string (``0x`` prefix allowed); ``max_rank`` the task's
-    largest allowed LoRA rank.
+    largest allowed LoRA rank. ``max_bytes`` caps the artifact (with the parser's own
+    ``max_bytes``, the smaller wins) and ``max_header_bytes`` its safetensors header
+    (default :data:`DEFAULT_MAX_HEADER_BYTES`); :meth:`capped_for` derives both from a task.
     """
 
     task_id: int | None = None
@@ -264,6 +301,22 @@ class Expected:
     base_model: str | None = None
     max_rank: int | None = None
     digest: str | None = None
+    max_bytes: int | None = None
+    max_header_bytes: int | None = None
+
+    def capped_for(self, start: GlobalAdapter) -> Expected:
+        """These expectations with the caps of an update to the task whose start adapter is
+        ``start`` (:func:`header_budget`, :func:`update_budget` at ``max_rank``); caps already
+        set are kept where smaller."""
+        header = header_budget(start)
+        total = update_budget(start, self.max_rank)
+        return replace(
+            self,
+            max_bytes=total if self.max_bytes is None else min(total, self.max_bytes),
+            max_header_bytes=(
+                header if self.max_header_bytes is None else min(header, self.max_header_bytes)
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -305,13 +358,45 @@ def normalize_digest(digest: str) -> str:
 def verify_digest(data: bytes, expected: str) -> str:
     """Return the digest of ``data``, or raise ``digest_mismatch`` if it is not ``expected``."""
     actual = sha256_hex(data)
-    if actual != normalize_digest(expected):
-        raise UpdateRejected(
-            REASON_DIGEST_MISMATCH,
-            f"content has sha256 {actual}, expected {normalize_digest(expected)}",
-            hint="the content was corrupted or replaced; fetch it again from its CID",
-        )
+    _check_digest(actual, expected)
     return actual
+
+
+# --------------------------------------------------------------------------- caps
+
+
+def header_budget(start: GlobalAdapter) -> int:
+    """Largest safetensors header an update to ``start``'s task needs, in bytes.
+
+    An update holds the start adapter's tensor names (a different set is ``spec_mismatch``),
+    each entry at most ``len(name)`` + :data:`_HEADER_ENTRY_BYTES` bytes when written
+    compactly; the entries count :data:`_HEADER_SLACK` times, plus :data:`METADATA_BUDGET`
+    for ``__metadata__`` and 8 bytes of alignment padding. Kilobytes for a real adapter
+    (~160 KiB for SmolLM2-135M with LoRA on four projections of 30 layers).
+    """
+    entries = sum(len(name.encode()) + _HEADER_ENTRY_BYTES for name in start.tensors)
+    return _HEADER_SLACK * entries + METADATA_BUDGET + 8
+
+
+def update_budget(start: GlobalAdapter, max_rank: int | None) -> int:
+    """Largest update to ``start``'s task, in bytes: 8 + :func:`header_budget` + the tensors
+    at the largest element size (4 bytes, F32).
+
+    For a low-rank method every ``lora_A [r, in]`` counts ``in * max_rank`` elements and every
+    ``lora_B [out, r]`` ``out * max_rank`` (:data:`MAX_RANK` without a ``max_rank``); for
+    other methods the update has the start adapter's shapes.
+    """
+    largest = max(_ELEMENT_BYTES.values())
+    low_rank = start.metadata.peft.traits.low_rank
+    rank = max_rank if max_rank is not None else MAX_RANK
+    elements = 0
+    for name, tensor in start.tensors.items():
+        match = _LORA_KEY.match(name) if low_rank else None
+        if match is None or tensor.ndim != 2:
+            elements += tensor.numel()
+        else:
+            elements += (tensor.shape[1] if match["part"] == "A" else tensor.shape[0]) * rank
+    return 8 + header_budget(start) + elements * largest
 
 
 # --------------------------------------------------------------------------- building
@@ -507,8 +592,189 @@ def parse_global_adapter(
 
 def read_metadata_json(data: bytes) -> dict[str, Any]:
     """The raw metadata object of an artifact, without validating tensors (for display)."""
-    header = _read_header(data)
-    return _metadata_object(header)
+    return check_structure(data).metadata
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor as the safetensors header declares it (offsets into the data section)."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Container:
+    """A safetensors artifact read structurally: its metadata object and tensor entries."""
+
+    metadata: dict[str, Any]
+    entries: dict[str, TensorEntry]
+
+
+def check_structure(
+    data: bytes, expected: Expected | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Container:
+    """The first step of :func:`parse_update` / :func:`parse_global_adapter`: size caps, then
+    the header read with :func:`load_json_limited` (depth, size, duplicate keys), every tensor
+    entry (dtype, shape, offsets tiling the data exactly) and the metadata JSON object.
+
+    Pure Python on the header's bytes: no torch, no copy of the tensor data, memory bounded
+    by the header cap; so an aggregator can run it in an isolated worker before parsing for
+    real (:mod:`aggregator.isolate`). Raises :class:`UpdateRejected`, never anything else.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise UpdateRejected(REASON_NOT_SAFETENSORS, f"expected bytes, got {type(data).__name__}")
+    view = memoryview(data).cast("B")
+    limit = max_bytes
+    if expected is not None and expected.max_bytes is not None:
+        limit = min(limit, expected.max_bytes)
+    if len(view) > limit:
+        raise UpdateRejected(REASON_TOO_LARGE, f"{len(view)} bytes, the limit is {limit}")
+    header_cap = DEFAULT_MAX_HEADER_BYTES
+    if expected is not None and expected.max_header_bytes is not None:
+        header_cap = expected.max_header_bytes
+    if len(view) < 8:
+        raise UpdateRejected(REASON_NOT_SAFETENSORS, f"only {len(view)} bytes")
+    (size,) = struct.unpack("<Q", view[:8])
+    if size < 2 or 8 + size > len(view):
+        raise UpdateRejected(
+            REASON_NOT_SAFETENSORS, f"header length {size} does not fit {len(view)} bytes"
+        )
+    if size > header_cap:
+        raise UpdateRejected(REASON_TOO_LARGE, f"header of {size} bytes, the limit is {header_cap}")
+    header = load_json_limited(
+        bytes(view[8 : 8 + size]),
+        max_bytes=header_cap,
+        max_depth=HEADER_MAX_DEPTH,
+        reason=REASON_NOT_SAFETENSORS,
+        what="header",
+    )
+    if not isinstance(header, dict) or not all(isinstance(v, dict) for v in header.values()):
+        raise UpdateRejected(REASON_NOT_SAFETENSORS, "header is not a safetensors header")
+    extra = header.pop("__metadata__", {})
+    if not all(isinstance(v, str) for v in extra.values()):
+        raise UpdateRejected(REASON_NOT_SAFETENSORS, "__metadata__ holds a value that is no string")
+    metadata = _metadata_object(extra.get(METADATA_KEY), header_cap)
+    entries = {name: _tensor_entry(name, info) for name, info in header.items()}
+    if not entries:
+        raise UpdateRejected(REASON_NO_TENSORS, "the artifact holds no tensors")
+    _check_offsets(entries, len(view) - 8 - size)
+    return Container(metadata, entries)
+
+
+def load_json_limited(
+    text: str | bytes,
+    *,
+    max_bytes: int,
+    max_depth: int,
+    reason: str = REASON_BAD_METADATA,
+    what: str = "metadata",
+) -> Any:
+    """JSON from another party, parsed only within limits: at most ``max_bytes`` (UTF-8),
+    nesting at most ``max_depth`` (``{}`` is 1), no duplicate keys, strict UTF-8.
+
+    The depth is counted by a linear scan of string and bracket tokens *before*
+    :func:`json.loads`, whose C scanner recurses once per level: under the recursion limit of
+    100,000 that ``py_ecc`` sets at import (``sys.setrecursionlimit``, pulled in by
+    ``eth_account`` -> ``eth_keyfile``; ``py-evm``'s ``eth`` sets 12,288), deep nesting
+    overflows the C stack and kills the process with SIGSEGV instead of a ``RecursionError``.
+    Raises :class:`UpdateRejected`: ``too_large`` above ``max_bytes``, else ``reason``.
+    """
+    size = len(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
+    if size > max_bytes:
+        raise UpdateRejected(REASON_TOO_LARGE, f"{what} of {size} bytes, the limit is {max_bytes}")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UpdateRejected(reason, f"{what} is not UTF-8: {exc}") from None
+    depth = 0
+    for token in _JSON_TOKEN.finditer(text):
+        char = token.group()
+        if char in "[{":
+            depth += 1
+            if depth > max_depth:
+                raise UpdateRejected(reason, f"{what} nests JSON deeper than {max_depth} levels")
+        elif char in "]}":
+            depth -= 1
+            if depth < 0:
+                raise UpdateRejected(reason, f"{what} is not JSON: unbalanced brackets")
+        elif char == '"':
+            raise UpdateRejected(reason, f"{what} is not JSON: unterminated string")
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, too many digits, duplicates
+        raise UpdateRejected(reason, f"{what} is not JSON: {exc}") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        twice = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        raise ValueError(f"duplicate key {twice[:64]!r}")
+    return out
+
+
+def _tensor_entry(name: str, info: dict[str, Any]) -> TensorEntry:
+    if set(info) != {"dtype", "shape", "data_offsets"}:
+        raise UpdateRejected(
+            REASON_NOT_SAFETENSORS,
+            f"tensor {name[:128]!r} has fields {sorted(info)[:5]}, need dtype/shape/data_offsets",
+        )
+    dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if dtype not in _ELEMENT_BYTES:
+        raise UpdateRejected(
+            REASON_BAD_DTYPE, f"tensor {name[:128]} has dtype {str(dtype)[:32]}, need F32/F16/BF16"
+        )
+    if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+        raise UpdateRejected(REASON_NOT_SAFETENSORS, f"tensor {name[:128]} has a malformed shape")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))):
+        raise UpdateRejected(REASON_NOT_SAFETENSORS, f"tensor {name[:128]} has malformed offsets")
+    begin, end = offsets
+    if end < begin or end - begin != _byte_count(shape, _ELEMENT_BYTES[dtype], end - begin):
+        raise UpdateRejected(
+            REASON_NOT_SAFETENSORS,
+            f"tensor {name[:128]} spans bytes [{begin}, {end}), not what its shape and dtype need",
+        )
+    return TensorEntry(dtype, tuple(shape), begin, end)
+
+
+def _is_count(value: object) -> bool:
+    """A non-negative integer that fits safetensors' ``usize`` (u64)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 64
+
+
+def _byte_count(shape: list[int], element: int, span: int) -> int:
+    """Bytes of a tensor of ``shape``, or ``span + 1`` once it exceeds ``span`` (so crafted
+    shapes never make a product of thousands of huge integers)."""
+    if 0 in shape:
+        return 0
+    total = element
+    for dim in shape:
+        total *= dim
+        if total > span:
+            return span + 1
+    return total
+
+
+def _check_offsets(entries: Mapping[str, TensorEntry], data_bytes: int) -> None:
+    """The tensors tile the data section exactly: in offset order, each starts where the one
+    before ends, the last ends at the end of the file (as safetensors itself requires)."""
+    position = 0
+    for name, entry in sorted(entries.items(), key=lambda item: (item[1].begin, item[1].end)):
+        if entry.begin != position:
+            raise UpdateRejected(
+                REASON_NOT_SAFETENSORS,
+                f"tensor {name[:128]} starts at byte {entry.begin}, expected {position} "
+                "(overlapping or a gap)",
+            )
+        position = entry.end
+    if position != data_bytes:
+        raise UpdateRejected(
+            REASON_NOT_SAFETENSORS, f"the tensors span {position} bytes, the data has {data_bytes}"
+        )
 
 
 # --------------------------------------------------------------------------- internals
@@ -533,51 +799,31 @@ def _serialize(tensors: dict[str, torch.Tensor], metadata: BaseModel) -> bytes:
 def _parse_container(
     data: bytes, expected: Expected | None, max_bytes: int
 ) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise UpdateRejected(REASON_NOT_SAFETENSORS, f"expected bytes, got {type(data).__name__}")
+    """Structure (:func:`check_structure`), then the digest, then the tensors: the header is
+    known to be sound before safetensors and torch see the bytes."""
+    container = check_structure(data, expected, max_bytes=max_bytes)
     data = bytes(data)
-    if len(data) > max_bytes:
-        raise UpdateRejected(REASON_TOO_LARGE, f"{len(data)} bytes, the limit is {max_bytes}")
     digest = sha256_hex(data)
     if expected is not None and expected.digest is not None:
-        verify_digest(data, expected.digest)
-    header = _read_header(data)
-    meta_json = _metadata_object(header)
-    for name, info in header.items():
-        if name != "__metadata__" and info.get("dtype") not in _SAFETENSORS_DTYPES:
-            raise UpdateRejected(
-                REASON_BAD_DTYPE, f"tensor {name} has dtype {info.get('dtype')}, need F32/F16/BF16"
-            )
-    return digest, meta_json, _load_tensors(data)
+        _check_digest(digest, expected.digest)
+    return digest, container.metadata, _load_tensors(data)
 
 
-def _read_header(data: bytes) -> dict[str, Any]:
-    if len(data) < 8:
-        raise UpdateRejected(REASON_NOT_SAFETENSORS, f"only {len(data)} bytes")
-    (size,) = struct.unpack("<Q", data[:8])
-    if size == 0 or size > _MAX_HEADER_BYTES or 8 + size > len(data):
+def _check_digest(actual: str, expected: str) -> None:
+    if actual != normalize_digest(expected):
         raise UpdateRejected(
-            REASON_NOT_SAFETENSORS, f"header length {size} does not fit {len(data)} bytes"
+            REASON_DIGEST_MISMATCH,
+            f"content has sha256 {actual}, expected {normalize_digest(expected)}",
+            hint="the content was corrupted or replaced; fetch it again from its CID",
         )
-    try:
-        header = json.loads(data[8 : 8 + size])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UpdateRejected(REASON_NOT_SAFETENSORS, f"header is not JSON: {exc}") from None
-    if not isinstance(header, dict) or not all(isinstance(v, dict) for v in header.values()):
-        raise UpdateRejected(REASON_NOT_SAFETENSORS, "header is not a safetensors header")
-    return header
 
 
-def _metadata_object(header: Mapping[str, Any]) -> dict[str, Any]:
-    raw = header.get("__metadata__", {}).get(METADATA_KEY)
+def _metadata_object(raw: object, max_bytes: int) -> dict[str, Any]:
     if not isinstance(raw, str):
         raise UpdateRejected(
             REASON_BAD_METADATA, f"no {METADATA_KEY!r} metadata: not a LoRA Ledger artifact"
         )
-    try:
-        obj = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise UpdateRejected(REASON_BAD_METADATA, f"metadata is not JSON: {exc}") from None
+    obj = load_json_limited(raw, max_bytes=max_bytes, max_depth=METADATA_MAX_DEPTH)
     if not isinstance(obj, dict):
         raise UpdateRejected(REASON_BAD_METADATA, "metadata is not a JSON object")
     return obj

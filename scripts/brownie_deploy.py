@@ -21,6 +21,8 @@ DEMO_TASK = {
     "reward_per_round": 1_000 * 10**18,
     "min_stake": 10 * 10**18,
     "submission_window": 600,
+    "reveal_window": 600,
+    "max_examples": 100_000,
     "max_rounds": 3,
 }
 
@@ -38,6 +40,8 @@ def main():
         DEMO_TASK["reward_per_round"],
         DEMO_TASK["min_stake"],
         DEMO_TASK["submission_window"],
+        DEMO_TASK["reveal_window"],
+        DEMO_TASK["max_examples"],
         DEMO_TASK["max_rounds"],
     )
     task_id = ledger.createTask(params, {"from": admin}).return_value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from scripts.console import console
-from scripts.options import IpfsOption, format_amount
+from scripts.options import IpfsOption, JsonOption, format_amount
 
 
 def register(app: typer.Typer) -> None:
@@ -30,9 +31,24 @@ def demo_command(
         4, "--nodes", help="Honest training nodes (each a non-IID shard of the bundled data)."
     ),
     rounds: int = typer.Option(3, "--rounds", help="Federated rounds."),
-    malicious: int = typer.Option(
-        0, "--malicious", help="Extra nodes sending poisoned, replayed or mismatched updates."
+    malicious: int | None = typer.Option(
+        None,
+        "--malicious",
+        help="Extra attacking nodes, cycling over --attack (default: one per attack named).",
     ),
+    attack: str | None = typer.Option(
+        None,
+        "--attack",
+        help="Attacks of the malicious nodes, comma-separated: inflate, zero, noise, sybil, copy, "
+        "frontrun, malformed (on the pool), poison, replay, mismatch (default with --malicious: "
+        "poison,replay,mismatch).",
+    ),
+    legacy_rewards: bool = typer.Option(
+        False,
+        "--legacy-rewards",
+        help="The reward rules before contribution scoring (claimed examples), to compare.",
+    ),
+    as_json: bool = JsonOption,
     tiny: bool = typer.Option(
         False,
         "--tiny",
@@ -61,16 +77,22 @@ def demo_command(
     """
     from chain import local
     from chain.network import connect, parse_network
+    from demo.attacks import parse_attacks
     from demo.run import DemoConfig, run_demo
     from fl_node.model import ModelConfig, create_tiny_model, load_base_model
     from ipfs import open_store
     from loraledger.errors import ChainError
     from loraledger.paths import home
 
+    attacks = parse_attacks(attack) if attack else ()
+    if malicious is None:
+        malicious = len(attacks)
     config = DemoConfig(
         nodes=nodes,
         rounds=rounds,
         malicious=malicious,
+        attacks=attacks,
+        legacy_rewards=legacy_rewards,
         strategy=strategy,
         steps=steps or (4 if tiny else 6),
         **(
@@ -169,7 +191,14 @@ def demo_command(
             f"{r.gas_used:,}",
         )
     nodes_table = Table(
-        "node", "kind", "examples", "rank", "accepted rounds", "tokens earned", title="nodes"
+        "node",
+        "kind",
+        "examples",
+        "rank",
+        "accepted rounds",
+        "tokens earned",
+        "stake slashed",
+        title="nodes",
     )
     for n in result.nodes:
         nodes_table.add_row(
@@ -179,9 +208,34 @@ def demo_command(
             str(n.rank),
             f"{n.accepted_rounds}/{len(result.rounds)}",
             format_amount(n.earned),
+            format_amount(n.slashed),
         )
-    console.print(rounds_table)
-    console.print(nodes_table)
+    attack_rows = _per_attack(result)
+    if as_json:
+        console.print_json(json.dumps({**result.to_json(), "attacks": attack_rows}, default=str))
+    else:
+        console.print(rounds_table)
+        console.print(nodes_table)
+        if attack_rows:
+            attacks_table = Table(
+                "attack",
+                "nodes",
+                "tokens earned",
+                "stake slashed",
+                "honest nodes earned",
+                "what happened",
+                title="attacks",
+            )
+            for row in attack_rows:
+                attacks_table.add_row(
+                    row["attack"],
+                    str(row["nodes"]),
+                    format_amount(int(row["earned"])),
+                    format_amount(int(row["slashed"])),
+                    format_amount(int(row["honest_earned"])),
+                    row["what"],
+                )
+            console.print(attacks_table)
     failed = [c for c in result.audit if not c["ok"]]
     if failed:
         for c in failed:
@@ -198,3 +252,36 @@ def demo_command(
     )
     if failed:
         raise typer.Exit(1)
+
+
+def _per_attack(result: Any) -> list[dict[str, Any]]:
+    """Per attack: how many nodes ran it, what they earned and lost, what the honest nodes
+    earned, and the last thing one of them did."""
+    honest = sum(n.earned for n in result.nodes if n.kind == "honest")
+    rows: dict[str, dict[str, Any]] = {}
+    for n in result.nodes:
+        if n.kind == "honest":
+            continue
+        row = rows.setdefault(
+            n.kind,
+            {
+                "attack": n.kind,
+                "nodes": 0,
+                "earned": 0,
+                "slashed": 0,
+                "honest_earned": honest,
+                "what": n.log[-1] if n.log else "",
+            },
+        )
+        row["nodes"] += 1
+        row["earned"] += n.earned
+        row["slashed"] += n.slashed
+    return [
+        {
+            **r,
+            "earned": str(r["earned"]),
+            "slashed": str(r["slashed"]),
+            "honest_earned": str(r["honest_earned"]),
+        }
+        for r in rows.values()
+    ]

@@ -429,3 +429,50 @@ def quantization_command(
         folder,
         lambda hooks: experiment.run(config, folder, command, hooks),
     )
+
+
+@app.command("incentives")
+def incentives_command(
+    attacks: str = typer.Option(
+        "inflate,zero,noise,sybil,copy,frontrun,malformed",
+        "--attacks",
+        help="Attacks on the pool to run, comma-separated.",
+    ),
+    honest: int = typer.Option(3, "--honest", help="Honest nodes next to the attackers."),
+    sybils: int = typer.Option(4, "--sybils", help="Accounts of the Sybil attacker."),
+    rounds: int = typer.Option(2, "--rounds", "-r", help="Rounds of each run."),
+    steps: int = typer.Option(4, "--steps", "-s", help="Optimizer steps per node per round."),
+    tiny: bool = typer.Option(
+        True, "--tiny/--smollm2", help="The tiny model (minutes) or SmolLM2-135M (an hour)."
+    ),
+    seed: int = SeedOption,
+    out: Path | None = OutOption,
+) -> None:
+    """Every attack on the pool under the old reward rule and the new one: who is paid."""
+    import tempfile
+
+    from experiments import incentives as experiment
+
+    config = experiment.IncentivesConfig(
+        honest=honest,
+        sybils=sybils,
+        rounds=rounds,
+        steps=steps,
+        tiny=tiny,
+        attacks=experiment.attacks_from(attacks),
+        seed=seed,
+    )
+    folder = out or RESULTS / experiment.NAME
+    command = (
+        f"loraledger experiment incentives --attacks {attacks} --honest {honest} "
+        f"--sybils {sybils} --rounds {rounds} --steps {steps} "
+        f"{'--tiny' if tiny else '--smollm2'} --seed {seed}" + (f" --out {out}" if out else "")
+    )
+    runs = 2 * (1 + len(config.attacks) + int("inflate" in config.attacks))
+
+    def work(hooks: Hooks) -> Report:
+        with tempfile.TemporaryDirectory(prefix="loraledger-incentives-") as tmp:
+            runner = experiment.demo_runner(tiny, Path(tmp))
+            return experiment.run(config, runner, folder, command, hooks)
+
+    _execute("incentives", runs, folder, work)

@@ -222,7 +222,8 @@ def _round_rows(federation: Any, result: Any) -> list[dict[str, Any]]:
         rows.append(
             {
                 "round": record.round,
-                "committed": info.submissions,
+                "committed": info.commits,
+                "revealed": info.reveals,
                 "accepted": record.accepted,
                 "rejected": record.rejected,
                 "errors": len(log.errors) if log else 0,

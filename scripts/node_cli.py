@@ -1,4 +1,5 @@
-"""``loraledger node``: what a participant runs: join a task, train rounds, claim rewards."""
+"""``loraledger node``: what a participant runs: join a task, train and commit rounds, reveal
+them, claim rewards."""
 
 from __future__ import annotations
 
@@ -132,7 +133,8 @@ def with_train_options(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def _trainer(session, task_id: int, opts: _TrainOptions):
-    """Load model and data once; return a function that trains and commits the open round."""
+    """Load model and data once; return a function that trains the open round and commits to
+    the update (hidden until ``node reveal``)."""
     from fl_node.data import load_examples, train_eval_split
     from fl_node.model import ModelConfig, load_base_model
     from fl_node.node import submit_round
@@ -189,8 +191,13 @@ def _report_submitted(s) -> None:
     if s.eval_loss_before is not None and s.eval_loss_after is not None:
         losses = f", local eval loss {s.eval_loss_before:.3f} -> {s.eval_loss_after:.3f}"
     console.print(
-        f"round {s.round}: committed [bold]{s.cid}[/] ({s.num_examples} examples{losses}){resumed}"
+        f"round {s.round}: committed to update {s.digest[:16]}… ({s.num_examples} examples"
+        f"{losses}){resumed}; reveal it once the commit window ends"
     )
+
+
+def _report_revealed(s) -> None:
+    console.print(f"round {s.round}: revealed [bold]{s.cid}[/] ({s.num_examples} examples)")
 
 
 @app.command("join")
@@ -220,9 +227,28 @@ def train_command(
     *,
     opts: _TrainOptions,
 ) -> None:
-    """Train one round on your data from the round's global adapter, pin the update, commit it."""
+    """Train one round on your data from the round's global adapter and commit to the update
+    (a hash: nothing is pinned or published until `node reveal`)."""
     session = _session(network, account, ipfs)
     _report_submitted(_trainer(session, task, opts)())
+
+
+@app.command("reveal")
+def reveal_command(
+    task: int = TaskOption,
+    round_: int | None = typer.Option(
+        None, "--round", help="Round to reveal in (default: the task's open round)."
+    ),
+    network: str = NetworkOption,
+    account: str = AccountOption,
+    ipfs: str | None = IpfsOption,
+) -> None:
+    """Pin and reveal the update this node committed to, once the round is revealing (after the
+    commit window, or once every node committed); works after a restart (from the journal)."""
+    from fl_node.node import reveal_round
+
+    session = _session(network, account, ipfs)
+    _report_revealed(reveal_round(session, task, round_))
 
 
 @app.command("run")
@@ -236,7 +262,8 @@ def run_command(
     *,
     opts: _TrainOptions,
 ) -> None:
-    """Take part in every round until the task is complete (resumes, never submits twice)."""
+    """Take part in every round until the task is complete: commit, then reveal (resumes
+    after a restart, never commits twice)."""
     from fl_node.node import run
 
     session = _session(network, account, ipfs)
@@ -246,6 +273,7 @@ def run_command(
         _trainer(session, task, opts),
         poll_seconds=poll,
         on_submitted=_report_submitted,
+        on_revealed=_report_revealed,
     )
     console.print(f"task {task} is complete; this node submitted {len(done)} update(s) in this run")
 

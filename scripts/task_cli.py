@@ -7,7 +7,14 @@ import json
 import typer
 from rich.table import Table
 
-from chain.bindings import Round, Task, TaskParams, Token, base_model_hash
+from chain.bindings import (
+    DEFAULT_MAX_EXAMPLES,
+    Round,
+    Task,
+    TaskParams,
+    Token,
+    base_model_hash,
+)
 from chain.deployments import load_deployment
 from loraledger.errors import ConfigError
 from scripts.console import console
@@ -65,7 +72,19 @@ def create(
         "100", "--reward-per-round", help="Tokens paid per round (most)."
     ),
     min_stake: str = typer.Option("10", "--min-stake", help="Tokens a node stakes to join."),
-    window: int = typer.Option(600, "--window", help="Submission window in seconds."),
+    window: int = typer.Option(
+        600, "--window", help="Commit window in seconds (nodes commit to hidden updates)."
+    ),
+    reveal_window: int | None = typer.Option(
+        None,
+        "--reveal-window",
+        help="Seconds after the commit window during which nodes reveal (default: --window).",
+    ),
+    max_examples: int = typer.Option(
+        DEFAULT_MAX_EXAMPLES,
+        "--max-examples",
+        help="Most training examples a node may claim per round (caps its weight).",
+    ),
     max_rounds: int = typer.Option(
         3, "--max-rounds", help="Rounds after which the task is complete."
     ),
@@ -119,6 +138,8 @@ def create(
                 window=window,
                 max_rounds=max_rounds,
                 fund=amount,
+                reveal_window=reveal_window,
+                max_examples=max_examples,
             )
         console.print(f"initial adapter {initial_cid} (rank {rank})")
     elif not (initial_cid and initial_digest and base_model):
@@ -137,6 +158,8 @@ def create(
             min_stake=parse_amount(min_stake),
             submission_window=window,
             max_rounds=max_rounds,
+            reveal_window=reveal_window,
+            max_examples=max_examples,
         )
         task_id = create_funded_task(ledger, token, params, sponsor, fund=amount)
     console.print(
@@ -208,14 +231,25 @@ def show(
         shown = f"{format_amount(int(str(value)))} LLT" if key in amounts else value
         console.print(f"{key:>18}  {shown}", soft_wrap=True)
     table = Table(
-        "round", "state", "deadline", "submissions", "accepted", "rejected", "reward", "claimed"
+        "round",
+        "state",
+        "deadline",
+        "reveal by",
+        "commits",
+        "reveals",
+        "accepted",
+        "rejected",
+        "reward",
+        "claimed",
     )
     for r in rounds:
         table.add_row(
             str(r.round),
-            "finalized" if r.finalized else "open",
+            ledger.round_state(task_id, r.round).name.lower(),
             str(r.deadline),
-            str(r.submissions),
+            str(r.reveal_deadline),
+            str(r.commits),
+            str(r.reveals),
             str(r.accepted),
             str(r.rejected),
             format_amount(r.reward_total),
@@ -238,6 +272,8 @@ def _task_json(t: Task) -> dict[str, object]:
         "paid": str(t.paid),
         "withdrawn": str(t.withdrawn),
         "submission_window": t.submission_window,
+        "reveal_window": t.reveal_window,
+        "max_examples": t.max_examples,
         "max_rounds": t.max_rounds,
         "rounds_opened": t.rounds_opened,
         "active_nodes": t.active_nodes,
@@ -255,6 +291,10 @@ def _round_json(r: Round) -> dict[str, object]:
         "claimed": str(r.claimed),
         "opened_at": r.opened_at,
         "deadline": r.deadline,
+        "reveal_deadline": r.reveal_deadline,
+        "commits": r.commits,
+        "reveals": r.reveals,
+        "all_committed": r.all_committed,
         "submissions": r.submissions,
         "accepted": r.accepted,
         "rejected": r.rejected,

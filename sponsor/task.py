@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from eth_account.signers.local import LocalAccount
 
-from chain.bindings import Ledger, TaskParams, Token, base_model_hash
+from chain.bindings import DEFAULT_MAX_EXAMPLES, Ledger, TaskParams, Token, base_model_hash
 from fl_node.model import LoadedModel
 from fl_node.train import adapter_tensors, attach_adapter, detach_adapter
 from ipfs import ContentStore
@@ -75,11 +75,15 @@ def publish_task(
     window: int,
     max_rounds: int,
     fund: int,
+    reveal_window: int | None = None,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
     seed: int = 0,
 ) -> tuple[int, str]:
     """The sponsor's side: build and pin the initial adapter for the next task id, create the
-    task with its CID and digest, and fund its pool with ``fund`` tokens. Returns the task id
-    and the initial adapter's CID."""
+    task with its CID and digest, and fund its pool with ``fund`` tokens. Nodes commit during
+    ``window`` seconds and reveal during ``reveal_window`` more (default: ``window``); each
+    claims at most ``max_examples`` examples per round. Returns the task id and the initial
+    adapter's CID."""
     task_id = ledger.task_count() + 1
     adapter = initial_global_adapter(model, spec, task_id, seed=seed)
     cid = store.put_bytes(adapter)
@@ -93,6 +97,8 @@ def publish_task(
         min_stake=min_stake,
         submission_window=window,
         max_rounds=max_rounds,
+        reveal_window=reveal_window,
+        max_examples=max_examples,
     )
     create_funded_task(ledger, token, params, sponsor, fund=fund, expected_id=task_id)
     return task_id, cid

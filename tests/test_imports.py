@@ -26,6 +26,8 @@ SAME_LAYER = {
     ("chain", "ipfs"),  # chain.session opens a participant's store; ipfs never imports chain
     ("sponsor", "fl_node"),  # the initial adapter is built with the node's model code
     ("bench", "flower_app"),  # `bench all` times Flower rounds
+    ("experiments", "demo"),  # the incentives experiment runs the whole demo per attack
+    ("bench", "demo"),  # the contribution-scoring benchmark times demo rounds
 }
 
 

@@ -47,7 +47,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from pydantic import ValidationError
@@ -60,22 +62,27 @@ from aggregator.audit.checks import (
     agreement,
     check_claims,
     check_rewards,
+    check_slashes,
     check_submissions,
     claims_summary,
     ledger_check,
     result,
     rewards_summary,
     skip,
+    slashes_summary,
 )
 from aggregator.audit.views import HistoryReader, RoundNotAuditable, by_round
 from aggregator.client_update import ClientUpdate
 from aggregator.combine import StrategyConfig, combine
 from aggregator.device import Compute
+from aggregator.errors import REASON_NO_CONTRIBUTION, REASON_UNAVAILABLE
 from aggregator.flexlora import RankTarget, truncation_excess
-from aggregator.inputs import load_server_state, load_start_adapter
+from aggregator.inputs import load_prior, load_server_state, load_start_adapter, previous_reports
 from aggregator.reproduce import TOLERANCE, Excess, Tolerance, compare_adapters, recorded_compute
+from aggregator.screening import capped_examples
 from aggregator.server_opt import ServerState
-from aggregator.verify import Commitment, VerifyPolicy, check_one
+from aggregator.stats import OutlierPolicy
+from aggregator.verify import Checked, Commitment, VerifyPolicy, check_one, judge
 from chain.bindings import Ledger
 from chain.events import History
 from ipfs import ContentStore
@@ -90,6 +97,12 @@ from loraledger.update import (
 )
 
 __all__ = ["Auditor"]
+
+# Verdicts an audit cannot re-derive later, because they depend on when and where the check
+# ran (the network, the machine's memory): the report's word stands for them.
+_CIRCUMSTANTIAL = frozenset(
+    {REASON_UNAVAILABLE, "check_failed", "checker_crashed", "checker_memory", "checker_timeout"}
+)
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +146,8 @@ class Auditor(HistoryReader):
                 )
         numbers = [round_] if round_ is not None else sorted(finalized)
         events = by_round(self.history.submissions(task_id))
+        commits = by_round(self.history.commits(task_id))
+        slashes = by_round(self.history.slashes(task_id))
         claims_all = self.history.claims(task_id)
         claims = by_round(claims_all)
         checks: list[AuditCheck] = []
@@ -143,6 +158,8 @@ class Auditor(HistoryReader):
                 finalized[n],
                 events.get(n, []),
                 claims.get(n, []),
+                commits.get(n, []),
+                slashes.get(n, []),
             )
             checks.extend(self._verify_round(facts))
         if round_ is None:
@@ -154,7 +171,7 @@ class Auditor(HistoryReader):
         report, problems = self._check_report(facts)
         out = [result(n, "report", problems, f"{facts.record.report_cid} is the report on chain")]
         if report is None:
-            return out + [skip(n, name, "the report cannot be read") for name in CHECKS[1:6]]
+            return out + [skip(n, name, "the report cannot be read") for name in CHECKS[1:7]]
         out.append(
             result(
                 n,
@@ -172,7 +189,9 @@ class Auditor(HistoryReader):
                     n,
                     "updates",
                     problems,
-                    f"{len(updates)} accepted updates fetched and match their commitments",
+                    f"{len(facts.events)} verdicts re-derived from the updates, the earlier rounds "
+                    f"and the reported losses; {len(updates)} accepted updates match their "
+                    "commitments",
                 )
             )
             if start is None:
@@ -183,6 +202,9 @@ class Auditor(HistoryReader):
                 out.append(self._check_aggregate(facts, report, start, updates, Path(tmp)))
         out.append(result(n, "rewards", check_rewards(facts, report), rewards_summary(report)))
         out.append(result(n, "claims", check_claims(facts, report), claims_summary(facts, report)))
+        out.append(
+            result(n, "slashes", check_slashes(facts, report), slashes_summary(facts, report))
+        )
         return out
 
     def _check_report(self, facts: RoundFacts) -> tuple[RoundReport | None, list[str]]:
@@ -216,45 +238,102 @@ class Auditor(HistoryReader):
     def _check_updates(
         self, facts: RoundFacts, report: RoundReport, start: GlobalAdapter | None, workdir: Path
     ) -> tuple[list[ClientUpdate], list[str]]:
-        """Re-run the aggregator's own check of each accepted update on its own
-        (:func:`aggregator.verify.check_one`: fetch, digest, format, node, examples, shape) and
-        compare the tensor digest with the report's; the aggregation inputs in report order."""
-        committed = {e.node.lower(): e for e in facts.events}
-        max_rank = report.params.get("max_rank")
+        """Re-derive every verdict with the aggregator's own code: each revealed update is
+        checked on its own (:func:`aggregator.verify.check_one`), then judged next to the others
+        and the earlier rounds (:func:`aggregator.verify.judge`: replays, free riders, copies,
+        and, from the losses the report published, validation and the norm screening), then
+        scored (contribution rule). Returns the aggregation inputs (the accepted updates with
+        their weighed examples) and what differs from the report."""
+        if start is None:
+            return [], []  # the aggregate check says why; nothing to check shapes against
+        params = report.params
+        policy = _recorded_policy(params)
         expected = Expected(
             task_id=facts.info.task_id,
             round=facts.info.round,
             base_model=report.base_model,
-            max_rank=max_rank if isinstance(max_rank, int) else None,
+            max_rank=policy.max_rank,
         )
-        policy = VerifyPolicy(max_rank=expected.max_rank, outliers=None, max_loss_increase=None)
-        updates, problems = [], []
-        for s in report.submissions:
-            if s.verdict != "accepted":
-                continue
-            event = committed.get(s.node.lower())
-            if event is None:
-                problems.append(f"{s.node}: accepted but never committed on chain")
-                continue
-            if start is None:
-                continue  # the aggregate check says why; nothing to check the shapes against
+        order = {c.node.lower(): (c.block, c.tx_index) for c in facts.commits}
+        said = {s.node.lower(): s for s in report.submissions}
+        checked: list[Checked] = []
+        for event in facts.events:
+            block, tx_index = order.get(event.node.lower(), (event.block, 0))
             commitment = Commitment(
-                event.node, event.cid, event.digest.hex(), event.num_examples, event.block
+                event.node, event.cid, event.digest.hex(), event.num_examples, block, tx_index
             )
-            checked = check_one(self.store, commitment, expected, start, policy, workdir)
-            if not checked.accepted:
+            verdict = said.get(event.node.lower())
+            if verdict is not None and verdict.reason in _CIRCUMSTANTIAL:
+                # availability and resources change with time: the report's word stands
+                checked.append(Checked(commitment, verdict.reason, verdict.detail))
+                continue
+            checked.append(check_one(self.store, commitment, expected, start, policy, workdir))
+        previous = previous_reports(self.history, self.store, facts.info.task_id, facts.info.round)
+        seen = {
+            s.tensor_digest: f"of {s.node} in round {r.round}"
+            for r in previous
+            for s in r.submissions
+            if s.tensor_digest and s.verdict == "accepted"
+        }
+        prior = load_prior(self.store, previous, lookback=policy.lookback)
+        validation = bool(params.get("validation"))
+        start_loss = report.metrics.get("start_eval_loss") if validation else None
+
+        def reported_loss(item: Checked) -> float | None:
+            verdict = said.get(item.commitment.node.lower())
+            return verdict.eval_loss if verdict is not None else None
+
+        judged = judge(
+            sorted(checked, key=lambda c: c.commitment.order),
+            start=start,
+            policy=policy,
+            round_=facts.info.round,
+            seen=seen,
+            prior=prior,
+            start_loss=start_loss,
+            loss_of=reported_loss if validation else None,
+        )
+        problems: list[str] = []
+        accepted: dict[str, Checked] = {}
+        for item in judged:
+            node = item.commitment.node
+            verdict = said.get(node.lower())
+            if verdict is None:
+                continue  # the submissions check reports a dropped commitment
+            reason = item.reason
+            if reason is None and params.get("reward_rule") == "contribution":
+                score = verdict.score
+                if score is not None and not score > 0:
+                    reason = REASON_NO_CONTRIBUTION  # the rewards check re-derives the score
+            if reason != verdict.reason:
+                why = f" ({item.detail})" if item.detail else ""
                 problems.append(
-                    f"{s.node}: the accepted update {event.cid} fails verification "
-                    f"({checked.reason}): {checked.detail}"
+                    f"{node}: re-derived {reason or 'accepted'}{why}, the report says "
+                    f"{verdict.reason or 'accepted'}"
                 )
                 continue
-            if s.tensor_digest is not None and checked.tensor_digest != s.tensor_digest:
-                problems.append(
-                    f"{s.node}: tensor digest {checked.tensor_digest}, "
-                    f"the report says {s.tensor_digest}"
-                )
-            updates.append(checked.client_update())
-        return updates, problems
+            if reason is None:
+                if (
+                    verdict.tensor_digest is not None
+                    and item.tensor_digest != verdict.tensor_digest
+                ):
+                    problems.append(
+                        f"{node}: tensor digest {item.tensor_digest}, the report says "
+                        f"{verdict.tensor_digest}"
+                    )
+                accepted[node] = item
+        updates = {n: c.client_update() for n, c in accepted.items()}
+        if params.get("cap_examples"):
+            caps = capped_examples({n: u.num_examples for n, u in updates.items()})
+            for node, update in list(updates.items()):
+                weighed = said[node.lower()].weight_examples
+                if weighed != caps[node]:
+                    problems.append(
+                        f"{node}: weighs {weighed} examples in the report, the median cap gives "
+                        f"{caps[node]}"
+                    )
+                updates[node] = replace(update, num_examples=caps[node])
+        return [updates[s.node] for s in report.submissions if s.node in updates], problems
 
     def _check_aggregate(
         self,
@@ -370,3 +449,30 @@ class Auditor(HistoryReader):
         return load_server_state(
             self.store, config.optimizer(), cid if isinstance(cid, str) else None, path
         )
+
+
+def _recorded_policy(params: dict[str, Any]) -> VerifyPolicy:
+    """The verification policy a report records (a setting it does not record was off)."""
+
+    def number(key: str) -> Any:
+        value = params.get(key)
+        return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    outliers = None
+    if number("outlier_threshold") is not None:
+        outliers = OutlierPolicy(
+            threshold=number("outlier_threshold"),
+            min_updates=number("outlier_min_updates") or 3,
+            min_spread=number("outlier_min_spread") or 0.0,
+        )
+    max_rank = number("max_rank")
+    return VerifyPolicy(
+        max_rank=int(max_rank) if max_rank is not None else None,
+        outliers=outliers,
+        max_loss_increase=number("max_loss_increase"),
+        free_rider_rtol=number("free_rider_rtol"),
+        min_change_rms=number("min_change_rms") or 0.0,
+        copy_rtol=number("copy_rtol"),
+        lookback=int(number("lookback") or 0),
+        trusted_gain=number("trusted_gain"),
+    )

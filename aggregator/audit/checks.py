@@ -6,21 +6,38 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from aggregator.contribution import contribution_score
+from aggregator.errors import SLASH_CODES
 from aggregator.reproduce import Comparison
-from aggregator.rewards import ZERO_ROOT, Share, quality_factor, split_pool
+from aggregator.rewards import REWARD_RULES, RULES, ZERO_ROOT, Share, quality_factor, split_pool
 from chain.bindings import Round, Task
-from chain.events import RewardClaimed, RoundFinalized, UpdateSubmitted
+from chain.events import (
+    NodeSlashed,
+    RewardClaimed,
+    RoundFinalized,
+    UpdateCommitted,
+    UpdateSubmitted,
+)
 from chain.merkle import RewardEntry, RewardTree, leaf_hash, verify
 from loraledger.errors import LoRALedgerError
-from loraledger.report import RoundReport
+from loraledger.report import RoundReport, SubmissionVerdict
 
 __all__ = ["CHECKS", "AuditCheck", "RoundFacts", "Status"]
 
 Status = Literal["pass", "fail", "skip"]
-CHECKS = ("report", "submissions", "updates", "aggregate", "rewards", "claims", "ledger")
+CHECKS = (
+    "report",
+    "submissions",
+    "updates",
+    "aggregate",
+    "rewards",
+    "claims",
+    "slashes",
+    "ledger",
+)
 WEIGHT_TOLERANCE = 1e-6
 QUALITY_TOLERANCE = 1e-9
 
@@ -52,6 +69,8 @@ class RoundFacts:
     record: RoundFinalized
     events: list[UpdateSubmitted]
     claims: list[RewardClaimed]
+    commits: list[UpdateCommitted] = field(default_factory=list)
+    slashes: list[NodeSlashed] = field(default_factory=list)
 
 
 def check_submissions(facts: RoundFacts, report: RoundReport) -> list[str]:
@@ -108,9 +127,16 @@ def check_rewards(facts: RoundFacts, report: RoundReport) -> list[str]:
         )
     validation = bool(report.params.get("validation"))
     start_loss = report.metrics.get("start_eval_loss")
+    rule_name = report.params.get("reward_rule", "claimed")  # reports before the rule choice
+    if rule_name not in REWARD_RULES:
+        return [*problems, f"the report's reward rule {rule_name!r} is not a known rule"]
+    if table.rule != RULES[rule_name]:
+        problems.append(f"the table states the rule {table.rule!r}, not the {rule_name} rule")
     committed = {e.node.lower(): e.num_examples for e in facts.events}
     shares = []
     for s in report.submissions:
+        if rule_name == "contribution" and s.reason == "no_contribution":
+            problems += _score_problems(s, start_loss, report.metrics.get("scored_eval_loss"))
         if s.verdict != "accepted":
             continue
         quality = quality_factor(start_loss, s.eval_loss) if validation else 1.0
@@ -118,9 +144,14 @@ def check_rewards(facts: RoundFacts, report: RoundReport) -> list[str]:
             problems.append(
                 f"{s.node}: quality {s.quality} reported, the reported losses give {quality}"
             )
-        shares.append(Share(s.node, committed.get(s.node.lower(), s.num_examples), s.quality))
+        if rule_name == "contribution":
+            problems += _score_problems(s, start_loss, report.metrics.get("scored_eval_loss"))
+        shares.append(
+            Share(s.node, committed.get(s.node.lower(), s.num_examples), s.quality, s.score)
+        )
     try:
-        rule = {k.lower(): v for k, v in split_pool(task.reward_per_round, shares).items()}
+        amounts = split_pool(task.reward_per_round, shares, rule_name)
+        rule = {k.lower(): v for k, v in amounts.items()}
     except LoRALedgerError as exc:
         return [*problems, f"the reward rule cannot be applied: {exc}"]
     lines = {line.node.lower(): line for line in table.lines}
@@ -160,6 +191,58 @@ def check_rewards(facts: RoundFacts, report: RoundReport) -> list[str]:
         if not verify(record.reward_root, leaf, [bytes.fromhex(p) for p in line.proof]):
             problems.append(
                 f"{line.node}: the proof of {line.amount} does not verify against the on-chain root"
+            )
+    return problems
+
+
+def _score_problems(
+    s: SubmissionVerdict, start_loss: float | None, all_loss: float | None
+) -> list[str]:
+    """Whether the reported contribution score follows from the reported losses."""
+    losses = (start_loss, all_loss, s.eval_loss, s.loss_without)
+    if s.score is None or any(x is None for x in losses):
+        return [f"{s.node}: no contribution score or a loss it derives from is missing"]
+    want = contribution_score(*(float(x) for x in losses if x is not None))
+    if not math.isclose(want, s.score, rel_tol=1e-12, abs_tol=1e-15):
+        return [f"{s.node}: score {s.score} reported, the reported losses give {want}"]
+    return []
+
+
+def check_slashes(facts: RoundFacts, report: RoundReport) -> list[str]:
+    """Every stake slashed for the round is one the report names, with its reason code and the
+    report as evidence; every slash the report names is for proven cheating (a slashable reason
+    in its own verdict, or a commitment never revealed)."""
+    problems = []
+    verdicts = {s.node.lower(): s for s in report.submissions}
+    unrevealed = {n.lower() for n in report.unrevealed}
+    named = {}
+    for item in report.slashes:
+        key = item.node.lower()
+        named[key] = item
+        verdict = verdicts.get(key)
+        proven = (item.reason == "unrevealed" and key in unrevealed) or (
+            verdict is not None and verdict.reason == item.reason
+        )
+        if not proven or SLASH_CODES.get(item.reason) != item.code:
+            problems.append(
+                f"{item.node}: slashed for {item.reason} (code {item.code}) without that evidence"
+            )
+    for event in facts.slashes:
+        listed = named.get(event.node.lower())
+        if listed is None:
+            problems.append(
+                f"{event.node} was slashed {event.amount} but the report names no slash"
+            )
+            continue
+        if (event.reason, event.evidence_cid) != (listed.code, facts.record.report_cid):
+            problems.append(
+                f"{event.node}: slashed with code {event.reason} and evidence "
+                f"{event.evidence_cid}, the report says code {listed.code}, evidence "
+                f"{facts.record.report_cid}"
+            )
+        elif event.amount > listed.amount:
+            problems.append(
+                f"{event.node}: slashed {event.amount}, the report says {listed.amount}"
             )
     return problems
 
@@ -227,6 +310,13 @@ def rewards_summary(report: RoundReport) -> str:
     return (
         f"{len(table.lines)} lines pay {table.total} of a pool of {table.pool} by the rule; "
         f"root {table.root[:16]}..."
+    )
+
+
+def slashes_summary(facts: RoundFacts, report: RoundReport) -> str:
+    return (
+        f"{len(report.slashes)} slashes named for proven cheating, {len(facts.slashes)} made "
+        f"on chain; {len(report.unrevealed)} commitments never revealed"
     )
 
 

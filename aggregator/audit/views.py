@@ -74,6 +74,9 @@ class SubmissionView:
     eval_loss: float | None
     reward: int
     claimed: bool
+    score: float | None = None  # contribution score (the contribution reward rule)
+    weight_examples: int | None = None  # examples it weighed with (the claim capped)
+    slashed: int = 0  # stake the report slashes for proven cheating
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,11 @@ class RoundView:
     global_cid: str | None
     strategy: str | None
     report_error: str | None  # why the report could not be read, when it could not
+    reveal_deadline: int = 0
+    committed: int = 0  # commitments; ``submitted`` counts the reveals
+    unrevealed: tuple[str, ...] = ()  # nodes that committed and never revealed (earn nothing)
+    reward_rule: str | None = None  # the report's params.reward_rule
+    slashed: int = 0  # stake slashed for proven cheating in this round (the report's slashes)
 
 
 @dataclass(frozen=True)
@@ -224,6 +232,7 @@ class HistoryReader:
         verdicts = {s.node.lower(): s for s in report.submissions} if report else {}
         lines = {line.node.lower(): line.amount for line in report.rewards.lines} if report else {}
         claimed = {c.node.lower() for c in claims}
+        slashed = {x.node.lower(): x.amount for x in report.slashes} if report else {}
         rows = []
         for event in events:
             key = event.node.lower()
@@ -243,6 +252,9 @@ class HistoryReader:
                     eval_loss=verdict.eval_loss if verdict else None,
                     reward=lines.get(key, 0),
                     claimed=key in claimed,
+                    score=verdict.score if verdict else None,
+                    weight_examples=verdict.weight_examples if verdict else None,
+                    slashed=slashed.get(key, 0),
                 )
             )
         reasons = (
@@ -251,6 +263,10 @@ class HistoryReader:
             else {}
         )
         metrics = report.metrics if report else {}
+        revealed = {e.node.lower() for e in events}
+        unrevealed = sorted(
+            c.node for c in self.history.commits(task_id, round_) if c.node.lower() not in revealed
+        )
         view = RoundView(
             task_id=task_id,
             round=round_,
@@ -269,6 +285,11 @@ class HistoryReader:
             global_cid=record.global_cid if record else None,
             strategy=report.strategy if report else None,
             report_error=error,
+            reveal_deadline=info.reveal_deadline,
+            committed=info.commits,
+            unrevealed=tuple(unrevealed),
+            reward_rule=str(report.params.get("reward_rule", "claimed")) if report else None,
+            slashed=sum(slashed.values()),
         )
         return RoundDetail(view, tuple(rows))
 

@@ -3,11 +3,17 @@ pragma solidity ^0.8.24;
 
 /**
  * @title ILoRALedger
- * @notice The on-chain protocol of LoRA Ledger: training tasks, staked nodes, rounds of update
- * commitments, finalization with a Merkle root of rewards, and claims.
+ * @notice The on-chain protocol of LoRA Ledger: training tasks, staked nodes, rounds of
+ * commit-reveal update submissions, finalization with a Merkle root of rewards, and claims.
  *
- * Storage keeps only what later checks need (digests, counts, roots); content identifiers
- * (IPFS CIDs) travel in events, so the full history can be rebuilt from logs.
+ * A round has two phases. While it is `Open`, a node commits to its update with a hash
+ * ({commitmentOf}) that hides the update's digest and example count behind a secret salt;
+ * nothing a copier could take is published. Once the commit phase ends, the node reveals the
+ * update's CID, digest, example count and salt; the contract checks them against the hash.
+ * A copier who sees a reveal is too late to commit, and cannot reveal what it did not commit.
+ *
+ * Storage keeps only what later checks need (commitments, digests, counts, roots); content
+ * identifiers (IPFS CIDs) travel in events, so the full history can be rebuilt from logs.
  */
 interface ILoRALedger {
     /// @notice Parameters a sponsor chooses when creating a task.
@@ -18,7 +24,9 @@ interface ILoRALedger {
         address token; // ERC-20 used for rewards and stakes
         uint256 rewardPerRound; // most the round's reward table may pay
         uint256 minStake; // stake a node locks to join
-        uint64 submissionWindow; // seconds a round accepts submissions
+        uint64 submissionWindow; // seconds a round accepts commitments
+        uint64 revealWindow; // seconds after the commit deadline during which commitments are revealed
+        uint64 maxExamples; // most examples a node may claim for one round's update
         uint32 maxRounds; // rounds after which the task is complete
     }
 
@@ -35,6 +43,8 @@ interface ILoRALedger {
         uint256 paid; // rewards claimed so far
         uint256 withdrawn; // remainder returned to the sponsor after completion
         uint64 submissionWindow;
+        uint64 revealWindow;
+        uint64 maxExamples;
         uint32 maxRounds;
         uint32 roundsOpened;
         uint32 activeNodes;
@@ -48,10 +58,13 @@ interface ILoRALedger {
         uint256 rewardTotal; // sum of the reward table
         uint256 claimed; // claimed from this round so far
         uint64 openedAt;
-        uint64 deadline; // last timestamp at which submissions are accepted
-        uint32 submissions;
+        uint64 deadline; // last timestamp at which commitments are accepted
+        uint64 revealDeadline; // last timestamp at which commitments are revealed
+        uint32 commits; // commitments received
+        uint32 reveals; // commitments revealed: the updates the round's finalization counts
         uint32 accepted;
         uint32 rejected;
+        bool allCommitted; // every joined node had committed at some point (sticky: ends the commit phase)
         bool finalized;
     }
 
@@ -61,11 +74,13 @@ interface ILoRALedger {
         uint256 stake;
     }
 
-    /// @notice A node's commitment for one round.
+    /// @notice A node's commitment for one round, and what its reveal showed.
     struct Submission {
-        bytes32 digest; // sha256 of the exact update bytes; zero when there is none
-        uint64 numExamples;
-        uint64 submittedAt;
+        bytes32 commitment; // {commitmentOf} the update; zero when the node did not commit
+        bytes32 digest; // sha256 of the exact update bytes; zero until revealed
+        uint64 numExamples; // zero until revealed
+        uint64 committedAt;
+        uint64 revealedAt; // zero until revealed
     }
 
     /// @notice What an aggregator commits when it finalizes a round.
@@ -89,14 +104,17 @@ interface ILoRALedger {
 
     /**
      * @notice The state of a round, as {roundState} reports it. Rounds move only forward:
-     * Unopened -> Open -> Closed -> Finalized, except that a node joining a round that every
-     * joined node has submitted to reopens it (Closed -> Open) until its window passes.
+     * Unopened -> Open -> Revealing -> Closed -> Finalized (Revealing is skipped when nothing
+     * was committed). A node joining after every joined node committed does not reopen the
+     * commit phase: that moment is recorded for good (`Round.allCommitted`).
      *
      * - `Unopened`: round 0, or a round {openRound} has not opened yet.
-     * - `Open`: accepting submissions: its window has not passed and some joined node has not
-     *   submitted.
-     * - `Closed`: no longer accepting submissions (its window has passed, or every joined node
-     *   submitted) and awaiting {finalizeRound}.
+     * - `Open`: the commit phase: its window has not passed and not every joined node has
+     *   committed yet.
+     * - `Revealing`: the commit phase is over and some commitment is still unrevealed, until
+     *   the reveal deadline (`deadline + revealWindow`).
+     * - `Closed`: every commitment is revealed or the reveal deadline has passed; awaiting
+     *   {finalizeRound}. Commitments never revealed are not counted and earn nothing.
      * - `Finalized`: its result and reward root are recorded; its rewards can be claimed.
      *
      * Errors carry a set of expected states as a bitmap: bit `uint8(state)` is set for each
@@ -105,6 +123,7 @@ interface ILoRALedger {
     enum RoundState {
         Unopened,
         Open,
+        Revealing,
         Closed,
         Finalized
     }
@@ -123,6 +142,14 @@ interface ILoRALedger {
     /// @param submissionWindow the window given, in seconds
     error LedgerInvalidWindow(uint64 submissionWindow);
 
+    /// @notice A task's reveal window is zero.
+    /// @param revealWindow the window given, in seconds
+    error LedgerInvalidRevealWindow(uint64 revealWindow);
+
+    /// @notice A task's cap on the examples a node may claim per round is zero.
+    /// @param maxExamples the cap given
+    error LedgerInvalidMaxExamples(uint64 maxExamples);
+
     /// @notice A task's number of rounds is zero.
     /// @param maxRounds the number of rounds given
     error LedgerInvalidMaxRounds(uint32 maxRounds);
@@ -132,6 +159,9 @@ interface ILoRALedger {
 
     /// @notice A digest (initial adapter, update or global adapter) is zero.
     error LedgerZeroDigest();
+
+    /// @notice A commitment is zero (zero marks "no commitment" in storage).
+    error LedgerZeroCommitment();
 
     /// @notice An amount to fund, slash, claim or withdraw is zero.
     error LedgerZeroAmount();
@@ -176,13 +206,42 @@ interface ILoRALedger {
     /// @param expectedStates the states that allow the call: bit `uint8(state)` set for each
     error LedgerUnexpectedRoundState(uint256 taskId, uint32 round, RoundState current, bytes32 expectedStates);
 
-    /// @notice The node already submitted an update in this round; one per node per round.
+    /// @notice The node already committed to an update in this round; one per node per round.
     /// @param taskId the task
     /// @param round the round
     /// @param node the node
-    error LedgerAlreadySubmitted(uint256 taskId, uint32 round, address node);
+    error LedgerAlreadyCommitted(uint256 taskId, uint32 round, address node);
 
-    /// @notice An update with this digest was already submitted to the task (a replayed update).
+    /// @notice The node did not commit in this round (to reveal, or to be slashed for it).
+    /// @param taskId the task
+    /// @param round the round
+    /// @param node the node
+    error LedgerNotCommitted(uint256 taskId, uint32 round, address node);
+
+    /// @notice The node already revealed its commitment of this round.
+    /// @param taskId the task
+    /// @param round the round
+    /// @param node the node
+    error LedgerAlreadyRevealed(uint256 taskId, uint32 round, address node);
+
+    /// @notice A reveal does not hash to the node's commitment: a different digest, example
+    /// count or salt than committed (or someone else's update).
+    /// @param taskId the task
+    /// @param round the round
+    /// @param node the revealing node
+    /// @param committed the commitment stored for the node
+    /// @param revealed {commitmentOf} the revealed values
+    error LedgerCommitmentMismatch(uint256 taskId, uint32 round, address node, bytes32 committed, bytes32 revealed);
+
+    /// @notice An update claims more examples than the task allows per round.
+    /// @param taskId the task
+    /// @param round the round
+    /// @param node the revealing node
+    /// @param numExamples the examples claimed
+    /// @param maxExamples the task's cap
+    error LedgerExamplesAboveCap(uint256 taskId, uint32 round, address node, uint64 numExamples, uint64 maxExamples);
+
+    /// @notice An update with this digest was already revealed in the task (a replayed update).
     /// @param taskId the task
     /// @param digest the sha256 digest submitted again
     error LedgerDigestReused(uint256 taskId, bytes32 digest);
@@ -193,14 +252,13 @@ interface ILoRALedger {
     /// @param node the submitting node
     error LedgerZeroExamples(uint256 taskId, uint32 round, address node);
 
-    /// @notice A finalization's verdict counts do not add up to the round's submissions
-    /// (a submission landed after the aggregator collected the round).
+    /// @notice A finalization's verdict counts do not add up to the round's revealed updates.
     /// @param taskId the task
     /// @param round the round
     /// @param accepted updates the finalization accepts
     /// @param rejected updates the finalization rejects
-    /// @param submissions updates the round received
-    error LedgerCountMismatch(uint256 taskId, uint32 round, uint32 accepted, uint32 rejected, uint32 submissions);
+    /// @param reveals updates the round had revealed
+    error LedgerCountMismatch(uint256 taskId, uint32 round, uint32 accepted, uint32 rejected, uint32 reveals);
 
     /// @notice A round's reward table totals more than the task pays per round.
     /// @param taskId the task
@@ -235,8 +293,8 @@ interface ILoRALedger {
     /// @param rewardTotal the round's posted reward total
     error LedgerClaimAboveRoundTotal(uint256 taskId, uint32 round, uint256 claimed, uint256 rewardTotal);
 
-    /// @notice The node has an update under review in a round not yet finalized, so it cannot
-    /// leave (and dodge slashing) until that round is finalized.
+    /// @notice The node committed in a round not yet finalized, so it cannot leave (and dodge
+    /// slashing) until that round is finalized.
     /// @param taskId the task
     /// @param round the round not yet finalized
     /// @param node the node trying to leave
@@ -263,7 +321,9 @@ interface ILoRALedger {
     /// @param initialGlobalDigest sha256 of the initial global adapter's bytes
     /// @param rewardPerRound most a round's reward table may pay
     /// @param minStake stake a node locks to join
-    /// @param submissionWindow seconds a round accepts submissions
+    /// @param submissionWindow seconds a round accepts commitments
+    /// @param revealWindow seconds after the commit deadline during which commitments are revealed
+    /// @param maxExamples most examples a node may claim per round
     /// @param maxRounds rounds after which the task is complete
     event TaskCreated(
         uint256 indexed taskId,
@@ -275,6 +335,8 @@ interface ILoRALedger {
         uint256 rewardPerRound,
         uint256 minStake,
         uint64 submissionWindow,
+        uint64 revealWindow,
+        uint64 maxExamples,
         uint32 maxRounds
     );
 
@@ -297,28 +359,48 @@ interface ILoRALedger {
     /// @param stakeReturned the stake returned to it
     event NodeLeft(uint256 indexed taskId, address indexed node, uint256 stakeReturned);
 
-    /// @notice Part of a node's stake was moved into the task's reward pool.
+    /// @notice Part of a node's stake was moved into the task's reward pool, for what it
+    /// committed in a finalized round.
     /// @param taskId the task
+    /// @param round the round the slash is for
     /// @param node the node
     /// @param amount the amount slashed
     /// @param reason a code from the round report's reason table
-    event NodeSlashed(uint256 indexed taskId, address indexed node, uint256 amount, uint16 indexed reason);
+    /// @param evidenceCid CID of the evidence (e.g. the round report or an audit)
+    event NodeSlashed(
+        uint256 indexed taskId,
+        uint32 indexed round,
+        address indexed node,
+        uint256 amount,
+        uint16 reason,
+        string evidenceCid
+    );
 
     /// @notice A round opened.
     /// @param taskId the task
     /// @param round the round, numbered from 1
     /// @param startDigest digest of the global adapter the round trains from
-    /// @param deadline last timestamp at which submissions are accepted
-    event RoundOpened(uint256 indexed taskId, uint32 indexed round, bytes32 startDigest, uint64 deadline);
+    /// @param deadline last timestamp at which commitments are accepted
+    /// @param revealDeadline last timestamp at which commitments are revealed
+    event RoundOpened(
+        uint256 indexed taskId, uint32 indexed round, bytes32 startDigest, uint64 deadline, uint64 revealDeadline
+    );
 
-    /// @notice A node committed to an update.
+    /// @notice A node committed to an update (its content stays hidden until the reveal).
+    /// @param taskId the task
+    /// @param round the round
+    /// @param node the node
+    /// @param commitment {commitmentOf} the update's digest, example count and salt
+    event UpdateCommitted(uint256 indexed taskId, uint32 indexed round, address indexed node, bytes32 commitment);
+
+    /// @notice A node revealed the update it committed to.
     /// @param taskId the task
     /// @param round the round
     /// @param node the node
     /// @param cid CID of the update (kept only in this event)
     /// @param digest sha256 of the update's exact bytes
     /// @param numExamples examples the update was trained on
-    event UpdateSubmitted(
+    event UpdateRevealed(
         uint256 indexed taskId, uint32 indexed round, address indexed node, string cid, bytes32 digest, uint64 numExamples
     );
 
@@ -363,7 +445,8 @@ interface ILoRALedger {
      * @notice Creates a training task; the caller becomes its sponsor.
      *
      * Requirements:
-     * - `params.token` is a contract; `submissionWindow` and `maxRounds` are positive;
+     * - `params.token` is a contract; `submissionWindow`, `revealWindow`, `maxExamples` and
+     *   `maxRounds` are positive;
      * - the initial global adapter has a CID and a non-zero digest.
      *
      * Emits: {TaskCreated}.
@@ -397,7 +480,7 @@ interface ILoRALedger {
      *
      * Requirements:
      * - the caller has joined the task;
-     * - the caller has no submission in a round that is not `Finalized` yet (it can leave once
+     * - the caller has no commitment in a round that is not `Finalized` yet (it can leave once
      *   that round is finalized), so a node cannot dodge slashing for an update under review.
      *
      * Emits: {NodeLeft}.
@@ -417,18 +500,39 @@ interface ILoRALedger {
     function openRound(uint256 taskId) external returns (uint32 round);
 
     /**
-     * @notice Commits to an update for an `Open` round: its CID (kept in the event), the sha256
-     * digest of its exact bytes and the number of examples it was trained on.
+     * @notice Commits to an update in an `Open` round: `commitment` is {commitmentOf} the
+     * update's digest, example count and a secret salt; nothing else is published. The commit
+     * phase ends for good once every joined node has committed (a later join does not reopen it).
      *
      * Requirements:
      * - the caller has joined the task with at least the minimum stake;
-     * - `round` is `Open`; the caller has not submitted in it; the digest is new to the task;
-     * - `cid` is not empty, `digest` is not zero, `numExamples` is positive.
+     * - `round` is `Open`; the caller has not committed in it; `commitment` is not zero.
      *
-     * Emits: {UpdateSubmitted}.
+     * Emits: {UpdateCommitted}.
      */
-    function submitUpdate(uint256 taskId, uint32 round, string calldata cid, bytes32 digest, uint64 numExamples)
-        external;
+    function commitUpdate(uint256 taskId, uint32 round, bytes32 commitment) external;
+
+    /**
+     * @notice Reveals the update the caller committed to in a `Revealing` round: its CID (kept
+     * in the event), the sha256 digest of its exact bytes, the examples it was trained on and
+     * the salt of the commitment.
+     *
+     * Requirements:
+     * - `round` is `Revealing`; the caller committed in it and has not revealed;
+     * - {commitmentOf}(taskId, round, caller, digest, numExamples, salt) is the commitment;
+     * - `cid` is not empty, `digest` is not zero and new to the task;
+     * - `1 <= numExamples <= maxExamples` of the task.
+     *
+     * Emits: {UpdateRevealed}.
+     */
+    function revealUpdate(
+        uint256 taskId,
+        uint32 round,
+        string calldata cid,
+        bytes32 digest,
+        uint64 numExamples,
+        bytes32 salt
+    ) external;
 
     /**
      * @notice Finalizes a `Closed` round once: the new global adapter, the round report, the
@@ -437,7 +541,8 @@ interface ILoRALedger {
      *
      * Requirements:
      * - the caller has `AGGREGATOR_ROLE`; `round` is `Closed`;
-     * - `accepted + rejected` equals the round's submissions;
+     * - `accepted + rejected` equals the round's reveals (unrevealed commitments count for
+     *   nothing);
      * - CIDs are not empty and the digest is not zero;
      * - `rewardTotal` is at most the task's reward per round and the unreserved pool.
      *
@@ -468,15 +573,25 @@ interface ILoRALedger {
     function claimBatch(Claim[] calldata claims) external;
 
     /**
-     * @notice Slashes `amount` of a node's stake into the task's reward pool.
-     * A node whose stake falls below the minimum can no longer submit; it may leave.
+     * @notice Slashes `amount` of a node's stake into the task's reward pool for what it
+     * committed in round `round`, once that round is finalized. A node whose stake falls below
+     * the minimum can no longer commit; it may leave.
      *
      * Requirements:
-     * - the caller has `AGGREGATOR_ROLE`; the node has joined; `0 < amount <= stake`.
+     * - the caller has `AGGREGATOR_ROLE`; `round` is `Finalized`;
+     * - the node has joined and committed in `round`; `0 < amount <= stake`;
+     * - `evidenceCid` is not empty.
      *
      * Emits: {NodeSlashed}, with `reason` a code from the round report's reason table.
      */
-    function slash(uint256 taskId, address node, uint256 amount, uint16 reason) external;
+    function slash(
+        uint256 taskId,
+        uint32 round,
+        address node,
+        uint256 amount,
+        uint16 reason,
+        string calldata evidenceCid
+    ) external;
 
     /**
      * @notice Returns the pool left to the sponsor once every round of the task is finalized.
@@ -503,7 +618,8 @@ interface ILoRALedger {
     /// @notice The membership of `node` in task `taskId`. Requirements: the task exists.
     function getMember(uint256 taskId, address node) external view returns (Member memory);
 
-    /// @notice The commitment of `node` in a round (zero digest when it did not submit).
+    /// @notice The commitment of `node` in a round and its reveal (zero commitment when it did
+    /// not commit, zero digest until it revealed).
     /// Requirements: the task exists.
     function getSubmission(uint256 taskId, uint32 round, address node) external view returns (Submission memory);
 
@@ -518,4 +634,12 @@ interface ILoRALedger {
 
     /// @notice The reward leaf a claim proves (OpenZeppelin standard Merkle tree format).
     function rewardLeaf(uint256 taskId, uint32 round, address node, uint256 amount) external pure returns (bytes32);
+
+    /// @notice The commitment {commitUpdate} expects for an update:
+    /// `keccak256(abi.encode(taskId, round, node, digest, numExamples, salt))`. Binding the
+    /// node and round stops anyone from replaying another node's commitment.
+    function commitmentOf(uint256 taskId, uint32 round, address node, bytes32 digest, uint64 numExamples, bytes32 salt)
+        external
+        pure
+        returns (bytes32);
 }

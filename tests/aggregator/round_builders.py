@@ -1,10 +1,12 @@
 """Builders for the round-loop tests: a task whose adapter and updates are real update-format
-artifacts (synthetic tensors), pinned to an embedded store and committed on the embedded chain."""
+artifacts (synthetic tensors), pinned to an embedded store, committed and then revealed on the
+embedded chain."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +15,9 @@ from eth_account.signers.local import LocalAccount
 from safetensors.torch import save as st_save
 
 from aggregator.round import RoundRunner, RoundSettings
+from chain.bindings import commitment_hash
 from chain.events import History
+from chain.round_state import RoundState
 from chain.session import Session
 from ipfs import EmbeddedConfig, EmbeddedStore
 from loraledger.update import (
@@ -64,6 +68,10 @@ class RoundWorld:
     start: dict[str, torch.Tensor]
     work: Path
     pinned: dict[str, bytes] = field(default_factory=dict)
+    #: commitments not revealed yet: (round, node) -> (node, cid, digest, examples, salt)
+    unrevealed: dict[tuple[int, str], tuple[LocalAccount, str, bytes, int, bytes]] = field(
+        default_factory=dict
+    )
 
     def session(self, account: LocalAccount | None = None) -> Session:
         return Session(
@@ -102,7 +110,9 @@ class RoundWorld:
         spec: PeftSpec = SPEC,
         **meta: object,
     ) -> str:
-        """Pin and commit an update; returns its CID."""
+        """Pin an update and commit to it; returns its CID. Once every joined node has
+        committed (the round is ``REVEALING``), every pending commitment is revealed, in commit
+        order; otherwise :meth:`reveal_all` does it after the window."""
         if data is None:
             assert tensors is not None
             data = build_update(
@@ -112,8 +122,28 @@ class RoundWorld:
             cid = self.store.put_bytes(data)
             self.pinned[cid] = data
         digest = commit_digest or hashlib.sha256(data).digest()
-        self.env.ledger.submit_update(self.task_id, round_, cid, digest, examples, node)
+        salt = hashlib.sha256(b"salt" + digest + node.address.encode()).digest()
+        commitment = commitment_hash(self.task_id, round_, node.address, digest, examples, salt)
+        self.env.ledger.commit_update(self.task_id, round_, commitment, node)
+        self.unrevealed[(round_, node.address)] = (node, cid, digest, examples, salt)
+        if self.env.ledger.round_state(self.task_id, round_) is RoundState.REVEALING:
+            self.reveal_all(round_)
         return cid
+
+    def reveal_all(self, round_: int) -> None:
+        """End the commit phase (time travel on the embedded chain, waiting on others) and
+        reveal every pending commitment of ``round_``."""
+        ledger, chain = self.env.ledger, self.env.chain
+        while ledger.round_state(self.task_id, round_) is RoundState.OPEN:
+            if chain.network.kind == "embedded":
+                self.env.end_commit_phase(self.task_id, round_)
+            else:  # a real chain's clock: wait for the window, mining empty blocks
+                time.sleep(0.2)
+                chain.keep_clock()
+        for key, (node, cid, digest, examples, salt) in list(self.unrevealed.items()):
+            if key[0] == round_:
+                ledger.reveal_update(self.task_id, round_, cid, digest, examples, salt, node)
+                del self.unrevealed[key]
 
 
 def make_world(
@@ -136,6 +166,7 @@ def make_world(
         initial_global_cid=cid,
         initial_global_digest=hashlib.sha256(adapter).digest(),
         submission_window=window,
+        reveal_window=window,
         max_rounds=max_rounds,
     )
     assert created == task_id

@@ -15,6 +15,7 @@ from aggregator.combine import StrategyConfig
 from aggregator.flexlora import RankTarget, flexlora
 from aggregator.round import STEPS, RoundNotReady, RoundRunner, RoundSettings
 from aggregator.verify import VerifyPolicy
+from chain import errors
 from chain.events import History
 from chain.merkle import leaf_hash, verify
 from chain.round_state import RoundState
@@ -66,20 +67,25 @@ def test_an_honest_round_is_aggregated_published_finalized_and_claimable(
     assert (report.task_id, report.round, report.strategy) == (world.task_id, round_, "fedavg")
     weights = {s.node: s.weight for s in report.submissions}
     assert math.isclose(sum(weights.values()), 1.0)
-    assert weights[embedded.nodes[2].address] == pytest.approx(0.5)
+    # claims are capped at the median claim (20): weights 10/50, 20/50, 20/50
+    capped = [10, 20, 20]
+    assert [s.weight_examples for s in report.submissions] == capped
+    assert weights[embedded.nodes[2].address] == pytest.approx(0.4)
     on_chain = embedded.ledger.round(world.task_id, round_)
     assert on_chain.finalized and (on_chain.accepted, on_chain.rejected) == (3, 0)
     assert on_chain.result_digest.hex() == report.global_digest
-    # the global adapter is the example-weighted mean, computed here independently
+    # the global adapter is the (capped) example-weighted mean, computed here independently
     got = _global(world, report.global_cid, report.global_digest)
-    expected = _fedavg(list(zip(updates, examples, strict=True)))
+    expected = _fedavg(list(zip(updates, capped, strict=True)))
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)
-    # rewards: the pool split by examples, each proof valid against the on-chain root
+    # rewards (no validation data: the examples rule): the pool split by capped examples,
+    # each proof valid against the on-chain root
+    assert report.params["reward_rule"] == "examples"
     pool = embedded.ledger.task(world.task_id).reward_per_round
     amounts = {line.node: line.amount for line in report.rewards.lines}
     assert amounts == {
-        n.address: pool * e // 60 for n, e in zip(embedded.nodes[:3], examples, strict=True)
+        n.address: pool * e // 50 for n, e in zip(embedded.nodes[:3], capped, strict=True)
     }
     assert report.rewards.total == sum(amounts.values()) == on_chain.reward_total
     for line in report.rewards.lines:
@@ -292,26 +298,28 @@ def test_a_crash_after_opening_does_not_open_twice(embedded: LedgerEnv, tmp_path
     assert embedded.ledger.task(world.task_id).rounds_opened == 1
 
 
-def test_a_submission_landing_while_finalizing_is_collected_again(
+def test_a_node_joining_while_finalizing_cannot_reopen_the_round(
     embedded: LedgerEnv, tmp_path: Path
 ) -> None:
+    """Every joined node committed: a late joiner (who has seen the reveals) cannot commit."""
     world = make_world(embedded, tmp_path, nodes=2)
     round_ = world.runner().open()
     for i, node in enumerate(embedded.nodes[:2]):
         world.submit(round_, node, world.honest(i))
     late = embedded.nodes[2]
+    refused: list[RoundState] = []
 
     def join_and_submit(at: str) -> None:
-        if (
-            at == "journaled"
-            and not embedded.ledger.submission(world.task_id, round_, late.address).exists
-        ):
+        if at == "journaled" and not refused:
             embedded.join(world.task_id, late)
-            world.submit(round_, late, world.honest(2))
+            with pytest.raises(errors.LedgerUnexpectedRoundState) as info:
+                world.submit(round_, late, world.honest(2))
+            refused.append(info.value.current)
 
     outcome = world.runner(checkpoint=join_and_submit).finalize(round_)
-    assert len(outcome.report.submissions) == 3
-    assert embedded.ledger.round(world.task_id, round_).accepted == 3
+    assert refused == [RoundState.CLOSED]
+    assert len(outcome.report.submissions) == 2
+    assert embedded.ledger.round(world.task_id, round_).accepted == 2
 
 
 def test_a_round_another_run_finalizes_meanwhile_is_returned_not_finalized_twice(
@@ -350,10 +358,13 @@ def test_an_open_window_and_a_wrong_account_fail_clearly(
     runner = world.runner()
     round_ = runner.open()
     world.submit(round_, embedded.nodes[0], world.honest(0))
-    with pytest.raises(RoundNotReady, match="1 of 2 nodes submitted"):
+    with pytest.raises(RoundNotReady, match="1 of 2 nodes committed"):
         runner.finalize(round_)
     assert not runner.wait(round_, poll_seconds=0.01, timeout=0.05)
     embedded.chain.advance_time(3601)
+    with pytest.raises(RoundNotReady, match="0 of 1 commitments revealed"):
+        runner.finalize(round_)
+    world.reveal_all(round_)
     outcome = runner.finalize(round_)  # the window closed: the absent node does not block the round
     assert [s.node for s in outcome.report.submissions] == [embedded.nodes[0].address]
     with pytest.raises(ChainError, match="does not hold AGGREGATOR_ROLE"):
@@ -408,6 +419,7 @@ def test_on_ganache_a_node_that_drops_out_does_not_block_the_round(
         runner = world.runner()
         round_ = runner.open()
         world.submit(round_, ganache_env.nodes[0], world.honest(0))
+        world.reveal_all(round_)  # once the commit window is over
         assert runner.wait(round_, poll_seconds=0.2, timeout=60)
         outcome = runner.finalize(round_)
         assert [s.node for s in outcome.report.submissions] == [ganache_env.nodes[0].address]
@@ -416,3 +428,37 @@ def test_on_ganache_a_node_that_drops_out_does_not_block_the_round(
         ]
     finally:
         ganache_env.revert(snapshot)
+
+
+def test_commitments_follow_the_commit_order_and_unrevealed_nodes_are_named(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    """Who was first is decided by the hidden commitments, not by who revealed first; a node
+    that committed and never revealed is named, and not collected."""
+    world = make_world(embedded, tmp_path, nodes=3)
+    runner = world.runner()
+    round_ = runner.open()
+    a, b, c = embedded.nodes[:3]
+    for i, node in enumerate((b, a, c)):
+        world.submit(round_, node, world.honest(i))  # c's commitment ends the commit phase
+    commits = History(embedded.ledger).commits(world.task_id, round_)
+    collected = runner._commitments(round_, 3)
+    assert [x.node for x in collected] == [b.address, a.address, c.address]
+    assert [(x.block, x.tx_index) for x in collected] == [(e.block, e.tx_index) for e in commits]
+    assert runner._unrevealed(round_) == []
+
+    world2 = make_world(embedded, tmp_path / "second", nodes=3)
+    runner2 = world2.runner()
+    round2 = runner2.open()
+    world2.submit(round2, c, world2.honest(0))
+    world2.submit(round2, b, world2.honest(1))
+    embedded.chain.advance_time(3601)  # a never commits: the window ends the commit phase
+    embedded.ledger.reveal_update(
+        world2.task_id, round2, *world2.unrevealed.pop((round2, b.address))[1:], b
+    )
+    embedded.chain.advance_time(3601)  # c never reveals
+    assert embedded.ledger.round_state(world2.task_id, round2) is RoundState.CLOSED
+    assert [x.node for x in runner2._commitments(round2, 1)] == [b.address]
+    assert runner2._unrevealed(round2) == [c.address]
+    with pytest.raises(ChainError, match="counts 2 reveals but 1"):
+        runner2._commitments(round2, 2)

@@ -1,4 +1,5 @@
-"""LoRALedger under brownie: one full round with Merkle claims, and the protocol's guards.
+"""LoRALedger under brownie: one full commit-reveal round with Merkle claims, and the protocol's
+guards.
 
 Reverts are matched on the custom error brownie decodes from the revert data (the selector
 looked up in the compiled ABIs): `ErrorName: arg1, arg2, ...`, every argument checked.
@@ -13,7 +14,9 @@ from eth_utils import keccak
 REWARD_PER_ROUND = 1_000 * 10**18
 MIN_STAKE = 10 * 10**18
 FUNDING = 5_000 * 10**18
-WINDOW = 3_600  # seconds a round accepts submissions
+WINDOW = 3_600  # seconds a round accepts commitments
+REVEAL_WINDOW = 1_800  # seconds after that during which commitments are revealed
+MAX_EXAMPLES = 1_000
 MAX_ROUNDS = 2
 BASE_MODEL_HASH = "0x" + keccak(text="HuggingFaceTB/SmolLM2-135M-Instruct").hex()
 INITIAL_CID = "bafkreiinitialglobaladapter"
@@ -22,11 +25,29 @@ DIGEST_A = "0x" + "aa" * 32
 DIGEST_B = "0x" + "bb" * 32
 GLOBAL_DIGEST = "0x" + "22" * 32
 AGGREGATOR_ROLE = keccak(text="AGGREGATOR_ROLE")
+SALT_A = "0x" + "5a" * 32
+SALT_B = "0x" + "5b" * 32
 # ILoRALedger.RoundState
-UNOPENED, OPEN, CLOSED, FINALIZED = range(4)
+UNOPENED, OPEN, REVEALING, CLOSED, FINALIZED = range(5)
 
 
 # ----------------------------------------------------------------- helpers
+
+
+def commitment(task_id, round_, node, digest, num_examples, salt):
+    """keccak256(abi.encode(taskId, round, node, digest, numExamples, salt)), as commitmentOf."""
+    encoded = encode(
+        ["uint256", "uint32", "address", "bytes32", "uint64", "bytes32"],
+        [
+            task_id,
+            round_,
+            str(node),
+            bytes.fromhex(digest[2:]),
+            num_examples,
+            bytes.fromhex(salt[2:]),
+        ],
+    )
+    return hex32(keccak(encoded))
 
 
 def reward_leaf(task_id, round_, node, amount):
@@ -73,6 +94,8 @@ def create_task(ledger, token, admin, sponsor, nodes):
         REWARD_PER_ROUND,
         MIN_STAKE,
         WINDOW,
+        REVEAL_WINDOW,
+        MAX_EXAMPLES,
         MAX_ROUNDS,
     )
     created = ledger.createTask(params, {"from": sponsor})
@@ -99,13 +122,19 @@ def finalization(root, total, accepted, rejected=0):
 
 
 def run_round(ledger, aggregator, task_id, submitters, root, total):
-    """Open round 1, let `submitters` commit, finalize it with `root`; returns the round."""
+    """Open round 1, let `submitters` commit then reveal, finalize it with `root`; returns the
+    round."""
     round_ = ledger.openRound(task_id, {"from": aggregator}).return_value
-    for i, node in enumerate(submitters):
-        ledger.submitUpdate(
-            task_id, round_, f"bafkreiupdate{i}", "0x" + f"{i + 1:02x}" * 32, 100, {"from": node}
+    updates = [
+        ("0x" + f"{i + 1:02x}" * 32, "0x" + f"{i + 0x51:02x}" * 32) for i in range(len(submitters))
+    ]
+    for node, (digest, salt) in zip(submitters, updates, strict=True):
+        ledger.commitUpdate(
+            task_id, round_, commitment(task_id, round_, node, digest, 100, salt), {"from": node}
         )
     chain.sleep(WINDOW + 1)
+    for i, (node, (digest, salt)) in enumerate(zip(submitters, updates, strict=True)):
+        ledger.revealUpdate(task_id, round_, f"bafkreiupdate{i}", digest, 100, salt, {"from": node})
     ledger.finalizeRound(
         task_id, round_, finalization(root, total, len(submitters)), {"from": aggregator}
     )
@@ -152,6 +181,8 @@ def test_round_lifecycle_pays_rewards_through_merkle_claims(
         "rewardPerRound": REWARD_PER_ROUND,
         "minStake": MIN_STAKE,
         "submissionWindow": WINDOW,
+        "revealWindow": REVEAL_WINDOW,
+        "maxExamples": MAX_EXAMPLES,
         "maxRounds": MAX_ROUNDS,
     }
     task = ledger.getTask(task_id)
@@ -169,12 +200,29 @@ def test_round_lifecycle_pays_rewards_through_merkle_claims(
         "round": 1,
         "startDigest": INITIAL_DIGEST,
         "deadline": deadline,
+        "revealDeadline": deadline + REVEAL_WINDOW,
     }
 
-    submitted = ledger.submitUpdate(
-        task_id, round_, "bafkreiupdatea", DIGEST_A, 120, {"from": node_a}
+    commitment_a = commitment(task_id, round_, node_a, DIGEST_A, 120, SALT_A)
+    assert ledger.commitmentOf(task_id, round_, node_a, DIGEST_A, 120, SALT_A) == commitment_a
+    committed = ledger.commitUpdate(task_id, round_, commitment_a, {"from": node_a})
+    assert dict(committed.events["UpdateCommitted"]) == {
+        "taskId": task_id,
+        "round": round_,
+        "node": node_a,
+        "commitment": commitment_a,
+    }
+    assert "UpdateRevealed" not in committed.events  # nothing to copy yet
+    assert ledger.roundState(task_id, round_) == OPEN
+    ledger.commitUpdate(
+        task_id, round_, commitment(task_id, round_, node_b, DIGEST_B, 80, SALT_B), {"from": node_b}
     )
-    assert dict(submitted.events["UpdateSubmitted"]) == {
+    # every active node committed: the commit phase is over before its deadline
+    assert ledger.roundState(task_id, round_) == REVEALING
+    revealed = ledger.revealUpdate(
+        task_id, round_, "bafkreiupdatea", DIGEST_A, 120, SALT_A, {"from": node_a}
+    )
+    assert dict(revealed.events["UpdateRevealed"]) == {
         "taskId": task_id,
         "round": round_,
         "node": node_a,
@@ -182,12 +230,11 @@ def test_round_lifecycle_pays_rewards_through_merkle_claims(
         "digest": DIGEST_A,
         "numExamples": 120,
     }
-    assert ledger.roundState(task_id, round_) == OPEN
-    ledger.submitUpdate(task_id, round_, "bafkreiupdateb", DIGEST_B, 80, {"from": node_b})
+    ledger.revealUpdate(task_id, round_, "bafkreiupdateb", DIGEST_B, 80, SALT_B, {"from": node_b})
     submission = ledger.getSubmission(task_id, round_, node_b)
     assert submission["digest"] == DIGEST_B and submission["numExamples"] == 80
 
-    # every active node submitted: the round is closed and may be finalized before the deadline
+    # every commitment revealed: the round is closed and may be finalized before the deadline
     assert ledger.roundState(task_id, round_) == CLOSED
     amount_a, amount_b = 600 * 10**18, 400 * 10**18
     leaf_a = reward_leaf(task_id, round_, node_a, amount_a)
@@ -252,31 +299,73 @@ def test_openRound_reverts_when_caller_lacks_aggregator_role(ledger, task_id, ou
         ledger.openRound(task_id, {"from": outsider})
 
 
-# ----------------------------------------------------------------- submitUpdate
+# ----------------------------------------------------------------- commitUpdate / revealUpdate
 
 
-def test_submitUpdate_reverts_when_node_already_submitted(ledger, task_id, open_round, node_a):
-    ledger.submitUpdate(task_id, open_round, "bafkreiupdatea", DIGEST_A, 10, {"from": node_a})
-    with brownie.reverts(typed_error("LedgerAlreadySubmitted", task_id, open_round, node_a)):
-        ledger.submitUpdate(task_id, open_round, "bafkreiupdateb", DIGEST_B, 10, {"from": node_a})
+def test_commitUpdate_reverts_when_node_already_committed(ledger, task_id, open_round, node_a):
+    ledger.commitUpdate(task_id, open_round, "0x" + "c1" * 32, {"from": node_a})
+    with brownie.reverts(typed_error("LedgerAlreadyCommitted", task_id, open_round, node_a)):
+        ledger.commitUpdate(task_id, open_round, "0x" + "c2" * 32, {"from": node_a})
 
 
-def test_submitUpdate_reverts_when_window_closed(ledger, task_id, open_round, node_a):
+def test_commitUpdate_reverts_when_window_closed(ledger, task_id, open_round, node_a):
     chain.sleep(WINDOW + 1)
     chain.mine()
-    assert ledger.roundState(task_id, open_round) == CLOSED
+    assert ledger.roundState(task_id, open_round) == CLOSED  # nothing committed: nothing to reveal
     with brownie.reverts(
         typed_error("LedgerUnexpectedRoundState", task_id, open_round, CLOSED, states(OPEN))
     ):
-        ledger.submitUpdate(task_id, open_round, "bafkreiupdatea", DIGEST_A, 10, {"from": node_a})
-    assert ledger.getRound(task_id, open_round)["submissions"] == 0
+        ledger.commitUpdate(task_id, open_round, "0x" + "c1" * 32, {"from": node_a})
+    assert ledger.getRound(task_id, open_round)["commits"] == 0
 
 
-def test_submitUpdate_reverts_when_round_not_opened(ledger, task_id, node_a):
+def test_commitUpdate_reverts_when_round_not_opened(ledger, task_id, node_a):
     with brownie.reverts(
         typed_error("LedgerUnexpectedRoundState", task_id, 1, UNOPENED, states(OPEN))
     ):
-        ledger.submitUpdate(task_id, 1, "bafkreiupdatea", DIGEST_A, 10, {"from": node_a})
+        ledger.commitUpdate(task_id, 1, "0x" + "c1" * 32, {"from": node_a})
+
+
+def test_revealUpdate_reverts_for_a_copier_revealing_someone_elses_update(
+    ledger, task_id, open_round, node_a, node_b
+):
+    commitment_a = commitment(task_id, open_round, node_a, DIGEST_A, 10, SALT_A)
+    ledger.commitUpdate(task_id, open_round, commitment_a, {"from": node_a})
+    ledger.commitUpdate(task_id, open_round, "0x" + "c0" * 32, {"from": node_b})
+    ledger.revealUpdate(
+        task_id, open_round, "bafkreiupdatea", DIGEST_A, 10, SALT_A, {"from": node_a}
+    )
+    copied = commitment(task_id, open_round, node_b, DIGEST_A, 10, SALT_A)
+    with brownie.reverts(
+        typed_error(
+            "LedgerCommitmentMismatch",
+            task_id,
+            open_round,
+            node_b,
+            bytes.fromhex("c0" * 32),
+            bytes.fromhex(copied[2:]),
+        )
+    ):
+        ledger.revealUpdate(
+            task_id, open_round, "bafkreiupdatea", DIGEST_A, 10, SALT_A, {"from": node_b}
+        )
+
+
+def test_revealUpdate_reverts_when_examples_exceed_the_cap(ledger, task_id, open_round, node_a):
+    too_many = MAX_EXAMPLES + 1
+    ledger.commitUpdate(
+        task_id,
+        open_round,
+        commitment(task_id, open_round, node_a, DIGEST_A, too_many, SALT_A),
+        {"from": node_a},
+    )
+    chain.sleep(WINDOW + 1)
+    with brownie.reverts(
+        typed_error("LedgerExamplesAboveCap", task_id, open_round, node_a, too_many, MAX_EXAMPLES)
+    ):
+        ledger.revealUpdate(
+            task_id, open_round, "bafkreiupdatea", DIGEST_A, too_many, SALT_A, {"from": node_a}
+        )
 
 
 # ----------------------------------------------------------------- finalizeRound

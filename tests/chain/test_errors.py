@@ -100,7 +100,7 @@ def test_a_revert_maps_to_the_same_class_from_eth_tester_and_from_rpc_chains() -
         assert type(error) is errors.LedgerCountMismatch
         assert isinstance(error, errors.ChainError)
         assert error.args == (3, 2, 1, 0, 2)
-        assert (error.task_id, error.round, error.accepted, error.rejected, error.submissions) == (
+        assert (error.task_id, error.round, error.accepted, error.rejected, error.reveals) == (
             3,
             2,
             1,
@@ -110,15 +110,15 @@ def test_a_revert_maps_to_the_same_class_from_eth_tester_and_from_rpc_chains() -
         assert error.name == "LedgerCountMismatch"
         assert (
             str(error)
-            == "LedgerCountMismatch(taskId=3, round=2, accepted=1, rejected=0, submissions=2)"
+            == "LedgerCountMismatch(taskId=3, round=2, accepted=1, rejected=0, reveals=2)"
         )
 
 
 def test_callers_catch_the_class_of_the_error() -> None:
-    with pytest.raises(errors.LedgerAlreadySubmitted) as info:
-        raise _decoder().decode(_data(errors.LedgerAlreadySubmitted, 1, 2, NODE.lower()))
+    with pytest.raises(errors.LedgerAlreadyCommitted) as info:
+        raise _decoder().decode(_data(errors.LedgerAlreadyCommitted, 1, 2, NODE.lower()))
     assert info.value.node == NODE  # addresses come back checksummed
-    assert info.value.hint == errors.HINTS["LedgerAlreadySubmitted"]
+    assert info.value.hint == errors.HINTS["LedgerAlreadyCommitted"]
     with pytest.raises(errors.LedgerUnknownTask):
         raise _decoder().decode(_data(errors.LedgerUnknownTask, 9))
 
@@ -134,7 +134,7 @@ def test_the_round_state_error_decodes_its_state_and_expected_states() -> None:
         str(error)
         == "LedgerUnexpectedRoundState(taskId=4, round=2, current=OPEN, expectedStates={CLOSED})"
     )
-    assert error.hint == "wait until the window closes or every joined node has submitted"
+    assert error.hint == "wait until the commit window closes and the commitments are revealed"
 
 
 def test_contract_errors_survive_pickling() -> None:
@@ -177,6 +177,7 @@ def test_a_revert_without_a_known_error_is_a_plain_transaction_revert() -> None:
 def test_round_state_bitmaps_round_trip_and_reject_unknown_bits() -> None:
     for states in ({RoundState.OPEN}, {RoundState.UNOPENED, RoundState.FINALIZED}, set(RoundState)):
         assert RoundState.from_bitmap(RoundState.to_bitmap(states)) == states
-    assert RoundState.to_bitmap({RoundState.CLOSED}) == (4).to_bytes(32, "big")
+    assert RoundState.to_bitmap({RoundState.CLOSED}) == (8).to_bytes(32, "big")
+    assert RoundState.to_bitmap({RoundState.REVEALING}) == (4).to_bytes(32, "big")
     with pytest.raises(ValueError, match="no known round state"):
-        RoundState.from_bitmap((1 << 4).to_bytes(32, "big"))
+        RoundState.from_bitmap((1 << 5).to_bytes(32, "big"))

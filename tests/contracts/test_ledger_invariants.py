@@ -1,11 +1,13 @@
 """Property test of the ledger as a state machine (embedded chain).
 
-Random sequences of funding, joining, leaving, rounds, submissions, finalizations, claims,
-slashing and withdrawals; after every step the accounting invariants hold and every action
-that succeeded was allowed by the protocol. ``roundState`` agrees with what the contract allows:
-a submission lands only in an ``OPEN`` round, a finalization only in a ``CLOSED`` one, a round
-opens only after the last one is ``FINALIZED``, and every refusal on those grounds is
-``LedgerUnexpectedRoundState`` naming the state the view reported.
+Random sequences of funding, joining, leaving, rounds, commitments, reveals, finalizations,
+claims, slashing and withdrawals; after every step the accounting invariants hold and every
+action that succeeded was allowed by the protocol. ``roundState`` agrees with what the contract
+allows: a commitment lands only in an ``OPEN`` round, a reveal only in a ``REVEALING`` one, a
+finalization only in a ``CLOSED`` one, a slash and a round's opening only after (the last) round
+is ``FINALIZED``, and every refusal on those grounds is ``LedgerUnexpectedRoundState`` naming
+the state the view reported. Once every joined node has committed, no join reopens the commit
+phase; finalizations count exactly the reveals.
 """
 
 from __future__ import annotations
@@ -33,10 +35,13 @@ def test_ledger_state_machine(embedded_env: LedgerEnv) -> None:
         @initialize()
         def setup(self) -> None:
             self.snapshot = env.snapshot()
-            self.task = env.create_task(fund=150 * TOKEN, max_rounds=4, submission_window=100)
+            self.task = env.create_task(
+                fund=150 * TOKEN, max_rounds=4, submission_window=100, reveal_window=100
+            )
             self.nodes = env.nodes[:NODES]
             self.joined: set[str] = set()
-            self.submitted: dict[int, set[str]] = {}
+            self.committed: dict[int, set[str]] = {}
+            self.revealed: dict[int, set[str]] = {}
             self.trees: dict[int, RewardTree] = {}
             self.claimed: set[tuple[int, str]] = set()
             self.stakes: dict[str, int] = {}
@@ -86,7 +91,7 @@ def test_ledger_state_machine(embedded_env: LedgerEnv) -> None:
             if self._try(lambda: env.ledger.leave(self.task, node)):
                 assert node.address in self.joined
                 open_round = env.ledger.open_round(self.task)
-                assert node.address not in self.submitted.get(open_round, set())
+                assert node.address not in self.committed.get(open_round, set())
                 self.joined.discard(node.address)
                 self.stakes.pop(node.address)
 
@@ -103,13 +108,13 @@ def test_ledger_state_machine(embedded_env: LedgerEnv) -> None:
                 assert env.ledger.round_state(self.task, last + 1) is not RoundState.UNOPENED
 
         @rule(i=st.integers(0, NODES - 1), label=st.integers(0, 3))
-        def submit(self, i: int, label: int) -> None:
+        def commit(self, i: int, label: int) -> None:
             node = self.nodes[i]
             round_ = env.ledger.open_round(self.task)
             target = max(round_, 1)
 
             def action() -> None:
-                env.submit(self.task, target, node, f"{node.address}-{round_}-{label}")
+                env.commit(self.task, target, node, f"{node.address}-{round_}-{label}")
 
             if (
                 node.address not in self.joined
@@ -118,10 +123,32 @@ def test_ledger_state_machine(embedded_env: LedgerEnv) -> None:
                 assert not self._try(action)  # membership is checked before the round's state
             elif self._try_in_state(target, RoundState.OPEN, action):
                 assert round_ != 0 and node.address in self.joined
-                assert node.address not in self.submitted.setdefault(round_, set()), (
-                    "two submissions in one round"
+                assert node.address not in self.committed.setdefault(round_, set()), (
+                    "two commitments in one round"
                 )
-                self.submitted[round_].add(node.address)
+                self.committed[round_].add(node.address)
+                if self.committed[round_] >= self.joined:
+                    assert env.ledger.round(self.task, round_).all_committed
+
+        @rule(i=st.integers(0, NODES - 1))
+        def reveal(self, i: int) -> None:
+            node = self.nodes[i]
+            round_ = env.ledger.open_round(self.task)
+            target = max(round_, 1)
+            if (self.task, target, node.address) not in env.pending:
+                # nothing (left) to reveal: refused, whatever the round's state
+                assert not self._try(
+                    lambda: env.ledger.reveal_update(
+                        self.task, target, "bafy", b"\x01" * 32, 1, b"\x02" * 32, node
+                    )
+                )
+                return
+            if self._try_in_state(
+                target, RoundState.REVEALING, lambda: env.reveal(self.task, target, node)
+            ):
+                assert node.address in self.committed[target]
+                assert node.address not in self.revealed.setdefault(target, set())
+                self.revealed[target].add(node.address)
 
         @rule()
         def wait(self) -> None:
@@ -132,14 +159,14 @@ def test_ledger_state_machine(embedded_env: LedgerEnv) -> None:
             round_ = env.ledger.open_round(self.task)
             if round_ == 0:
                 return
-            winners = sorted(self.submitted.get(round_, set()))
+            winners = sorted(self.revealed.get(round_, set()))
             rewards = dict.fromkeys(winners, share * TOKEN)
             total = sum(rewards.values())
             if total > 100 * TOKEN:
                 return
             before = env.ledger.round_state(self.task, round_)
             try:
-                tree = env.finalize(self.task, round_, rewards)
+                tree = env.finalize(self.task, round_, rewards, reveal=False)
             except errors.LedgerUnexpectedRoundState as exc:
                 assert before is not RoundState.CLOSED and (exc.current, exc.expected) == (
                     before,
@@ -166,12 +193,17 @@ def test_ledger_state_machine(embedded_env: LedgerEnv) -> None:
                 assert (round_, node.address) not in self.claimed, "claimed twice"
                 self.claimed.add((round_, node.address))
 
-        @rule(i=st.integers(0, NODES - 1), amount=st.integers(1, 12))
-        def slash(self, i: int, amount: int) -> None:
+        @rule(i=st.integers(0, NODES - 1), round_=st.integers(1, 4), amount=st.integers(1, 12))
+        def slash(self, i: int, round_: int, amount: int) -> None:
             node = self.nodes[i]
-            if self._try(
-                lambda: env.ledger.slash(self.task, node.address, amount * TOKEN, 1, env.aggregator)
-            ):
+
+            def action() -> None:
+                env.ledger.slash(
+                    self.task, round_, node.address, amount * TOKEN, 1, "bafy-ev", env.aggregator
+                )
+
+            if self._try_in_state(round_, RoundState.FINALIZED, action):
+                assert node.address in self.committed.get(round_, set())
                 self.stakes[node.address] -= amount * TOKEN
                 assert self.stakes[node.address] >= 0
 
@@ -207,6 +239,12 @@ def test_ledger_state_machine(embedded_env: LedgerEnv) -> None:
             assert task.active_nodes == len(self.joined)
             for round_, tree in self.trees.items():
                 assert env.ledger.round(self.task, round_).claimed <= tree.total
+            for round_ in range(1, task.rounds_opened + 1):
+                r = env.ledger.round(self.task, round_)
+                assert r.commits == len(self.committed.get(round_, set()))
+                assert r.reveals == len(self.revealed.get(round_, set())) <= r.commits
+                if r.finalized:
+                    assert r.accepted + r.rejected == r.reveals
 
     LedgerMachine.TestCase.settings = settings(
         max_examples=10,

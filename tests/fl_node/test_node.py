@@ -14,9 +14,9 @@ from chain.session import Session
 from fl_node import node as node_mod
 from fl_node.data import NodeData
 from fl_node.model import LoadedModel
-from fl_node.node import RoundUnavailable, claim, join, status, submit_round
+from fl_node.node import RoundUnavailable, claim, join, reveal_round, status, submit_round
 from fl_node.train import TrainSettings
-from ipfs import EmbeddedConfig, EmbeddedStore
+from ipfs import EmbeddedConfig, EmbeddedStore, compute_cid
 from loraledger.errors import ChainError, StorageError, UpdateRejected
 from loraledger.report import RewardLine, RewardTable, RoundReport, SubmissionVerdict
 from loraledger.update import Expected, PeftSpec, parse_update
@@ -59,7 +59,13 @@ def _session(env: LedgerEnv, store: EmbeddedStore, tmp_path: Path, i: int = 0) -
     )
 
 
-def test_node_trains_pins_and_commits_an_update_the_contract_accepts(
+def _journalled_update(tmp_path: Path, task_id: int, round_: int) -> bytes:
+    (path,) = (tmp_path / "journal").rglob(f"round-{round_}.safetensors")
+    assert f"{task_id}" in str(path)
+    return path.read_bytes()
+
+
+def test_node_commits_hidden_then_pins_and_reveals_an_update_the_contract_accepts(
     embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel, ai_data: NodeData, tmp_path: Path
 ) -> None:
     env = embedded
@@ -70,19 +76,50 @@ def test_node_trains_pins_and_commits_an_update_the_contract_accepts(
 
     submitted = submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
 
+    # committed: only the hash is on chain; the update is neither pinned nor announced
     on_chain = env.ledger.submission(task_id, round_, session.address)
-    assert (
-        on_chain.digest.hex() == submitted.digest
-        and on_chain.num_examples == submitted.num_examples
+    assert on_chain.committed and not on_chain.revealed and on_chain.digest == b"\x00" * 32
+    assert submitted.cid is None and not submitted.revealed
+    update = _journalled_update(tmp_path, task_id, round_)
+    assert hashlib.sha256(update).hexdigest() == submitted.digest
+    assert not store.has(compute_cid(update))
+    assert History(env.ledger).reveals(task_id, round_) == []
+    with pytest.raises(RoundUnavailable, match="already committed"):
+        submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+
+    revealed = reveal_round(session, task_id)  # the only member committed: REVEALING
+
+    assert revealed.revealed and revealed.cid == compute_cid(update)
+    on_chain = env.ledger.submission(task_id, round_, session.address)
+    assert (on_chain.digest.hex(), on_chain.num_examples) == (
+        submitted.digest,
+        submitted.num_examples,
     )
-    (event,) = History(env.ledger).submissions(task_id, round_)
-    assert (event.cid, event.node) == (submitted.cid, session.address)
-    pinned = store.get_bytes(submitted.cid)
-    assert hashlib.sha256(pinned).hexdigest() == submitted.digest
+    (event,) = History(env.ledger).reveals(task_id, round_)
+    assert (event.cid, event.node) == (revealed.cid, session.address)
+    pinned = store.get_bytes(event.cid)
     parsed = parse_update(pinned, Expected(task_id=task_id, round=round_, base_model=tiny.model_id))
     assert parsed.metadata.node == session.address and parsed.metadata.peft.rank == 4
-    with pytest.raises(RoundUnavailable, match="already submitted"):
-        submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+    with pytest.raises(RoundUnavailable, match="already revealed"):
+        reveal_round(session, task_id)
+
+
+def test_reveal_round_waits_for_the_commit_phase_and_refuses_nodes_that_did_not_commit(
+    embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel, ai_data: NodeData, tmp_path: Path
+) -> None:
+    env = embedded
+    task_id = _task(env, store, tiny)
+    session, other = _session(env, store, tmp_path), _session(env, store, tmp_path, 1)
+    join(session, task_id)
+    join(other, task_id)
+    env.ledger.open_next_round(task_id, env.aggregator)
+    with pytest.raises(RoundUnavailable, match="did not commit"):
+        reveal_round(session, task_id)
+    submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+    with pytest.raises(RoundUnavailable, match=r"reveal window of round 1 .* opens after"):
+        reveal_round(session, task_id)  # the other member may still commit
+    env.end_commit_phase(task_id, 1)
+    assert reveal_round(session, task_id).revealed
 
 
 def test_no_open_round_closed_window_and_unjoined_node_fail_clearly(
@@ -103,6 +140,8 @@ def test_no_open_round_closed_window_and_unjoined_node_fail_clearly(
     with pytest.raises(RoundUnavailable, match=r"window of round 1 .* closed") as info:
         submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
     assert info.value.hint == "the node takes part in the next round"
+    with pytest.raises(RoundUnavailable, match="did not commit"):
+        reveal_round(session, task_id, 1)
 
 
 def test_a_global_adapter_whose_digest_does_not_match_the_chain_is_refused(
@@ -118,7 +157,7 @@ def test_a_global_adapter_whose_digest_does_not_match_the_chain_is_refused(
     assert not env.ledger.submission(task_id, 1, session.address).exists
 
 
-def test_a_node_killed_after_pinning_resumes_without_training_again(
+def test_a_node_killed_before_committing_resumes_without_training_again(
     embedded: LedgerEnv,
     store: EmbeddedStore,
     tiny: LoadedModel,
@@ -135,12 +174,12 @@ def test_a_node_killed_after_pinning_resumes_without_training_again(
     real_commit = node_mod._commit
 
     def crash(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt("killed between pinning and committing")
+        raise KeyboardInterrupt("killed between journalling and committing")
 
     monkeypatch.setattr(node_mod, "_commit", crash)
     with pytest.raises(KeyboardInterrupt):
         submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
-    assert not env.ledger.submission(task_id, 1, session.address).exists
+    assert not env.ledger.submission(task_id, 1, session.address).committed
 
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("the resumed node trained again")
@@ -149,7 +188,34 @@ def test_a_node_killed_after_pinning_resumes_without_training_again(
     monkeypatch.setattr(node_mod, "train_round", no_training)
     resumed = submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
     assert resumed.resumed
+    assert env.ledger.submission(task_id, 1, session.address).committed
+    assert reveal_round(session, task_id).digest == resumed.digest
     assert env.ledger.submission(task_id, 1, session.address).digest.hex() == resumed.digest
+
+
+def test_a_node_killed_between_commit_and_reveal_reveals_after_a_restart_and_is_paid(
+    embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel, ai_data: NodeData, tmp_path: Path
+) -> None:
+    env = embedded
+    task_id = _task(env, store, tiny)
+    node, peer = env.nodes[0], env.nodes[1]
+    session = _session(env, store, tmp_path)
+    join(session, task_id)
+    join(_session(env, store, tmp_path, 1), task_id)
+    env.ledger.open_next_round(task_id, env.aggregator)
+    submitted = submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+    env.submit(task_id, 1, peer)
+    del session  # killed: only the journal under the state folder survives
+
+    restarted = _session(env, store, tmp_path)  # a fresh process on the same state folder
+    assert restarted.address == node.address
+    revealed = reveal_round(restarted, task_id)
+    assert (revealed.digest, revealed.revealed) == (submitted.digest, True)
+    env.reveal_all(task_id, 1)
+    _publish_round(env, store, task_id, 1, {node.address: 40 * TOKEN, peer.address: 10 * TOKEN})
+    balance = env.token.balance_of(node.address)
+    assert [(c.round, c.amount) for c in claim(restarted, task_id)] == [(1, 40 * TOKEN)]
+    assert env.token.balance_of(node.address) == balance + 40 * TOKEN
 
 
 def _publish_round(
@@ -162,6 +228,7 @@ def _publish_round(
     tamper: bool = False,
 ) -> None:
     """What the aggregator does at the end of a round, written out with the shared report format."""
+    env.reveal_all(task_id, round_)
     tree = RewardTree(task_id, round_, [RewardEntry(n, a) for n, a in winners.items()])
     submissions = History(env.ledger).submissions(task_id, round_)
     lines = []
@@ -220,6 +287,7 @@ def test_claim_pays_every_rewarded_round_once_and_refuses_a_tampered_report(
     join(session, task_id)
     env.ledger.open_next_round(task_id, env.aggregator)
     submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+    reveal_round(session, task_id)
     _publish_round(env, store, task_id, 1, {session.address: 40 * TOKEN, env.nodes[5].address: 1})
 
     before_status = status(session, task_id)
@@ -253,7 +321,7 @@ def test_run_skips_a_missed_window_and_takes_part_in_the_next_round(
 
     def aggregator_between_polls() -> bool:
         """Plays the aggregator: after the node's first look, finalize round 1 and open round 2;
-        once the node has submitted to round 2, finalize it."""
+        once the node has committed to and revealed in round 2, finalize it."""
         ticks.append(len(ticks))
         open_round = env.ledger.open_round(task_id)
         if (
@@ -281,6 +349,6 @@ def test_run_skips_a_missed_window_and_takes_part_in_the_next_round(
     done = node_mod.run(
         session, task_id, train_one, poll_seconds=0, should_stop=aggregator_between_polls
     )
-    assert [s.round for s in done] == [2]
+    assert [(s.round, s.revealed) for s in done] == [(2, True)]
     assert not env.ledger.submission(task_id, 1, session.address).exists
     assert env.ledger.is_complete(task_id)

@@ -74,9 +74,13 @@ def test_eight_simulated_nodes_with_mixed_ranks_complete_two_audited_rounds(
             events = history.submissions(federation.task_id, record.round)
             assert sorted(e.node for e in events) == sorted(
                 nodes
-            )  # every node committed, each once
-            # the replies name exactly the commitments on chain
+            )  # every node committed and revealed, each once
+            # the train replies committed to hidden updates (no CID yet); the reveal replies
+            # name exactly the reveals on chain
             assert {(r.node, r.cid, r.digest) for r in log.replies} == {
+                (e.node, "", e.digest.hex()) for e in events
+            }
+            assert {(r.node, r.cid, r.digest) for r in log.revealed} == {
                 (e.node, e.cid, e.digest.hex()) for e in events
             }
             ranks = {

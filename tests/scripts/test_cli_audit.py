@@ -17,6 +17,7 @@ import torch
 from click.testing import CliRunner
 
 from chain import local
+from chain.bindings import commitment_hash
 from chain.deployments import load_deployment
 from chain.network import connect, dev_account
 from ipfs import EmbeddedConfig, EmbeddedStore
@@ -118,6 +119,7 @@ def test_audit_verify_passes_on_rounds_the_aggregator_cli_ran_and_fails_on_a_cor
     cids = []
     for round_ in (1, 2):
         invoke("aggregator", "open", "--task", str(task_id), "--network", network)
+        reveals = []
         for i, node in enumerate(nodes):
             g = torch.Generator().manual_seed(10 * round_ + i)
             scale = 100.0 if (round_, i) == (2, 2) else 1.0  # a norm outlier in round 2
@@ -129,9 +131,12 @@ def test_audit_verify_passes_on_rounds_the_aggregator_cli_ran_and_fails_on_a_cor
             )
             cid = store.put_bytes(data)
             cids.append(cid)
-            ledger.submit_update(
-                task_id, round_, cid, hashlib.sha256(data).digest(), 10 * (i + 1), node
-            )
+            digest, salt = hashlib.sha256(data).digest(), hashlib.sha256(cid.encode()).digest()
+            commitment = commitment_hash(task_id, round_, node.address, digest, 10 * (i + 1), salt)
+            ledger.commit_update(task_id, round_, commitment, node)
+            reveals.append((cid, digest, 10 * (i + 1), salt, node))
+        for cid, digest, examples, salt, node in reveals:  # every node committed: revealing
+            ledger.reveal_update(task_id, round_, cid, digest, examples, salt, node)
         invoke(
             "aggregator",
             "finalize",
@@ -166,11 +171,19 @@ def test_audit_verify_passes_on_rounds_the_aggregator_cli_ran_and_fails_on_a_cor
     assert {(c["round"], c["name"]) for c in body["checks"] if c["status"] == "pass"} == {
         (r, name)
         for r in (1, 2)
-        for name in ("report", "submissions", "updates", "aggregate", "rewards", "claims")
+        for name in (
+            "report",
+            "submissions",
+            "updates",
+            "aggregate",
+            "rewards",
+            "slashes",
+            "claims",
+        )
     } | {(None, "ledger")}
 
     human = audit("verify", str(task_id), "--network", network, "--ipfs", ipfs, env=env)
-    assert human.returncode == 0 and f"task {task_id}: all 13 checks hold" in human.stdout
+    assert human.returncode == 0 and f"task {task_id}: all 15 checks hold" in human.stdout
     assert "re-aggregated with fedadam in float32: bit-identical" in human.stdout.replace("\n", " ")
     wide = audit(
         "verify",

@@ -1,4 +1,5 @@
 """A participant's commands end to end on Ganache: task create --model, node join, node train,
+node reveal,
 node status, node claim (the round is finalized in between as the aggregator would)."""
 
 from __future__ import annotations
@@ -87,8 +88,13 @@ def test_join_train_status_and_claim_from_the_command_line(
         "64",
     )
     assert "round 1: committed" in out
+    (committed,) = History(ledger, deployment.block).commits(1, 1)
+    assert committed.node == dev_account(chain.network, 2).address
+    assert History(ledger, deployment.block).reveals(1, 1) == []  # hidden until revealed
+    out = invoke("node", "reveal", *node)  # the only member committed: the round is revealing
+    assert "round 1: revealed" in out
     (submitted,) = History(ledger, deployment.block).submissions(1, 1)
-    assert submitted.node == dev_account(chain.network, 2).address
+    assert submitted.node == committed.node
 
     env = LedgerEnv(
         chain,

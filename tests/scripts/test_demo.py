@@ -48,15 +48,20 @@ def test_demo_on_the_embedded_stack_pays_honest_nodes_rejects_malicious_ones_and
 
     assert summary["audit_ok"] is True and "audit passed" in output
     assert [r["round"] for r in summary["rounds"]] == [1, 2]
-    for r in summary["rounds"]:
-        assert (r["submitted"], r["accepted"]) == (6, 3)
-        assert r["rejected"] == {"norm_outlier": 1, "replayed_update": 1, "digest_mismatch": 1}
+    # round 1: the replayer has nothing to copy (updates stay hidden until all commit); the
+    # mismatching node is slashed for it and cannot commit in round 2, where the replayer copies
+    # a round-1 update
+    cheats = [{"digest_mismatch": 1}, {"replayed_update": 1}]
+    for r, cheat in zip(summary["rounds"], cheats, strict=True):
+        assert (r["submitted"], r["accepted"]) == (5, 3)
+        # the poisoned node's reason depends on the verification rules (norm, validation, score)
+        assert r["rejected"].items() >= cheat.items() and sum(r["rejected"].values()) == 2
         assert r["global_eval_loss"] is not None and r["gas_used"] > 0
     paid = sum(int(r["paid"]) for r in summary["rounds"])
     earned = {n["kind"]: 0 for n in summary["nodes"]}
     for n in summary["nodes"]:
         earned[n["kind"]] += int(n["earned"])
-    assert earned["noise"] == earned["replay"] == earned["mismatch"] == 0
+    assert earned["poison"] == earned["replay"] == earned["mismatch"] == 0
     assert earned["honest"] == paid > 0  # every reward was claimed
     assert [n["rank"] for n in summary["nodes"] if n["kind"] == "honest"] == [4, 2, 4]
     assert len(list((tmp_path / "out" / "reports").glob("round-*.json"))) == 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,19 @@ from eth_account.signers.local import LocalAccount
 from web3.logs import DISCARD
 
 from chain import local
-from chain.bindings import Finalization, Ledger, TaskParams, Token, base_model_hash
+from chain.bindings import (
+    Finalization,
+    Ledger,
+    TaskParams,
+    Token,
+    base_model_hash,
+    commitment_hash,
+)
 from chain.deployments import Deployment, deploy
 from chain.errors import ContractRevert
 from chain.merkle import RewardEntry, RewardTree
 from chain.network import Chain, connect, dev_account
+from chain.round_state import RoundState
 from tests.support.ipfs import free_port
 
 TOKEN = 10**18
@@ -31,6 +39,19 @@ BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 def digest_of(label: str) -> bytes:
     return hashlib.sha256(label.encode()).digest()
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What a test node committed to, kept until it reveals (the salt is its secret)."""
+
+    task_id: int
+    round: int
+    node: LocalAccount
+    cid: str
+    digest: bytes
+    examples: int
+    salt: bytes
 
 
 @dataclass
@@ -45,6 +66,8 @@ class LedgerEnv:
     admin: LocalAccount
     aggregator: LocalAccount
     nodes: list[LocalAccount]
+    #: commitments not revealed yet, by (task, round, node address), in commit order
+    pending: dict[tuple[int, int, str], Committed] = field(default_factory=dict)
 
     @property
     def sponsor(self) -> LocalAccount:
@@ -59,6 +82,8 @@ class LedgerEnv:
             reward_per_round=100 * TOKEN,
             min_stake=10 * TOKEN,
             submission_window=600,
+            reveal_window=600,
+            max_examples=1000,
             max_rounds=3,
         )
         values.update(overrides)
@@ -78,6 +103,26 @@ class LedgerEnv:
                 self.token.approve(self.ledger.address, stake, node)
             self.ledger.join(task_id, node)
 
+    def commit(
+        self,
+        task_id: int,
+        round_: int,
+        node: LocalAccount,
+        label: str | None = None,
+        examples: int = 10,
+    ) -> Committed:
+        """Commit ``node`` to an update (digest of ``label``); the salt is kept for
+        :meth:`reveal`."""
+        digest = digest_of(label or f"update-{task_id}-{round_}-{node.address}")
+        salt = digest_of(f"salt-{task_id}-{round_}-{node.address}-{label}")
+        committed = Committed(
+            task_id, round_, node, f"bafy-{digest.hex()[:16]}", digest, examples, salt
+        )
+        commitment = commitment_hash(task_id, round_, node.address, digest, examples, salt)
+        self.ledger.commit_update(task_id, round_, commitment, node)
+        self.pending[(task_id, round_, node.address)] = committed
+        return committed
+
     def submit(
         self,
         task_id: int,
@@ -86,11 +131,38 @@ class LedgerEnv:
         label: str | None = None,
         examples: int = 10,
     ) -> bytes:
-        digest = digest_of(label or f"update-{task_id}-{round_}-{node.address}")
-        self.ledger.submit_update(
-            task_id, round_, f"bafy-{digest.hex()[:16]}", digest, examples, node
+        """Commit (see :meth:`commit`); returns the digest to be revealed."""
+        return self.commit(task_id, round_, node, label, examples).digest
+
+    def reveal(self, task_id: int, round_: int, node: LocalAccount, **override: Any) -> Any:
+        """Reveal what ``node`` committed (``override`` replaces cid, digest, examples or salt:
+        a lie). Returns the receipt."""
+        c = self.pending[(task_id, round_, node.address)]
+        values = dict(cid=c.cid, digest=c.digest, examples=c.examples, salt=c.salt) | override
+        receipt = self.ledger.reveal_update(
+            task_id,
+            round_,
+            values["cid"],
+            values["digest"],
+            values["examples"],
+            values["salt"],
+            node,
         )
-        return digest
+        del self.pending[(task_id, round_, node.address)]
+        return receipt
+
+    def end_commit_phase(self, task_id: int, round_: int) -> None:
+        """Move the clock past the round's commit deadline if the round is still ``OPEN``."""
+        if self.ledger.round_state(task_id, round_) is RoundState.OPEN:
+            info = self.ledger.round(task_id, round_)
+            self.chain.advance_time(max(info.deadline - self.chain.timestamp() + 1, 1))
+
+    def reveal_all(self, task_id: int, round_: int) -> None:
+        """End the commit phase and reveal every pending commitment of the round."""
+        self.end_commit_phase(task_id, round_)
+        for key, c in list(self.pending.items()):
+            if key[:2] == (task_id, round_):
+                self.reveal(task_id, round_, c.node)
 
     def finalize(
         self,
@@ -100,7 +172,12 @@ class LedgerEnv:
         *,
         rejected: int = 0,
         total: int | None = None,
+        reveal: bool = True,
     ) -> RewardTree | None:
+        """Finalize ``round_`` paying ``rewards``; with ``reveal``, every pending commitment of
+        the round is revealed first (:meth:`reveal_all`)."""
+        if reveal:
+            self.reveal_all(task_id, round_)
         tree = (
             RewardTree(task_id, round_, [RewardEntry(n, a) for n, a in rewards.items()])
             if rewards
@@ -128,6 +205,7 @@ class LedgerEnv:
         return self.chain.w3.provider.make_request("evm_snapshot", [])["result"]
 
     def revert(self, snapshot: Any) -> None:
+        self.pending.clear()
         if self.chain.network.kind == "embedded":
             self.chain.w3.provider.ethereum_tester.revert_to_snapshot(snapshot)
         else:

@@ -1,0 +1,275 @@
+"""Experiment: who gets paid when attackers join, under the old reward rule and the new one.
+
+For every attack of :mod:`demo.attacks` the full demo runs (real chain, store, training,
+aggregation, claims and audit) with ``honest`` honest nodes next to the attackers (``sybils``
+accounts for the Sybil attack, one otherwise), once with the rules before contribution scoring
+(:meth:`aggregator.round.RoundSettings.legacy`: paid by claimed examples, no cap, byte-exact
+replay check only, median/MAD norm screening over every update) and once with the new ones.
+Two clean runs per rule (only honest nodes) give the reference pay and validation loss:
+``honest`` nodes for every attack but ``inflate``, whose attacker trains on a shard of its own
+and is compared with the clean run where that shard's node is honest (``honest + 1`` nodes).
+
+Figures per attack and rule: the honest nodes' share of the pool, the attackers' share, the
+global adapter's validation loss against the clean run's, and (``inflate``) what the inflating
+node earned against what the same node earned claiming its true count.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from demo.attacks import ATTACKS, AttackName, parse_attacks
+from demo.run import DemoConfig, DemoResult, run_demo
+from experiments.config import environment
+from experiments.report import Report, bar_plot
+from experiments.runner import Hooks
+from loraledger.errors import ConfigError
+from loraledger.settings import Settings
+
+NAME = "incentives"
+RULES = ("new", "old")
+
+
+class IncentivesConfig(Settings):
+    """The runs: nodes, rounds and training of each (the demo's settings)."""
+
+    honest: int = 3
+    sybils: int = 4
+    rounds: int = 2
+    steps: int = 4
+    tiny: bool = True
+    attacks: tuple[AttackName, ...] = ATTACKS
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One run: the pool, what honest nodes and attackers earned, the final validation loss."""
+
+    rule: str
+    attack: str
+    pool: int
+    honest_paid: int
+    attackers_paid: int
+    attackers_slashed: int
+    loss: float | None
+    audit_ok: bool
+    earned: dict[str, int]
+    kinds: dict[str, str]
+
+    @property
+    def honest_share(self) -> float:
+        return self.honest_paid / self.pool if self.pool else 0.0
+
+    @property
+    def attackers_share(self) -> float:
+        return self.attackers_paid / self.pool if self.pool else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "attack": self.attack,
+            "pool": str(self.pool),
+            "honest_paid": str(self.honest_paid),
+            "attackers_paid": str(self.attackers_paid),
+            "attackers_slashed": str(self.attackers_slashed),
+            "honest_share": self.honest_share,
+            "attackers_share": self.attackers_share,
+            "loss": self.loss,
+            "audit_ok": self.audit_ok,
+            "earned": {k: str(v) for k, v in self.earned.items()},
+            "kinds": self.kinds,
+        }
+
+
+Runner = Callable[[DemoConfig, Path], DemoResult]
+
+
+def demo_runner(tiny: bool, workdir: Path, network: str = "embedded") -> Runner:
+    """Runs the demo on one chain (a fresh deployment per run), one store and one model
+    (the tiny model built in ``workdir``, or SmolLM2)."""
+    from chain.network import connect
+    from fl_node.data import sample_examples
+    from fl_node.model import ModelConfig, create_tiny_model, load_base_model
+    from ipfs import open_store
+
+    chain = connect(network)
+    store = open_store(f"embedded:{workdir / 'store'}")
+    if tiny:
+        corpus = [m.content for e in sample_examples() for m in e.messages]
+        folder = create_tiny_model(workdir / "tiny-model", corpus)
+        model = load_base_model(ModelConfig(source=str(folder)))
+    else:
+        model = load_base_model(ModelConfig(source="smollm2"))
+
+    def runner(config: DemoConfig, out: Path) -> DemoResult:
+        return run_demo(chain, store, model, config, out)
+
+    return runner
+
+
+def outcome(rule: str, attack: str, config: DemoConfig, result: DemoResult) -> Outcome:
+    pool = config.reward_per_round * config.rounds
+    honest = sum(n.earned for n in result.nodes if n.kind == "honest")
+    attackers = sum(n.earned for n in result.nodes if n.kind != "honest")
+    slashed = sum(n.slashed for n in result.nodes if n.kind != "honest")
+    return Outcome(
+        rule,
+        attack,
+        pool,
+        honest,
+        attackers,
+        slashed,
+        result.rounds[-1].global_eval_loss if result.rounds else None,
+        result.audit_ok,
+        {n.address: n.earned for n in result.nodes},
+        {n.address: n.kind for n in result.nodes},
+    )
+
+
+def demo_config(
+    config: IncentivesConfig, rule: str, attack: AttackName | Literal["clean+1"] | None
+) -> DemoConfig:
+    """The demo settings of one run (``attack=None``: a clean run; ``"clean+1"`` the clean run
+    that pairs with ``inflate``)."""
+    tiny: dict[str, Any] = (
+        {"task_rank": 4, "ranks": (4,), "max_length": 64, "batch_size": 2, "learning_rate": 5e-3}
+        if config.tiny
+        else {"ranks": (8,)}
+    )
+    nodes, attacks = config.honest, tuple[AttackName, ...]()
+    if attack == "clean+1":
+        nodes = config.honest + 1
+    elif attack is not None:
+        count = config.sybils if attack == "sybil" else 1
+        attacks = (attack,) * count
+    return DemoConfig(
+        nodes=nodes,
+        rounds=config.rounds,
+        malicious=len(attacks),
+        attacks=attacks,
+        legacy_rewards=rule == "old",
+        steps=config.steps,
+        strategy="fedavg",
+        seed=config.seed,
+        **tiny,
+    )
+
+
+def run(
+    config: IncentivesConfig,
+    runner: Runner,
+    out: Path,
+    command: str,
+    hooks: Hooks | None = None,
+) -> Report:
+    """Every attack under both rules, plus the clean references; writes the report to ``out``."""
+    unknown = [a for a in config.attacks if a not in ATTACKS]
+    if unknown or not config.attacks:
+        raise ConfigError(f"unknown attacks {unknown}", hint=f"choose from {list(ATTACKS)}")
+    results: dict[tuple[str, str], Outcome] = {}
+    with tempfile.TemporaryDirectory(prefix="loraledger-incentives-") as tmp:
+        for rule in RULES:
+            plan: list[AttackName | Literal["clean", "clean+1"]] = ["clean", *config.attacks]
+            if "inflate" in config.attacks:
+                plan.insert(1, "clean+1")
+            for attack in plan:
+                if hooks is not None:
+                    hooks.phase(f"{rule} rule: {attack}")
+                demo = demo_config(config, rule, None if attack == "clean" else attack)
+                result = runner(demo, Path(tmp) / f"{rule}-{attack}")
+                results[(rule, attack)] = outcome(rule, attack, demo, result)
+                if hooks is not None:
+                    hooks.step()
+    out.mkdir(parents=True, exist_ok=True)
+    report = _report(config, results, command, out)
+    report.write(out)
+    return report
+
+
+def inflate_gain(results: dict[tuple[str, str], Outcome], rule: str) -> float | None:
+    """What the inflating node earned over what the same node earned claiming its true count
+    (the last honest node of the clean run with one more node)."""
+    attacked, clean = results.get((rule, "inflate")), results.get((rule, "clean+1"))
+    if attacked is None or clean is None:
+        return None
+    attacker = next(a for a, k in attacked.kinds.items() if k == "inflate")
+    truthful = clean.earned.get(attacker, 0)
+    return attacked.earned[attacker] / truthful if truthful else None
+
+
+def _report(
+    config: IncentivesConfig, results: dict[tuple[str, str], Outcome], command: str, out: Path
+) -> Report:
+    rows = []
+    for attack in config.attacks:
+        row: list[object] = [attack]
+        for rule in RULES:
+            o = results[(rule, attack)]
+            clean = results[(rule, "clean+1" if attack == "inflate" else "clean")]
+            ratio = (o.loss / clean.loss) if o.loss and clean.loss else None
+            row += [o.honest_share, o.attackers_share, ratio]
+        gain = inflate_gain(results, "new") if attack == "inflate" else None
+        row.append(gain)
+        row.append(results[("new", attack)].audit_ok)
+        rows.append(row)
+    report = Report(
+        experiment=NAME,
+        title="Who is paid when attackers join: the old reward rule against the new one",
+        command=command,
+        config=config.model_dump(mode="json"),
+        environment=environment(),
+        summary=(
+            f"{config.honest} honest nodes (+{config.sybils} Sybil accounts, or one attacker), "
+            f"{config.rounds} rounds of the full demo each; shares are of the whole pool "
+            "(reward per round x rounds); loss ratio = final validation loss / the clean run's."
+        ),
+    )
+    report.add_table(
+        "Shares of the pool and validation loss per attack",
+        [
+            "attack",
+            "new: honest share",
+            "new: attackers' share",
+            "new: loss / clean",
+            "old: honest share",
+            "old: attackers' share",
+            "old: loss / clean",
+            "inflate: earned / truthful",
+            "new: audit passes",
+        ],
+        rows,
+    )
+    bar_plot(
+        out / "attackers_share.png",
+        list(config.attacks),
+        {
+            f"{rule} rule": [results[(rule, a)].attackers_share for a in config.attacks]
+            for rule in RULES
+        },
+        title="Attackers' share of the pool",
+        ylabel="share of the pool",
+    )
+    report.plots.append(
+        ("attackers_share.png", "the attackers' share of the pool, old vs new rule")
+    )
+    report.data = {f"{rule}/{attack}": o.to_json() for (rule, attack), o in results.items()}
+    return report
+
+
+def attacks_from(text: str) -> tuple[AttackName, ...]:
+    """The attacks named in ``text`` (comma-separated), each an attack on the pool."""
+    attacks = parse_attacks(text)
+    others = [a for a in attacks if a not in ATTACKS]
+    if others:
+        raise ConfigError(
+            f"{others} attack the model, not the pool", hint=f"choose from {list(ATTACKS)}"
+        )
+    return attacks
+
+
+__all__ = ["NAME", "IncentivesConfig", "Outcome", "attacks_from", "inflate_gain", "run"]
