@@ -113,6 +113,10 @@ class RoundSummary:
     gas_used: int
     report_cid: str
     global_cid: str
+    train_seconds: float = 0.0  # the honest nodes' training (submit_round), one after another
+    verify_seconds: float = 0.0  # the aggregator's verification (the report's metrics)
+    score_seconds: float = 0.0  # its contribution scoring
+    aggregate_seconds: float = 0.0  # its aggregation
 
 
 @dataclass
@@ -230,6 +234,7 @@ def run_demo(
     for _ in range(config.rounds):
         first_block = chain.w3.eth.block_number + 1
         round_ = runner.open()
+        trained_at = time.perf_counter()
         for i, (account, node_data) in enumerate(zip(honest, data[: config.nodes], strict=True)):
             node_spec = PeftSpec(rank=ranks[i], alpha=2.0 * ranks[i])
 
@@ -266,6 +271,7 @@ def run_demo(
                     "after": submitted.eval_loss_after,
                 },
             )
+        train_seconds = time.perf_counter() - trained_at
         victim = honest[0]
         victim_session = Session(ledger, history, store, victim, state_root=out_dir / "nodes")
         for j, attacker in enumerate(attackers):
@@ -305,6 +311,7 @@ def run_demo(
         last_block = chain.w3.eth.block_number
         (reports_dir / f"round-{round_}.json").write_bytes(outcome.report.to_bytes())
         summary = _round_summary(outcome, _gas_between(chain, first_block, last_block))
+        summary.train_seconds = round(train_seconds, 3)
         for node in result.nodes:
             verdict = next(
                 (v for v in outcome.report.submissions if v.node.lower() == node.address.lower()),
@@ -378,6 +385,9 @@ def _round_summary(outcome: RoundOutcome, gas: int) -> RoundSummary:
         gas_used=gas,
         report_cid=outcome.report_cid,
         global_cid=report.global_cid,
+        verify_seconds=report.metrics.get("verify_seconds", 0.0),
+        score_seconds=report.metrics.get("score_seconds", 0.0),
+        aggregate_seconds=report.metrics.get("aggregate_seconds", 0.0),
     )
 
 

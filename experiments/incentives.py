@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +28,7 @@ from experiments.config import environment
 from experiments.report import Report, bar_plot
 from experiments.runner import Hooks
 from loraledger.errors import ConfigError
+from loraledger.report import RoundReport
 from loraledger.settings import Settings
 
 NAME = "incentives"
@@ -60,6 +61,7 @@ class Outcome:
     audit_ok: bool
     earned: dict[str, int]
     kinds: dict[str, str]
+    alternatives: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     @property
     def honest_share(self) -> float:
@@ -83,6 +85,7 @@ class Outcome:
             "audit_ok": self.audit_ok,
             "earned": {k: str(v) for k, v in self.earned.items()},
             "kinds": self.kinds,
+            "alternatives": self.alternatives,
         }
 
 
@@ -128,7 +131,54 @@ def outcome(rule: str, attack: str, config: DemoConfig, result: DemoResult) -> O
         result.audit_ok,
         {n.address: n.earned for n in result.nodes},
         {n.address: n.kind for n in result.nodes},
+        alternatives(result),
     )
+
+
+ALTERNATIVES = ("two-stratum", "leave-one-out", "standalone")
+
+
+def alternatives(result: DemoResult) -> dict[str, dict[str, float | None]]:
+    """What each candidate scoring rule would have paid in this run, from the losses every
+    round report publishes (contribution rule only): per rule, the honest nodes' and the
+    attackers' share of what was split, and the spread among honest nodes (largest / smallest
+    honest pay; 1 is an even split, ``None`` when some honest node got nothing)."""
+    kinds = {n.address.lower(): n.kind for n in result.nodes}
+    paid: dict[str, dict[str, float]] = {rule: {} for rule in ALTERNATIVES}
+    out: dict[str, dict[str, float | None]] = {}
+    for path in sorted(Path(result.out_dir, "reports").glob("round-*.json")):
+        report = RoundReport.from_bytes(path.read_bytes())
+        start, all_loss = (
+            report.metrics.get("start_eval_loss"),
+            report.metrics.get("scored_eval_loss"),
+        )
+        if report.params.get("reward_rule") != "contribution" or start is None or all_loss is None:
+            return {}
+        scored = [s for s in report.submissions if s.score is not None]
+        for rule in ALTERNATIVES:
+            gains = {}
+            for s in scored:
+                alone = start - s.eval_loss if s.eval_loss is not None else 0.0
+                loo = (s.loss_without - all_loss) if s.loss_without is not None else 0.0
+                gain = {"two-stratum": (alone + loo) / 2, "leave-one-out": loo}.get(rule, alone)
+                gains[s.node.lower()] = max(0.0, gain)
+            total = sum(gains.values())
+            for node, gain in gains.items():
+                paid[rule][node] = paid[rule].get(node, 0.0) + (gain / total if total else 0.0)
+    for rule, shares in paid.items():
+        total = sum(shares.values()) or 1.0
+        honest = [v for n, v in shares.items() if kinds.get(n) == "honest"]
+        honest_pay = [
+            shares.get(n.address.lower(), 0.0) for n in result.nodes if n.kind == "honest"
+        ]
+        out[rule] = {
+            "honest": sum(honest) / total,
+            "attackers": 1 - sum(honest) / total,
+            "honest_spread": (max(honest_pay) / min(honest_pay))
+            if honest_pay and min(honest_pay) > 0
+            else None,
+        }
+    return out
 
 
 def demo_config(
@@ -244,6 +294,23 @@ def _report(
         ],
         rows,
     )
+    alt_rows = []
+    runs: list[str] = ["clean", *config.attacks]
+    for run_name in runs:
+        alts = results[("new", run_name)].alternatives
+        if alts:
+            alt_rows.append(
+                [run_name]
+                + [alts[r]["attackers"] for r in ALTERNATIVES]
+                + [alts[r]["honest_spread"] for r in ALTERNATIVES]
+            )
+    report.add_table(
+        "Candidate scoring rules on the same rounds (from the published losses)",
+        ["run"]
+        + [f"{r}: attackers' share" for r in ALTERNATIVES]
+        + [f"{r}: honest max/min pay" for r in ALTERNATIVES],
+        alt_rows,
+    )
     bar_plot(
         out / "attackers_share.png",
         list(config.attacks),
@@ -258,7 +325,44 @@ def _report(
         ("attackers_share.png", "the attackers' share of the pool, old vs new rule")
     )
     report.data = {f"{rule}/{attack}": o.to_json() for (rule, attack), o in results.items()}
+    report.notes += _verdicts(config, results)
+    report.notes.append(
+        "The old rule cannot be replayed for `frontrun` and `malformed`: commit-reveal and the "
+        "hardened parsers are the protocol, not a setting. Before them (main before issue 13) "
+        "a front-runner committing the author's CID in the same block was paid and the author "
+        "rejected as a replay, and the malformed file crashed the aggregator on every restart, "
+        "so no round finalized."
+    )
     return report
+
+
+def _verdicts(config: IncentivesConfig, results: dict[tuple[str, str], Outcome]) -> list[str]:
+    """The issue's targets, each with its figure and whether it is met (new rule)."""
+    notes = []
+    for attack in config.attacks:
+        new = results[("new", attack)]
+        clean = results[("new", "clean+1" if attack == "inflate" else "clean")]
+        if attack == "inflate":
+            gain = inflate_gain(results, "new")
+            ok = gain is not None and gain <= 1.05
+            notes.append(
+                f"{'met' if ok else 'NOT met'}: the inflating node earns {gain} of what it "
+                "earns with its true count (target <= 1.05)"
+            )
+        else:
+            ok = new.honest_share >= 0.95 and new.attackers_share <= 0.01
+            notes.append(
+                f"{'met' if ok else 'NOT met'}: {attack}: honest nodes {new.honest_share:.4f} of "
+                f"the pool (target >= 0.95), attackers {new.attackers_share:.4f} (<= 0.01)"
+            )
+        if new.loss is not None and clean.loss is not None:
+            ratio = new.loss / clean.loss
+            ok = abs(ratio - 1) <= 0.02
+            notes.append(
+                f"{'met' if ok else 'NOT met'}: {attack}: global validation loss "
+                f"{ratio:.4f} x the clean run's (target within 2%)"
+            )
+    return notes
 
 
 def attacks_from(text: str) -> tuple[AttackName, ...]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from scripts.console import console
+from scripts.console import console, err_console
 from scripts.options import (
     IpfsOption,
     JsonOption,
@@ -73,6 +73,8 @@ def _runner(
     max_length: int = 256,
     fetch_workers: int = 4,
     gpu: bool | None = None,
+    reward_rule: str | None = None,
+    legacy_rewards: bool = False,
 ) -> RoundRunner:
     from pydantic import ValidationError
 
@@ -110,7 +112,20 @@ def _runner(
             "--model is used with --validation-data", hint="give the validation data to evaluate on"
         )
     session = open_cli_session(network, ipfs, account)
-    settings = RoundSettings(strategy=config, verify=policy, compute=select_compute(gpu))
+    if legacy_rewards:
+        settings = RoundSettings.legacy(strategy=config, compute=select_compute(gpu))
+    else:
+        try:
+            settings = RoundSettings(
+                strategy=config, verify=policy, compute=select_compute(gpu), reward_rule=reward_rule
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"--reward-rule: {exc}") from None
+    if evaluator is None and settings.reward_rule in (None, "examples"):
+        err_console.print(
+            "[yellow]no --validation-data: rewards follow the examples each node claims (capped "
+            "at the round's median claim), not measured contribution[/]"
+        )
     return RoundRunner(session, task, settings, evaluator=evaluator)
 
 
@@ -182,6 +197,18 @@ def _options(command):
         gpu: bool | None = typer.Option(
             None, "--gpu/--cpu", help="Aggregate on CUDA or the CPU (default: CUDA when present)."
         ),
+        reward_rule: str | None = typer.Option(
+            None,
+            "--reward-rule",
+            help="contribution (scores on --validation-data; the default with it), examples "
+            "(claims capped at the median; the default without) or claimed (the old rule).",
+        ),
+        legacy_rewards: bool = typer.Option(
+            False,
+            "--legacy-rewards",
+            help="The rules before contribution scoring: claimed examples, no cap, no free-rider "
+            "or copy screening, no slashing (to compare; not for real tasks).",
+        ),
     ) -> dict:
         return dict(locals())
 
@@ -224,18 +251,39 @@ def _print_outcome(outcome: RoundOutcome, as_json: bool = False) -> None:
         f"{outcome.finalization.accepted} accepted, {outcome.finalization.rejected} rejected, "
         f"{format_amount(report.rewards.total)} tokens to pay; strategy {report.strategy}"
     )
-    table = Table("node", "verdict", "reason", "examples", "weight", "reward")
+    slashed = {x.node.lower(): x for x in report.slashes}
+    table = Table(
+        "node", "verdict", "reason", "examples (weighed)", "weight", "score", "reward", "slashed"
+    )
     for s in report.submissions:
         line = report.reward_for(s.node)
+        cut = slashed.get(s.node.lower())
+        weighed = "" if s.weight_examples in (None, s.num_examples) else f" ({s.weight_examples})"
         table.add_row(
             s.node,
             s.verdict,
             s.reason or "-",
-            str(s.num_examples),
+            f"{s.num_examples}{weighed}",
             f"{s.weight:.3f}",
+            "-" if s.score is None else f"{s.score:.4g}",
             format_amount(line.amount) if line else "0",
+            format_amount(cut.amount) if cut else "-",
+        )
+    for node in report.unrevealed:
+        cut = slashed.get(node.lower())
+        table.add_row(
+            node,
+            "unrevealed",
+            "unrevealed",
+            "-",
+            "-",
+            "-",
+            "0",
+            format_amount(cut.amount) if cut else "-",
         )
     console.print(table)
+    rule = report.params.get("reward_rule", "claimed")
+    console.print(f"reward rule: {rule} ({report.rewards.rule})", highlight=False)
     if "global_eval_loss" in report.metrics:
         console.print(
             f"validation loss {report.metrics.get('start_eval_loss', float('nan')):.4f} -> "

@@ -373,6 +373,74 @@ def round_command(
     )
 
 
+@app.command("contribution")
+def contribution_command(
+    nodes: str = typer.Option("2,4,8", "--nodes", help="Node counts, comma-separated."),
+    steps: int = typer.Option(
+        20, "--steps", min=1, help="Training steps per node (20: SmolLM2's loss 6.4 -> 2.8)."
+    ),
+    validation: int = typer.Option(
+        32, "--validation-examples", min=1, help="The aggregator's validation examples."
+    ),
+    tiny: bool = typer.Option(False, "--tiny", help="The tiny model instead of SmolLM2."),
+) -> None:
+    """What contribution scoring adds to a round: score / (train + verify + aggregate)."""
+    from bench.contribution import TARGET_RATIO, Point, measure
+    from fl_node.data import sample_examples
+    from fl_node.model import ModelConfig, create_tiny_model, load_base_model
+
+    counts = parse_counts(nodes)
+    with tempfile.TemporaryDirectory(prefix="loraledger-bench-") as tmp:
+        with console.status("loading the base model"):
+            if tiny:
+                corpus = [m.content for e in sample_examples() for m in e.messages]
+                folder = create_tiny_model(Path(tmp) / "tiny", corpus)
+                model = load_base_model(ModelConfig(source=str(folder)))
+            else:
+                model = load_base_model(ModelConfig(source="smollm2"))
+        console.print(
+            f"[bold]Contribution scoring benchmark[/] on {model.model_id} (load average "
+            f"{os.getloadavg()[0]:.1f}): one demo round per node count, {steps} steps per node, "
+            f"{validation} validation examples"
+        )
+
+        def show(point: Point) -> None:
+            console.print(
+                f"  {point.nodes} nodes: train {point.train_seconds:.1f} s, verify "
+                f"{point.verify_seconds:.1f} s, score {point.score_seconds:.1f} s, aggregate "
+                f"{point.aggregate_seconds:.2f} s"
+            )
+
+        points = measure(
+            counts, model, steps=steps, validation_examples=validation, tiny=tiny, on_point=show
+        )
+    table = Table(
+        "nodes",
+        "train s",
+        "verify s",
+        "aggregate s",
+        "score s",
+        "score / (train+verify+aggregate)",
+        "score s per node",
+    )
+    for p in points:
+        table.add_row(
+            str(p.nodes),
+            f"{p.train_seconds:.1f}",
+            f"{p.verify_seconds:.1f}",
+            f"{p.aggregate_seconds:.2f}",
+            f"{p.score_seconds:.1f}",
+            _ratio(p.ratio, TARGET_RATIO, higher_is_better=False),
+            f"{p.score_per_node:.2f}",
+        )
+    console.print(table)
+    console.print(
+        f"[dim]target: scoring adds at most {TARGET_RATIO:.0%} to the round; its cost per node "
+        "stays flat when it grows linearly in nodes. Baseline and scoring come from the same "
+        "round.[/]"
+    )
+
+
 # --------------------------------------------------------------------------- all
 
 

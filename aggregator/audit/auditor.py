@@ -16,10 +16,12 @@ and ``loraledger audit tasks|rounds|round`` show) and re-checks every finalized 
     digests, examples; none dropped, added or listed twice) and its verdict counts equal the
     on-chain accepted/rejected counts;
 ``updates``
-    every accepted update passes the aggregator's own check of one update
-    (:func:`aggregator.verify.check_one`: it fetches, has the sha256 committed on chain, is a
-    valid update of this task and round by the node that committed it, on the committed
-    examples, of the task's shape) and has the tensor digest the report records;
+    every verdict is re-derived with the aggregator's own code: each revealed update checked on
+    its own (:func:`aggregator.verify.check_one`), then judged in commitment order against the
+    others and the earlier rounds (:func:`aggregator.verify.judge`: replays, free riders,
+    copies, and from the published validation losses the validation and norm verdicts), a
+    non-positive published score being ``no_contribution``; accepted updates have the tensor
+    digest and the capped example count the report records;
 ``aggregate``
     :func:`aggregator.combine.combine` re-run on the accepted updates (strategy from
     ``params.strategy``, compute dtype from ``params.compute``, start adapter from the round's
@@ -29,13 +31,18 @@ and ``loraledger audit tasks|rounds|round`` show) and re-checks every finalized 
     where they are unique (:func:`aggregator.reproduce.compare_adapters`); the weights and
     the optimizer state the report records are reproduced too;
 ``rewards``
-    quality factors follow from the reported losses, the amounts follow the reward rule
-    (:func:`aggregator.rewards.split_pool`) from the accepted submissions, the total stays
+    scores (rule ``contribution``) or quality factors follow from the published losses, the
+    amounts follow the report's reward rule (:func:`aggregator.rewards.split_pool`) from the
+    accepted submissions, the total stays
     within the pool and equals the on-chain total, the Merkle root rebuilt from the lines
     equals the report's and the on-chain root, and every proof verifies against it;
 ``claims``
     every ``RewardClaimed`` event of the round pays a node of the table its amount, once,
     and the round's on-chain claimed total is their sum;
+``slashes``
+    every slash the report names is proven by the report (a slashable verdict, or a
+    commitment never revealed), and every ``NodeSlashed`` event of the round is one of them,
+    with its code and the report as evidence;
 ``ledger`` (task-wide, when every round is audited)
     reserved = sum of the finalized rounds' totals, paid = sum of every claim, paid <=
     reserved, reserved + withdrawn <= funded.

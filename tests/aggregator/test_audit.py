@@ -8,8 +8,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 from aggregator.audit import AuditCheck, Auditor, RoundNotAuditable
 from aggregator.audit.checks import CHECKS
@@ -48,11 +50,16 @@ def honest_round(
         world.submit(round_, env.nodes[nodes], {k: v * 100 for k, v in world.honest(99).items()})
         nan = world.honest(98)
         next(iter(nan.values()))[0, 0] = float("nan")
-        world.submit(
-            round_,
-            env.nodes[nodes + 1],
-            data=raw_update(nan, update_metadata(tid, round_, env.nodes[nodes + 1].address, 10)),
-        )
+        broken = env.nodes[nodes + 1]
+        # a malformed file is proven cheating: slashed in round 1, the node cannot commit again
+        if env.ledger.member(tid, broken.address).stake >= env.ledger.task(tid).min_stake:
+            world.submit(
+                round_,
+                broken,
+                data=raw_update(nan, update_metadata(tid, round_, broken.address, 10)),
+            )
+        else:
+            world.reveal_all(round_)  # the window closes without its commitment
     return round_
 
 
@@ -371,3 +378,175 @@ def test_a_global_adapter_that_does_not_reproduce_fails_the_aggregate_check(
         "differs from re-aggregation by up to" in detail
         and "tolerance atol 1e-05 + rtol 0.0001" in detail
     )
+
+
+# ----------------------------------------------------------------------------- fair rewards
+
+
+def rescaled(tensors: dict[str, torch.Tensor], factor: float) -> dict[str, torch.Tensor]:
+    """The same weight change with other bytes: A * c, B / c."""
+    return {k: v * factor if "lora_A" in k else v / factor for k, v in tensors.items()}
+
+
+def copy_round(world: RoundWorld, runner: RoundRunner) -> tuple[int, str, str]:
+    """Two honest nodes, then a third that commits a rescaled copy of the first's update."""
+    env = world.env
+    round_ = runner.open()
+    original = world.honest(10 * round_)
+    world.submit(round_, env.nodes[0], original, examples=10)
+    world.submit(round_, env.nodes[1], world.honest(10 * round_ + 1), examples=10)
+    world.submit(round_, env.nodes[2], rescaled(original, 3.0), examples=10)
+    return round_, env.nodes[0].address, env.nodes[2].address
+
+
+def test_a_rescaled_copy_is_rejected_slashed_and_the_audit_agrees(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=3)
+    runner = world.runner()
+    round_, author, copier = copy_round(world, runner)
+
+    outcome = runner.finalize(round_)
+
+    verdicts = {s.node: s for s in outcome.report.submissions}
+    assert verdicts[copier].reason == "copied_update" and author in verdicts[copier].detail
+    assert verdicts[author].verdict == "accepted"
+    assert outcome.report.reward_for(copier) is None
+    (slash,) = outcome.report.slashes
+    assert (slash.node, slash.reason) == (copier, "copied_update")
+    (event,) = History(embedded.ledger).slashes(world.task_id)
+    assert (event.node, event.round, event.evidence_cid) == (copier, round_, outcome.report_cid)
+    assert failures(auditor(world).verify(world.task_id)) == {}
+
+
+def test_a_copy_reported_as_accepted_fails_the_updates_check(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=3)
+    round_, _, copier = copy_round(world, world.runner())
+
+    def accept_the_copy(report: RoundReport) -> tuple[RoundReport, Finalization]:
+        subs = tuple(
+            s.model_copy(update={"verdict": "accepted", "reason": None, "detail": None})
+            if s.node == copier
+            else s
+            for s in report.submissions
+        )
+        forged = report.model_copy(update={"submissions": subs, "slashes": ()})
+        return forged, finalization(forged)
+
+    forge(world, round_, accept_the_copy)
+    failed = failures(auditor(world).verify(world.task_id))
+
+    assert f"{copier}: re-derived copied_update" in failed[(round_, "updates")]
+
+
+def test_an_honest_update_reported_as_a_copy_fails_the_updates_check(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=3)
+    round_ = honest_round(world, world.runner())
+    victim = embedded.nodes[1].address
+
+    def call_it_a_copy(report: RoundReport) -> tuple[RoundReport, Finalization]:
+        subs = tuple(
+            s.model_copy(update={"verdict": "rejected", "reason": "copied_update", "weight": 0.0})
+            if s.node == victim
+            else s
+            for s in report.submissions
+        )
+        forged = report.model_copy(update={"submissions": subs})
+        return forged, finalization(forged)
+
+    forge(world, round_, call_it_a_copy)
+    failed = failures(auditor(world).verify(world.task_id))
+
+    assert (
+        f"{victim}: re-derived accepted, the report says copied_update"
+        in failed[(round_, "updates")]
+    )
+
+
+def test_a_slash_the_report_does_not_prove_fails_the_slashes_check(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=3)
+    runner = world.runner()
+    outcome = runner.finalize(honest_round(world, runner))
+    honest = embedded.nodes[0].address
+    embedded.ledger.slash(
+        world.task_id, outcome.round, honest, 10**18, 2, outcome.report_cid, embedded.aggregator
+    )
+
+    failed = failures(auditor(world).verify(world.task_id))
+
+    assert list(failed) == [(outcome.round, "slashes")]
+    assert f"{honest} was slashed" in failed[(outcome.round, "slashes")]
+
+
+def quadratic_loss(target: dict[str, torch.Tensor]) -> Callable[..., float]:
+    """A validation loss that is a real function of the adapter: the squared distance of its
+    weight change from ``target``'s (what honest training moves towards)."""
+    from aggregator.screening import Change, change_distance
+
+    def evaluate(tensors: Any, spec: Any) -> float:
+        return (
+            1.0
+            + change_distance(
+                Change(tensors, spec.delta_scaling), Change(target, spec.delta_scaling)
+            )
+            ** 2
+        )
+
+    return evaluate
+
+
+def test_contribution_rewards_pass_the_audit_and_a_forged_score_fails_it(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=4)
+    target = world.honest(1000, noise=0.2)
+    evaluator = quadratic_loss(target)
+    runner = world.runner(evaluator=evaluator)
+    round_ = runner.open()
+    nodes = embedded.nodes
+    for i in range(3):  # part of the way towards the target, each with its own noise
+        step = {
+            k: world.start[k] + 0.5 * (target[k] - world.start[k]) + 0.01 * v
+            for k, v in world.honest(i, noise=1.0).items()
+        }
+        world.submit(round_, nodes[i], step, examples=100)
+    world.submit(
+        round_, nodes[3], world.honest(7, noise=1e-4), examples=1000
+    )  # near-zero, max claim
+
+    snapshot = embedded.snapshot()
+    outcome = runner.finalize(round_)
+    report = outcome.report
+    verdicts = {s.node: s for s in report.submissions}
+    assert report.params["reward_rule"] == "contribution"
+    assert verdicts[nodes[3].address].reason == "no_contribution"
+    assert all(verdicts[nodes[i].address].score > 0 for i in range(3))
+    assert {line.node for line in report.rewards.lines} == {nodes[i].address for i in range(3)}
+    assert failures(auditor(world).verify(world.task_id)) == {}
+    embedded.revert(snapshot)
+
+    def inflate_a_score(forged_from: RoundReport) -> tuple[RoundReport, Finalization]:
+        favourite = nodes[0].address
+        subs = tuple(
+            s.model_copy(update={"score": s.score * 10}) if s.node == favourite else s
+            for s in forged_from.submissions
+        )
+        forged = forged_from.model_copy(update={"submissions": subs})
+        return forged, finalization(forged)
+
+    world_runner = world.runner
+
+    def runner_with_validation(*args: Any, **kwargs: Any) -> RoundRunner:
+        return world_runner(*args, **{"evaluator": evaluator, **kwargs})
+
+    world.runner = runner_with_validation  # type: ignore[method-assign]
+    forge(world, round_, inflate_a_score)
+    failed = failures(auditor(world).verify(world.task_id))
+
+    assert "the reported losses give" in failed[(round_, "rewards")]
