@@ -87,13 +87,15 @@ class RoundSettings(Settings):
     slash: bool = True  # slash proven cheating (aggregator.errors.SLASH_CODES) after finalizing
 
     @classmethod
-    def legacy(cls, **overrides: Any) -> RoundSettings:
+    def legacy(cls, verify: VerifyPolicy | None = None, **overrides: Any) -> RoundSettings:
         """The rules before contribution scoring (to reproduce old rounds and compare): claimed
         examples times quality, no cap, no free-rider, copy or trusted-reference screening, no
-        slashing."""
-        verify = VerifyPolicy(free_rider_rtol=None, copy_rtol=None, trusted_gain=None)
+        slashing; ``verify``'s other settings are kept."""
+        old = (verify or VerifyPolicy()).model_copy(
+            update={"free_rider_rtol": None, "copy_rtol": None, "trusted_gain": None}
+        )
         values: dict[str, Any] = {
-            "verify": verify,
+            "verify": old,
             "reward_rule": "claimed",
             "cap_examples": False,
             "slash": False,

@@ -113,7 +113,7 @@ def _runner(
         )
     session = open_cli_session(network, ipfs, account)
     if legacy_rewards:
-        settings = RoundSettings.legacy(strategy=config, compute=select_compute(gpu))
+        settings = RoundSettings.legacy(policy, strategy=config, compute=select_compute(gpu))
     else:
         try:
             settings = RoundSettings(

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from scripts.console import console
+from scripts.console import console, err_console
 from scripts.options import IpfsOption, JsonOption, format_amount
 
 
@@ -107,6 +107,7 @@ def demo_command(
             else {}
         ),
     )
+    say = err_console if as_json else console  # with --json, stdout holds the JSON alone
     out_dir = out or home() / "demo" / time.strftime("%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = parse_network(network)
@@ -115,11 +116,11 @@ def demo_command(
     except ChainError:
         if spec.kind not in ("ganache", "anvil"):
             raise
-        with console.status(f"starting {spec.kind}"):  # the local chain it names, on its port
+        with say.status(f"starting {spec.kind}"):  # the local chain it names, on its port
             local.start(spec.kind, port=int(str(spec.url).rsplit(":", 1)[1]))
         chain = connect(spec)
     store = open_store(ipfs)
-    with console.status("loading the base model"):
+    with say.status("loading the base model"):
         if tiny:
             from fl_node.data import sample_examples
 
@@ -128,7 +129,7 @@ def demo_command(
             loaded = load_base_model(ModelConfig(source=str(folder)))
         else:
             loaded = load_base_model(ModelConfig(source=model))
-    console.print(
+    say.print(
         f"demo: {nodes} nodes + {malicious} malicious, {rounds} rounds, {loaded.model_id} on "
         f"{chain.network.name}, storage {store!r}"
     )
@@ -139,13 +140,13 @@ def demo_command(
         TextColumn("{task.completed}/{task.total}"),
         TextColumn("loss {task.fields[loss]}"),
         TimeElapsedColumn(),
-        console=console,
+        console=say,
     ) as bar:
         jobs: dict[tuple[int, int], Any] = {}
 
         def progress(event: str, fields: dict[str, Any]) -> None:
             if event == "stage":
-                console.print(f"[dim]{fields['text']}[/]")
+                say.print(f"[dim]{fields['text']}[/]")
             elif event == "train":
                 key = (fields["round"], fields["node"])
                 if key not in jobs:
@@ -156,7 +157,7 @@ def demo_command(
             elif event == "round":
                 reasons = ", ".join(f"{k} x{v}" for k, v in fields["rejected"].items()) or "none"
                 loss = fields["global_eval_loss"]
-                console.print(
+                say.print(
                     f"[bold]round {fields['round']}[/] finalized: "
                     f"{fields['accepted']}/{fields['submitted']} accepted, "
                     f"rejected: {reasons}; validation loss "
@@ -239,14 +240,12 @@ def demo_command(
     failed = [c for c in result.audit if not c["ok"]]
     if failed:
         for c in failed:
-            console.print(
-                f"[red]audit failed[/] round {c.get('round')}: {c['name']}: {c['detail']}"
-            )
+            say.print(f"[red]audit failed[/] round {c.get('round')}: {c['name']}: {c['detail']}")
     else:
-        console.print(
+        say.print(
             f"[green]audit passed[/]: {len(result.audit)} checks over {len(result.rounds)} rounds"
         )
-    console.print(
+    say.print(
         f"task {result.task_id} on {result.network} (ledger {result.ledger}); "
         f"reports and summary in {out_dir} ({result.seconds:.0f} s)"
     )

@@ -462,3 +462,41 @@ def test_commitments_follow_the_commit_order_and_unrevealed_nodes_are_named(
     assert runner2._unrevealed(round2) == [c.address]
     with pytest.raises(ChainError, match="counts 2 reveals but 1"):
         runner2._commitments(round2, 2)
+
+
+def test_a_copy_of_an_earlier_rounds_update_and_a_resubmitted_global_adapter_earn_nothing(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=4)
+    runner = world.runner()
+    nodes = embedded.nodes
+    round_one = runner.open()
+    first = [world.honest(i) for i in range(4)]
+    for node, tensors in zip(nodes[:4], first, strict=True):
+        world.submit(round_one, node, tensors)
+    one = runner.finalize(round_one)
+    assert [s.verdict for s in one.report.submissions] == ["accepted"] * 4
+    global_one = parse_global_adapter(world.store.get_bytes(one.report.global_cid)).tensors
+
+    round_two = runner.open()
+    world.submit(round_two, nodes[0], world.honest(10))
+    world.submit(round_two, nodes[1], world.honest(11))
+    # node 2 sends node 0's round-1 update again with other bytes (A x 4, B / 4)
+    stale = {k: v * 4 if "lora_A" in k else v / 4 for k, v in first[0].items()}
+    world.submit(round_two, nodes[2], stale)
+    # node 3 sends the round's start adapter (round 1's global) back
+    world.submit(round_two, nodes[3], dict(global_one))
+    two = runner.finalize(round_two)
+
+    verdicts = {s.node: s for s in two.report.submissions}
+    assert verdicts[nodes[2].address].reason == "copied_update"
+    assert f"of {nodes[0].address} in round 1" in (verdicts[nodes[2].address].detail or "")
+    assert verdicts[nodes[3].address].reason == "free_rider"
+    paid = {line.node for line in two.report.rewards.lines}
+    assert paid == {nodes[0].address, nodes[1].address}
+    # the copier is slashed with the report as evidence; the free rider only earns nothing
+    assert [(s.node, s.reason) for s in two.report.slashes] == [(nodes[2].address, "copied_update")]
+    from aggregator.audit import Auditor
+
+    checks = Auditor(embedded.ledger, History(embedded.ledger), world.store).verify(world.task_id)
+    assert [c for c in checks if not c.ok] == []

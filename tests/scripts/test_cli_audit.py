@@ -238,10 +238,9 @@ def test_audit_verify_passes_on_rounds_the_aggregator_cli_ran_and_fails_on_a_cor
     blob.write_bytes(blob.read_bytes()[:-8] + b"tampered")
     failed = audit("verify", str(task_id), "--network", network, "--ipfs", ipfs, env=env)
     assert failed.returncode == 1, failed.stdout + failed.stderr
-    assert (
-        f"FAIL round 1 updates: {nodes[0].address}: the accepted update {cids[0]} fails "
-        "verification (unavailable)" in failed.stdout
-    )
+    assert f"FAIL round 1 updates: {nodes[0].address}: re-derived unavailable" in failed.stdout
+    assert f"cannot fetch {cids[0]}" in failed.stdout
+    assert "the report says accepted" in failed.stdout
     assert "round 2" not in failed.stdout.split("FAIL", 1)[1]
     missing = audit("verify", str(task_id), "9", "--network", network, "--ipfs", ipfs, env=env)
     assert (

@@ -118,3 +118,51 @@ def test_demo_on_ganache_and_ipfs_is_audited_by_a_second_process(
     )
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert "true" in audit.stdout.lower()
+
+
+@pytest.mark.slow
+def test_demo_attacks_print_what_each_attack_earned_and_lost_as_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LORALEDGER_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(
+        build_command(),
+        [
+            "demo",
+            "--tiny",
+            "--nodes",
+            "2",
+            "--rounds",
+            "1",
+            "--steps",
+            "2",
+            "--attack",
+            "zero,copy",
+            "--json",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        catch_exceptions=False,
+        standalone_mode=False,
+    )
+
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    rows = {row["attack"]: row for row in body["attacks"]}
+    assert set(rows) == {"zero", "copy"}
+    assert rows["zero"]["earned"] == rows["copy"]["earned"] == "0"
+    assert int(rows["copy"]["slashed"]) > 0 and rows["zero"]["slashed"] == "0"
+    assert int(rows["zero"]["honest_earned"]) > 0 and body["audit_ok"] is True
+
+
+def test_demo_refuses_an_unknown_attack_before_doing_anything(tmp_path: Path) -> None:
+    from loraledger.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown attacks \['bribe'\]") as info:
+        CliRunner().invoke(
+            build_command(),
+            ["demo", "--tiny", "--attack", "bribe", "--out", str(tmp_path)],
+            catch_exceptions=False,
+            standalone_mode=False,
+        )
+    assert "inflate" in (info.value.hint or "")
