@@ -176,7 +176,8 @@ def test_the_dashboard_shows_the_round_history_live_in_a_browser(
         row = driver.find_element(By.CSS_SELECTOR, f"{section} [data-round='1']")
         assert row.find_element(By.CLASS_NAME, "accepted-count").text == "4"
         assert row.find_element(By.CLASS_NAME, "rejected-count").text == "1"
-        assert "norm_outlier x1" in row.find_element(By.CLASS_NAME, "reasons").text
+        # the boosted update: its validation loss is checked before the norm screening
+        assert "validation_worse x1" in row.find_element(By.CLASS_NAME, "reasons").text
         node_row = driver.find_element(
             By.CSS_SELECTOR, f"{section} [data-node='{chain_env.nodes[3].address}']"
         )

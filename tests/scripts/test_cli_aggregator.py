@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from chain import local
 from chain.deployments import load_deployment
-from chain.network import connect
+from chain.network import connect, dev_account
 from fl_node.data import sample_examples, write_jsonl
 from fl_node.model import ModelConfig, create_tiny_model, load_base_model
 from ipfs import KuboStore
@@ -152,6 +152,8 @@ def test_aggregator_run_finalizes_rounds_that_nodes_train_and_claim(
                     "--max-length",
                     "64",
                 )
+            for node in nodes:  # every node committed: the round is revealing
+                invoke("node", "reveal", *node)
         output, _ = aggregator.communicate(timeout=240)
     finally:
         aggregator.kill()
@@ -161,14 +163,24 @@ def test_aggregator_run_finalizes_rounds_that_nodes_train_and_claim(
     status = json.loads(
         invoke("aggregator", "status", "--task", "1", "--network", network, "--json")
     )
-    assert [(r["finalized"], r["accepted"], r["rejected"]) for r in status["rounds"]] == [
-        (True, 2, 0)
-    ] * 2
     store = KuboStore(kubo_config(ipfs))
+    reasons = [
+        [s.reason for s in RoundReport.from_bytes(store.get_bytes(r["report_cid"])).submissions]
+        for r in status["rounds"]
+    ]
+    assert [(r["finalized"], r["accepted"] + r["rejected"]) for r in status["rounds"]] == [
+        (True, 2)
+    ] * 2
+    # paid by contribution on the validation data: an update that adds nothing there (two
+    # steps on one topic) is left out, never for any other reason
+    assert status["rounds"][0]["accepted"] >= 1
+    assert {r for round_reasons in reasons for r in round_reasons} <= {None, "no_contribution"}
     report = RoundReport.from_bytes(store.get_bytes(status["rounds"][1]["report_cid"]))
     assert report.strategy == "flexlora" and report.params["validation"] is True
     assert {"start_eval_loss", "global_eval_loss", "nodes_eval_loss"} <= report.metrics.keys()
-    assert all(s.eval_loss is not None and s.quality >= 1.0 for s in report.submissions)
+    assert report.params["reward_rule"] == "contribution"
+    assert all(s.eval_loss is not None and s.score is not None for s in report.submissions)
+    assert all(s.score > 0 for s in report.submissions if s.verdict == "accepted")
 
     # the published global adapter is a folder peft loads as is
     from peft import PeftModel
@@ -179,9 +191,18 @@ def test_aggregator_run_finalizes_rounds_that_nodes_train_and_claim(
     peft_model = PeftModel.from_pretrained(model.model, str(folder))
     assert peft_model.peft_config["default"].r == 4
 
-    for node in nodes:
+    paid = [
+        {
+            line.node
+            for line in RoundReport.from_bytes(store.get_bytes(r["report_cid"])).rewards.lines
+        }
+        for r in status["rounds"]
+    ]
+    for i, node in enumerate(nodes):
         out = invoke("node", "claim", *node)
-        assert "round 1: claimed" in out and "round 2: claimed" in out
+        address = dev_account(chain.network, i + 2).address
+        for round_, lines in enumerate(paid, start=1):  # a claim for every round that pays it
+            assert (f"round {round_}: claimed" in out) == (address in lines), out
     again = invoke(
         "aggregator",
         "finalize",
