@@ -149,6 +149,7 @@ class RoundRunner:
                 "(dev:1 on local chains)",
             )
         self._base_model_hash = task.base_model_hash
+        self._rule()  # a rule that cannot run (contribution without validation data) fails now
 
     # ------------------------------------------------------------------ open and wait
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from eth_account.signers.local import LocalAccount
@@ -71,23 +71,14 @@ AttackName = Literal[
     "replay",
     "mismatch",
 ]
-ATTACKS: tuple[AttackName, ...] = (
-    "inflate",
-    "zero",
-    "noise",
-    "sybil",
-    "copy",
-    "frontrun",
-    "malformed",
-)
+ALL_ATTACKS: tuple[AttackName, ...] = get_args(AttackName)
+"""Every attack: on the pool (:data:`ATTACKS`) and on the model and the protocol
+(:data:`DEFAULT_ATTACKS`: ``poison``, huge random weights; ``replay``, a victim's update of an
+earlier round, re-signed; ``mismatch``, a reveal whose bytes are not the committed ones)."""
+ATTACKS: tuple[AttackName, ...] = ALL_ATTACKS[:7]
 """The attacks on the pool (the incentives experiment runs each)."""
-ALL_ATTACKS: tuple[AttackName, ...] = (*ATTACKS, "poison", "replay", "mismatch")
-"""Also the attacks on the model and the protocol: ``poison`` (huge random weights),
-``replay`` (a victim's update of an earlier round, re-signed), ``mismatch`` (a reveal whose
-bytes are not the committed ones)."""
-DEFAULT_ATTACKS: tuple[AttackName, ...] = ("poison", "replay", "mismatch")
+DEFAULT_ATTACKS: tuple[AttackName, ...] = ALL_ATTACKS[7:]
 NEEDS_DATA: frozenset[str] = frozenset({"inflate"})  # attackers that train on a shard
-NEEDS_VICTIM: frozenset[str] = frozenset({"copy", "frontrun"})
 SYBIL_NORM = 0.01
 NESTING = 100_000
 

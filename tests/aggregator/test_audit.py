@@ -545,7 +545,7 @@ def test_contribution_rewards_pass_the_audit_and_a_forged_score_fails_it(
     def runner_with_validation(*args: Any, **kwargs: Any) -> RoundRunner:
         return world_runner(*args, **{"evaluator": evaluator, **kwargs})
 
-    world.runner = runner_with_validation  # type: ignore[method-assign]
+    world.runner = runner_with_validation
     forge(world, round_, inflate_a_score)
     failed = failures(auditor(world).verify(world.task_id))
 

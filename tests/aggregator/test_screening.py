@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -123,7 +124,9 @@ def test_an_earlier_global_adapter_resubmitted_is_a_free_rider() -> None:
     ],
     ids=["rescaled", "permuted", "noise", "float16"],
 )
-def test_a_copy_with_other_bytes_is_caught_and_the_earlier_one_keeps_its_verdict(disguise):  # type: ignore[no-untyped-def]
+def test_a_copy_with_other_bytes_is_caught_and_the_earlier_one_keeps_its_verdict(
+    disguise: Callable[[Change], Change],
+) -> None:
     original = change(5)
     step = change_norm(original)
     # the copier has the LOWER address but committed LATER: order decides, not the address

@@ -53,7 +53,7 @@ def run(chain: Chain, model: LoadedModel, tmp: Path, attacks: str, **extra: obje
         steps=3,
         strategy="fedavg",
         **TINY,
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
     store = open_store(f"embedded:{tmp / 'store'}")
     return run_demo(chain, store, model, config, tmp / "out")
@@ -141,7 +141,7 @@ def test_an_inflated_count_earns_no_more_than_the_true_count(
     results = {}
     for rule in ("new", "old"):
         for attack in ("clean+1", "inflate"):
-            demo = demo_config(config, rule, attack)  # type: ignore[arg-type]
+            demo = demo_config(config, rule, attack)
             result = run_demo(chain, store, tiny_model, demo, tmp_path / f"{rule}-{attack}")
             results[(rule, attack)] = outcome(rule, attack, demo, result)
 
