@@ -500,3 +500,14 @@ def test_a_copy_of_an_earlier_rounds_update_and_a_resubmitted_global_adapter_ear
 
     checks = Auditor(embedded.ledger, History(embedded.ledger), world.store).verify(world.task_id)
     assert [c for c in checks if not c.ok] == []
+
+
+def test_the_contribution_rule_without_validation_data_is_refused_before_any_round(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    from loraledger.errors import ConfigError
+
+    world = make_world(embedded, tmp_path, nodes=2)
+    with pytest.raises(ConfigError, match="scores updates on the aggregator's validation data"):
+        world.runner(RoundSettings(reward_rule="contribution"))
+    assert embedded.ledger.task(world.task_id).rounds_opened == 0
