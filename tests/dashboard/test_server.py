@@ -178,11 +178,19 @@ def test_the_dashboard_shows_the_round_history_live_in_a_browser(
         assert row.find_element(By.CLASS_NAME, "rejected-count").text == "1"
         # the boosted update: its validation loss is checked before the norm screening
         assert "validation_worse x1" in row.find_element(By.CLASS_NAME, "reasons").text
+        assert row.find_element(By.CLASS_NAME, "reward-rule").text == "contribution"
         node_row = driver.find_element(
             By.CSS_SELECTOR, f"{section} [data-node='{chain_env.nodes[3].address}']"
         )
         assert node_row.find_element(By.CLASS_NAME, "reward").text == tokens(line.amount)
         assert node_row.find_element(By.CLASS_NAME, "claimed").text == tokens(line.amount)
+        scores = [
+            cell.get_attribute("textContent")
+            for cell in driver.find_elements(
+                By.CSS_SELECTOR, f"[data-testid='submissions-{tid}-1'] td.score"
+            )
+        ]
+        assert len(scores) == 5 and sum(1 for x in scores if x != "-") == 4  # the 4 scored
         points = driver.find_elements(By.CSS_SELECTOR, f"#loss-plot-{tid} circle.point")
         assert len(points) == 2  # round 1: global and the nodes' own eval loss (one point each)
 
