@@ -128,22 +128,9 @@ class LedgerStrategy(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         log = self.rounds[-1]
-        for message in replies:
-            if message.has_error():
-                log.errors[message.metadata.src_node_id] = short_reason(message.error.reason)
-                logger.warning(
-                    "round %s: node %s replied with an error: %s",
-                    log.round,
-                    message.metadata.src_node_id,
-                    log.errors[message.metadata.src_node_id],
-                )
-                continue
-            try:
-                log.replies.append(TrainReply.from_record(message.content))
-            except LoRALedgerError as exc:  # a malformed reply counts for nothing
-                log.errors[message.metadata.src_node_id] = str(exc)
-            else:
-                log.committed.append(message.metadata.src_node_id)
+        for source, reply in _read_replies(log, replies, "replied with an error"):
+            log.replies.append(reply)
+            log.committed.append(source)
         waited = time.perf_counter()
         if not self.wait_for_reveals(log.round):
             raise ChainError(
@@ -191,20 +178,8 @@ class LedgerStrategy(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         log = self.rounds[-1]
-        for message in replies:
-            if message.has_error():
-                log.errors[message.metadata.src_node_id] = short_reason(message.error.reason)
-                logger.warning(
-                    "round %s: node %s could not reveal: %s",
-                    log.round,
-                    message.metadata.src_node_id,
-                    log.errors[message.metadata.src_node_id],
-                )
-                continue
-            try:
-                log.revealed.append(TrainReply.from_record(message.content))
-            except LoRALedgerError as exc:
-                log.errors[message.metadata.src_node_id] = str(exc)
+        for _, reply in _read_replies(log, replies, "could not reveal"):
+            log.revealed.append(reply)
         waited = time.perf_counter()
         if not self.wait_until_ready(log.round):
             raise ChainError(f"round {log.round} was not ready within {self.window_timeout} s")
@@ -295,3 +270,24 @@ def join_nodes(
         )
     logger.info("%s nodes joined task %s", len(members), instruction.task_id)
     return members
+
+
+def _read_replies(
+    log: RoundLog, replies: Iterable[Message], failed: str
+) -> list[tuple[int, TrainReply]]:
+    """The well-formed replies as ``(source node id, reply)``; an error reply or a malformed
+    one counts for nothing and is recorded in ``log.errors`` (``failed`` says what it means)."""
+    read = []
+    for message in replies:
+        source = message.metadata.src_node_id
+        if message.has_error():
+            log.errors[source] = short_reason(message.error.reason)
+            logger.warning(
+                "round %s: node %s %s: %s", log.round, source, failed, log.errors[source]
+            )
+            continue
+        try:
+            read.append((source, TrainReply.from_record(message.content)))
+        except LoRALedgerError as exc:  # a malformed reply counts for nothing
+            log.errors[source] = str(exc)
+    return read
