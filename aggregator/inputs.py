@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from aggregator.screening import Candidate, Change
@@ -20,7 +21,7 @@ from aggregator.verify import Prior
 from chain.events import History
 from ipfs import ContentStore
 from loraledger.errors import StorageError, UpdateRejected
-from loraledger.report import RoundReport, fetch_report
+from loraledger.report import RoundReport, ScoreSheet, fetch_report, fetch_sheet
 from loraledger.update import (
     DEFAULT_MAX_BYTES,
     Expected,
@@ -29,7 +30,14 @@ from loraledger.update import (
     parse_update,
 )
 
-__all__ = ["load_prior", "load_server_state", "load_start_adapter", "previous_reports"]
+__all__ = [
+    "PostedSheet",
+    "load_prior",
+    "load_server_state",
+    "load_sheets",
+    "load_start_adapter",
+    "previous_reports",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +82,69 @@ def previous_reports(
                 "start the IPFS node that holds them",
             ) from None
     return sorted(reports, key=lambda r: r.round)
+
+
+@dataclass(frozen=True)
+class PostedSheet:
+    """A validator's score sheet as posted on chain for a round: its bit in the round's
+    ``scoresBitmap`` (the validator's index in the task), and the sheet when it could be read
+    (``problem`` says why not: a sheet that cannot be read counts as an empty one, so a
+    validator that withholds or garbles its sheet only loses its own say and pay)."""
+
+    index: int
+    validator: str
+    cid: str
+    digest: bytes
+    sheet: ScoreSheet | None
+    problem: str | None = None
+
+    def counted(self, task_id: int, round_: int) -> ScoreSheet:
+        """The sheet as the consensus counts it: an empty one when it could not be read."""
+        if self.sheet is not None:
+            return self.sheet
+        return ScoreSheet(
+            task_id=task_id, round=round_, validator=self.validator, rule="", entries=()
+        )
+
+
+def load_sheets(
+    history: History,
+    store: ContentStore,
+    task_id: int,
+    round_: int,
+    validators: Sequence[str],
+    *,
+    bitmap: int | None = None,
+) -> list[PostedSheet]:
+    """The score sheets posted for ``round_`` (those whose bit is in ``bitmap`` when given), in
+    the task's validator order, each fetched, checked against the digest posted on chain and
+    against the round and validator it claims. The one way the aggregator, validators and
+    audits read sheets."""
+    index = {v.lower(): i for i, v in enumerate(validators)}
+    posted: dict[int, PostedSheet] = {}
+    for event in history.scores(task_id, round_):
+        i = index.get(event.validator.lower())
+        if i is None or i in posted or (bitmap is not None and not bitmap >> i & 1):
+            continue
+        sheet: ScoreSheet | None = None
+        problem: str | None = None
+        try:
+            sheet = fetch_sheet(store, event.cid, event.digest)
+        except (StorageError, UpdateRejected) as exc:
+            problem = f"the sheet {event.cid} cannot be read: {exc}"
+        if sheet is not None and (
+            (sheet.task_id, sheet.round) != (task_id, round_)
+            or sheet.validator.lower() != event.validator.lower()
+        ):
+            problem = (
+                f"the sheet {event.cid} is for task {sheet.task_id} round {sheet.round} by "
+                f"{sheet.validator}"
+            )
+            sheet = None
+        if problem is not None:
+            logger.warning("round %s: %s; it counts as an empty sheet", round_, problem)
+        posted[i] = PostedSheet(i, event.validator, event.cid, event.digest, sheet, problem)
+    return [posted[i] for i in sorted(posted)]
 
 
 def load_server_state(

@@ -23,15 +23,17 @@ node claims with nothing but the report.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from aggregator.consensus import RULE as VALIDATORS_RULE
+from aggregator.consensus import split_round_pool, validator_amounts
 from aggregator.contribution import RULE as CONTRIBUTION_RULE
 from aggregator.screening import capped_examples
-from chain.merkle import RewardEntry, RewardTree
+from chain.merkle import RewardEntry, RewardTree, SlashEntry, SlashTree
 from loraledger.errors import ConfigError
-from loraledger.report import RewardLine, RewardTable
+from loraledger.report import RewardLine, RewardTable, RoundReport
 
 RewardRule = Literal["contribution", "examples", "claimed"]
 REWARD_RULES: tuple[RewardRule, ...] = ("contribution", "examples", "claimed")
@@ -54,6 +56,7 @@ RULE = RULES["claimed"]
 QUALITY_SCALE = 1_000_000
 SCORE_SCALE = 10**12
 ZERO_ROOT = "00" * 32
+ZERO_DIGEST = b"\x00" * 32
 
 
 @dataclass(frozen=True)
@@ -106,12 +109,42 @@ def split_pool(pool: int, shares: Sequence[Share], rule: RewardRule = "claimed")
     return {node: amount for node, amount in amounts.items() if amount > 0}
 
 
-def reward_table(
-    task_id: int, round_: int, pool: int, shares: Sequence[Share], rule: RewardRule = "claimed"
-) -> RewardTable:
-    """The round's reward table with each line's Merkle proof (root zero when nobody is paid)."""
+def round_amounts(
+    pool: int,
+    shares: Sequence[Share],
+    rule: RewardRule = "claimed",
+    *,
+    share_bps: int = 0,
+    agreement: Mapping[str, float] | None = None,
+) -> dict[str, int]:
+    """Every account's amount in a round: the nodes' under ``rule`` and, when the round has
+    validators (``agreement``, :mod:`aggregator.consensus`), theirs: ``share_bps`` of ``pool``
+    split by agreement, the nodes sharing the rest. An account that is both gets the sum."""
+    validators_pool = 0
+    if agreement is not None:
+        pool, validators_pool = split_round_pool(pool, share_bps, bool(shares))
     amounts = split_pool(pool, shares, rule)
-    text = RULES[rule]
+    by_key = {node.lower(): node for node in amounts}
+    for validator, amount in validator_amounts(validators_pool, agreement or {}).items():
+        node = by_key.setdefault(validator.lower(), validator)
+        amounts[node] = amounts.get(node, 0) + amount
+    return amounts
+
+
+def reward_table(
+    task_id: int,
+    round_: int,
+    pool: int,
+    shares: Sequence[Share],
+    rule: RewardRule = "claimed",
+    *,
+    share_bps: int = 0,
+    agreement: Mapping[str, float] | None = None,
+) -> RewardTable:
+    """The round's reward table with each line's Merkle proof (root zero when nobody is paid);
+    ``agreement`` and ``share_bps`` add the validators' pay (:func:`round_amounts`)."""
+    amounts = round_amounts(pool, shares, rule, share_bps=share_bps, agreement=agreement)
+    text = RULES[rule] if agreement is None else f"{RULES[rule]}; {VALIDATORS_RULE}"
     if not amounts:
         return RewardTable(rule=text, pool=pool, total=0, root=ZERO_ROOT, lines=())
     tree = RewardTree(
@@ -126,3 +159,16 @@ def reward_table(
         for entry in sorted(tree.entries, key=lambda e: e.node.lower())
     )
     return RewardTable(rule=text, pool=pool, total=tree.total, root=tree.root.hex(), lines=lines)
+
+
+def slash_entries(report: RoundReport, report_cid: str) -> list[SlashEntry]:
+    """The slashes ``report`` names, in its order, each with the report's CID as the evidence:
+    the leaves of the round's slash root, executed on chain once the round settles."""
+    return [SlashEntry(s.node, s.amount, s.code, report_cid) for s in report.slashes]
+
+
+def slash_root(task_id: int, round_: int, report: RoundReport, report_cid: str) -> bytes:
+    """The slash root of a round's result (zero when the report names no slash)."""
+    if not report.slashes:
+        return ZERO_DIGEST
+    return SlashTree(task_id, round_, slash_entries(report, report_cid)).root

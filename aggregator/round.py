@@ -1,28 +1,34 @@
-"""The aggregator's round loop: open, wait, verify, aggregate, publish, reward, finalize.
+"""The round loop: open, wait, collect score sheets, verify, aggregate, publish, propose,
+see the validators' quorum sign, settle and slash.
 
 State lives on chain and in content-addressed storage; the local folder only caches. Steps
 of one round (each named by a :data:`STEPS` checkpoint, where tests inject crashes):
 
-1. ``opened``: the round is open on chain (``openRound``), started from the task's
-   current global adapter;
-2. nodes commit (hidden) until the window closes or every joined node has committed, then
+1. ``opened``: the task's aggregator opens the round on chain (``openRound``), started from
+   the task's current global adapter;
+2. nodes commit (hidden) until the window closes or every eligible node has committed, then
    reveal until every commitment is revealed or the reveal window closes;
-3. ``collected``: the revealed updates are read from the ``UpdateRevealed`` events, ordered by
+3. the task's validators each score the revealed updates on their own private held-out data
+   and post the sheet (``postScores``, :mod:`aggregator.validator`);
+4. ``collected``: the revealed updates are read from the ``UpdateRevealed`` events, ordered by
    their ``UpdateCommitted`` events and cross-checked against contract storage;
-4. ``verified``: every update is fetched and verified (:mod:`aggregator.verify`);
-5. ``aggregated``: the accepted ones are combined (:mod:`aggregator.combine`);
-6. ``published``: the new global adapter, the optimizer state and the round report
-   (verdicts, weights, metrics, rewards with Merkle proofs) are pinned;
-7. ``journaled``: what is about to be finalized is written to the journal;
-8. ``finalized``: ``finalizeRound`` posts the global CID/digest, the report CID, the counts
-   and the reward root.
+5. ``verified``: every update is fetched and put through the checks that need no held-out data
+   (:mod:`aggregator.verify`); the sheets' median decides the rest (:mod:`aggregator.consensus`);
+6. ``aggregated``: the accepted ones are combined (:mod:`aggregator.combine`);
+7. ``published``: the new global adapter, the optimizer state and the round report
+   (verdicts, weights, metrics, the validators' sheets and pay, rewards with Merkle proofs)
+   are pinned;
+8. ``journaled``: what is about to be proposed is written to the journal;
+9. ``proposed``: ``proposeResult`` posts the result; validators review it (the audit's own
+   checks) and sign it (EIP-712, ``attest``);
+10. ``finalized``: the quorum's signatures finalized it; after the challenge window it is
+    settled, and the slashes it names are executed.
 
 Killed anywhere and restarted, :meth:`RoundRunner.finalize` finds the round finalized (and
-moves on) or not (and finalizes it once, from the journal when its commitments are
-unchanged, else by recomputing): the contract accepts one finalization per round, and
+moves on) or not (and proposes it, from the journal when its reveals and sheets are
+unchanged, else by recomputing): the contract finalizes one result per round, and
 ``accepted + rejected`` must equal the reveals it counted, so no update is dropped or counted
-twice. Should the count disagree (the collected events lagged behind the chain), the round is
-collected again. Commitments never revealed are not counted and earn nothing.
+twice. Commitments never revealed are not counted, earn nothing and are slashed.
 """
 
 from __future__ import annotations
@@ -34,44 +40,85 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import Field, InstanceOf
 
 from aggregator.client_update import ClientUpdate
 from aggregator.combine import Combined, StrategyConfig, combine
+from aggregator.consensus import Consensus, decide, split_round_pool, validator_amounts
 from aggregator.contribution import Scored, score_updates
 from aggregator.device import Compute
 from aggregator.errors import REASON_NO_CONTRIBUTION, REASON_UNREVEALED, SLASH_CODES
-from aggregator.inputs import load_prior, load_server_state, load_start_adapter, previous_reports
+from aggregator.inputs import (
+    PostedSheet,
+    load_prior,
+    load_server_state,
+    load_sheets,
+    load_start_adapter,
+    previous_reports,
+)
 from aggregator.reproduce import compute_params
-from aggregator.rewards import RewardRule, Share, quality_factor, reward_table
+from aggregator.rewards import (
+    RewardRule,
+    Share,
+    quality_factor,
+    reward_table,
+    slash_entries,
+    slash_root,
+)
 from aggregator.screening import capped_examples
 from aggregator.server_opt import ServerState, save_state
 from aggregator.verify import (
     Checked,
     Commitment,
     Evaluator,
+    Prior,
     Verification,
     VerifyPolicy,
+    apply_consensus,
+    structural_policy,
     verify_round,
 )
 from chain import errors
-from chain.bindings import Finalization, Ledger, base_model_hash
+from chain.bindings import Finalization, Round, Task, base_model_hash
+from chain.events import RoundFinalized
+from chain.merkle import SlashTree
 from chain.round_state import RoundState
 from chain.session import Session
 from loraledger.errors import ChainError, ConfigError, LoRALedgerError
 from loraledger.paths import write_json_atomic
-from loraledger.report import RoundReport, Slash, SubmissionVerdict, fetch_report
+from loraledger.report import (
+    RoundReport,
+    ScoreSheet,
+    SheetEntry,
+    Slash,
+    SubmissionVerdict,
+    ValidatorLine,
+    fetch_report,
+)
 from loraledger.settings import Settings
 from loraledger.update import GlobalAdapter, pack_next_global, sha256_hex
 from loraledger.versions import software_versions
 
+if TYPE_CHECKING:
+    from aggregator.validator import Validator
+
 logger = logging.getLogger(__name__)
 
-STEPS = ("opened", "collected", "verified", "aggregated", "published", "journaled", "finalized")
+STEPS = (
+    "opened",
+    "collected",
+    "verified",
+    "aggregated",
+    "published",
+    "journaled",
+    "proposed",
+    "finalized",
+)
 _COUNT_RETRIES = 3
+_DECIDED = (RoundState.FINALIZED, RoundState.SETTLED, RoundState.ABANDONED)
 
 
 class RoundSettings(Settings):
@@ -121,6 +168,23 @@ class RoundNotReady(ChainError):
     """The round's window is still open and not every joined node has submitted."""
 
 
+class QuorumNotReached(ChainError):
+    """The round's result did not gather the signatures of the task's quorum of validators."""
+
+
+@dataclass(frozen=True)
+class RoundInputs:
+    """A round's public inputs (:meth:`RoundRunner.inputs`)."""
+
+    round: int
+    start_cid: str
+    start: GlobalAdapter
+    commitments: tuple[Commitment, ...]
+    previous: tuple[RoundReport, ...]
+    seen: dict[str, str]
+    prior: Prior
+
+
 class RoundRunner:
     """Runs the rounds of one task. ``checkpoint(step)`` is called after each step."""
 
@@ -130,26 +194,35 @@ class RoundRunner:
         task_id: int,
         settings: RoundSettings | None = None,
         *,
-        evaluator: Evaluator | None = None,
+        validators: Sequence[Validator] = (),
         checkpoint: Callable[[str], None] | None = None,
+        sheet_timeout: float = 60.0,
+        quorum_timeout: float | None = 600.0,
     ) -> None:
         self.session = session
         self.task_id = task_id
         self.settings = settings or RoundSettings()
         # one compute for every round, recorded in each report (params.compute) for re-runs
         self.compute = self.settings.compute or Compute()
-        self.evaluator = evaluator
         self._checkpoint = checkpoint or (lambda step: None)
-        task = session.ledger.task(task_id)  # raises LedgerUnknownTask for a wrong id
-        if not session.ledger.has_role(Ledger.AGGREGATOR_ROLE, session.signer.address):
+        self.sheet_timeout = sheet_timeout
+        self.quorum_timeout = quorum_timeout
+        ledger = session.ledger
+        task = ledger.task(task_id)  # raises LedgerUnknownTask for a wrong id
+        self.task = task
+        self._validators = ledger.validators(task_id)
+        me = session.signer.address.lower()
+        self.is_aggregator = task.aggregator.lower() == me
+        if not self.is_aggregator and me not in {v.lower() for v in self._validators}:
             raise ChainError(
-                f"{session.signer.address} does not hold AGGREGATOR_ROLE on "
-                f"{session.ledger.address}",
-                hint="run the aggregator with the account the deployment named "
-                "(dev:1 on local chains)",
+                f"{session.signer.address} is neither the aggregator nor a validator of task "
+                f"{task_id} (aggregator {task.aggregator})",
+                hint=f"run with the account the task names (`loraledger task show {task_id}`)",
             )
         self._base_model_hash = task.base_model_hash
-        self._rule()  # a rule that cannot run (contribution without validation data) fails now
+        # validators run in this process (each with its own account and held-out data); the
+        # others run `loraledger validator run` and act through the chain
+        self.validators = list(validators)
 
     # ------------------------------------------------------------------ open and wait
 
@@ -167,10 +240,10 @@ class RoundRunner:
         return round_
 
     def ready(self, round_: int) -> bool:
-        """Whether ``round_`` can be finalized now (``CLOSED``: the commit phase is over and every
-        commitment is revealed or the reveal window is over) or already is (``FINALIZED``)."""
+        """Whether ``round_`` can be proposed now (``CLOSED``: the commit phase is over and every
+        commitment is revealed or the reveal window is over) or already is finalized."""
         state = self.session.ledger.round_state(self.task_id, round_)
-        return state in (RoundState.CLOSED, RoundState.FINALIZED)
+        return state in (RoundState.CLOSED, RoundState.FINALIZED, RoundState.SETTLED)
 
     def wait(
         self,
@@ -179,12 +252,15 @@ class RoundRunner:
         poll_seconds: float = 2.0,
         timeout: float | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        until: Callable[[], bool] | None = None,
     ) -> bool:
-        """Poll until ``round_`` is ready; ``False`` on timeout or stop. On a local dev chain an
-        empty block is mined each poll, so that its clock (and the windows) move on."""
+        """Poll until ``round_`` is ready (or ``until()`` holds); ``False`` on timeout or stop.
+        On a local dev chain an empty block is mined each poll, so that its clock (and the
+        windows) move on."""
         began = time.monotonic()
         chain = self.session.ledger.chain
-        while not self.ready(round_):
+        done = until or (lambda: self.ready(round_))
+        while not done():
             if should_stop() or (timeout is not None and time.monotonic() - began > timeout):
                 return False
             time.sleep(poll_seconds)
@@ -193,30 +269,39 @@ class RoundRunner:
 
     # ------------------------------------------------------------------ finalize
 
-    def finalize(self, round_: int) -> RoundOutcome:
-        """Verify, aggregate, publish and finalize ``round_`` exactly once.
+    def finalize(self, round_: int, *, poll_seconds: float = 1.0) -> RoundOutcome:
+        """Propose ``round_``'s result and see it finalized by the validators' quorum.
 
+        In-process validators post their score sheets first; the result is computed from every
+        sheet posted (waiting up to ``sheet_timeout`` for the quorum's), proposed on chain, and
+        reviewed and signed by the in-process validators; remote ones sign through the chain.
         Returns the outcome also when the round was already finalized (by an earlier run).
         Raises :class:`RoundNotReady` while nodes may still commit (``OPEN``) or reveal
-        (``REVEALING``). The finalization counts the round's reveals; commitments never revealed
-        count for nothing (:meth:`_unrevealed` names them).
+        (``REVEALING``), :class:`QuorumNotReached` when the quorum does not sign in
+        ``quorum_timeout`` seconds. The result counts the round's reveals; commitments never
+        revealed count for nothing (:meth:`_unrevealed` names them).
         """
         ledger = self.session.ledger
         for _ in range(_COUNT_RETRIES):
             state = ledger.round_state(self.task_id, round_)
-            if state is RoundState.FINALIZED:
+            if state in (RoundState.FINALIZED, RoundState.SETTLED):
                 return self._finalized_outcome(round_)
             if state is RoundState.UNOPENED:
                 raise ChainError(
                     f"round {round_} of task {self.task_id} has not been opened",
                     hint=f"see the task's rounds: `loraledger task show {self.task_id}`",
                 )
+            if state is RoundState.ABANDONED:
+                raise ChainError(
+                    f"round {round_} of task {self.task_id} was abandoned: nobody finalized it "
+                    "within its grace period",
+                    hint="open the next round",
+                )
             info = ledger.round(self.task_id, round_)
             if state is RoundState.OPEN:
                 raise RoundNotReady(
                     f"round {round_} of task {self.task_id} takes commitments until chain time "
-                    f"{info.deadline} ({info.commits} of "
-                    f"{ledger.task(self.task_id).active_nodes} nodes committed)",
+                    f"{info.deadline} ({info.commits} of {info.eligible} nodes committed)",
                     hint="wait for the window to close, or use `loraledger aggregator run`",
                 )
             if state is RoundState.REVEALING:
@@ -226,30 +311,61 @@ class RoundRunner:
                     "revealed)",
                     hint="wait for the reveal window to close, or use `loraledger aggregator run`",
                 )
+            for validator in self.validators:
+                validator.post_sheet(round_)
+            self._await_sheets(round_, poll_seconds)
+            info = ledger.round(self.task_id, round_)
             journal = self._read_journal(round_)
             resumed = False
-            if journal is not None and self._journal_usable(journal, info.reveals):
-                report, result, resumed = (
-                    fetch_report(self.session.store, journal["report_cid"]),
-                    _finalization_from(journal),
-                    True,
-                )
-                logger.info("round %s: finalizing from the journal of an interrupted run", round_)
+            if journal is not None and self._journal_usable(journal, info):
+                result, resumed = _finalization_from(journal), True
+                logger.info("round %s: proposing from the journal of an interrupted run", round_)
             else:
-                report, result = self._compute(round_, info.reveals)
+                _, result = self._compute(round_, info.reveals)
             try:
-                receipt = ledger.finalize_round(self.task_id, round_, result, self.session.signer)
-            except errors.LedgerUnexpectedRoundState as exc:
-                if exc.current is RoundState.FINALIZED:  # another run finalized it meanwhile
-                    return self._finalized_outcome(round_)
-                raise
-            except errors.LedgerCountMismatch as exc:
-                # collected from events that lagged behind the reveals: collect again
+                result_hash = self.propose(round_, result)
+            except (errors.LedgerCountMismatch, errors.LedgerScoresMismatch) as exc:
+                # collected from events that lagged behind the chain, or a sheet came in
+                # meanwhile: collect again
                 logger.info("round %s: %s; collecting the round again", round_, exc)
                 self._journal_path(round_).unlink(missing_ok=True)
                 continue
+            except errors.LedgerUnexpectedRoundState as exc:
+                if exc.current in (RoundState.FINALIZED, RoundState.SETTLED):
+                    return self._finalized_outcome(round_)
+                raise
+            self._checkpoint("proposed")
+            for validator in self.validators:
+                validator.attest(round_, result)
+
+            def decided() -> bool:
+                # in-process validators keep working: one that cannot sign this result
+                # proposes the one it derives when its patience runs out
+                for validator in self.validators:
+                    if ledger.round_state(self.task_id, round_) not in _DECIDED:
+                        validator.step(round_)
+                return ledger.round_state(self.task_id, round_) in _DECIDED
+
+            if not self.wait(
+                round_, poll_seconds=poll_seconds, timeout=self.quorum_timeout, until=decided
+            ):
+                proposal = ledger.proposal(self.task_id, round_, result_hash)
+                raise QuorumNotReached(
+                    f"round {round_}: the result {result_hash.hex()[:16]}... has "
+                    f"{proposal.attestations} of the {self.task.quorum} signatures it needs",
+                    hint="start the task's validators (`loraledger validator run`); the round "
+                    "can be proposed again, or abandoned after its grace period",
+                )
+            if ledger.round_state(self.task_id, round_) is RoundState.ABANDONED:
+                raise ChainError(f"round {round_} of task {self.task_id} was abandoned")
             self._checkpoint("finalized")
-            self._slash_logged(round_, report, result.report_cid)
+            for validator in self.validators:
+                validator.hold_to_account(round_)  # conflicting proposals cost their bonds
+            if ledger.round_state(self.task_id, round_) is RoundState.CLOSED:
+                logger.warning("round %s: its result was challenged and voided; again", round_)
+                self._journal_path(round_).unlink(missing_ok=True)
+                continue
+            outcome = self._finalized_outcome(round_)
             logger.info(
                 "round %s finalized: %s accepted, %s rejected, %s paid, global %s",
                 round_,
@@ -258,16 +374,60 @@ class RoundRunner:
                 result.reward_total,
                 result.global_cid,
             )
-            return RoundOutcome(
-                self.task_id,
-                round_,
-                report,
-                result.report_cid,
-                result,
-                int(receipt["gasUsed"]),
-                resumed,
-            )
+            return replace(outcome, resumed=resumed)
         raise ChainError(f"round {round_}: submissions kept arriving while finalizing; try again")
+
+    def propose(self, round_: int, result: Finalization) -> bytes:
+        """Propose ``result`` on chain (once: an identical proposal is not sent again); returns
+        its hash, what validators sign."""
+        ledger = self.session.ledger
+        result_hash = ledger.result_hash(self.task_id, round_, result)
+        if ledger.proposal(self.task_id, round_, result_hash).exists:
+            return result_hash
+        ledger.propose_result(self.task_id, round_, result, self.session.signer)
+        logger.info("round %s: proposed result %s", round_, result_hash.hex()[:16])
+        return result_hash
+
+    def _await_sheets(self, round_: int, poll_seconds: float) -> None:
+        """Wait (up to ``sheet_timeout``) until every validator posted its sheet, or the quorum
+        did and none came in the last poll."""
+        ledger = self.session.ledger
+        everyone = (1 << len(self._validators)) - 1
+
+        def enough() -> bool:
+            bitmap = ledger.round(self.task_id, round_).scores_bitmap
+            return bitmap == everyone or bitmap.bit_count() >= self.task.quorum
+
+        if not self.wait(
+            round_, poll_seconds=poll_seconds, timeout=self.sheet_timeout, until=enough
+        ):
+            logger.warning(
+                "round %s: fewer than %s validators posted score sheets in %ss; proposing with "
+                "those posted",
+                round_,
+                self.task.quorum,
+                self.sheet_timeout,
+            )
+
+    def settle(
+        self, round_: int, *, poll_seconds: float = 1.0, timeout: float | None = None
+    ) -> bool:
+        """Wait for ``round_``'s challenge window to pass (``SETTLED``), then execute the slashes
+        its result names; ``False`` when it did not settle in time (or was voided)."""
+        ledger = self.session.ledger
+        if not self.wait(
+            round_,
+            poll_seconds=poll_seconds,
+            timeout=timeout,
+            until=lambda: ledger.round_state(self.task_id, round_) is not RoundState.FINALIZED,
+        ):
+            return False
+        if ledger.round_state(self.task_id, round_) is not RoundState.SETTLED:
+            return False
+        record = self._record(round_)
+        report = fetch_report(self.session.store, record.report_cid)
+        self._slash_logged(round_, report, record.report_cid)
+        return True
 
     def run(
         self,
@@ -277,7 +437,8 @@ class RoundRunner:
         should_stop: Callable[[], bool] = lambda: False,
         on_round: Callable[[RoundOutcome], None] | None = None,
     ) -> list[RoundOutcome]:
-        """Open, wait for and finalize rounds until the task is complete (or ``max_rounds``)."""
+        """Open, wait for, finalize and settle rounds until the task is complete (or
+        ``max_rounds``)."""
         done: list[RoundOutcome] = []
         while not should_stop() and (max_rounds is None or len(done) < max_rounds):
             round_ = self.open()
@@ -285,17 +446,20 @@ class RoundRunner:
                 break
             if not self.wait(round_, poll_seconds=poll_seconds, should_stop=should_stop):
                 break
-            outcome = self.finalize(round_)
+            outcome = self.finalize(round_, poll_seconds=poll_seconds)
             done.append(outcome)
             if on_round is not None:
                 on_round(outcome)
+            if not self.settle(round_, poll_seconds=poll_seconds):
+                break
         return done
 
     # ------------------------------------------------------------------ the work
 
-    def _compute(self, round_: int, submissions: int) -> tuple[RoundReport, Finalization]:
+    def inputs(self, round_: int, submissions: int) -> RoundInputs:
+        """The round's public inputs: its revealed updates in commitment order, the adapter it
+        started from and what earlier rounds left (replays, free riders, copies)."""
         session, store = self.session, self.session.store
-        began = time.perf_counter()
         info = session.ledger.round(self.task_id, round_)
         commitments = self._commitments(round_, submissions)
         start_cid, start = load_start_adapter(
@@ -310,8 +474,6 @@ class RoundRunner:
                 f"the start adapter {start_cid} names base model {start.metadata.base_model!r}, "
                 f"which is not the task's"
             )
-        self._checkpoint("collected")
-
         previous = previous_reports(session.history, store, self.task_id, round_)
         seen = {
             s.tensor_digest: f"of {s.node} in round {r.round}"
@@ -321,25 +483,33 @@ class RoundRunner:
         }
         policy = self.settings.verify
         prior = load_prior(store, previous, lookback=policy.lookback, max_bytes=policy.max_bytes)
-        workdir = session.state_dir("aggregator", self.task_id) / f"round-{round_}" / "updates"
-        verification = verify_round(
-            store,
-            commitments,
+        return RoundInputs(
+            round_, start_cid, start, tuple(commitments), tuple(previous), seen, prior
+        )
+
+    def _verify(
+        self, inputs: RoundInputs, policy: VerifyPolicy, evaluator: Evaluator | None, label: str
+    ) -> Verification:
+        workdir = (
+            self.session.state_dir("aggregator", self.task_id) / f"round-{inputs.round}" / label
+        )
+        return verify_round(
+            self.session.store,
+            inputs.commitments,
             task_id=self.task_id,
-            round_=round_,
-            start=start,
+            round_=inputs.round,
+            start=inputs.start,
             policy=policy,
             workdir=workdir,
-            seen=seen,
-            evaluator=self.evaluator,
-            prior=prior,
+            seen=inputs.seen,
+            evaluator=evaluator,
+            prior=inputs.prior,
         )
-        verified_at = time.perf_counter()
-        self._checkpoint("verified")
 
-        strategy = self.settings.strategy
-        state_in_cid = previous[-1].params.get("server_state_cid") if previous else None
-        state = self._load_server_state(state_in_cid) if verification.accepted else None
+    def _aggregator_fn(
+        self, inputs: RoundInputs, state: ServerState | None
+    ) -> Callable[[Sequence[ClientUpdate]], Combined]:
+        strategy, start = self.settings.strategy, inputs.start
 
         def aggregate(updates: Sequence[ClientUpdate]) -> Combined:
             return combine(
@@ -351,10 +521,101 @@ class RoundRunner:
                 compute=self.compute,
             )
 
-        rule = self._rule()
+        return aggregate
+
+    def assess(
+        self, inputs: RoundInputs, evaluator: Evaluator | None, rule: RewardRule
+    ) -> ScoreSheet:
+        """A validator's view of the round on its own held-out data (``evaluator``): every
+        check, validation and norm screening against the updates its data says help, and with
+        the contribution rule each accepted update's score (``None``: no held-out data, the
+        verdicts alone). Not published by this method."""
+        verification = self._verify(inputs, self.settings.verify, evaluator, "assess")
         scored: Scored | None = None
-        if rule == "contribution" and verification.accepted:
-            verification, scored = self._score(verification, aggregate, start)
+        if rule == "contribution" and evaluator is not None and verification.accepted:
+            state_in = (
+                inputs.previous[-1].params.get("server_state_cid") if inputs.previous else None
+            )
+            state = self._load_server_state(state_in)
+            verification, scored = self._score(
+                verification, self._aggregator_fn(inputs, state), inputs.start, evaluator
+            )
+        entries = []
+        for item in verification.checked:
+            node = item.commitment.node
+            score = scored.scores.get(node) if scored is not None else None
+            without = scored.without.get(node) if scored is not None else None
+            entries.append(
+                SheetEntry(
+                    node=node,
+                    verdict="accepted" if item.accepted else "rejected",
+                    reason=item.reason,
+                    eval_loss=_finite(item.eval_loss),
+                    loss_without=_finite(without),
+                    score=_finite(score) if item.accepted or score is not None else None,
+                )
+            )
+        return ScoreSheet(
+            task_id=self.task_id,
+            round=inputs.round,
+            validator=self.session.address,
+            rule=rule,
+            start_loss=_finite(verification.start_loss),
+            all_loss=_finite(scored.all_loss) if scored is not None else None,
+            entries=tuple(entries),
+        )
+
+    def sheets(self, round_: int, bitmap: int | None = None) -> list[PostedSheet]:
+        """The score sheets posted for ``round_`` (:func:`aggregator.inputs.load_sheets`)."""
+        return load_sheets(
+            self.session.history,
+            self.session.store,
+            self.task_id,
+            round_,
+            self._validators,
+            bitmap=bitmap,
+        )
+
+    def _compute(self, round_: int, submissions: int) -> tuple[RoundReport, Finalization]:
+        session, store = self.session, self.session.store
+        began = time.perf_counter()
+        inputs = self.inputs(round_, submissions)
+        start, start_cid = inputs.start, inputs.start_cid
+        self._checkpoint("collected")
+
+        bitmap = session.ledger.round(self.task_id, round_).scores_bitmap
+        posted = self.sheets(round_, bitmap)
+        sheets = [p.counted(self.task_id, round_) for p in posted]
+        rule = self._rule(sheets)
+        scored_rule = rule == "contribution"
+        policy = structural_policy(self.settings.verify, scored_rule)
+        verification = self._verify(inputs, policy, None, "updates")
+        consensus = decide(
+            [c.commitment.node for c in verification.accepted], sheets, scored=scored_rule
+        )
+        checked = apply_consensus(verification.checked, consensus)
+        verification = Verification(tuple(checked), consensus.start_loss)
+        verified_at = time.perf_counter()
+        self._checkpoint("verified")
+
+        strategy = self.settings.strategy
+        state_in_cid = (
+            inputs.previous[-1].params.get("server_state_cid") if inputs.previous else None
+        )
+        state = self._load_server_state(state_in_cid) if verification.accepted else None
+        aggregate = self._aggregator_fn(inputs, state)
+
+        scored: Scored | None = None
+        if scored_rule:
+            scored = Scored(
+                all_loss=consensus.all_loss if consensus.all_loss is not None else math.nan,
+                without={
+                    c.node: c.loss_without
+                    for c in consensus.nodes.values()
+                    if c.loss_without is not None
+                },
+                scores={c.node: c.score for c in consensus.nodes.values() if c.score is not None},
+            )
         scored_at = time.perf_counter()
         accepted = verification.accepted
         weighed = self._weighed(accepted)
@@ -375,19 +636,12 @@ class RoundRunner:
             combined.server_state if combined else None, round_, state_in_cid
         )
 
-        known = None
-        if scored is not None and len(scored.scores) == len(accepted):
-            known = scored.all_loss  # every scored update kept: the global adapter was evaluated
-        metrics = self._metrics(
-            verification, combined, start, global_bytes if combined else None, known
-        )
+        metrics = self._metrics(verification, consensus)
         metrics.update(
             verify_seconds=round(verified_at - began, 3),
             score_seconds=round(scored_at - verified_at, 3),
             aggregate_seconds=round(aggregated_at - scored_at, 3),
         )
-        if scored is not None:
-            metrics["scored_eval_loss"] = scored.all_loss
         task = session.ledger.task(self.task_id)
         qualities = {
             c.commitment.node: quality_factor(verification.start_loss, c.eval_loss)
@@ -403,7 +657,30 @@ class RoundRunner:
             )
             for c in accepted
         ]
-        rewards = reward_table(self.task_id, round_, task.reward_per_round, shares, rule)
+        agreement = {p.validator: consensus.agreement[p.validator] for p in posted}
+        rewards = reward_table(
+            self.task_id,
+            round_,
+            task.reward_per_round,
+            shares,
+            rule,
+            share_bps=task.validator_share_bps,
+            agreement=agreement,
+        )
+        _, validators_pool = split_round_pool(
+            task.reward_per_round, task.validator_share_bps, bool(shares)
+        )
+        validator_pay = validator_amounts(validators_pool, agreement)
+        validators = tuple(
+            ValidatorLine(
+                validator=p.validator,
+                sheet_cid=p.cid,
+                sheet_digest=p.digest.hex(),
+                agreement=agreement[p.validator],
+                reward=validator_pay.get(p.validator, 0),
+            )
+            for p in posted
+        )
         unrevealed = tuple(self._unrevealed(round_))
         verdicts = tuple(
             self._verdict(c, combined, qualities, weighed, scored) for c in verification.checked
@@ -417,11 +694,12 @@ class RoundRunner:
             global_cid=global_cid,
             global_digest=global_digest,
             strategy=combined.used if combined else strategy.name,
-            params=self._params(state_in_cid, state_cid, rule),
+            params=self._params(state_in_cid, state_cid, rule, policy, task),
             submissions=verdicts,
             unrevealed=unrevealed,
             slashes=self._slashes(verdicts, unrevealed, task.min_stake),
             rewards=rewards,
+            validators=validators,
             metrics=metrics,
             software=software_versions(),
         )
@@ -437,6 +715,8 @@ class RoundRunner:
             rejected=len(verification.checked) - len(accepted),
             reward_root=bytes.fromhex(rewards.root),
             reward_total=rewards.total,
+            slash_root=slash_root(self.task_id, round_, report, report_cid),
+            scores_bitmap=bitmap,
         )
         self._write_journal(round_, submissions, result)
         self._checkpoint("journaled")
@@ -492,14 +772,19 @@ class RoundRunner:
         revealed = {event.node for event in history.reveals(self.task_id, round_)}
         return sorted({event.node for event in history.commits(self.task_id, round_)} - revealed)
 
-    def _rule(self) -> RewardRule:
+    def _rule(self, sheets: Sequence[ScoreSheet]) -> RewardRule:
+        """The round's reward rule: the settings' when given, else ``contribution`` when most
+        sheets score updates (validators with held-out data), else ``examples``."""
         rule = self.settings.reward_rule
+        scoring = sum(1 for sheet in sheets if sheet.rule == "contribution")
         if rule is None:
-            return "contribution" if self.evaluator is not None else "examples"
-        if rule == "contribution" and self.evaluator is None:
+            return "contribution" if sheets and 2 * scoring > len(sheets) else "examples"
+        if rule == "contribution" and not scoring:
             raise ConfigError(
-                "the contribution reward rule scores updates on the aggregator's validation data",
-                hint="give the aggregator validation data, or choose the examples rule",
+                "the contribution reward rule needs validators' score sheets made on their "
+                "held-out data, and none was posted for this round",
+                hint="run validators with validation data (`loraledger validator run "
+                "--validation-data`), or choose the examples rule",
             )
         return rule
 
@@ -517,13 +802,13 @@ class RoundRunner:
         verification: Verification,
         aggregate: Callable[[Sequence[ClientUpdate]], Combined],
         start: GlobalAdapter,
+        evaluator: Evaluator,
     ) -> tuple[Verification, Scored]:
-        """Contribution scores of the accepted updates; those scoring <= 0 are rejected
-        (``no_contribution``) and left out of the aggregate."""
-        evaluator = self.evaluator
+        """Contribution scores of the accepted updates on ``evaluator``'s held-out data; those
+        scoring <= 0 are rejected (``no_contribution``) and left out of the aggregate."""
         start_loss = verification.start_loss
-        if evaluator is None or start_loss is None:
-            raise ConfigError("contribution scores need the aggregator's validation loss")
+        if start_loss is None:
+            raise ConfigError("contribution scores need the validation loss of the start adapter")
         spec = start.metadata.peft
 
         def evaluate(tensors: Mapping[str, torch.Tensor]) -> float:
@@ -578,29 +863,28 @@ class RoundRunner:
         return tuple(slashes)
 
     def slash(self, round_: int, report: RoundReport, report_cid: str) -> list[Slash]:
-        """Make the slashes ``report`` names for the finalized ``round_`` (the report's CID as
-        the evidence), skipping those already made (a resumed run) and nodes whose stake is
-        gone; returns the slashes made now."""
+        """Execute the slashes ``report`` names for the settled ``round_`` (each a leaf of the
+        result's slash root, the report's CID as the evidence), skipping those already made (a
+        resumed run) and nodes whose stake is gone; returns the slashes made now."""
         if not report.slashes:
             return []
         ledger = self.session.ledger
         done = {
             e.node.lower() for e in self.session.history.slashes(self.task_id) if e.round == round_
         }
+        entries = slash_entries(report, report_cid)
+        tree = SlashTree(self.task_id, round_, entries)
         made = []
-        for item in report.slashes:
-            if item.node.lower() in done:
+        for item, entry in zip(report.slashes, entries, strict=True):
+            if item.node.lower() in done or ledger.member(self.task_id, item.node).stake == 0:
                 continue
-            amount = min(item.amount, ledger.member(self.task_id, item.node).stake)
-            if amount <= 0:
-                continue
-            ledger.slash(
-                self.task_id, round_, item.node, amount, item.code, report_cid, self.session.signer
+            ledger.execute_slash(
+                self.task_id, round_, entry, tree.proof(entry), self.session.signer
             )
             logger.info(
                 "round %s: slashed %s of %s for %s (evidence %s)",
                 round_,
-                amount,
+                item.amount,
                 item.node,
                 item.reason,
                 report_cid,
@@ -632,9 +916,15 @@ class RoundRunner:
         return cid
 
     def _params(
-        self, state_in: str | None, state_out: str | None, rule: RewardRule
+        self,
+        state_in: str | None,
+        state_out: str | None,
+        rule: RewardRule,
+        policy: VerifyPolicy,
+        task: Task,
     ) -> dict[str, Any]:
-        policy = self.settings.verify
+        """The settings the round ran with (``policy``: the checks the round made itself; the
+        validators' own settings are in their sheets' verdicts)."""
         params: dict[str, Any] = {
             "strategy": self.settings.strategy.model_dump(mode="json"),
             "reward_rule": rule,
@@ -643,28 +933,25 @@ class RoundRunner:
             "min_change_rms": policy.min_change_rms,
             "copy_rtol": policy.copy_rtol,
             "lookback": policy.lookback,
-            "trusted_gain": policy.trusted_gain if self.evaluator is not None else None,
+            "trusted_gain": None,
             "compute": compute_params(self.compute),
             "max_rank": policy.max_rank,
             "outlier_threshold": policy.outliers.threshold if policy.outliers else None,
             "outlier_min_updates": policy.outliers.min_updates if policy.outliers else None,
             "outlier_min_spread": policy.outliers.min_spread if policy.outliers else None,
-            "validation": self.evaluator is not None,
-            "max_loss_increase": policy.max_loss_increase if self.evaluator is not None else None,
+            "validation": False,  # held-out data is the validators' (their sheets, by median)
+            "max_loss_increase": None,
+            "consensus": True,
+            "quorum": task.quorum,
+            "validator_share_bps": task.validator_share_bps,
         }
         if self.settings.strategy.optimizer() is not None:
             params["server_state_cid_in"] = state_in
             params["server_state_cid"] = state_out
         return params
 
-    def _metrics(
-        self,
-        verification: Verification,
-        combined: Combined | None,
-        start: GlobalAdapter,
-        global_bytes: bytes | None,
-        known_loss: float | None = None,
-    ) -> dict[str, float]:
+    @staticmethod
+    def _metrics(verification: Verification, consensus: Consensus) -> dict[str, float]:
         accepted = verification.accepted
         metrics: dict[str, float] = {
             "submitted": float(len(verification.checked)),
@@ -681,17 +968,12 @@ class RoundRunner:
             metrics["nodes_eval_loss"] = (
                 sum(n * float(loss) for n, loss in own if loss is not None) / total
             )
-        if self.evaluator is not None:
-            if verification.start_loss is not None:
-                metrics["start_eval_loss"] = verification.start_loss
-            if combined is not None and global_bytes is not None:
-                loss = known_loss
-                if loss is None:
-                    loss = self.evaluator(combined.tensors, start.metadata.peft)
-                if loss is not None:
-                    metrics["global_eval_loss"] = loss
-            elif verification.start_loss is not None:
-                metrics["global_eval_loss"] = verification.start_loss
+        # the validators' medians on their held-out data: the start adapter, and the aggregate
+        # of the updates each of them kept
+        if consensus.start_loss is not None:
+            metrics["start_eval_loss"] = consensus.start_loss
+        if consensus.all_loss is not None:
+            metrics["scored_eval_loss"] = consensus.all_loss
         return metrics
 
     @staticmethod
@@ -727,21 +1009,22 @@ class RoundRunner:
             score=scored.scores.get(node) if scored is not None else None,
         )
 
-    def _finalized_outcome(self, round_: int) -> RoundOutcome:
-        record = next(
-            (f for f in self.session.history.finalized(self.task_id) if f.round == round_), None
-        )
+    def _record(self, round_: int) -> RoundFinalized:
+        record = self.session.history.finalization(self.task_id, round_)
         if record is None:
             raise ChainError(
                 f"round {round_} of task {self.task_id} is finalized but its event was not found"
             )
+        return record
+
+    def _finalized_outcome(self, round_: int) -> RoundOutcome:
+        record = self._record(round_)
         report = fetch_report(self.session.store, record.report_cid)
-        self._slash_logged(round_, report, record.report_cid)  # a run killed before slashing
         return RoundOutcome(self.task_id, round_, report, record.report_cid, record, None, True)
 
     def _slash_logged(self, round_: int, report: RoundReport, report_cid: str) -> None:
-        """:meth:`slash`, logging instead of raising: the round is final either way, and the
-        next run of this round makes what is missing."""
+        """:meth:`slash`, logging instead of raising: the round is settled either way, and the
+        next run makes what is missing while the slash window lasts."""
         try:
             self.slash(round_, report, report_cid)
         except ChainError as exc:
@@ -769,10 +1052,12 @@ class RoundRunner:
             return None
         return body if isinstance(body, dict) else None
 
-    def _journal_usable(self, journal: dict[str, Any], submissions: int) -> bool:
+    def _journal_usable(self, journal: dict[str, Any], info: Round) -> bool:
         try:
-            if int(journal["submissions"]) != submissions:
+            if int(journal["submissions"]) != info.reveals:
                 return False
+            if int(journal.get("scores_bitmap", -1)) != info.scores_bitmap:
+                return False  # a score sheet came in since: the result changes
             _finalization_from(journal)
             return all(self.session.store.has(journal[key]) for key in ("report_cid", "global_cid"))
         except (KeyError, TypeError, ValueError, LoRALedgerError) as exc:
@@ -793,8 +1078,14 @@ class RoundRunner:
             "rejected": result.rejected,
             "reward_root": result.reward_root.hex(),
             "reward_total": str(result.reward_total),
+            "slash_root": result.slash_root.hex(),
+            "scores_bitmap": result.scores_bitmap,
         }
         write_json_atomic(path, body)
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _finalization_from(journal: dict[str, Any]) -> Finalization:
@@ -806,6 +1097,8 @@ def _finalization_from(journal: dict[str, Any]) -> Finalization:
         rejected=int(journal["rejected"]),
         reward_root=bytes.fromhex(journal["reward_root"]),
         reward_total=int(journal["reward_total"]),
+        slash_root=bytes.fromhex(journal["slash_root"]),
+        scores_bitmap=int(journal["scores_bitmap"]),
     )
     if len(result.global_digest) != 32 or len(result.reward_root) != 32:
         raise ConfigError("journal digests are not 32 bytes")

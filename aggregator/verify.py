@@ -39,11 +39,13 @@ import torch
 from pydantic import Field, field_validator
 
 from aggregator.client_update import LORA_A, LORA_B, ClientUpdate, lora_modules
+from aggregator.consensus import Consensus
 from aggregator.errors import (
     REASON_CHECK_FAILED,
     REASON_COPY,
     REASON_EXAMPLES_MISMATCH,
     REASON_FREE_RIDER,
+    REASON_NO_CONTRIBUTION,
     REASON_NORM_OUTLIER,
     REASON_REPLAYED,
     REASON_SPEC_MISMATCH,
@@ -304,6 +306,30 @@ def judge(
     if loss_of is not None:
         out = _validation(out, loss_of, start_loss, policy)
     return _outliers(out, policy, start_loss)
+
+
+def structural_policy(policy: VerifyPolicy, scored: bool) -> VerifyPolicy:
+    """The checks a round makes itself when validators decide what needs held-out data: with
+    scores (the contribution rule), norm screening is each validator's (against the updates its
+    own data says help, :func:`_outliers`), since a screen against every update is what a flood
+    of sybils moves; without scores the round screens norms itself as before."""
+    return policy.model_copy(update={"outliers": None}) if scored else policy
+
+
+def apply_consensus(checked: Sequence[Checked], consensus: Consensus) -> list[Checked]:
+    """The round's verdicts: each update that passed the checks needing no held-out data keeps
+    the validators' verdict on it (:func:`aggregator.consensus.decide`) and their median loss of
+    it alone. The one place the aggregator, a validator reviewing a proposal and an audit turn
+    score sheets into verdicts."""
+    out = []
+    for item in checked:
+        decided = consensus.of(item.commitment.node) if item.accepted else None
+        if decided is not None:
+            item = replace(item, eval_loss=decided.eval_loss)
+            if not decided.accepted:
+                item = item.reject(decided.reason or REASON_NO_CONTRIBUTION, decided.detail or "")
+        out.append(item)
+    return out
 
 
 def check_one(

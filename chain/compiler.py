@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 SOLC_VERSION = "0.8.37"
 EVM_VERSION = "shanghai"  # Ganache 7.9.2 runs at most shanghai
 OPTIMIZER_RUNS = 200
+#: Compile through the Yul IR: LoRALedger v3 fits the EIP-170 size limit (24,576 bytes) only so.
+VIA_IR = True
 CONTRACTS_DIR = REPO_ROOT / "contracts"
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 WRAPPER = Path(__file__).resolve().parent / "toolchain" / "solc.js"
@@ -56,6 +58,7 @@ class Artifact:
                 "solc": SOLC_VERSION,
                 "evmVersion": EVM_VERSION,
                 "optimizerRuns": OPTIMIZER_RUNS,
+                "viaIR": VIA_IR,
             },
         }
         return json.dumps(body, indent=2, sort_keys=True) + "\n"
@@ -102,6 +105,7 @@ def standard_input(contracts_dir: Path = CONTRACTS_DIR) -> dict[str, Any]:
         "settings": {
             "evmVersion": EVM_VERSION,
             "optimizer": {"enabled": True, "runs": OPTIMIZER_RUNS},
+            "viaIR": VIA_IR,
             "outputSelection": {
                 "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}
             },

@@ -40,7 +40,7 @@ class Deployment:
     ledger: str
     token: str
     deployer: str
-    aggregator: str
+    aggregator: str  # suggested aggregator of new tasks (recorded only; tasks name their own)
     block: int
     ledger_code_sha256: str
     deployed_at: str
@@ -66,17 +66,18 @@ def deploy(
     save: bool = True,
     root: Path | None = None,
 ) -> Deployment:
-    """Deploy LedgerToken and LoRALedger; grant ``AGGREGATOR_ROLE`` to ``aggregator``
-    (default: the deployer) and record the deployment for this chain id."""
+    """Deploy LedgerToken and LoRALedger and record the deployment for this chain id.
+
+    LoRALedger has no global role: each task names its own aggregator and validators.
+    ``aggregator`` (default: the deployer) is only recorded, as the account local tooling
+    proposes as a new task's aggregator."""
     token_art = load_artifact("LedgerToken")
     ledger_art = load_artifact("LoRALedger")
     aggregator_address = Web3.to_checksum_address(aggregator or deployer.address)
     token_receipt = chain.deploy(
         token_art.abi, token_art.bytecode, [deployer.address, initial_supply], deployer
     )
-    ledger_receipt = chain.deploy(
-        ledger_art.abi, ledger_art.bytecode, [deployer.address, aggregator_address], deployer
-    )
+    ledger_receipt = chain.deploy(ledger_art.abi, ledger_art.bytecode, [], deployer)
     deployment = Deployment(
         chain_id=chain.chain_id,
         network=chain.network.name,

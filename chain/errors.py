@@ -8,8 +8,8 @@ attributes (``exc.task_id``, ``exc.round``) and as ``exc.args``, in the Solidity
 catch classes, never compare names::
 
     try:
-        ledger.finalize_round(task_id, round_, result, account)
-    except errors.LedgerCountMismatch as exc:
+        ledger.finalize_round(task_id, round_, result, attestations, account)
+    except errors.LedgerQuorumNotReached as exc:
         ...
 
 Whichever chain raised the revert maps to the same class (eth-tester raises
@@ -49,8 +49,32 @@ HINTS: dict[str, str] = {
     "LedgerAlreadyClaimed": "each round's reward is claimed once",
     "LedgerInvalidProof": "the proof must come from the round report of this round and account",
     "LedgerInsufficientPool": "fund the task: `loraledger task fund TASK AMOUNT`",
-    "LedgerTaskComplete": "every round of this task has been finalized",
+    "LedgerTaskComplete": "every round of this task has been opened or has ended",
+    "LedgerTaskNotComplete": "wait until the task's last round ends, or cancel the task first",
+    "LedgerTaskCancelled": "the sponsor cancelled this task: only withdrawals remain",
+    "LedgerTaskActive": "the task can still go on; it can be cancelled once it cannot (or sits "
+    "idle for its grace period)",
     "LedgerNotSponsor": "only the account that created the task can do this",
+    "LedgerNotAggregator": "only the task's aggregator opens its rounds (`loraledger task show TASK`)",
+    "LedgerNotValidator": "only the task's validators score and sign its results",
+    "LedgerNotProposer": "only the task's aggregator or one of its validators proposes results",
+    "LedgerNotBondholder": "only the task's aggregator and validators hold bonds",
+    "LedgerBondNotPosted": "post the bond first (postBond)",
+    "LedgerBondAlreadyPosted": "a bond is posted once per task",
+    "LedgerBondSlashed": "this account's bond was slashed: it may no longer act for the task",
+    "LedgerBondLocked": "bonds unlock once the task is over and its last slash window closed",
+    "LedgerStakeLocked": "a leaving node's stake unlocks once the rounds it committed in can no "
+    "longer slash it",
+    "LedgerMemberLeaving": "this node started leaving the task; withdraw its stake when it unlocks",
+    "LedgerNotLeaving": "start leaving first (leave), then withdraw the stake",
+    "LedgerJoinedAfterOpen": "a node commits from the first round opened after it joined",
+    "LedgerQuorumNotReached": "gather signatures from more of the task's validators",
+    "LedgerInvalidSignature": "the validator must sign this result of this round, task, epoch, "
+    "contract and chain (chain.attest.sign_result)",
+    "LedgerScoresMismatch": "a result must use exactly the score sheets posted for the round",
+    "LedgerStaleProposal": "the round was voided since: propose the result again in its new epoch",
+    "LedgerRoundNotAbandonable": "a round can be abandoned only after its grace period",
+    "LedgerSlashWindowOver": "the round's slash window has closed",
     "AccessControlUnauthorizedAccount": "use an account holding the role (see `loraledger deploy --help`)",
     "ERC20InsufficientAllowance": "approve the ledger for the amount first",
     "ERC20InsufficientBalance": "the account does not hold enough tokens",
@@ -75,9 +99,13 @@ ROUND_STATE_HINTS: dict[tuple[RoundState, RoundState], str] = {
         RoundState.OPEN,
     ): "commit in the round that is open now (`loraledger task show TASK`)",
     (
+        RoundState.SETTLED,
+        RoundState.OPEN,
+    ): "commit in the round that is open now (`loraledger task show TASK`)",
+    (
         RoundState.OPEN,
         RoundState.REVEALING,
-    ): "reveal once the commit phase ends (window over or every joined node committed)",
+    ): "reveal once the commit phase ends (window over or every eligible node committed)",
     (
         RoundState.CLOSED,
         RoundState.REVEALING,
@@ -94,17 +122,28 @@ ROUND_STATE_HINTS: dict[tuple[RoundState, RoundState], str] = {
         RoundState.REVEALING,
         RoundState.CLOSED,
     ): "wait until every commitment is revealed or the reveal window closes",
-    (RoundState.FINALIZED, RoundState.CLOSED): "each round is finalized exactly once",
-    (RoundState.OPEN, RoundState.FINALIZED): "the round is still open: wait for it to be finalized",
+    (RoundState.FINALIZED, RoundState.CLOSED): "the round is already finalized",
+    (RoundState.SETTLED, RoundState.CLOSED): "the round is already finalized and settled",
+    (RoundState.ABANDONED, RoundState.CLOSED): "the round was abandoned",
+    (RoundState.CLOSED, RoundState.FINALIZED): "the round awaits a result signed by a quorum",
+    (RoundState.SETTLED, RoundState.FINALIZED): "the round's challenge window is over",
+    (RoundState.OPEN, RoundState.SETTLED): "the round is still open: wait for it to be settled",
     (
         RoundState.REVEALING,
+        RoundState.SETTLED,
+    ): "the round is revealing: wait for it to be finalized and settled",
+    (
+        RoundState.CLOSED,
+        RoundState.SETTLED,
+    ): "the round awaits a result signed by a quorum of validators",
+    (
         RoundState.FINALIZED,
-    ): "the round is revealing: wait for it to be finalized",
-    (RoundState.CLOSED, RoundState.FINALIZED): "the round awaits finalization by the aggregator",
+        RoundState.SETTLED,
+    ): "the round's challenge window is running: wait for it to end",
+    (RoundState.ABANDONED, RoundState.SETTLED): "the round was abandoned: it pays nothing",
 }
 
 _ROLE_NAMES = {
-    Web3.keccak(text="AGGREGATOR_ROLE").hex(): "AGGREGATOR_ROLE",
     Web3.keccak(text="MINTER_ROLE").hex(): "MINTER_ROLE",
     "00" * 32: "DEFAULT_ADMIN_ROLE",
 }
@@ -376,6 +415,24 @@ class ERC20InvalidSpender(ContractRevert):
     spender: ChecksumAddress
 
 
+class InvalidShortString(ContractRevert):
+    """``InvalidShortString()``"""
+
+    FIELDS = ()
+    TYPES = ()
+
+
+class LedgerAlreadyAttested(ContractRevert):
+    """``LedgerAlreadyAttested(uint256 taskId, uint32 round, bytes32 resultHash, address validator)``"""
+
+    FIELDS = ("taskId", "round", "resultHash", "validator")
+    TYPES = ("uint256", "uint32", "bytes32", "address")
+    task_id: int
+    round: int
+    result_hash: bytes
+    validator: ChecksumAddress
+
+
 class LedgerAlreadyClaimed(ContractRevert):
     """``LedgerAlreadyClaimed(uint256 taskId, uint32 round, address node)``"""
 
@@ -405,6 +462,16 @@ class LedgerAlreadyJoined(ContractRevert):
     node: ChecksumAddress
 
 
+class LedgerAlreadyProposed(ContractRevert):
+    """``LedgerAlreadyProposed(uint256 taskId, uint32 round, bytes32 resultHash)``"""
+
+    FIELDS = ("taskId", "round", "resultHash")
+    TYPES = ("uint256", "uint32", "bytes32")
+    task_id: int
+    round: int
+    result_hash: bytes
+
+
 class LedgerAlreadyRevealed(ContractRevert):
     """``LedgerAlreadyRevealed(uint256 taskId, uint32 round, address node)``"""
 
@@ -413,6 +480,53 @@ class LedgerAlreadyRevealed(ContractRevert):
     task_id: int
     round: int
     node: ChecksumAddress
+
+
+class LedgerAlreadySlashed(ContractRevert):
+    """``LedgerAlreadySlashed(uint256 taskId, uint32 round, address node)``"""
+
+    FIELDS = ("taskId", "round", "node")
+    TYPES = ("uint256", "uint32", "address")
+    task_id: int
+    round: int
+    node: ChecksumAddress
+
+
+class LedgerBondAlreadyPosted(ContractRevert):
+    """``LedgerBondAlreadyPosted(uint256 taskId, address account)``"""
+
+    FIELDS = ("taskId", "account")
+    TYPES = ("uint256", "address")
+    task_id: int
+    account: ChecksumAddress
+
+
+class LedgerBondLocked(ContractRevert):
+    """``LedgerBondLocked(uint256 taskId, address account, uint64 unlocksAt)``"""
+
+    FIELDS = ("taskId", "account", "unlocksAt")
+    TYPES = ("uint256", "address", "uint64")
+    task_id: int
+    account: ChecksumAddress
+    unlocks_at: int
+
+
+class LedgerBondNotPosted(ContractRevert):
+    """``LedgerBondNotPosted(uint256 taskId, address account)``"""
+
+    FIELDS = ("taskId", "account")
+    TYPES = ("uint256", "address")
+    task_id: int
+    account: ChecksumAddress
+
+
+class LedgerBondSlashed(ContractRevert):
+    """``LedgerBondSlashed(uint256 taskId, address account)``"""
+
+    FIELDS = ("taskId", "account")
+    TYPES = ("uint256", "address")
+    task_id: int
+    account: ChecksumAddress
 
 
 class LedgerClaimAboveRoundTotal(ContractRevert):
@@ -495,6 +609,16 @@ class LedgerInsufficientPool(ContractRevert):
     required: int
 
 
+class LedgerInvalidDuration(ContractRevert):
+    """``LedgerInvalidDuration(uint64 challengeWindow, uint64 slashWindow, uint64 gracePeriod)``"""
+
+    FIELDS = ("challengeWindow", "slashWindow", "gracePeriod")
+    TYPES = ("uint64", "uint64", "uint64")
+    challenge_window: int
+    slash_window: int
+    grace_period: int
+
+
 class LedgerInvalidMaxExamples(ContractRevert):
     """``LedgerInvalidMaxExamples(uint64 maxExamples)``"""
 
@@ -522,12 +646,60 @@ class LedgerInvalidProof(ContractRevert):
     amount: int
 
 
+class LedgerInvalidQuorum(ContractRevert):
+    """``LedgerInvalidQuorum(uint32 quorum, uint256 validators)``"""
+
+    FIELDS = ("quorum", "validators")
+    TYPES = ("uint32", "uint256")
+    quorum: int
+    validators: int
+
+
 class LedgerInvalidRevealWindow(ContractRevert):
     """``LedgerInvalidRevealWindow(uint64 revealWindow)``"""
 
     FIELDS = ("revealWindow",)
     TYPES = ("uint64",)
     reveal_window: int
+
+
+class LedgerInvalidRole(ContractRevert):
+    """``LedgerInvalidRole(address account)``"""
+
+    FIELDS = ("account",)
+    TYPES = ("address",)
+    account: ChecksumAddress
+
+
+class LedgerInvalidShare(ContractRevert):
+    """``LedgerInvalidShare(uint16 validatorShareBps)``"""
+
+    FIELDS = ("validatorShareBps",)
+    TYPES = ("uint16",)
+    validator_share_bps: int
+
+
+class LedgerInvalidSignature(ContractRevert):
+    """``LedgerInvalidSignature(uint256 taskId, uint32 round, address validator, address recovered)``"""
+
+    FIELDS = ("taskId", "round", "validator", "recovered")
+    TYPES = ("uint256", "uint32", "address", "address")
+    task_id: int
+    round: int
+    validator: ChecksumAddress
+    recovered: ChecksumAddress
+
+
+class LedgerInvalidSlashProof(ContractRevert):
+    """``LedgerInvalidSlashProof(uint256 taskId, uint32 round, address node, uint256 amount, uint16 reason)``"""
+
+    FIELDS = ("taskId", "round", "node", "amount", "reason")
+    TYPES = ("uint256", "uint32", "address", "uint256", "uint16")
+    task_id: int
+    round: int
+    node: ChecksumAddress
+    amount: int
+    reason: int
 
 
 class LedgerInvalidToken(ContractRevert):
@@ -538,6 +710,14 @@ class LedgerInvalidToken(ContractRevert):
     token: ChecksumAddress
 
 
+class LedgerInvalidValidatorCount(ContractRevert):
+    """``LedgerInvalidValidatorCount(uint256 count)``"""
+
+    FIELDS = ("count",)
+    TYPES = ("uint256",)
+    count: int
+
+
 class LedgerInvalidWindow(ContractRevert):
     """``LedgerInvalidWindow(uint64 submissionWindow)``"""
 
@@ -546,14 +726,42 @@ class LedgerInvalidWindow(ContractRevert):
     submission_window: int
 
 
-class LedgerLeaveDuringRound(ContractRevert):
-    """``LedgerLeaveDuringRound(uint256 taskId, uint32 round, address node)``"""
+class LedgerJoinedAfterOpen(ContractRevert):
+    """``LedgerJoinedAfterOpen(uint256 taskId, uint32 round, address node, uint32 joinedRound)``"""
 
-    FIELDS = ("taskId", "round", "node")
-    TYPES = ("uint256", "uint32", "address")
+    FIELDS = ("taskId", "round", "node", "joinedRound")
+    TYPES = ("uint256", "uint32", "address", "uint32")
     task_id: int
     round: int
     node: ChecksumAddress
+    joined_round: int
+
+
+class LedgerMemberLeaving(ContractRevert):
+    """``LedgerMemberLeaving(uint256 taskId, address node)``"""
+
+    FIELDS = ("taskId", "node")
+    TYPES = ("uint256", "address")
+    task_id: int
+    node: ChecksumAddress
+
+
+class LedgerNotAggregator(ContractRevert):
+    """``LedgerNotAggregator(uint256 taskId, address caller)``"""
+
+    FIELDS = ("taskId", "caller")
+    TYPES = ("uint256", "address")
+    task_id: int
+    caller: ChecksumAddress
+
+
+class LedgerNotBondholder(ContractRevert):
+    """``LedgerNotBondholder(uint256 taskId, address account)``"""
+
+    FIELDS = ("taskId", "account")
+    TYPES = ("uint256", "address")
+    task_id: int
+    account: ChecksumAddress
 
 
 class LedgerNotCommitted(ContractRevert):
@@ -566,6 +774,16 @@ class LedgerNotCommitted(ContractRevert):
     node: ChecksumAddress
 
 
+class LedgerNotConflicting(ContractRevert):
+    """``LedgerNotConflicting(uint256 taskId, uint32 round, bytes32 resultHash)``"""
+
+    FIELDS = ("taskId", "round", "resultHash")
+    TYPES = ("uint256", "uint32", "bytes32")
+    task_id: int
+    round: int
+    result_hash: bytes
+
+
 class LedgerNotJoined(ContractRevert):
     """``LedgerNotJoined(uint256 taskId, address node)``"""
 
@@ -575,6 +793,24 @@ class LedgerNotJoined(ContractRevert):
     node: ChecksumAddress
 
 
+class LedgerNotLeaving(ContractRevert):
+    """``LedgerNotLeaving(uint256 taskId, address node)``"""
+
+    FIELDS = ("taskId", "node")
+    TYPES = ("uint256", "address")
+    task_id: int
+    node: ChecksumAddress
+
+
+class LedgerNotProposer(ContractRevert):
+    """``LedgerNotProposer(uint256 taskId, address caller)``"""
+
+    FIELDS = ("taskId", "caller")
+    TYPES = ("uint256", "address")
+    task_id: int
+    caller: ChecksumAddress
+
+
 class LedgerNotSponsor(ContractRevert):
     """``LedgerNotSponsor(uint256 taskId, address caller)``"""
 
@@ -582,6 +818,36 @@ class LedgerNotSponsor(ContractRevert):
     TYPES = ("uint256", "address")
     task_id: int
     caller: ChecksumAddress
+
+
+class LedgerNotValidator(ContractRevert):
+    """``LedgerNotValidator(uint256 taskId, address account)``"""
+
+    FIELDS = ("taskId", "account")
+    TYPES = ("uint256", "address")
+    task_id: int
+    account: ChecksumAddress
+
+
+class LedgerProposalAlreadySlashed(ContractRevert):
+    """``LedgerProposalAlreadySlashed(uint256 taskId, uint32 round, bytes32 resultHash)``"""
+
+    FIELDS = ("taskId", "round", "resultHash")
+    TYPES = ("uint256", "uint32", "bytes32")
+    task_id: int
+    round: int
+    result_hash: bytes
+
+
+class LedgerQuorumNotReached(ContractRevert):
+    """``LedgerQuorumNotReached(uint256 taskId, uint32 round, uint32 attestations, uint32 quorum)``"""
+
+    FIELDS = ("taskId", "round", "attestations", "quorum")
+    TYPES = ("uint256", "uint32", "uint32", "uint32")
+    task_id: int
+    round: int
+    attestations: int
+    quorum: int
 
 
 class LedgerRewardAboveRoundCap(ContractRevert):
@@ -595,15 +861,75 @@ class LedgerRewardAboveRoundCap(ContractRevert):
     reward_per_round: int
 
 
-class LedgerSlashAboveStake(ContractRevert):
-    """``LedgerSlashAboveStake(uint256 taskId, address node, uint256 amount, uint256 stake)``"""
+class LedgerRewardJustified(ContractRevert):
+    """``LedgerRewardJustified(uint256 taskId, uint32 round, address account)``"""
 
-    FIELDS = ("taskId", "node", "amount", "stake")
-    TYPES = ("uint256", "address", "uint256", "uint256")
+    FIELDS = ("taskId", "round", "account")
+    TYPES = ("uint256", "uint32", "address")
+    task_id: int
+    round: int
+    account: ChecksumAddress
+
+
+class LedgerRewardWithoutAccepted(ContractRevert):
+    """``LedgerRewardWithoutAccepted(uint256 taskId, uint32 round, uint256 rewardTotal)``"""
+
+    FIELDS = ("taskId", "round", "rewardTotal")
+    TYPES = ("uint256", "uint32", "uint256")
+    task_id: int
+    round: int
+    reward_total: int
+
+
+class LedgerRoundNotAbandonable(ContractRevert):
+    """``LedgerRoundNotAbandonable(uint256 taskId, uint32 round, uint64 abandonableAt)``"""
+
+    FIELDS = ("taskId", "round", "abandonableAt")
+    TYPES = ("uint256", "uint32", "uint64")
+    task_id: int
+    round: int
+    abandonable_at: int
+
+
+class LedgerScoresAlreadyPosted(ContractRevert):
+    """``LedgerScoresAlreadyPosted(uint256 taskId, uint32 round, address validator)``"""
+
+    FIELDS = ("taskId", "round", "validator")
+    TYPES = ("uint256", "uint32", "address")
+    task_id: int
+    round: int
+    validator: ChecksumAddress
+
+
+class LedgerScoresMismatch(ContractRevert):
+    """``LedgerScoresMismatch(uint256 taskId, uint32 round, uint32 scoresBitmap, uint32 roundScoresBitmap)``"""
+
+    FIELDS = ("taskId", "round", "scoresBitmap", "roundScoresBitmap")
+    TYPES = ("uint256", "uint32", "uint32", "uint32")
+    task_id: int
+    round: int
+    scores_bitmap: int
+    round_scores_bitmap: int
+
+
+class LedgerSlashWindowOver(ContractRevert):
+    """``LedgerSlashWindowOver(uint256 taskId, uint32 round, uint64 closedAt)``"""
+
+    FIELDS = ("taskId", "round", "closedAt")
+    TYPES = ("uint256", "uint32", "uint64")
+    task_id: int
+    round: int
+    closed_at: int
+
+
+class LedgerStakeLocked(ContractRevert):
+    """``LedgerStakeLocked(uint256 taskId, address node, uint64 unlocksAt)``"""
+
+    FIELDS = ("taskId", "node", "unlocksAt")
+    TYPES = ("uint256", "address", "uint64")
     task_id: int
     node: ChecksumAddress
-    amount: int
-    stake: int
+    unlocks_at: int
 
 
 class LedgerStakeTooLow(ContractRevert):
@@ -617,6 +943,35 @@ class LedgerStakeTooLow(ContractRevert):
     min_stake: int
 
 
+class LedgerStaleProposal(ContractRevert):
+    """``LedgerStaleProposal(uint256 taskId, uint32 round, bytes32 resultHash, uint32 proposalEpoch, uint32 epoch)``"""
+
+    FIELDS = ("taskId", "round", "resultHash", "proposalEpoch", "epoch")
+    TYPES = ("uint256", "uint32", "bytes32", "uint32", "uint32")
+    task_id: int
+    round: int
+    result_hash: bytes
+    proposal_epoch: int
+    epoch: int
+
+
+class LedgerTaskActive(ContractRevert):
+    """``LedgerTaskActive(uint256 taskId, uint64 cancellableAt)``"""
+
+    FIELDS = ("taskId", "cancellableAt")
+    TYPES = ("uint256", "uint64")
+    task_id: int
+    cancellable_at: int
+
+
+class LedgerTaskCancelled(ContractRevert):
+    """``LedgerTaskCancelled(uint256 taskId)``"""
+
+    FIELDS = ("taskId",)
+    TYPES = ("uint256",)
+    task_id: int
+
+
 class LedgerTaskComplete(ContractRevert):
     """``LedgerTaskComplete(uint256 taskId, uint32 maxRounds)``"""
 
@@ -627,12 +982,12 @@ class LedgerTaskComplete(ContractRevert):
 
 
 class LedgerTaskNotComplete(ContractRevert):
-    """``LedgerTaskNotComplete(uint256 taskId, uint32 roundsFinalized, uint32 maxRounds)``"""
+    """``LedgerTaskNotComplete(uint256 taskId, uint32 roundsEnded, uint32 maxRounds)``"""
 
-    FIELDS = ("taskId", "roundsFinalized", "maxRounds")
+    FIELDS = ("taskId", "roundsEnded", "maxRounds")
     TYPES = ("uint256", "uint32", "uint32")
     task_id: int
-    rounds_finalized: int
+    rounds_ended: int
     max_rounds: int
 
 
@@ -646,6 +1001,16 @@ class LedgerUnexpectedRoundState(RoundStateRevert):
     round: int
     current: RoundState
     expected_states: bytes
+
+
+class LedgerUnknownProposal(ContractRevert):
+    """``LedgerUnknownProposal(uint256 taskId, uint32 round, bytes32 resultHash)``"""
+
+    FIELDS = ("taskId", "round", "resultHash")
+    TYPES = ("uint256", "uint32", "bytes32")
+    task_id: int
+    round: int
+    result_hash: bytes
 
 
 class LedgerUnknownTask(ContractRevert):
@@ -702,6 +1067,14 @@ class SafeERC20FailedOperation(ContractRevert):
     token: ChecksumAddress
 
 
+class StringTooLong(ContractRevert):
+    """``StringTooLong(string str)``"""
+
+    FIELDS = ("str",)
+    TYPES = ("string",)
+    str: str
+
+
 #: Every generated class by its signature, e.g. ``LedgerUnknownTask(uint256)``.
 CONTRACT_ERRORS: dict[str, type[ContractRevert]] = {
     cls.signature(): cls
@@ -714,10 +1087,18 @@ CONTRACT_ERRORS: dict[str, type[ContractRevert]] = {
         ERC20InvalidReceiver,
         ERC20InvalidSender,
         ERC20InvalidSpender,
+        InvalidShortString,
+        LedgerAlreadyAttested,
         LedgerAlreadyClaimed,
         LedgerAlreadyCommitted,
         LedgerAlreadyJoined,
+        LedgerAlreadyProposed,
         LedgerAlreadyRevealed,
+        LedgerAlreadySlashed,
+        LedgerBondAlreadyPosted,
+        LedgerBondLocked,
+        LedgerBondNotPosted,
+        LedgerBondSlashed,
         LedgerClaimAboveRoundTotal,
         LedgerCommitmentMismatch,
         LedgerCountMismatch,
@@ -726,22 +1107,48 @@ CONTRACT_ERRORS: dict[str, type[ContractRevert]] = {
         LedgerEmptyCid,
         LedgerExamplesAboveCap,
         LedgerInsufficientPool,
+        LedgerInvalidDuration,
         LedgerInvalidMaxExamples,
         LedgerInvalidMaxRounds,
         LedgerInvalidProof,
+        LedgerInvalidQuorum,
         LedgerInvalidRevealWindow,
+        LedgerInvalidRole,
+        LedgerInvalidShare,
+        LedgerInvalidSignature,
+        LedgerInvalidSlashProof,
         LedgerInvalidToken,
+        LedgerInvalidValidatorCount,
         LedgerInvalidWindow,
-        LedgerLeaveDuringRound,
+        LedgerJoinedAfterOpen,
+        LedgerMemberLeaving,
+        LedgerNotAggregator,
+        LedgerNotBondholder,
         LedgerNotCommitted,
+        LedgerNotConflicting,
         LedgerNotJoined,
+        LedgerNotLeaving,
+        LedgerNotProposer,
         LedgerNotSponsor,
+        LedgerNotValidator,
+        LedgerProposalAlreadySlashed,
+        LedgerQuorumNotReached,
         LedgerRewardAboveRoundCap,
-        LedgerSlashAboveStake,
+        LedgerRewardJustified,
+        LedgerRewardWithoutAccepted,
+        LedgerRoundNotAbandonable,
+        LedgerScoresAlreadyPosted,
+        LedgerScoresMismatch,
+        LedgerSlashWindowOver,
+        LedgerStakeLocked,
         LedgerStakeTooLow,
+        LedgerStaleProposal,
+        LedgerTaskActive,
+        LedgerTaskCancelled,
         LedgerTaskComplete,
         LedgerTaskNotComplete,
         LedgerUnexpectedRoundState,
+        LedgerUnknownProposal,
         LedgerUnknownTask,
         LedgerZeroAmount,
         LedgerZeroCommitment,
@@ -749,6 +1156,7 @@ CONTRACT_ERRORS: dict[str, type[ContractRevert]] = {
         LedgerZeroExamples,
         ReentrancyGuardReentrantCall,
         SafeERC20FailedOperation,
+        StringTooLong,
     )
 }
 # fmt: on

@@ -22,7 +22,7 @@ from typing import Literal
 
 import httpx
 
-from chain.network import ANVIL_MNEMONIC, DEFAULT_PORTS, GANACHE_MNEMONIC
+from chain.network import ANVIL_MNEMONIC, DEFAULT_PORTS, DEV_ACCOUNTS, GANACHE_MNEMONIC
 from loraledger.errors import ChainError, ConfigError
 from loraledger.paths import home, node_modules
 
@@ -76,7 +76,7 @@ def _command(kind: LocalKind, port: int, directory: Path) -> list[str]:
             "--wallet.mnemonic",
             GANACHE_MNEMONIC,
             "--wallet.totalAccounts",
-            "10",
+            str(DEV_ACCOUNTS),
             "--wallet.defaultBalance",
             "10000",
             "--chain.chainId",
@@ -100,7 +100,7 @@ def _command(kind: LocalKind, port: int, directory: Path) -> list[str]:
             "--mnemonic",
             ANVIL_MNEMONIC,
             "--accounts",
-            "10",
+            str(DEV_ACCOUNTS),
             "--chain-id",
             str(CHAIN_IDS["anvil"]),
             "--hardfork",

@@ -41,7 +41,7 @@ NetworkKind = Literal["embedded", "ganache", "anvil", "rpc"]
 GANACHE_MNEMONIC = "myth like bonus scare over problem client lizard pioneer submit female collect"
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 DEFAULT_PORTS = {"ganache": 8545, "anvil": 8546}
-DEV_ACCOUNTS = 10
+DEV_ACCOUNTS = 20  # funded dev accounts of every local chain (embedded, ganache, anvil)
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def dev_account(network: NetworkSpec, index: int) -> LocalAccount:
     if network.kind == "embedded":
         from eth_tester.backends.pyevm.main import get_default_account_keys
 
-        return _from_key(get_default_account_keys()[index].to_bytes())
+        return _from_key(get_default_account_keys(quantity=DEV_ACCOUNTS)[index].to_bytes())
     if network.kind == "ganache":
         return _from_key(_mnemonic_key(GANACHE_MNEMONIC, index))
     if network.kind == "anvil":
@@ -250,9 +250,11 @@ def connect(network: NetworkSpec | str | None, *, timeout: float = 5.0) -> Chain
     """Connect to a chain; raises ``ChainError`` naming the URL when nobody answers."""
     spec = network if isinstance(network, NetworkSpec) else parse_network(network)
     if spec.kind == "embedded":
+        from eth_tester import EthereumTester, PyEVMBackend
         from web3 import EthereumTesterProvider
 
-        w3 = Web3(EthereumTesterProvider())
+        genesis = PyEVMBackend.generate_genesis_state(num_accounts=DEV_ACCOUNTS)
+        w3 = Web3(EthereumTesterProvider(EthereumTester(PyEVMBackend(genesis_state=genesis))))
         chain_id = int(w3.eth.chain_id)
     else:
         if spec.url is None:

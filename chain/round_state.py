@@ -13,25 +13,44 @@ from enum import IntEnum
 
 
 class RoundState(IntEnum):
-    """Where a round is in its life: Unopened -> Open -> Revealing -> Closed -> Finalized."""
+    """Where a round is in its life: Unopened -> Open -> Revealing -> Closed -> Finalized ->
+    Settled, and Abandoned from Open/Revealing/Closed. A challenged Finalized round goes back
+    to Closed (voided, in a new epoch)."""
 
     UNOPENED = 0
     """Round 0, or a round not opened yet."""
     OPEN = 1
-    """The commit phase: the window has not passed and not every joined node has committed
-    (once all had, a later join does not reopen it)."""
+    """The commit phase: the window has not passed and not every eligible member (active when
+    the round opened) has committed."""
     REVEALING = 2
     """The commit phase is over and some commitment is unrevealed, until the reveal deadline."""
     CLOSED = 3
-    """Every commitment revealed, or the reveal deadline passed; awaiting finalization.
-    Commitments never revealed count for nothing."""
+    """Every commitment revealed, or the reveal deadline passed: validators post score sheets,
+    results are proposed and signed. Commitments never revealed count for nothing."""
     FINALIZED = 4
-    """Result and reward root recorded; rewards can be claimed."""
+    """A result reached its quorum of validator signatures; the challenge window runs (a
+    successful challenge voids it back to ``CLOSED``). Nothing can be claimed yet."""
+    SETTLED = 5
+    """The challenge window passed: rewards can be claimed, the round's slashes executed until
+    its slash window closes, and the next round opened."""
+    ABANDONED = 6
+    """Nobody finalized it within the task's grace period: nothing of it is reserved, its
+    commitments unlock."""
 
     @property
     def pending(self) -> bool:
         """Opened and not finalized yet (``OPEN``, ``REVEALING`` or ``CLOSED``)."""
         return self in (RoundState.OPEN, RoundState.REVEALING, RoundState.CLOSED)
+
+    @property
+    def claimable(self) -> bool:
+        """Rewards can be claimed (``SETTLED``)."""
+        return self is RoundState.SETTLED
+
+    @property
+    def final(self) -> bool:
+        """The round has ended for good (``SETTLED`` or ``ABANDONED``): the next one may open."""
+        return self in (RoundState.SETTLED, RoundState.ABANDONED)
 
     @classmethod
     def from_bitmap(cls, bitmap: bytes) -> frozenset[RoundState]:

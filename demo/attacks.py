@@ -34,19 +34,23 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 import torch
 from eth_account.signers.local import LocalAccount
 
-from chain.bindings import commitment_hash
+from aggregator.round import RoundRunner
+from aggregator.validator import Validator
+from chain.bindings import Finalization, commitment_hash
 from chain.errors import ContractRevert
+from chain.merkle import RewardEntry, RewardTree
 from chain.session import Session
 from fl_node.data import NodeData
 from fl_node.model import LoadedModel
 from fl_node.train import NodeTrainConfig, TrainSettings, train_round
 from loraledger.errors import ConfigError
+from loraledger.report import RewardLine, RoundReport, ScoreSheet
 from loraledger.update import (
     FORMAT_VERSION,
     METADATA_KEY,
@@ -283,3 +287,80 @@ def parse_attacks(text: str) -> tuple[AttackName, ...]:
         )
     by_name: dict[str, AttackName] = {a: a for a in ALL_ATTACKS}
     return tuple(by_name[n] for n in names)
+
+
+# ---------------------------------------------------------------------- lying parties
+
+
+class LyingAggregator(RoundRunner):
+    """The task's aggregator, lying in the task's last round (a slashed bond opens no more
+    rounds, so it lies when it has no round left to lose): it halves every honest reward and
+    pays the difference to itself, in a report that says so. The validators review results
+    with the audit's checks, so the honest ones refuse to sign it, propose the result they
+    derive, and the lie costs its author its bond (``slashConflicting``)."""
+
+    lies: list[str]
+
+    def _compute(self, round_: int, submissions: int) -> tuple[RoundReport, Finalization]:
+        report, honest = super()._compute(round_, submissions)
+        self.lies = getattr(self, "lies", [])
+        if round_ < self.task.max_rounds:
+            return report, honest
+        amounts = {line.node: line.amount // 2 for line in report.rewards.lines}
+        stolen = report.rewards.total - sum(amounts.values())
+        if stolen <= 0:
+            return report, honest
+        amounts[self.session.address] = amounts.get(self.session.address, 0) + stolen
+        tree = RewardTree(
+            self.task_id, round_, [RewardEntry(n, a) for n, a in amounts.items() if a > 0]
+        )
+        table = report.rewards.model_copy(
+            update={
+                "root": tree.root.hex(),
+                "total": tree.total,
+                "lines": tuple(
+                    RewardLine(
+                        node=e.node,
+                        amount=e.amount,
+                        proof=tuple(p.hex() for p in tree.proof(e.node)),
+                    )
+                    for e in sorted(tree.entries, key=lambda e: e.node.lower())
+                ),
+            }
+        )
+        lie = report.model_copy(update={"rewards": table})
+        cid = self.session.store.put_bytes(lie.to_bytes())
+        self.session.store.pin(cid)
+        self.lies.append(f"round {round_}: proposed a result paying itself {stolen}")
+        return lie, replace(honest, report_cid=cid, reward_root=tree.root, reward_total=tree.total)
+
+
+class LyingValidator(Validator):
+    """A validator in league with a crony: its sheet scores the crony's update 10x higher than
+    its data says and every other update 0, and it signs whatever is proposed without checking.
+    The median of three sheets ignores it (its agreement, and so its pay, drops to nothing), and
+    its signature on a lie is evidence against its bond."""
+
+    crony: str = ""
+
+    def sheet(self, round_: int) -> ScoreSheet:
+        honest = super().sheet(round_)
+        entries = tuple(
+            e.model_copy(
+                update={
+                    "score": (10 * abs(e.score or 1.0))
+                    if e.node.lower() == self.crony.lower()
+                    else 0.0
+                }
+            )
+            if e.score is not None
+            else e
+            for e in honest.entries
+        )
+        return honest.model_copy(update={"entries": entries})
+
+    def review(self, round_: int, result: Finalization) -> list[str]:
+        return []  # signs anything
+
+    def hold_to_account(self, round_: int) -> None:
+        return None  # challenges nothing, reports nobody

@@ -23,23 +23,33 @@ from pydantic import model_validator
 
 from aggregator.combine import StrategyConfig
 from aggregator.round import RoundOutcome, RoundRunner, RoundSettings
+from aggregator.validator import Validator, post_bond
 from chain.deployments import deploy
 from chain.events import History
 from chain.network import DEV_ACCOUNTS, Chain, dev_account
 from chain.round_state import RoundState
 from chain.session import Session
-from demo.attacks import DEFAULT_ATTACKS, NEEDS_DATA, Attacker, AttackName
+from demo.attacks import (
+    DEFAULT_ATTACKS,
+    NEEDS_DATA,
+    Attacker,
+    AttackName,
+    LyingAggregator,
+    LyingValidator,
+)
 from fl_node.data import Example, NodeData, sample_examples, split_shards, train_eval_split
 from fl_node.evaluate import AdapterEvaluator
 from fl_node.model import LoadedModel
 from fl_node.node import claim, join, reveal_round, submit_round
 from fl_node.train import StepReport, TrainSettings
 from ipfs import ContentStore
+from loraledger.errors import ChainError
+from loraledger.report import RoundReport, fetch_report
 from loraledger.settings import Invalid, Settings
 from loraledger.update import (
     PeftSpec,
 )
-from sponsor.task import publish_task
+from sponsor.task import TaskRoles, publish_task
 
 TOKEN = 10**18
 
@@ -64,9 +74,13 @@ class DemoConfig(Settings):
     reward_per_round: int = 100 * TOKEN
     stake: int = 10 * TOKEN
     window: int = 3600
-    validation_examples: int = (
-        32  # the aggregator's validation set (scores every update each round)
-    )
+    validation_examples: int = 32  # each validator's held-out set (scores every update)
+    validators: int = 3  # the task's validators, each with its own held-out data
+    quorum: int | None = None  # signatures a result needs (default: a strict majority)
+    liars: bool = False  # a lying aggregator and one lying validator (demo.attacks)
+    validator_share_bps: int = 1000  # validators' share of each round's reward
+    bond: int = 10 * TOKEN  # what the aggregator and each validator lock
+    challenge_window: int = 60  # seconds a finalized round can be challenged (the demo waits it)
     node_eval_examples: int = 24  # each node's held-out set (eval loss before and after each round)
     seed: int = 0
 
@@ -80,11 +94,20 @@ class DemoConfig(Settings):
     def _enough_accounts(self) -> Self:
         if self.nodes < 1 or self.rounds < 1 or self.malicious < 0:
             raise ValueError("--nodes and --rounds must be positive, --malicious not negative")
-        if self.nodes + self.malicious > DEV_ACCOUNTS - 2:
+        if not 1 <= self.validators <= 5:
+            raise ValueError(f"--validators must be in 1..5, got {self.validators}")
+        if self.liars and self.validators < 3:
+            raise Invalid(
+                "a lying validator is outvoted only by two honest ones",
+                hint="use --validators 3 or more with the lying parties",
+            )
+        free = DEV_ACCOUNTS - 2 - self.validators
+        if self.nodes + self.malicious > free:
             raise Invalid(
                 f"{self.nodes} nodes + {self.malicious} malicious need more than the "
-                f"{DEV_ACCOUNTS - 2} dev accounts left after the sponsor and the aggregator",
-                hint=f"use at most {DEV_ACCOUNTS - 2} nodes in all",
+                f"{free} dev accounts left after the sponsor, the aggregator and "
+                f"{self.validators} validators",
+                hint=f"use at most {free} nodes in all",
             )
         return self
 
@@ -99,6 +122,18 @@ class NodeSummary:
     earned: int = 0
     slashed: int = 0
     log: list[str] = field(default_factory=list)  # what an attacker did, round by round
+
+
+@dataclass
+class PartySummary:
+    """The aggregator or a validator: whether it lied, what it earned and lost."""
+
+    address: str
+    role: str  # "aggregator" or "validator"
+    honest: bool
+    earned: int = 0
+    bond_slashed: int = 0
+    agreement: float | None = None  # a validator's mean agreement with the consensus
 
 
 @dataclass
@@ -127,6 +162,7 @@ class DemoResult:
     base_model: str
     rounds: list[RoundSummary] = field(default_factory=list)
     nodes: list[NodeSummary] = field(default_factory=list)
+    parties: list[PartySummary] = field(default_factory=list)
     audit_ok: bool = False
     audit: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
@@ -139,6 +175,9 @@ class DemoResult:
         for n in body["nodes"]:
             n["earned"] = str(n["earned"])
             n["slashed"] = str(n["slashed"])
+        for p in body["parties"]:
+            p["earned"] = str(p["earned"])
+            p["bond_slashed"] = str(p["bond_slashed"])
         return body
 
 
@@ -159,19 +198,30 @@ def run_demo(
     began = time.perf_counter()
     net = chain.network
     admin, aggregator = dev_account(net, 0), dev_account(net, 1)
-    honest = [dev_account(net, 2 + i) for i in range(config.nodes)]
-    malicious = [dev_account(net, 2 + config.nodes + i) for i in range(config.malicious)]
+    validator_accounts = [dev_account(net, 2 + i) for i in range(config.validators)]
+    first = 2 + config.validators
+    honest = [dev_account(net, first + i) for i in range(config.nodes)]
+    malicious = [dev_account(net, first + config.nodes + i) for i in range(config.malicious)]
 
     progress("stage", {"text": f"deploying the contracts on {net.name}"})
-    deployment = deploy(chain, admin, aggregator=aggregator.address, save=net.kind != "embedded")
+    deployment = deploy(chain, admin, save=net.kind != "embedded")
     ledger, token = deployment.ledger_contract(chain), deployment.token_contract(chain)
     history = History(ledger, deployment.block)
 
     kinds = config.attack_kinds
     trainers = config.nodes + sum(1 for k in kinds if k in NEEDS_DATA)
     data = _node_data(config, trainers)
-    validation = data.pop()
+    validation_sets = [data.pop() for _ in range(config.validators)][::-1]
     spec = PeftSpec(rank=config.task_rank, alpha=2.0 * config.task_rank)
+    roles = TaskRoles(
+        aggregator=aggregator.address,
+        validators=tuple(a.address for a in validator_accounts),
+        quorum=config.quorum,
+        aggregator_bond=config.bond,
+        validator_bond=config.bond,
+        validator_share_bps=config.validator_share_bps,
+        challenge_window=config.challenge_window,
+    )
     task_id, _ = publish_task(
         ledger,
         token,
@@ -186,7 +236,19 @@ def run_demo(
         fund=config.reward_per_round * config.rounds,
         max_examples=config.max_examples,
         seed=config.seed,
+        roles=roles,
     )
+    progress(
+        "stage",
+        {
+            "text": f"task {task_id}: the aggregator and {config.validators} validators "
+            f"(quorum {roles.effective_quorum}) post their bonds"
+            + ("; the aggregator and one validator lie" if config.liars else "")
+        },
+    )
+    for account in [aggregator, *validator_accounts]:
+        token.transfer(account.address, config.bond, admin)
+        post_bond(Session(ledger, history, store, account), task_id)
     progress(
         "stage", {"text": f"task {task_id}: {len(honest)} nodes + {len(malicious)} malicious join"}
     )
@@ -194,13 +256,27 @@ def run_demo(
         token.transfer(account.address, config.stake, admin)
         join(Session(ledger, history, store, account), task_id)
 
-    runner = RoundRunner(
+    round_settings = (RoundSettings.legacy if config.legacy_rewards else RoundSettings)(
+        strategy=StrategyConfig(name=config.strategy)  # type: ignore[arg-type]
+    )
+    validators: list[Validator] = []
+    for i, (account, held_out) in enumerate(zip(validator_accounts, validation_sets, strict=True)):
+        lying = config.liars and i == len(validator_accounts) - 1
+        validator = (LyingValidator if lying else Validator)(
+            Session(ledger, history, store, account, state_root=out_dir / f"validator-{i}"),
+            task_id,
+            AdapterEvaluator(model, held_out.train, max_length=config.max_length),
+            round_settings,
+            propose_after=0.0,  # in one process: propose at once when nothing can be signed
+        )
+        validators.append(validator)
+    runner = (LyingAggregator if config.liars else RoundRunner)(
         Session(ledger, history, store, aggregator, state_root=out_dir / "aggregator"),
         task_id,
-        (RoundSettings.legacy if config.legacy_rewards else RoundSettings)(
-            strategy=StrategyConfig(name=config.strategy)  # type: ignore[arg-type]
-        ),
-        evaluator=AdapterEvaluator(model, validation.train, max_length=config.max_length),
+        round_settings,
+        validators=validators,
+        sheet_timeout=0.0,
+        quorum_timeout=60.0,
     )
     result = DemoResult(net.name, ledger.address, task_id, model.model_id, out_dir=str(out_dir))
     ranks = [config.ranks[i % len(config.ranks)] for i in range(len(honest))]
@@ -221,6 +297,14 @@ def run_demo(
             a.address, a.kind, 10 if a.kind in DEFAULT_ATTACKS else config.max_examples, spec.rank
         )
         for a in attackers
+    ]
+    if config.liars:  # the lying validator's crony: an attacker if any, else the last node
+        crony = attackers[0].address if attackers else honest[-1].address
+        for validator in validators:
+            if isinstance(validator, LyingValidator):
+                validator.crony = crony
+    result.parties = [PartySummary(aggregator.address, "aggregator", not config.liars)] + [
+        PartySummary(v.address, "validator", not isinstance(v, LyingValidator)) for v in validators
     ]
     settings = TrainSettings(
         max_steps=config.steps,
@@ -308,6 +392,13 @@ def run_demo(
             chain.advance_time(info.reveal_deadline - chain.timestamp() + 1)
         progress("stage", {"text": f"round {round_}: the aggregator verifies and aggregates"})
         outcome = runner.finalize(round_)
+        progress(
+            "stage",
+            {"text": f"round {round_}: finalized by the validators; the challenge window runs"},
+        )
+        info = ledger.round(task_id, round_)
+        chain.advance_time(info.finalized_at + config.challenge_window - chain.timestamp() + 1)
+        runner.settle(round_)  # executes the slashes the result names
         last_block = chain.w3.eth.block_number
         (reports_dir / f"round-{round_}.json").write_bytes(outcome.report.to_bytes())
         summary = _round_summary(outcome, _gas_between(chain, first_block, last_block))
@@ -321,11 +412,27 @@ def run_demo(
         result.rounds.append(summary)
         progress("round", asdict(summary))
 
-    progress("stage", {"text": "every node claims its rewards"})
+    progress("stage", {"text": "every node and validator claims its rewards"})
     for account, node in zip([*honest, *malicious], result.nodes, strict=True):
         before = token.balance_of(account.address)
         claim(Session(ledger, history, store, account), task_id)
         node.earned = token.balance_of(account.address) - before
+    for account, party in zip([aggregator, *validator_accounts], result.parties, strict=True):
+        before = token.balance_of(account.address)
+        claim(Session(ledger, history, store, account), task_id)
+        party.earned = token.balance_of(account.address) - before
+    for bond_slash in history.bond_slashes(task_id):
+        for party in result.parties:
+            if party.address.lower() == bond_slash.account.lower():
+                party.bond_slashed += bond_slash.amount
+    for party in result.parties:
+        lines = [
+            line.agreement
+            for r in range(1, config.rounds + 1)
+            for line in _report_of(history, store, task_id, r).validators
+            if line.validator.lower() == party.address.lower()
+        ]
+        party.agreement = sum(lines) / len(lines) if lines else None
     for event in history.slashes(task_id):
         for node in result.nodes:
             if node.address.lower() == event.node.lower():
@@ -345,8 +452,8 @@ def run_demo(
 
 
 def _node_data(config: DemoConfig, trainers: int) -> list[NodeData]:
-    """Non-IID shards of the bundled data (split by topic), each with a held-out split, and a
-    pooled validation set for the aggregator (returned last, as train examples)."""
+    """Non-IID shards of the bundled data (split by topic), each with a held-out split, then
+    one private held-out set per validator, disjoint (returned last, as train examples)."""
     examples = sample_examples()
     shards = split_shards(examples, trainers + 1, "label", seed=config.seed)
     validation_pool: list[Example] = []
@@ -357,8 +464,17 @@ def _node_data(config: DemoConfig, trainers: int) -> list[NodeData]:
         validation_pool.extend(data.eval)
     validation_pool.extend(shards[trainers])
     random.Random(config.seed).shuffle(validation_pool)
-    out.append(NodeData(train=tuple(validation_pool[: config.validation_examples])))
+    size = min(config.validation_examples, len(validation_pool) // config.validators)
+    for i in range(config.validators):
+        out.append(NodeData(train=tuple(validation_pool[i * size : (i + 1) * size])))
     return out
+
+
+def _report_of(history: History, store: ContentStore, task_id: int, round_: int) -> RoundReport:
+    record = history.finalization(task_id, round_)
+    if record is None:
+        raise ChainError(f"round {round_} of task {task_id} is not finalized")
+    return fetch_report(store, record.report_cid)
 
 
 def _leaked(victim: Session, task_id: int, round_: int) -> bytes:
@@ -379,7 +495,10 @@ def _round_summary(outcome: RoundOutcome, gas: int) -> RoundSummary:
         submitted=len(report.submissions),
         accepted=sum(1 for s in report.submissions if s.verdict == "accepted"),
         rejected=rejected,
-        global_eval_loss=report.metrics.get("global_eval_loss"),
+        # rounds decided by validators publish their median loss of the aggregate instead
+        global_eval_loss=report.metrics.get(
+            "global_eval_loss", report.metrics.get("scored_eval_loss")
+        ),
         start_eval_loss=report.metrics.get("start_eval_loss"),
         paid=report.rewards.total,
         gas_used=gas,

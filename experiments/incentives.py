@@ -9,9 +9,11 @@ Two clean runs per rule (only honest nodes) give the reference pay and validatio
 ``honest`` nodes for every attack but ``inflate``, whose attacker trains on a shard of its own
 and is compared with the clean run where that shard's node is honest (``honest + 1`` nodes).
 
-Figures per attack and rule: the honest nodes' share of the pool, the attackers' share, the
-global adapter's validation loss against the clean run's, and (``inflate``) what the inflating
-node earned against what the same node earned claiming its true count.
+Figures per attack and rule: the honest nodes' share of the nodes' pool (each round's reward less
+the validators' share, :func:`aggregator.consensus.split_round_pool`), the attackers' share, the
+global adapter's validation loss (the validators' median) against the clean run's, and
+(``inflate``) what the inflating node earned against what the same node earned claiming its true
+count.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from aggregator.consensus import split_round_pool
 from demo.attacks import ATTACKS, AttackName, parse_attacks
 from demo.run import DemoConfig, DemoResult, run_demo
 from experiments.config import environment
@@ -49,7 +52,8 @@ class IncentivesConfig(Settings):
 
 @dataclass(frozen=True)
 class Outcome:
-    """One run: the pool, what honest nodes and attackers earned, the final validation loss."""
+    """One run: the nodes' pool (what every node competes for: the rewards less the validators'
+    share), what honest nodes and attackers earned, the final validation loss."""
 
     rule: str
     attack: str
@@ -116,7 +120,8 @@ def demo_runner(tiny: bool, workdir: Path, network: str = "embedded") -> Runner:
 
 
 def outcome(rule: str, attack: str, config: DemoConfig, result: DemoResult) -> Outcome:
-    pool = config.reward_per_round * config.rounds
+    nodes_pool, _ = split_round_pool(config.reward_per_round, config.validator_share_bps, True)
+    pool = nodes_pool * config.rounds
     honest = sum(n.earned for n in result.nodes if n.kind == "honest")
     attackers = sum(n.earned for n in result.nodes if n.kind != "honest")
     slashed = sum(n.slashed for n in result.nodes if n.kind != "honest")
@@ -275,8 +280,9 @@ def _report(
         environment=environment(),
         summary=(
             f"{config.honest} honest nodes (+{config.sybils} Sybil accounts, or one attacker), "
-            f"{config.rounds} rounds of the full demo each; shares are of the whole pool "
-            "(reward per round x rounds); loss ratio = final validation loss / the clean run's."
+            f"{config.rounds} rounds of the full demo each, 3 validators; shares are of the "
+            "nodes' pool (reward per round x rounds, less the validators' share); loss ratio = "
+            "final validation loss (the validators' median) / the clean run's."
         ),
     )
     report.add_table(

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from chain import errors
 from chain.bindings import ClaimRequest, Member, Token, commitment_hash
 from chain.merkle import leaf_hash, verify
 from chain.round_state import RoundState
@@ -74,6 +75,7 @@ class RoundStatus:
     verdict: str | None  # from the round report, once published
     reward: int
     claimed: bool
+    settled: bool = False  # the challenge window passed: the reward can be claimed
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,13 @@ class NodeStatus:
 
     @property
     def claimable(self) -> int:
-        return sum(r.reward for r in self.rounds if r.reward and not r.claimed)
+        """Rewards of settled rounds not claimed yet."""
+        return sum(r.reward for r in self.rounds if r.reward and r.settled and not r.claimed)
+
+    @property
+    def pending(self) -> int:
+        """Rewards of finalized rounds still in their challenge window."""
+        return sum(r.reward for r in self.rounds if r.reward and not r.settled)
 
     @property
     def claimed(self) -> int:
@@ -109,6 +117,32 @@ def join(session: Session, task_id: int) -> Member:
             )
         token.approve(session.ledger.address, task.min_stake, session.signer)
     session.ledger.join(task_id, session.signer)
+    return session.ledger.member(task_id, session.address)
+
+
+def leave(session: Session, task_id: int) -> Member:
+    """Leave the task: stop taking part now (``leave``) and take the stake back as soon as the
+    last round this node committed in can no longer slash it (``withdrawStake``; at once when
+    nothing is pending). Returns the membership afterwards: ``leaving`` with the stake still
+    held while it is locked (:func:`withdraw_stake` takes it later)."""
+    ledger = session.ledger
+    member = ledger.member(task_id, session.address)
+    if not member.joined:
+        raise ChainError(f"{session.address} is not a member of task {task_id}")
+    if not member.leaving:
+        ledger.leave(task_id, session.signer)
+    try:
+        return withdraw_stake(session, task_id)
+    except errors.LedgerStakeLocked as exc:
+        logger.info("%s", exc)
+        return ledger.member(task_id, session.address)
+
+
+def withdraw_stake(session: Session, task_id: int) -> Member:
+    """Take back the stake of a node that left, once it is unlocked: the last round it
+    committed in is settled and past its slash window, or abandoned. Raises
+    ``LedgerStakeLocked`` (with the time it unlocks) before."""
+    session.ledger.withdraw_stake(task_id, session.signer)
     return session.ledger.member(task_id, session.address)
 
 
@@ -347,14 +381,18 @@ def run(
     waits for the next round. Returns the updates, revealed ones with their CID."""
     done: list[SubmittedUpdate] = []
     ledger = session.ledger
-    while not should_stop() and not ledger.is_complete(task_id):
+    while (
+        not should_stop() and not ledger.is_complete(task_id) and not ledger.task(task_id).cancelled
+    ):
         round_ = ledger.open_round(task_id)
         stored = ledger.submission(task_id, round_, session.address) if round_ else None
         awaiting_reveal = stored is not None and stored.committed and not stored.revealed
         if max_rounds is not None and len(done) >= max_rounds and not awaiting_reveal:
             break
         state = ledger.round_state(task_id, round_) if round_ else RoundState.UNOPENED
-        if stored is not None and state is RoundState.OPEN and not stored.committed:
+        # a node takes part in rounds opened after it joined (it joined during this one: wait)
+        eligible = ledger.member(task_id, session.address).joined_round < round_
+        if stored is not None and state is RoundState.OPEN and not stored.committed and eligible:
             try:
                 submitted = train_one()
             except RoundUnavailable as exc:
@@ -407,6 +445,7 @@ def status(session: Session, task_id: int) -> NodeStatus:
     finalized = {f.round: f for f in session.history.finalized(task_id)}
     rows = []
     for round_ in range(1, task.rounds_opened + 1):
+        settled = ledger.round_state(task_id, round_) is RoundState.SETTLED
         submitted = ledger.submission(task_id, round_, session.address).exists
         verdict, reward = None, 0
         if round_ in finalized:
@@ -430,13 +469,15 @@ def status(session: Session, task_id: int) -> NodeStatus:
                 verdict,
                 reward,
                 ledger.has_claimed(task_id, round_, session.address),
+                settled,
             )
         )
     return NodeStatus(task_id, ledger.member(task_id, session.address), tuple(rows))
 
 
 def claim(session: Session, task_id: int) -> list[ClaimRequest]:
-    """Claim every finalized, unclaimed round that rewards this node, in one transaction.
+    """Claim every settled, unclaimed round that rewards this account (a node, or a validator
+    for its share), in one transaction. Rounds still in their challenge window wait.
 
     Each proof comes from the round's report and is checked against the on-chain root first,
     so a wrong or tampered report is reported as such and costs no gas.
@@ -444,6 +485,8 @@ def claim(session: Session, task_id: int) -> list[ClaimRequest]:
     ledger = session.ledger
     requests = []
     for record in session.history.finalized(task_id):
+        if ledger.round_state(task_id, record.round) is not RoundState.SETTLED:
+            continue  # challenge window still running
         if ledger.has_claimed(task_id, record.round, session.address):
             continue
         report = _report(session, task_id, record.round, record.report_cid)

@@ -136,11 +136,15 @@ class LedgerConfig(Settings):
 
 
 class ServerConfig(Settings):
-    """The ServerApp: the aggregator's account, rounds, strategy and waiting limits."""
+    """The ServerApp: the aggregator's account, rounds, strategy and waiting limits.
+
+    ``validator_accounts``: validators of the task that the ServerApp runs in its own process
+    (each signing with its own account; none: they run ``loraledger validator run``)."""
 
     ledger: LedgerConfig
     rounds: int
     account: str = "dev:1"
+    validator_accounts: tuple[str, ...] = ()
     strategy: str = "fedavg"
     min_nodes: int = 2
     fraction_train: float = 1.0
@@ -183,6 +187,11 @@ class ServerConfig(Settings):
             ledger=LedgerConfig.from_config(values),
             rounds=_int(values, "rounds", 1) or 0,
             account=str(_get(values, "aggregator-account", "dev:1")),
+            validator_accounts=tuple(
+                a.strip()
+                for a in str(_get(values, "validator-accounts", "")).split(",")
+                if a.strip()
+            ),
             strategy=str(_get(values, "strategy", "fedavg")),
             min_nodes=_int(values, "min-nodes", 2) or 0,
             fraction_train=_float(values, "fraction-train", 1.0),

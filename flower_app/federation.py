@@ -2,8 +2,9 @@
 chain cannot be shared across Flower's processes), the contracts, funded node accounts and a
 task whose initial adapter is built from the base model and pinned.
 
-Accounts: dev:0 deploys and sponsors, dev:1 aggregates, nodes are dev:2 .. dev:N+1 (accounts
-past the tenth get gas money from dev:0). The store is shared by every process: the embedded
+Accounts: dev:0 deploys and sponsors, dev:1 aggregates, nodes are dev:2 .. dev:N+1 and the
+task's one validator is dev:N+2 (the contract refuses the aggregator as a validator; accounts
+past the funded ones get gas money from dev:0). The store is shared by every process: the embedded
 store in a folder (atomic renames, immutable objects) or an IPFS node's RPC URL.
 """
 
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 TOKEN = 10**18
 FIRST_NODE_ACCOUNT = 2
+SIMULATION_CHALLENGE_WINDOW = 2  # seconds; a simulated round's result is claimable after it
 
 
 def free_port() -> int:
@@ -77,6 +79,7 @@ class Federation:
     from_block: int
     task_id: int
     base_model: str
+    validator_account: str  # dev:N, the task's one validator (its ServerApp validates with it)
     _stack: ExitStack = field(default_factory=ExitStack, repr=False)
 
     def run_config(self, **extra: Any) -> dict[str, Any]:
@@ -94,6 +97,7 @@ class Federation:
             "targets": ",".join(self.plan.targets),
             "work-dir": str(self.plan.work_dir),
             "aggregator-account": "dev:1",
+            "validator-accounts": self.validator_account,
             "account-offset": FIRST_NODE_ACCOUNT,
             "min-nodes": self.plan.nodes,
         }
@@ -119,7 +123,7 @@ def prepare(plan: FederationPlan) -> Federation:
     from flower_app.accounts import fund_accounts, resolve_account
     from ipfs import open_store
     from loraledger.update import PeftSpec
-    from sponsor.task import publish_task
+    from sponsor.task import TaskRoles, publish_task
 
     stack = ExitStack()
     try:
@@ -138,13 +142,16 @@ def prepare(plan: FederationPlan) -> Federation:
                 "(leave --network out, or anvil:PORT / ganache:PORT)",
             )
         admin, aggregator = dev_account(chain.network, 0), dev_account(chain.network, 1)
-        deployment = deploy(chain, admin, aggregator=aggregator.address, save=plan.save_deployment)
+        deployment = deploy(chain, admin, save=plan.save_deployment)
         ledger, token = deployment.ledger_contract(chain), deployment.token_contract(chain)
         nodes = [
             resolve_account(f"dev:{FIRST_NODE_ACCOUNT + i}", chain.network).address
             for i in range(plan.nodes)
         ]
         fund_accounts(chain, admin, token, nodes, ether=10 * TOKEN, tokens=plan.min_stake * 2)
+        validator_account = f"dev:{FIRST_NODE_ACCOUNT + plan.nodes}"
+        validator = resolve_account(validator_account, chain.network)
+        fund_accounts(chain, admin, token, [validator.address], ether=10 * TOKEN, tokens=0)
 
         ipfs = plan.ipfs or f"embedded:{plan.work_dir / 'store'}"
         store = open_store(ipfs)
@@ -163,7 +170,20 @@ def prepare(plan: FederationPlan) -> Federation:
             window=plan.window,
             max_rounds=plan.rounds,
             fund=plan.reward_per_round * plan.rounds,
+            # one validator (no held-out data: the examples rule) decides alone; a short
+            # challenge window, since the simulation waits it out each round
+            roles=TaskRoles(
+                aggregator=aggregator.address,
+                validators=(validator.address,),
+                challenge_window=SIMULATION_CHALLENGE_WINDOW,
+            ),
         )
+        from aggregator.validator import post_bond
+        from chain.events import History
+        from chain.session import Session
+
+        for party in (aggregator, validator):
+            post_bond(Session(ledger, History(ledger, deployment.block), store, party), task_id)
         logger.info("task %s on %s: %s nodes, %s rounds", task_id, network, plan.nodes, plan.rounds)
         return Federation(
             plan,
@@ -174,6 +194,7 @@ def prepare(plan: FederationPlan) -> Federation:
             deployment.block,
             task_id,
             loaded.model_id,
+            validator_account,
             stack,
         )
     except BaseException:

@@ -1,7 +1,7 @@
 """The aggregator as a Flower ``ServerApp``: join the connected nodes to the task, then run
 :class:`flower_app.strategy.LedgerStrategy` for ``rounds`` rounds.
 
-The ServerApp signs with the aggregator's account (``aggregator-account``, AGGREGATOR_ROLE) and
+The ServerApp signs with the task's aggregator account (``aggregator-account``) and
 reads and writes content in ``ipfs``; every node signs with its own account. What the run did is
 on chain (``RoundFinalized`` events, round reports by CID); a caller in the same process (the
 simulation) also gets the strategy's per-round log through ``on_done``.
@@ -29,6 +29,7 @@ def run_federation(grid: Grid, config: ServerConfig) -> LedgerStrategy:
     """Join the nodes, then open, wait for and finalize ``config.rounds`` rounds."""
     from aggregator.combine import StrategyConfig
     from aggregator.round import RoundRunner, RoundSettings
+    from aggregator.validator import Validator
     from chain.network import parse_network
     from chain.session import open_session
     from flower_app.accounts import resolve_account
@@ -45,8 +46,29 @@ def run_federation(grid: Grid, config: ServerConfig) -> LedgerStrategy:
     )
     ledger, chain = session.ledger, session.ledger.chain
     settings = RoundSettings(strategy=StrategyConfig(name=config.strategy))  # type: ignore[arg-type]
-    runner = RoundRunner(session, config.ledger.task_id, settings)
-    task = ledger.task(config.ledger.task_id)
+    task_id = config.ledger.task_id
+    # the validators named in the config validate here, each with its own account (no held-out
+    # data: verdicts, no scores); the others run `loraledger validator run`
+    validators = [
+        Validator(
+            open_session(
+                network,
+                account=resolve_account(spec, network),
+                ipfs=config.ledger.ipfs,
+                ledger=config.ledger.ledger,
+                from_block=config.ledger.from_block,
+                state_root=config.work_dir / f"validator-{i}" if config.work_dir else None,
+                timeout=30,
+            ),
+            task_id,
+            None,
+            settings,
+            propose_after=0.0,
+        )
+        for i, spec in enumerate(config.validator_accounts)
+    ]
+    runner = RoundRunner(session, task_id, settings, validators=validators)
+    task = ledger.task(task_id)
     # a round takes commitments, then reveals: at most both windows
     window = float(task.submission_window + task.reveal_window) + WINDOW_MARGIN_SECONDS
     instruction = Instruction(ledger.address, chain.chain_id, config.ledger.task_id)

@@ -198,6 +198,8 @@ class LedgerStrategy(Strategy):
                 reply.cid,
             )
         outcome = self.runner.finalize(log.round)
+        # the next round opens once this one settles (its challenge window passed)
+        self.runner.settle(log.round, poll_seconds=self.poll_seconds, timeout=self.window_timeout)
         log.outcome = outcome
         log.seconds = time.perf_counter() - self._began
         info = ledger.round(task_id, log.round)

@@ -8,7 +8,9 @@ the same report always has the same bytes, CID and digest.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -79,6 +81,17 @@ class Slash(_Frozen):
     amount: int = Field(ge=1)
 
 
+class ValidatorLine(_Frozen):
+    """A validator whose score sheet the round used: where the sheet is, how far its scores
+    were from the consensus (``agreement`` in [0, 1]) and what it earns for its work."""
+
+    validator: str
+    sheet_cid: str
+    sheet_digest: str = Field(pattern=_HEX32)
+    agreement: float = Field(ge=0.0, le=1.0)
+    reward: int = Field(ge=0)
+
+
 class RoundReport(_Frozen):
     version: Literal[1] = REPORT_VERSION
     task_id: int = Field(ge=1)
@@ -94,6 +107,8 @@ class RoundReport(_Frozen):
     unrevealed: tuple[str, ...] = ()  # nodes that committed and never revealed (paid nothing)
     slashes: tuple[Slash, ...] = ()  # proven cheating the aggregator slashes after finalizing
     rewards: RewardTable
+    # validators whose sheets decided the validation-based verdicts and scores (their median)
+    validators: tuple[ValidatorLine, ...] = ()
     metrics: dict[str, float] = Field(default_factory=dict)
     software: dict[str, str] = Field(default_factory=dict)
 
@@ -135,3 +150,90 @@ def fetch_report(store: ContentSource, cid: str) -> RoundReport:
     (``bad_report``) when it is not a valid report.
     """
     return RoundReport.from_bytes(store.get_bytes(cid, max_size=REPORT_MAX_BYTES))
+
+
+SHEET_VERSION: Literal[1] = 1
+SHEET_MAX_BYTES = 16 * 1024**2
+REASON_BAD_SHEET = "bad_sheet"
+
+
+class SheetEntry(_Frozen):
+    """One validator's view of one revealed update: its own verdict (with its own validation
+    data), the losses it measured and its contribution score (``None``: not scored)."""
+
+    node: str
+    verdict: Literal["accepted", "rejected"]
+    reason: str | None = None
+    eval_loss: float | None = None  # the update alone, on the validator's held-out data
+    loss_without: float | None = None  # the aggregate of the others
+    score: float | None = None  # aggregator.contribution's score; None when not scored
+
+    @field_validator("eval_loss", "loss_without", "score")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"sheet numbers are finite (None when unknown), got {value}")
+        return value
+
+
+class ScoreSheet(_Frozen):
+    """What a validator measured in a round on its own private held-out data, pinned before
+    any result is proposed; its sha256 goes on chain (``postScores``) and into the validator's
+    signature. Rounds decide validation-based verdicts and scores by the median over sheets
+    (:mod:`aggregator.consensus`), so one lying validator moves nothing."""
+
+    version: Literal[1] = SHEET_VERSION
+    task_id: int = Field(ge=1)
+    round: int = Field(ge=1)
+    validator: str
+    rule: str  # the reward rule it scored for
+    start_loss: float | None = None
+    all_loss: float | None = None
+    entries: tuple[SheetEntry, ...]
+
+    @field_validator("start_loss", "all_loss")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"sheet numbers are finite (None when unknown), got {value}")
+        return value
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON (as :meth:`RoundReport.to_bytes`): the bytes pinned and digested."""
+        return json.dumps(
+            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
+        ).encode()
+
+    @property
+    def digest(self) -> bytes:
+        """sha256 of :meth:`to_bytes`: the ``scoresDigest`` posted on chain and signed."""
+        return hashlib.sha256(self.to_bytes()).digest()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ScoreSheet:
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "sheet"
+            raise UpdateRejected(
+                REASON_BAD_SHEET, f"malformed score sheet at {where}: {first['msg']}"
+            ) from None
+
+    def entry(self, node: str) -> SheetEntry | None:
+        wanted = node.lower()
+        return next((e for e in self.entries if e.node.lower() == wanted), None)
+
+
+def fetch_sheet(store: ContentSource, cid: str, digest: bytes) -> ScoreSheet:
+    """The score sheet pinned under ``cid``, checked against the ``digest`` posted on chain.
+
+    Raises the store's ``StorageError`` when it cannot be fetched, :class:`UpdateRejected`
+    (``bad_sheet``) when it is not a valid sheet or its bytes are not the posted ones.
+    """
+    data = store.get_bytes(cid, max_size=SHEET_MAX_BYTES)
+    if hashlib.sha256(data).digest() != digest:
+        raise UpdateRejected(
+            REASON_BAD_SHEET, f"the sheet {cid} does not have the digest posted on chain"
+        )
+    return ScoreSheet.from_bytes(data)

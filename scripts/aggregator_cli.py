@@ -1,57 +1,86 @@
-"""``loraledger aggregator``: the aggregator role, as a loop (``run``) or one step at a time.
+"""``loraledger aggregator``: a task's aggregator, as a loop (``run``) or one step at a time.
 
-``run`` opens rounds, waits for each window (or every joined node), verifies the updates
-against their commitments, aggregates, publishes the global adapter and the round report,
-and finalizes on chain, until the task is complete. ``open`` and ``finalize`` do one step;
-``status`` shows the rounds. Every command is safe to repeat or to restart after a crash.
+The account is the aggregator the task names (``loraledger task show``). ``run`` opens rounds,
+waits for each window (or every eligible node), verifies the updates against their
+commitments, aggregates with the validators' score sheets, publishes the global adapter and
+the round report, proposes the result for the validators to sign, and settles each round once
+its challenge window passed, until the task is complete. ``open``, ``finalize`` and ``settle``
+do one step; ``bond`` locks the bond the task asks before the first round; ``status`` shows
+the rounds. Every command is safe to repeat or to restart after a crash.
+
+When the task also names the aggregator's account as one of its validators, that validator
+runs in the same process (with ``--validation-data``, scoring updates on its held-out data).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from scripts.console import console, err_console
+from scripts.console import console
 from scripts.options import (
     IpfsOption,
     JsonOption,
     NetworkOption,
+    RoundOptions,
+    TaskOption,
     format_amount,
     open_chain,
     open_cli_session,
-    signer,
+    with_round_options,
 )
 
 if TYPE_CHECKING:
     from aggregator.round import RoundOutcome, RoundRunner
+    from chain.session import Session
 
 app = typer.Typer(no_args_is_help=True)
 
-TaskOption = typer.Option(..., "--task", "-t", help="Task id.")
 AggregatorAccountOption = typer.Option(
     "dev:1",
     "--account",
     "-a",
     envvar="LORALEDGER_AGGREGATOR_ACCOUNT",
-    help="An account holding AGGREGATOR_ROLE (dev:1 on local chains); dev:N, env:VAR or "
-    "keystore:PATH.",
+    help="The task's aggregator (dev:1 on local chains, the default of `task create`): dev:N, "
+    "env:VAR or keystore:PATH.",
 )
-StrategyOption = typer.Option(
-    "fedavg",
-    "--strategy",
-    "-s",
-    help="fedavg, fedavgm, fedadam, fedyogi, clip, median, trimmed-mean, krum, flexlora or "
-    "zero-pad.",
+SheetTimeoutOption = typer.Option(
+    60.0,
+    "--sheet-timeout",
+    help="Seconds to wait for every validator's score sheet (a quorum's suffices once they "
+    "stop coming).",
+)
+QuorumTimeoutOption = typer.Option(
+    600.0,
+    "--quorum-timeout",
+    help="Seconds to wait for a quorum of validators to sign a proposed result.",
 )
 
 
 @app.callback()
 def _group() -> None:
-    """Verify, aggregate, publish and finalize rounds (the aggregator role)."""
+    """Open rounds, aggregate, propose results for the validators to sign, settle (a task's
+    aggregator)."""
+
+
+def _aggregator_session(task: int, network: str, account: str, ipfs: str | None) -> Session:
+    """The session of the task's aggregator; an error naming it for any other account."""
+    from loraledger.errors import ChainError
+
+    session = open_cli_session(network, ipfs, account)
+    aggregator = session.ledger.task(task).aggregator  # LedgerUnknownTask for a wrong id
+    if aggregator.lower() != session.address.lower():
+        raise ChainError(
+            f"{session.address} is not the aggregator of task {task} (its aggregator is "
+            f"{aggregator})",
+            hint=f"run with the aggregator's --account (`loraledger task show {task}`)",
+        )
+    return session
 
 
 def _runner(
@@ -59,197 +88,70 @@ def _runner(
     network: str,
     account: str,
     ipfs: str | None,
-    strategy: str,
+    opts: RoundOptions,
     *,
-    clip_norm: float | None = None,
-    trim_ratio: float = 0.1,
-    byzantine: int = 1,
-    server_lr: float | None = None,
-    outlier_threshold: float = 3.5,
-    max_rank: int = 64,
-    validation_data: Path | None = None,
-    model: str | None = None,
-    max_loss_increase: float = 0.5,
-    max_length: int = 256,
-    fetch_workers: int = 4,
-    gpu: bool | None = None,
-    reward_rule: str | None = None,
-    legacy_rewards: bool = False,
+    sheet_timeout: float = 60.0,
+    quorum_timeout: float = 600.0,
 ) -> RoundRunner:
-    from pydantic import ValidationError
-
-    from aggregator.combine import StrategyConfig
-    from aggregator.device import select_compute
-    from aggregator.round import RoundRunner, RoundSettings
-    from aggregator.stats import OutlierPolicy
-    from aggregator.verify import VerifyPolicy
+    """The task's round runner; when the task names the aggregator's account as a validator
+    too, that validator runs in this process (scoring on ``--validation-data`` if given)."""
+    from aggregator.round import RoundRunner
+    from aggregator.validator import Validator
     from loraledger.errors import ConfigError
 
-    try:
-        config = StrategyConfig(
-            name=strategy,
-            clip_norm=clip_norm,
-            trim_ratio=trim_ratio,
-            byzantine=byzantine,
-            server_lr=server_lr,
-        )
-    except ValidationError as exc:
-        first = exc.errors()[0]
+    settings = opts.settings()
+    session = _aggregator_session(task, network, account, ipfs)
+    validators = session.ledger.validators(task)
+    validates = session.address.lower() in {v.lower() for v in validators}
+    if opts.validation_data is not None and not validates:
         raise ConfigError(
-            f"--{'-'.join(str(p) for p in first['loc']) or 'strategy'}: {first['msg']}"
-        ) from None
-    policy = VerifyPolicy(
-        max_rank=max_rank,
-        outliers=OutlierPolicy(threshold=outlier_threshold) if outlier_threshold > 0 else None,
-        max_loss_increase=max_loss_increase,
-        fetch_workers=fetch_workers,
+            f"--validation-data: the aggregator {session.address} is not one of the validators "
+            f"of task {task}, so it posts no score sheet",
+            hint="held-out data belongs to the task's validators: give it to one of them, "
+            f"`loraledger validator run --task {task} --account ... --validation-data "
+            f"{opts.validation_data} --model ...`",
+        )
+    in_process = []
+    if validates:
+        in_process.append(Validator(session, task, opts.evaluator(), settings))
+    return RoundRunner(
+        session,
+        task,
+        settings,
+        validators=in_process,
+        sheet_timeout=sheet_timeout,
+        quorum_timeout=quorum_timeout,
     )
-    evaluator = None
-    if validation_data is not None:
-        evaluator = _evaluator(validation_data, model, max_length)
-    elif model is not None:
-        raise ConfigError(
-            "--model is used with --validation-data", hint="give the validation data to evaluate on"
-        )
-    session = open_cli_session(network, ipfs, account)
-    if legacy_rewards:
-        settings = RoundSettings.legacy(policy, strategy=config, compute=select_compute(gpu))
-    else:
-        try:
-            settings = RoundSettings(
-                strategy=config, verify=policy, compute=select_compute(gpu), reward_rule=reward_rule
-            )
-        except ConfigError as exc:
-            raise ConfigError(f"--reward-rule: {exc}") from None
-    if evaluator is None and settings.reward_rule in (None, "examples"):
-        err_console.print(
-            "[yellow]no --validation-data: rewards follow the examples each node claims (capped "
-            "at the round's median claim), not measured contribution[/]"
-        )
-    return RoundRunner(session, task, settings, evaluator=evaluator)
 
 
-def _evaluator(path: Path, model: str | None, max_length: int):
-    from fl_node.data import load_examples
-    from fl_node.evaluate import AdapterEvaluator
-    from fl_node.model import ModelConfig, load_base_model
-    from loraledger.errors import ConfigError
-
-    if model is None:
-        raise ConfigError(
-            "--validation-data needs --model (the task's base model: smollm2, a folder or a hub id)"
-        )
-    examples = load_examples(path)
-    with console.status(f"loading {model} for validation"):
-        loaded = load_base_model(ModelConfig(source=model))
-    return AdapterEvaluator(loaded, examples, max_length=max_length)
-
-
-def _options(command):
-    """The strategy and verification options ``run`` and ``finalize`` share."""
-    import functools
-    import inspect
-
-    def options(
-        strategy: str = StrategyOption,
-        clip_norm: float | None = typer.Option(
-            None, "--clip-norm", help="clip: largest update norm (default: the round's median)."
-        ),
-        trim_ratio: float = typer.Option(
-            0.1, "--trim-ratio", help="trimmed-mean: fraction dropped per side."
-        ),
-        byzantine: int = typer.Option(
-            1, "--byzantine", help="krum: number of attackers tolerated (needs 2f+3 updates)."
-        ),
-        server_lr: float | None = typer.Option(
-            None, "--server-lr", help="fedavgm/fedadam/fedyogi: server learning rate."
-        ),
-        outlier_threshold: float = typer.Option(
-            3.5,
-            "--outlier-threshold",
-            help="Reject updates whose norm's robust z-score exceeds this (0: off).",
-        ),
-        max_rank: int = typer.Option(
-            64, "--max-rank", help="Largest LoRA rank accepted from a node."
-        ),
-        validation_data: Path | None = typer.Option(
-            None,
-            "--validation-data",
-            help="Held-out examples (JSON/JSONL/CSV/folder) to score every update and the new "
-            "adapter on.",
-        ),
-        model: str | None = typer.Option(
-            None,
-            "--model",
-            help="The task's base model for validation: smollm2, a folder or a hub id.",
-        ),
-        max_loss_increase: float = typer.Option(
-            0.5,
-            "--max-loss-increase",
-            help="With validation: reject an update whose loss is this much (fraction) worse than "
-            "the start adapter's (non-IID nodes specialise: honest ones measured up to 30% "
-            "worse).",
-        ),
-        max_length: int = typer.Option(256, "--max-length", help="Validation: tokens per example."),
-        fetch_workers: int = typer.Option(
-            4, "--fetch-workers", help="Updates fetched and verified at once."
-        ),
-        gpu: bool | None = typer.Option(
-            None, "--gpu/--cpu", help="Aggregate on CUDA or the CPU (default: CUDA when present)."
-        ),
-        reward_rule: str | None = typer.Option(
-            None,
-            "--reward-rule",
-            help="contribution (scores on --validation-data; the default with it), examples "
-            "(claims capped at the median; the default without) or claimed (the old rule).",
-        ),
-        legacy_rewards: bool = typer.Option(
-            False,
-            "--legacy-rewards",
-            help="The rules before contribution scoring: claimed examples, no cap, no free-rider "
-            "or copy screening, no slashing (to compare; not for real tasks).",
-        ),
-    ) -> dict:
-        return dict(locals())
-
-    own = [p for p in inspect.signature(command).parameters.values() if p.name != "opts"]
-    extra = list(inspect.signature(options).parameters.values())
-
-    @functools.wraps(command)
-    def wrapper(**kwargs):
-        opts = options(**{p.name: kwargs.pop(p.name) for p in extra})
-        command(opts=opts, **kwargs)
-
-    params = own + extra
-    wrapper.__signature__ = inspect.Signature(params)
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    del wrapper.__wrapped__  # typer must read the merged signature
-    return wrapper
-
-
-def _print_outcome(outcome: RoundOutcome, as_json: bool = False) -> None:
+def _print_outcome(session: Session, outcome: RoundOutcome, as_json: bool = False) -> None:
     report = outcome.report
+    ledger = session.ledger
+    task = ledger.task(outcome.task_id)
+    info = ledger.round(outcome.task_id, outcome.round)
+    signers = info.signers.bit_count()
+    claimable_at = info.finalized_at + task.challenge_window
     if as_json:
         body = {
             "round": outcome.round,
+            "state": ledger.round_state(outcome.task_id, outcome.round).name.lower(),
             "report_cid": outcome.report_cid,
             "gas_used": outcome.gas_used,
             "resumed": outcome.resumed,
+            "signers": signers,
+            "quorum": task.quorum,
+            "claimable_at": claimable_at,
             "report": report.model_dump(mode="json"),
         }
         console.print_json(json.dumps(body))
         return
-    resumed = (
-        " (already finalized)"
-        if outcome.gas_used is None
-        else " (from the journal of an interrupted run)"
-        if outcome.resumed
-        else ""
-    )
+    resumed = " (resumed: finalized before, or from an interrupted run's journal)"
     console.print(
-        f"[bold]round {outcome.round}[/] finalized{resumed}: "
+        f"[bold]round {outcome.round}[/] finalized{resumed if outcome.resumed else ''}: "
         f"{outcome.finalization.accepted} accepted, {outcome.finalization.rejected} rejected, "
-        f"{format_amount(report.rewards.total)} tokens to pay; strategy {report.strategy}"
+        f"{format_amount(report.rewards.total)} tokens to pay; strategy {report.strategy}; "
+        f"signed by {signers} of {len(ledger.validators(outcome.task_id))} validators "
+        f"(quorum {task.quorum}); claimable from chain time {claimable_at}"
     )
     slashed = {x.node.lower(): x for x in report.slashes}
     table = Table(
@@ -282,52 +184,116 @@ def _print_outcome(outcome: RoundOutcome, as_json: bool = False) -> None:
             format_amount(cut.amount) if cut else "-",
         )
     console.print(table)
+    if report.validators:
+        validators = Table("validator", "score sheet", "agreement", "pay")
+        for v in report.validators:
+            validators.add_row(
+                v.validator, v.sheet_cid, f"{v.agreement:.3f}", format_amount(v.reward)
+            )
+        console.print(validators)
+    else:
+        console.print("no validator posted a score sheet for this round", highlight=False)
     rule = report.params.get("reward_rule", "claimed")
     console.print(f"reward rule: {rule} ({report.rewards.rule})", highlight=False)
-    if "global_eval_loss" in report.metrics:
+    if "start_eval_loss" in report.metrics and "scored_eval_loss" in report.metrics:
         console.print(
-            f"validation loss {report.metrics.get('start_eval_loss', float('nan')):.4f} -> "
-            f"{report.metrics['global_eval_loss']:.4f}"
+            f"validation loss (the validators' median) {report.metrics['start_eval_loss']:.4f} "
+            f"-> {report.metrics['scored_eval_loss']:.4f}"
         )
     console.print(f"global adapter {report.global_cid}; report {outcome.report_cid}")
 
 
+@app.command("bond")
+def bond_command(
+    task: int = TaskOption,
+    network: str = NetworkOption,
+    account: str = AggregatorAccountOption,
+    ipfs: str | None = IpfsOption,
+) -> None:
+    """Lock the aggregator's bond the task asks (approving the ledger for it first); rounds
+    open only once it is posted."""
+    from scripts.validator_cli import post_bond_and_report
+
+    post_bond_and_report(_aggregator_session(task, network, account, ipfs), task)
+
+
+@app.command("withdraw-bond")
+def withdraw_bond_command(
+    task: int = TaskOption,
+    network: str = NetworkOption,
+    account: str = AggregatorAccountOption,
+    ipfs: str | None = IpfsOption,
+) -> None:
+    """Take the aggregator's bond back once the task is over and no round can slash it."""
+    from scripts.validator_cli import withdraw_bond_and_report
+
+    withdraw_bond_and_report(_aggregator_session(task, network, account, ipfs), task)
+
+
 @app.command("open")
 def open_command(
-    task: int = TaskOption, network: str = NetworkOption, account: str = AggregatorAccountOption
+    task: int = TaskOption,
+    network: str = NetworkOption,
+    account: str = AggregatorAccountOption,
+    ipfs: str | None = IpfsOption,
 ) -> None:
-    """Open the next round of a task; nodes can submit until its window closes."""
-    from chain.deployments import load_deployment
-
-    chain = open_chain(network)
-    ledger = load_deployment(chain).ledger_contract(chain)
-    round_, _ = ledger.open_next_round(task, signer(account, chain.network))
+    """Open the next round of a task; nodes can commit until its window closes."""
+    session = _aggregator_session(task, network, account, ipfs)
+    ledger = session.ledger
+    with _bond_hint(task):
+        round_, _ = ledger.open_next_round(task, session.signer)
     info = ledger.round(task, round_)
     console.print(
-        f"opened round {round_} of task {task}; submissions accepted until chain time "
-        f"{info.deadline}"
+        f"opened round {round_} of task {task} for {info.eligible} eligible node(s); commitments "
+        f"accepted until chain time {info.deadline}"
     )
 
 
+@contextmanager
+def _bond_hint(task: int) -> Iterator[None]:
+    """The contract's refusal of an aggregator without its bond, with what to do."""
+    from chain import errors
+    from loraledger.errors import ChainError
+
+    try:
+        yield
+    except errors.LedgerBondNotPosted as exc:
+        raise ChainError(
+            f"the aggregator {exc.account} has not posted its bond for task {task}",
+            hint=f"`loraledger aggregator bond --task {task}` first",
+        ) from None
+
+
 @app.command("finalize")
-@_options
+@with_round_options
 def finalize_command(
     task: int = TaskOption,
     round_: int | None = typer.Option(None, "--round", "-r", help="Round (default: the open one)."),
     wait: bool = typer.Option(
         False, "--wait", help="Wait for the window or every node instead of failing."
     ),
+    sheet_timeout: float = SheetTimeoutOption,
+    quorum_timeout: float = QuorumTimeoutOption,
     network: str = NetworkOption,
     account: str = AggregatorAccountOption,
     ipfs: str | None = IpfsOption,
     as_json: bool = JsonOption,
     *,
-    opts: dict,
+    opts: RoundOptions,
 ) -> None:
-    """Verify, aggregate, publish and finalize one round (once: repeating it changes nothing)."""
+    """Verify, aggregate, publish and propose one round's result, and wait until a quorum of
+    validators signed it (once: repeating it changes nothing)."""
     from loraledger.errors import ChainError
 
-    runner = _runner(task, network, account, ipfs, **opts)
+    runner = _runner(
+        task,
+        network,
+        account,
+        ipfs,
+        opts,
+        sheet_timeout=sheet_timeout,
+        quorum_timeout=quorum_timeout,
+    )
     number = (
         round_
         or runner.session.ledger.open_round(task)
@@ -340,29 +306,91 @@ def finalize_command(
     if wait:
         with console.status(f"waiting for round {number} to close"):
             runner.wait(number)
-    _print_outcome(runner.finalize(number), as_json)
+    with console.status(f"finalizing round {number}: score sheets, result, signatures"):
+        outcome = runner.finalize(number)
+    _print_outcome(runner.session, outcome, as_json)
+
+
+@app.command("settle")
+def settle_command(
+    task: int = TaskOption,
+    round_: int | None = typer.Option(
+        None, "--round", "-r", help="Round (default: the last one opened)."
+    ),
+    poll: float = typer.Option(2.0, "--poll", help="Seconds between chain polls."),
+    network: str = NetworkOption,
+    account: str = AggregatorAccountOption,
+    ipfs: str | None = IpfsOption,
+) -> None:
+    """Wait until a finalized round's challenge window passes, then make the slashes its
+    result names; the next round can then open."""
+    from aggregator.round import RoundRunner
+    from chain.round_state import RoundState
+    from loraledger.errors import ChainError
+
+    session = _aggregator_session(task, network, account, ipfs)
+    runner = RoundRunner(session, task)
+    number = round_ or session.ledger.task(task).rounds_opened
+    state = session.ledger.round_state(task, number)
+    if state not in (RoundState.FINALIZED, RoundState.SETTLED):
+        raise ChainError(
+            f"round {number} of task {task} is {state.name.lower()}: only a finalized round "
+            "settles",
+            hint=f"finalize it first: `loraledger aggregator finalize --task {task}`",
+        )
+    info = session.ledger.round(task, number)
+    until = info.finalized_at + session.ledger.task(task).challenge_window
+    with console.status(f"round {number}: challenge window until chain time {until}"):
+        settled = runner.settle(number, poll_seconds=poll)
+    if not settled:
+        raise ChainError(
+            f"round {number} of task {task} was challenged during its window and is no longer "
+            "finalized",
+            hint=f"see `loraledger task show {task}`; finalize it again",
+        )
+    console.print(f"round {number} of task {task} settled: rewards claimable, slashes made")
 
 
 @app.command("run")
-@_options
+@with_round_options
 def run_command(
     task: int = TaskOption,
     rounds: int | None = typer.Option(
         None, "--rounds", help="Stop after this many rounds (default: until the task is complete)."
     ),
     poll: float = typer.Option(2.0, "--poll", help="Seconds between chain polls."),
+    sheet_timeout: float = SheetTimeoutOption,
+    quorum_timeout: float = QuorumTimeoutOption,
     network: str = NetworkOption,
     account: str = AggregatorAccountOption,
     ipfs: str | None = IpfsOption,
     *,
-    opts: dict,
+    opts: RoundOptions,
 ) -> None:
-    """Open, wait for, verify, aggregate, publish and finalize rounds until the task is complete."""
-    runner = _runner(task, network, account, ipfs, **opts)
-    done = runner.run(max_rounds=rounds, poll_seconds=poll, on_round=_print_outcome)
+    """Open, wait for, verify, aggregate and propose rounds, see each signed by the validators'
+    quorum and settled after its challenge window, until the task is complete."""
+    from chain.round_state import RoundState
+
+    runner = _runner(
+        task,
+        network,
+        account,
+        ipfs,
+        opts,
+        sheet_timeout=sheet_timeout,
+        quorum_timeout=quorum_timeout,
+    )
+    ledger = runner.session.ledger
+    with _bond_hint(task):
+        done = runner.run(
+            max_rounds=rounds,
+            poll_seconds=poll,
+            on_round=lambda outcome: _print_outcome(runner.session, outcome),
+        )
+    settled = sum(1 for o in done if ledger.round_state(task, o.round) is RoundState.SETTLED)
     console.print(
-        f"task {task}: {len(done)} round(s) finalized in this run"
-        + ("; the task is complete" if runner.session.ledger.is_complete(task) else "")
+        f"task {task}: {len(done)} round(s) finalized, {settled} settled in this run"
+        + ("; the task is complete" if ledger.is_complete(task) else "")
     )
 
 
@@ -385,11 +413,12 @@ def status_command(
         rows.append(
             {
                 "round": number,
-                "finalized": r.finalized,
+                "state": ledger.round_state(task, number).name.lower(),
                 "deadline": r.deadline,
-                "submissions": r.submissions,
+                "reveals": r.reveals,
                 "accepted": r.accepted,
                 "rejected": r.rejected,
+                "signers": r.signers.bit_count(),
                 "reward_total": str(r.reward_total),
                 "claimed": str(r.claimed),
                 "report_cid": reports.get(number),
@@ -397,25 +426,42 @@ def status_command(
         )
     if as_json:
         console.print_json(
-            json.dumps({"task_id": task, "max_rounds": info.max_rounds, "rounds": rows})
+            json.dumps(
+                {
+                    "task_id": task,
+                    "max_rounds": info.max_rounds,
+                    "quorum": info.quorum,
+                    "rounds": rows,
+                }
+            )
         )
         return
     table = Table(
-        "round", "state", "submissions", "accepted", "rejected", "rewards", "claimed", "report"
+        "round",
+        "state",
+        "reveals",
+        "accepted",
+        "rejected",
+        "signers",
+        "rewards",
+        "claimed",
+        "report",
     )
     for row in rows:
+        state = str(row["state"])
         table.add_row(
             str(row["round"]),
-            "finalized" if row["finalized"] else f"open until {row['deadline']}",
-            str(row["submissions"]),
+            f"open until {row['deadline']}" if state == "open" else state,
+            str(row["reveals"]),
             str(row["accepted"]),
             str(row["rejected"]),
-            format_amount(int(row["reward_total"])),
-            format_amount(int(row["claimed"])),
-            row["report_cid"] or "-",
+            f"{row['signers']}/{info.quorum}",
+            format_amount(int(str(row["reward_total"]))),
+            format_amount(int(str(row["claimed"]))),
+            str(row["report_cid"] or "-"),
         )
     console.print(
         f"task {task}: {info.rounds_opened} of {info.max_rounds} rounds opened, "
-        f"{info.active_nodes} nodes"
+        f"{info.active_nodes} nodes" + (" (cancelled)" if info.cancelled else "")
     )
     console.print(table)

@@ -18,7 +18,7 @@ from scripts.console import console
 from scripts.options import IpfsOption, JsonOption, NetworkOption, format_amount, open_cli_session
 
 if TYPE_CHECKING:
-    from aggregator.audit import Auditor
+    from aggregator.audit import Auditor, RoundView
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -40,6 +40,15 @@ def open_auditor(network: str, ipfs: str | None) -> Auditor:
 
 def _loss(value: float | None) -> str:
     return f"{value:.4f}" if value is not None else "-"
+
+
+def _state(r: RoundView) -> str:
+    """A round's state as the contract decides it, and how often a challenge voided it."""
+    if r.finalized:
+        state = "finalized, settled" if r.state == "settled" else "finalized, challengeable"
+    else:
+        state = r.state or f"open until {r.deadline}"
+    return state + (f" (voided {r.epoch}x)" if r.epoch else "")
 
 
 @app.command("tasks")
@@ -86,8 +95,8 @@ def rounds_command(
     ipfs: str | None = IpfsOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Per round: submitted / accepted / rejected (with reasons), global eval loss, rewards,
-    report CID."""
+    """Per round: state, submitted / accepted / rejected (with reasons), eval loss of the
+    aggregate (the validators' median), rewards, report CID."""
     from aggregator.audit import to_json
 
     rounds = open_auditor(network, ipfs).rounds(task)
@@ -101,7 +110,7 @@ def rounds_command(
         "accepted",
         "rejected",
         "reasons",
-        "global eval loss",
+        "eval loss",
         "reserved",
         "claimed",
         "report",
@@ -110,12 +119,12 @@ def rounds_command(
         reasons = ", ".join(f"{k} x{v}" for k, v in r.reasons.items()) or "-"
         table.add_row(
             str(r.round),
-            "finalized" if r.finalized else f"open until {r.deadline}",
+            _state(r),
             str(r.submitted),
             str(r.accepted),
             str(r.rejected),
             reasons if not r.report_error else "report unreadable",
-            _loss(r.global_eval_loss),
+            _loss(r.global_eval_loss if r.global_eval_loss is not None else r.scored_eval_loss),
             format_amount(r.reward_total),
             format_amount(r.claimed),
             r.report_cid or "-",
@@ -140,13 +149,19 @@ def round_command(
         return
     r = detail.round
     console.print(
-        f"[bold]task {task} round {round_}[/]: "
-        + (
-            f"finalized, report {r.report_cid}"
-            if r.finalized
-            else f"open until chain time {r.deadline}"
-        )
+        f"[bold]task {task} round {round_}[/]: {_state(r)}"
+        + (f", report {r.report_cid}" if r.report_cid else "")
     )
+    if r.validators:
+        console.print(
+            "validators (agreement, pay): "
+            + ", ".join(
+                f"{v.validator} ({v.agreement:.3f}, {format_amount(v.reward)}"
+                + (", signed)" if v.signed else ")")
+                for v in r.validators
+            ),
+            highlight=False,
+        )
     if r.report_error:
         console.print(f"[red]report unreadable:[/] {r.report_error}")
     table = Table(

@@ -380,7 +380,7 @@ def contribution_command(
         20, "--steps", min=1, help="Training steps per node (20: SmolLM2's loss 6.4 -> 2.8)."
     ),
     validation: int = typer.Option(
-        32, "--validation-examples", min=1, help="The aggregator's validation examples."
+        32, "--validation-examples", min=1, help="Each validator's held-out examples."
     ),
     tiny: bool = typer.Option(False, "--tiny", help="The tiny model instead of SmolLM2."),
 ) -> None:

@@ -4,9 +4,10 @@ Run it with brownie from its own venv (it imports `brownie`, which the main venv
 
     make brownie-deploy        # brownie run scripts/brownie_deploy.py --network ganache-cli
 
-accounts[0] deploys and administers both contracts and sponsors the demo task;
-accounts[1] is the aggregator. The main project's `loraledger deploy` is the supported way to
-deploy for the CLI; this script is the brownie counterpart.
+accounts[0] deploys both contracts and sponsors the demo task; accounts[1] is the demo task's
+aggregator and accounts[2..4] its validators (quorum 2); LoRALedger has no global role. The
+main project's `loraledger deploy` is the supported way to deploy for the CLI; this script is
+the brownie counterpart.
 """
 
 from brownie import LedgerToken, LoRALedger, accounts
@@ -24,13 +25,15 @@ DEMO_TASK = {
     "reveal_window": 600,
     "max_examples": 100_000,
     "max_rounds": 3,
+    "quorum": 2,
 }
 
 
 def main():
     admin, aggregator = accounts[0], accounts[1]
     token = LedgerToken.deploy(admin, INITIAL_SUPPLY, {"from": admin})
-    ledger = LoRALedger.deploy(admin, aggregator, {"from": admin})
+    validators = accounts[2:5]
+    ledger = LoRALedger.deploy({"from": admin})
 
     params = (
         keccak(text=DEMO_TASK["base_model"]),
@@ -43,6 +46,15 @@ def main():
         DEMO_TASK["reveal_window"],
         DEMO_TASK["max_examples"],
         DEMO_TASK["max_rounds"],
+        aggregator.address,
+        [v.address for v in validators],
+        DEMO_TASK["quorum"],
+        0,  # aggregatorBond
+        0,  # validatorBond
+        0,  # validatorShareBps
+        600,  # challengeWindow
+        600,  # slashWindow
+        3600,  # gracePeriod
     )
     task_id = ledger.createTask(params, {"from": admin}).return_value
     token.approve(ledger, DEMO_FUNDING, {"from": admin})
@@ -50,7 +62,7 @@ def main():
 
     print(f"LedgerToken  {token.address}")
     print(f"LoRALedger   {ledger.address}")
-    is_aggregator = ledger.hasRole(ledger.AGGREGATOR_ROLE(), aggregator)
-    print(f"aggregator   {aggregator.address} (AGGREGATOR_ROLE: {is_aggregator})")
+    print(f"aggregator   {aggregator.address} (of the demo task)")
+    print(f"validators   {', '.join(v.address for v in ledger.validatorsOf(task_id))}")
     print(f"demo task    {task_id} (funded {DEMO_FUNDING // 10**18} LLT)")
     return token, ledger, task_id

@@ -31,15 +31,30 @@ _GROUPS: list[tuple[str, str | None, str]] = [
     ("scripts.chain_cli", "chain", "Start, stop and inspect local chains (Ganache, anvil)."),
     ("scripts.contracts_cli", "contracts", "Compile the Solidity contracts and check artifacts."),
     ("scripts.deploy_cli", None, "Deploy the contracts and record the deployment."),
-    ("scripts.task_cli", "task", "Create, fund and inspect training tasks (sponsors)."),
+    ("scripts.task_cli", "task", "Create, fund, inspect and cancel training tasks (sponsors)."),
     (
         "scripts.ipfs_cli",
         "ipfs",
         "Content-addressed storage: a local IPFS node and the embedded store.",
     ),
     ("scripts.data_cli", "data", "Prepare training data: bundled samples and node shards."),
-    ("scripts.node_cli", "node", "Run a training node: join, train, submit, claim."),
-    ("scripts.aggregator_cli", "aggregator", "Verify, aggregate, publish and finalize rounds."),
+    ("scripts.node_cli", "node", "Run a training node: join, train, submit, claim, leave."),
+    (
+        "scripts.aggregator_cli",
+        "aggregator",
+        "Open rounds, aggregate, propose results for the validators to sign, settle.",
+    ),
+    (
+        "scripts.validator_cli",
+        "validator",
+        "Score rounds on private held-out data and sign the results that hold.",
+    ),
+    ("scripts.round_cli", "round", "Abandon a round nobody finalized in time (anyone may)."),
+    (
+        "scripts.challenge_cli",
+        None,
+        "Challenge a finalized round that pays an account that took no part (anyone may).",
+    ),
     (
         "scripts.audit_cli",
         "audit",

@@ -34,7 +34,8 @@ def demo_command(
     malicious: int | None = typer.Option(
         None,
         "--malicious",
-        help="Extra attacking nodes, cycling over --attack (default: one per attack named).",
+        help="Extra attacking nodes, cycling over --attack (default: one per attack named); "
+        "also turns --liars on.",
     ),
     attack: str | None = typer.Option(
         None,
@@ -42,6 +43,22 @@ def demo_command(
         help="Attacks of the malicious nodes, comma-separated: inflate, zero, noise, sybil, copy, "
         "frontrun, malformed (on the pool), poison, replay, mismatch (default with --malicious: "
         "poison,replay,mismatch).",
+    ),
+    validators: int = typer.Option(
+        3,
+        "--validators",
+        help="The task's validators, each scoring on its own held-out data (1 to 5).",
+    ),
+    quorum: int | None = typer.Option(
+        None,
+        "--quorum",
+        help="Validator signatures a result needs (default: a strict majority).",
+    ),
+    liars: bool | None = typer.Option(
+        None,
+        "--liars/--no-liars",
+        help="A lying aggregator (it pays itself) and one lying validator (it signs anything "
+        "and scores a crony up) (default: on with --malicious).",
     ),
     legacy_rewards: bool = typer.Option(
         False,
@@ -71,9 +88,9 @@ def demo_command(
 ) -> None:
     """Deploy, fund a task, train N nodes for R rounds, aggregate, claim every reward, audit.
 
-    Defaults: 4 nodes with LoRA ranks 8/4 on SmolLM2-135M, 3 rounds, about 5-10 minutes on
-    2 CPU cores. Ends with a table per round and per node; exits 1 if the audit finds anything
-    wrong.
+    Defaults: 4 nodes with LoRA ranks 8/4 on SmolLM2-135M, 3 validators, 3 rounds, about 5-10
+    minutes on 2 CPU cores. Ends with a table per round, per node and per party (aggregator and
+    validators); exits 1 if the audit finds anything wrong.
     """
     from chain import local
     from chain.network import connect, parse_network
@@ -85,6 +102,8 @@ def demo_command(
     from loraledger.paths import home
 
     attacks = parse_attacks(attack) if attack else ()
+    if liars is None:
+        liars = malicious is not None
     if malicious is None:
         malicious = len(attacks)
     config = DemoConfig(
@@ -92,6 +111,9 @@ def demo_command(
         rounds=rounds,
         malicious=malicious,
         attacks=attacks,
+        validators=validators,
+        quorum=quorum,
+        liars=liars,
         legacy_rewards=legacy_rewards,
         strategy=strategy,
         steps=steps or (4 if tiny else 6),
@@ -130,8 +152,10 @@ def demo_command(
         else:
             loaded = load_base_model(ModelConfig(source=model))
     say.print(
-        f"demo: {nodes} nodes + {malicious} malicious, {rounds} rounds, {loaded.model_id} on "
-        f"{chain.network.name}, storage {store!r}"
+        f"demo: {nodes} nodes + {malicious} malicious, {validators} validators "
+        + (f"(quorum {quorum})" if quorum else "(a majority signs)")
+        + (", a lying aggregator and a lying validator" if liars else "")
+        + f", {rounds} rounds, {loaded.model_id} on {chain.network.name}, storage {store!r}"
     )
 
     with Progress(
@@ -211,12 +235,31 @@ def demo_command(
             format_amount(n.earned),
             format_amount(n.slashed),
         )
+    parties_table = Table(
+        "account",
+        "role",
+        "honest",
+        "tokens earned",
+        "bond slashed",
+        "agreement",
+        title="aggregator and validators",
+    )
+    for p in result.parties:
+        parties_table.add_row(
+            p.address,
+            p.role,
+            "yes" if p.honest else "no (lies)",
+            format_amount(p.earned),
+            format_amount(p.bond_slashed),
+            "-" if p.agreement is None else f"{p.agreement:.3f}",
+        )
     attack_rows = _per_attack(result)
     if as_json:
         console.print_json(json.dumps({**result.to_json(), "attacks": attack_rows}, default=str))
     else:
         console.print(rounds_table)
         console.print(nodes_table)
+        console.print(parties_table)
         if attack_rows:
             attacks_table = Table(
                 "attack",

@@ -16,8 +16,8 @@ def deploy_command(
     aggregator: str | None = typer.Option(
         None,
         "--aggregator",
-        help="Account given AGGREGATOR_ROLE: an address or dev:N (default: dev:1 on local chains, "
-        "else the deployer).",
+        help="Account recorded as new tasks' default aggregator (tasks name their own; there is "
+        "no global role): an address or dev:N (default: dev:1 on local chains, else the deployer).",
     ),
     supply: str = typer.Option(
         "1000000000", "--supply", help="LedgerToken minted to the deployer (whole tokens)."

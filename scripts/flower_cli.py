@@ -496,7 +496,7 @@ def run_command(
         "embedded", "--ipfs", help="The store every node reaches: a Kubo RPC URL across machines."
     ),
     account: str = typer.Option(
-        "dev:1", "--account", "-a", help="The aggregator's account (AGGREGATOR_ROLE)."
+        "dev:1", "--account", "-a", help="The task's aggregator account (dev:1 on local chains)."
     ),
     strategy: str = typer.Option(
         "fedavg", "--strategy", "-s", help="Aggregation strategy (see `aggregator run`)."

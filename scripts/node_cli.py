@@ -3,12 +3,9 @@ them, claim rewards."""
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -20,16 +17,17 @@ from scripts.options import (
     IpfsOption,
     JsonOption,
     NetworkOption,
+    TaskOption,
     format_amount,
     open_cli_session,
+    with_option_group,
 )
 
 if TYPE_CHECKING:
+    from chain.bindings import ClaimRequest
     from chain.session import Session
 
 app = typer.Typer(no_args_is_help=True)
-
-TaskOption = typer.Option(..., "--task", "-t", help="Task id.")
 
 
 def _session(network: str, account: str, ipfs: str | None) -> Session:
@@ -113,23 +111,8 @@ def _train_options(
     )
 
 
-def with_train_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Give ``command`` (which takes ``opts: _TrainOptions``) the training options, declared
-    once."""
-    own = [p for p in inspect.signature(command).parameters.values() if p.name != "opts"]
-    extra = list(inspect.signature(_train_options).parameters.values())
-    names = [p.name for p in extra]
-
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> None:
-        opts = _train_options(**{name: kwargs.pop(name) for name in names})
-        command(opts=opts, **kwargs)
-
-    params = own + extra
-    wrapper.__signature__ = inspect.Signature(params)
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    del wrapper.__wrapped__  # typer must read the merged signature, not the original
-    return wrapper
+with_train_options = with_option_group(_train_options)
+"""The training options, declared once for ``node train`` and ``node run``."""
 
 
 def _trainer(session, task_id: int, opts: _TrainOptions):
@@ -285,17 +268,103 @@ def claim_command(
     account: str = AccountOption,
     ipfs: str | None = IpfsOption,
 ) -> None:
-    """Claim every reward of finalized rounds, with their reports' proofs, in one transaction."""
+    """Claim every reward of settled rounds, with their reports' proofs, in one transaction."""
     from fl_node.node import claim
 
     session = _session(network, account, ipfs)
-    claimed = claim(session, task)
-    if not claimed:
-        console.print("nothing to claim")
-        return
+    print_claims(session, task, claim(session, task))
+
+
+def print_claims(session: Session, task: int, claimed: list[ClaimRequest]) -> None:
+    """What ``claim`` took, round by round, and what still waits for a challenge window (the
+    output of ``node claim`` and ``validator claim``)."""
+    from fl_node.node import status
+
     for c in claimed:
         console.print(f"round {c.round}: claimed {format_amount(c.amount)}")
-    console.print(f"total {format_amount(sum(c.amount for c in claimed))}")
+    if claimed:
+        console.print(f"total {format_amount(sum(c.amount for c in claimed))}")
+    else:
+        console.print("nothing to claim")
+    pending = status(session, task).pending
+    if pending:
+        console.print(
+            f"{format_amount(pending)} more once the challenge windows of finalized rounds pass "
+            f"(`loraledger task show {task}`)"
+        )
+
+
+@app.command("leave")
+def leave_command(
+    task: int = TaskOption,
+    network: str = NetworkOption,
+    account: str = AccountOption,
+    ipfs: str | None = IpfsOption,
+) -> None:
+    """Leave a task: stop taking part now, and take the stake back at once, or once the last
+    round this node committed in can no longer slash it (then `node withdraw`)."""
+    from fl_node.node import leave
+
+    session = _session(network, account, ipfs)
+    before = session.ledger.member(task, session.address).stake
+    member = leave(session, task)
+    if not member.joined:
+        console.print(f"{session.address} left task {task}; stake {format_amount(before)} returned")
+        return
+    console.print(
+        f"{session.address} is leaving task {task}: it takes part in no further round; its stake "
+        f"of {format_amount(member.stake)} {_unlocks(session, task)}"
+    )
+
+
+@app.command("withdraw")
+def withdraw_command(
+    task: int = TaskOption,
+    network: str = NetworkOption,
+    account: str = AccountOption,
+    ipfs: str | None = IpfsOption,
+) -> None:
+    """Take back the stake of a node that left (`node leave`), once it is unlocked."""
+    from chain import errors
+    from fl_node.node import withdraw_stake
+    from loraledger.errors import ChainError
+
+    session = _session(network, account, ipfs)
+    before = session.ledger.member(task, session.address).stake
+    try:
+        withdraw_stake(session, task)
+    except errors.LedgerNotLeaving:
+        raise ChainError(
+            f"{session.address} has not left task {task}",
+            hint=f"leave first: `loraledger node leave --task {task}`",
+        ) from None
+    except errors.LedgerStakeLocked as exc:
+        raise ChainError(
+            f"the stake of {session.address} in task {task} {_locked_until(session, exc)}",
+            hint="the last round it committed in must be settled and past its slash window, or "
+            "abandoned",
+        ) from None
+    console.print(f"{session.address} left task {task}; stake {format_amount(before)} returned")
+
+
+def _unlocks(session: Session, task: int) -> str:
+    """When a leaving node's stake unlocks, as the contract says (a dry run of
+    ``withdrawStake``, which reverts with the time)."""
+    from chain import errors
+
+    try:
+        session.ledger.withdraw_stake(task, session.signer)
+    except errors.LedgerStakeLocked as exc:
+        return f"{_locked_until(session, exc)}; then `loraledger node withdraw --task {task}`"
+    return "was returned"
+
+
+def _locked_until(session: Session, exc: Exception) -> str:
+    unlocks_at = int(getattr(exc, "unlocks_at", 0))
+    if not unlocks_at:
+        return "stays locked until the last round it committed in is settled or abandoned"
+    wait = unlocks_at - session.ledger.chain.timestamp()
+    return f"is locked until chain time {unlocks_at} (in {max(wait, 0)} s)"
 
 
 @app.command("status")
@@ -306,7 +375,7 @@ def status_command(
     ipfs: str | None = IpfsOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Stake, submissions, verdicts, and rewards claimable and claimed."""
+    """Stake, submissions, verdicts, and rewards claimable, waiting and claimed."""
     import json
 
     from fl_node.node import status
@@ -320,13 +389,16 @@ def status_command(
                     "task_id": task,
                     "node": session.address,
                     "joined": st.member.joined,
+                    "leaving": st.member.leaving,
                     "stake": str(st.member.stake),
                     "claimable": str(st.claimable),
+                    "pending": str(st.pending),
                     "claimed": str(st.claimed),
                     "rounds": [
                         {
                             "round": r.round,
                             "finalized": r.finalized,
+                            "settled": r.settled,
                             "submitted": r.submitted,
                             "verdict": r.verdict,
                             "reward": str(r.reward),
@@ -338,19 +410,22 @@ def status_command(
             )
         )
         return
+    membership = "leaving" if st.member.leaving else "joined" if st.member.joined else "not joined"
     console.print(
-        f"{session.address} in task {task}: {'joined' if st.member.joined else 'not joined'}, "
-        f"stake {format_amount(st.member.stake)}"
+        f"{session.address} in task {task}: {membership}, stake {format_amount(st.member.stake)}"
     )
     table = Table("round", "state", "submitted", "verdict", "reward", "claimed")
     for r in st.rounds:
         table.add_row(
             str(r.round),
-            "finalized" if r.finalized else "open",
+            session.ledger.round_state(task, r.round).name.lower(),
             "yes" if r.submitted else "no",
             r.verdict or "-",
             format_amount(r.reward),
             "yes" if r.claimed else "no",
         )
     console.print(table)
-    console.print(f"claimable {format_amount(st.claimable)}, claimed {format_amount(st.claimed)}")
+    console.print(
+        f"claimable {format_amount(st.claimable)}, waiting for a challenge window "
+        f"{format_amount(st.pending)}, claimed {format_amount(st.claimed)}"
+    )

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
+from chain import errors
 from chain.bindings import (
+    DEFAULT_CHALLENGE_WINDOW,
+    DEFAULT_GRACE_PERIOD,
     DEFAULT_MAX_EXAMPLES,
+    DEFAULT_SLASH_WINDOW,
+    Ledger,
     Round,
     Task,
     TaskParams,
@@ -16,8 +25,8 @@ from chain.bindings import (
     base_model_hash,
 )
 from chain.deployments import load_deployment
-from loraledger.errors import ConfigError
-from scripts.console import console
+from loraledger.errors import ChainError, ConfigError
+from scripts.console import console, err_console
 from scripts.options import (
     AccountOption,
     IpfsOption,
@@ -28,6 +37,11 @@ from scripts.options import (
     parse_amount,
     signer,
 )
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from chain.network import NetworkSpec
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -91,6 +105,53 @@ def create(
     fund: str = typer.Option(
         "0", "--fund", help="Tokens to deposit into the reward pool right away."
     ),
+    aggregator: str | None = typer.Option(
+        None,
+        "--aggregator",
+        help="The account that opens rounds and proposes results: an address or dev:N "
+        "(default: the one `loraledger deploy` recorded, dev:1 on local chains).",
+    ),
+    validators: list[str] = typer.Option(
+        [],
+        "--validator",
+        help="An account that scores updates and signs results: an address or dev:N; repeat "
+        "it or separate with commas (default on local chains: the aggregator's account alone).",
+    ),
+    quorum: int | None = typer.Option(
+        None,
+        "--quorum",
+        help="Validator signatures a result needs: a majority (default: the smallest, "
+        "validators/2 + 1).",
+    ),
+    aggregator_bond: str = typer.Option(
+        "0", "--aggregator-bond", help="Tokens the aggregator locks before the first round."
+    ),
+    validator_bond: str = typer.Option(
+        "0", "--validator-bond", help="Tokens each validator locks before it scores or signs."
+    ),
+    validator_share: str = typer.Option(
+        "0",
+        "--validator-share",
+        help="Percent of each round's paid reward that goes to the validators (0 to 50, in "
+        "steps of 0.01: 10 means 10%).",
+    ),
+    challenge_window: int = typer.Option(
+        DEFAULT_CHALLENGE_WINDOW,
+        "--challenge-window",
+        help="Seconds after a round is finalized during which its result can be challenged; "
+        "rewards are claimable after it.",
+    ),
+    slash_window: int = typer.Option(
+        DEFAULT_SLASH_WINDOW,
+        "--slash-window",
+        help="Seconds after the challenge window during which the round's slashes can be made.",
+    ),
+    grace_period: int = typer.Option(
+        DEFAULT_GRACE_PERIOD,
+        "--grace-period",
+        help="Seconds after a round's reveal deadline after which anyone may abandon it "
+        "unfinalized; also how long the task may sit idle before its sponsor may cancel it.",
+    ),
     network: str = NetworkOption,
     account: str = AccountOption,
     ipfs: str | None = IpfsOption,
@@ -98,13 +159,34 @@ def create(
     """Create a training task (the account becomes its sponsor), optionally funding it.
 
     Give either --model (the initial adapter is built, pinned and digested here) or an adapter
-    you pinned yourself with --initial-cid, --initial-digest and --base-model.
+    you pinned yourself with --initial-cid, --initial-digest and --base-model. The task names
+    its aggregator and validators, their bonds and the windows that hold them to account
+    (docs/accountability.md).
     """
+    from sponsor.task import TaskRoles
+
     chain = open_chain(network)
     sponsor = signer(account, chain.network)
     deployment = load_deployment(chain)
     ledger, token = deployment.ledger_contract(chain), deployment.token_contract(chain)
     amount = parse_amount(fund)
+    roles = TaskRoles(
+        *_roles(aggregator or deployment.aggregator, validators, chain.network),
+        quorum=quorum,
+        aggregator_bond=parse_amount(aggregator_bond),
+        validator_bond=parse_amount(validator_bond),
+        validator_share_bps=_share_bps(validator_share),
+        challenge_window=challenge_window,
+        slash_window=slash_window,
+        grace_period=grace_period,
+    )
+    if len(roles.validators) == 1:
+        err_console.print(
+            f"[yellow]warning:[/] one validator ({roles.validators[0]}) is trusted alone: "
+            "nobody else checks the results it signs; name more with --validator",
+            highlight=False,
+            soft_wrap=True,
+        )
     if model is not None:
         if initial_cid or initial_digest:
             raise ConfigError("give either --model or --initial-cid/--initial-digest, not both")
@@ -125,7 +207,10 @@ def create(
                 f"--base-model {base_model!r} differs from the model's id {loaded.model_id!r}"
             )
         base_model = loaded.model_id
-        with console.status("pinning the initial adapter and creating the task"):
+        with (
+            console.status("pinning the initial adapter and creating the task"),
+            _task_params_errors(),
+        ):
             task_id, initial_cid = publish_task(
                 ledger,
                 token,
@@ -140,6 +225,7 @@ def create(
                 fund=amount,
                 reveal_window=reveal_window,
                 max_examples=max_examples,
+                roles=roles,
             )
         console.print(f"initial adapter {initial_cid} (rank {rank})")
     elif not (initial_cid and initial_digest and base_model):
@@ -160,13 +246,110 @@ def create(
             max_rounds=max_rounds,
             reveal_window=reveal_window,
             max_examples=max_examples,
+            aggregator=roles.aggregator,
+            validators=roles.validators,
+            quorum=roles.effective_quorum,
+            aggregator_bond=roles.aggregator_bond,
+            validator_bond=roles.validator_bond,
+            validator_share_bps=roles.validator_share_bps,
+            challenge_window=roles.challenge_window,
+            slash_window=roles.slash_window,
+            grace_period=roles.grace_period,
         )
-        task_id = create_funded_task(ledger, token, params, sponsor, fund=amount)
+        with _task_params_errors():
+            task_id = create_funded_task(ledger, token, params, sponsor, fund=amount)
     console.print(
         f"created task [bold]{task_id}[/] on {chain.network.name} (base model {base_model})"
     )
+    console.print(
+        f"aggregator {roles.aggregator}; {len(roles.validators)} validator(s), quorum "
+        f"{roles.effective_quorum}; bonds {format_amount(roles.aggregator_bond)} / "
+        f"{format_amount(roles.validator_bond)} LLT; validators' share "
+        f"{roles.validator_share_bps / 100:g}%",
+        highlight=False,
+    )
     if amount:
         console.print(f"funded task {task_id} with {format_amount(amount)} LLT")
+
+
+def _roles(
+    aggregator: str, validators: list[str], network: NetworkSpec
+) -> tuple[str, tuple[str, ...]]:
+    """``--aggregator`` and ``--validator`` as addresses; on a local chain the validator is
+    the aggregator's own account when none is named."""
+    aggregator_address = _address(aggregator, network, "--aggregator")
+    specs = [part.strip() for item in validators for part in item.split(",") if part.strip()]
+    if not specs:
+        if not network.is_local:
+            raise ConfigError(
+                f"--validator is needed on {network.name}",
+                hint="name the accounts that will run `loraledger validator run` (a majority "
+                "of them must sign each result)",
+            )
+        return aggregator_address, (aggregator_address,)
+    return aggregator_address, tuple(_address(v, network, "--validator") for v in specs)
+
+
+def _address(spec: str, network: NetworkSpec, option: str) -> str:
+    """An account given as an address or dev:N, checksummed."""
+    from web3 import Web3
+
+    from chain.network import dev_account
+
+    if spec.startswith("dev:"):
+        index = spec.removeprefix("dev:")
+        if not index.isdigit():
+            raise ConfigError(f"{option} takes dev:N with a number N, got {spec!r}")
+        return dev_account(network, int(index)).address
+    if not Web3.is_address(spec):
+        raise ConfigError(
+            f"{option} takes an address (0x and 40 hex digits) or dev:N, got {spec!r}"
+        )
+    return str(Web3.to_checksum_address(spec))
+
+
+def _share_bps(text: str) -> int:
+    """``--validator-share`` (percent) in basis points."""
+    try:
+        percent = Decimal(text.strip().removesuffix("%"))
+    except InvalidOperation:
+        raise ConfigError(f"--validator-share must be a percentage, got {text!r}") from None
+    bps = percent * 100
+    if percent < 0 or bps != bps.to_integral_value():
+        raise ConfigError(
+            f"--validator-share {text}: a percentage from 0, in steps of 0.01 (10 means 10%)"
+        )
+    return int(bps)
+
+
+@contextmanager
+def _task_params_errors() -> Iterator[None]:
+    """The contract's refusals of a task's roles and windows, as the options that caused them."""
+    try:
+        yield
+    except errors.LedgerInvalidQuorum as exc:
+        n = int(exc.validators)
+        raise ConfigError(
+            f"--quorum {exc.quorum} is not a majority of the task's {n} validator(s)",
+            hint=f"give --quorum from {n // 2 + 1} to {n}, or leave it out",
+        ) from None
+    except errors.LedgerInvalidShare as exc:
+        raise ConfigError(
+            f"--validator-share {int(exc.validator_share_bps) / 100:g}%: validators get at most "
+            "50% of a round's reward"
+        ) from None
+    except errors.LedgerInvalidRole as exc:
+        raise ConfigError(
+            f"{exc.account} cannot take that role: the aggregator and the validators must be "
+            "distinct, nonzero accounts",
+            hint="check --aggregator and --validator",
+        ) from None
+    except errors.LedgerInvalidValidatorCount as exc:
+        raise ConfigError(f"a task has 1 to 32 validators, got {exc.count}") from None
+    except errors.LedgerInvalidDuration:
+        raise ConfigError(
+            "--challenge-window, --slash-window and --grace-period must be positive"
+        ) from None
 
 
 @app.command("fund")
@@ -188,6 +371,89 @@ def fund_command(
     console.print(f"task {task_id} pool: {format_amount(ledger.task(task_id).funded)} funded")
 
 
+@app.command("cancel")
+def cancel_command(
+    task_id: int = typer.Argument(..., help="Task id."),
+    network: str = NetworkOption,
+    account: str = AccountOption,
+) -> None:
+    """Cancel a task that cannot go on and take back its unreserved pool (the sponsor).
+
+    A task can be cancelled when no round is in flight and its pool is short of a round's
+    reward, no node is active, its last round was abandoned, its aggregator's bond is missing
+    or slashed, or nothing happened for its grace period. Rewards of finalized rounds stay
+    reserved for their claims; bonds and stakes come back to their owners.
+    """
+    chain = open_chain(network)
+    sponsor = signer(account, chain.network)
+    ledger = load_deployment(chain).ledger_contract(chain)
+    task = ledger.task(task_id)
+    if task.cancelled:
+        console.print(f"task {task_id} was already cancelled")
+    else:
+        try:
+            ledger.cancel_task(task_id, sponsor)
+        except errors.LedgerTaskActive as exc:
+            raise ChainError(
+                f"task {task_id} can still go on, so it cannot be cancelled now; if nothing "
+                f"happens, it can be from chain time {exc.cancellable_at}",
+                hint="a task is cancelled when it cannot go on: no active node, a pool short "
+                "of a round's reward, its last round abandoned, or its aggregator's bond "
+                "missing or slashed",
+            ) from None
+        except errors.LedgerUnexpectedRoundState as exc:
+            raise ChainError(
+                f"task {task_id} has round {exc.round} in flight ({exc.current.name.lower()})",
+                hint="a task is cancelled between rounds: wait until the round is settled, or "
+                f"abandon it after its grace period (`loraledger round abandon --task {task_id} "
+                f"--round {exc.round}`)",
+            ) from None
+        except errors.LedgerTaskComplete:
+            raise ChainError(
+                f"task {task_id} is complete: there is nothing to cancel",
+                hint=f"take back what is left with `loraledger task withdraw {task_id}`",
+            ) from None
+        console.print(f"cancelled task {task_id}: no round opens any more")
+    _withdraw_remainder(ledger, task_id, sponsor)
+
+
+@app.command("withdraw")
+def withdraw_command(
+    task_id: int = typer.Argument(..., help="Task id."),
+    network: str = NetworkOption,
+    account: str = AccountOption,
+) -> None:
+    """Take back the unreserved pool of a complete or cancelled task (the sponsor)."""
+    chain = open_chain(network)
+    sponsor = signer(account, chain.network)
+    ledger = load_deployment(chain).ledger_contract(chain)
+    try:
+        _withdraw_remainder(ledger, task_id, sponsor)
+    except errors.LedgerTaskNotComplete as exc:
+        raise ChainError(
+            f"task {task_id} is still running ({exc.rounds_ended} of {exc.max_rounds} rounds "
+            "ended)",
+            hint=f"wait for its last round, or cancel it: `loraledger task cancel {task_id}`",
+        ) from None
+
+
+def _withdraw_remainder(ledger: Ledger, task_id: int, sponsor: LocalAccount) -> None:
+    """Withdraw what is not reserved for claims, if anything; print it and what stays."""
+    task = ledger.task(task_id)
+    if task.available == 0:
+        console.print(
+            f"nothing left to withdraw ({format_amount(task.reserved - task.paid)} LLT stay "
+            "reserved for claims)"
+        )
+        return
+    ledger.withdraw_remainder(task_id, sponsor)
+    after = ledger.task(task_id)
+    console.print(
+        f"withdrew {format_amount(task.available)} LLT to {after.sponsor}; "
+        f"{format_amount(after.reserved - after.paid)} LLT stay reserved for claims"
+    )
+
+
 @app.command("list")
 def list_command(network: str = NetworkOption, as_json: bool = JsonOption) -> None:
     """List the tasks on this chain."""
@@ -197,12 +463,15 @@ def list_command(network: str = NetworkOption, as_json: bool = JsonOption) -> No
     if as_json:
         console.print_json(json.dumps([_task_json(t) for t in tasks]))
         return
-    table = Table("task", "sponsor", "rounds", "nodes", "reward/round", "pool left", "paid")
+    table = Table(
+        "task", "sponsor", "aggregator", "rounds", "nodes", "reward/round", "pool left", "paid"
+    )
     for t in tasks:
         table.add_row(
             str(t.task_id),
             t.sponsor,
-            f"{t.rounds_opened}/{t.max_rounds}",
+            t.aggregator,
+            f"{t.rounds_opened}/{t.max_rounds}" + (" (cancelled)" if t.cancelled else ""),
             str(t.active_nodes),
             format_amount(t.reward_per_round),
             format_amount(t.available),
@@ -217,19 +486,66 @@ def show(
     network: str = NetworkOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Show one task and its rounds."""
+    """Show one task: its terms, its aggregator and validators with their bonds, its rounds."""
     chain = open_chain(network)
     ledger = load_deployment(chain).ledger_contract(chain)
     task = ledger.task(task_id)
+    validators = ledger.validators(task_id)
     rounds = [ledger.round(task_id, r) for r in range(1, task.rounds_opened + 1)]
+    states = {r.round: ledger.round_state(task_id, r.round).name.lower() for r in rounds}
+    parties = [("aggregator", task.aggregator, task.aggregator_bond)] + [
+        (f"validator {i}", v, task.validator_bond) for i, v in enumerate(validators)
+    ]
+    bonds = {address: ledger.bond_of(task_id, address) for _, address, _ in parties}
     if as_json:
-        body = _task_json(task) | {"rounds": [_round_json(r) for r in rounds]}
+        body = _task_json(task) | {
+            "validators": validators,
+            "bonds": {
+                address: {
+                    "posted": bond.posted,
+                    "slashed": bond.slashed,
+                    "amount": str(bond.amount),
+                }
+                for address, bond in bonds.items()
+            },
+            "rounds": [_round_json(r) | {"state": states[r.round]} for r in rounds],
+        }
         console.print_json(json.dumps(body))
         return
-    amounts = {"reward_per_round", "min_stake", "funded", "reserved", "paid", "withdrawn"}
+    amounts = {
+        "reward_per_round",
+        "min_stake",
+        "funded",
+        "reserved",
+        "paid",
+        "withdrawn",
+        "aggregator_bond",
+        "validator_bond",
+    }
+    seconds = {"submission_window", "reveal_window", "challenge_window", "slash_window"}
     for key, value in _task_json(task).items():
-        shown = f"{format_amount(int(str(value)))} LLT" if key in amounts else value
-        console.print(f"{key:>18}  {shown}", soft_wrap=True)
+        shown = (
+            f"{format_amount(int(str(value)))} LLT"
+            if key in amounts
+            else f"{value} s"
+            if key in seconds or key == "grace_period"
+            else f"{int(str(value)) / 100:g}% ({value} bps)"
+            if key == "validator_share_bps"
+            else value
+        )
+        console.print(f"{key:>19}  {shown}", soft_wrap=True)
+    roles = Table("role", "account", "bond owed", "bond held", title="roles")
+    for role, address, owed in parties:
+        bond = bonds[address]
+        held = (
+            "slashed"
+            if bond.slashed
+            else f"{format_amount(bond.amount)} LLT"
+            if bond.posted
+            else "not posted"
+        )
+        roles.add_row(role, address, f"{format_amount(owed)} LLT", held)
+    console.print(roles)
     table = Table(
         "round",
         "state",
@@ -239,19 +555,22 @@ def show(
         "reveals",
         "accepted",
         "rejected",
+        "signers",
         "reward",
         "claimed",
+        title="rounds",
     )
     for r in rounds:
         table.add_row(
             str(r.round),
-            ledger.round_state(task_id, r.round).name.lower(),
+            states[r.round],
             str(r.deadline),
             str(r.reveal_deadline),
             str(r.commits),
             str(r.reveals),
             str(r.accepted),
             str(r.rejected),
+            f"{r.signers.bit_count()}/{task.quorum}",
             format_amount(r.reward_total),
             format_amount(r.claimed),
         )
@@ -277,25 +596,41 @@ def _task_json(t: Task) -> dict[str, object]:
         "max_rounds": t.max_rounds,
         "rounds_opened": t.rounds_opened,
         "active_nodes": t.active_nodes,
+        "aggregator": t.aggregator,
+        "quorum": t.quorum,
+        "aggregator_bond": str(t.aggregator_bond),
+        "validator_bond": str(t.validator_bond),
+        "validator_share_bps": t.validator_share_bps,
+        "challenge_window": t.challenge_window,
+        "slash_window": t.slash_window,
+        "grace_period": t.grace_period,
+        "cancelled": t.cancelled,
     }
 
 
 def _round_json(r: Round) -> dict[str, object]:
     return {
         "round": r.round,
-        "finalized": r.finalized,
         "start_digest": r.start_digest.hex(),
         "result_digest": r.result_digest.hex(),
+        "result_hash": "0x" + r.result_hash.hex(),
         "reward_root": "0x" + r.reward_root.hex(),
         "reward_total": str(r.reward_total),
+        "slash_root": "0x" + r.slash_root.hex(),
         "claimed": str(r.claimed),
         "opened_at": r.opened_at,
         "deadline": r.deadline,
         "reveal_deadline": r.reveal_deadline,
+        "finalized_at": r.finalized_at,
+        "eligible": r.eligible,
         "commits": r.commits,
         "reveals": r.reveals,
         "all_committed": r.all_committed,
         "submissions": r.submissions,
         "accepted": r.accepted,
         "rejected": r.rejected,
+        "epoch": r.epoch,
+        "scores_bitmap": r.scores_bitmap,
+        "signers": r.signers,
+        "abandoned": r.abandoned,
     }

@@ -7,14 +7,47 @@ and sha256 digest when the task is created; the sponsor then deposits the reward
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from eth_account.signers.local import LocalAccount
 
-from chain.bindings import DEFAULT_MAX_EXAMPLES, Ledger, TaskParams, Token, base_model_hash
+from chain.bindings import (
+    DEFAULT_CHALLENGE_WINDOW,
+    DEFAULT_GRACE_PERIOD,
+    DEFAULT_MAX_EXAMPLES,
+    DEFAULT_SLASH_WINDOW,
+    Ledger,
+    TaskParams,
+    Token,
+    base_model_hash,
+)
 from fl_node.model import LoadedModel
 from fl_node.train import adapter_tensors, attach_adapter, detach_adapter
 from ipfs import ContentStore
 from loraledger.errors import ChainError
 from loraledger.update import PeftSpec, pack_global_adapter, sha256_hex
+
+
+@dataclass(frozen=True)
+class TaskRoles:
+    """Who runs a task and on what terms (docs/accountability.md): its one aggregator, its
+    validators and how many of them must sign a result (``quorum``; default: a strict
+    majority), the bonds each locks, the validators' share of each round's reward, and the
+    windows that hold them to account."""
+
+    aggregator: str
+    validators: tuple[str, ...]
+    quorum: int | None = None
+    aggregator_bond: int = 0
+    validator_bond: int = 0
+    validator_share_bps: int = 0
+    challenge_window: int = DEFAULT_CHALLENGE_WINDOW
+    slash_window: int = DEFAULT_SLASH_WINDOW
+    grace_period: int = DEFAULT_GRACE_PERIOD
+
+    @property
+    def effective_quorum(self) -> int:
+        return self.quorum if self.quorum is not None else len(self.validators) // 2 + 1
 
 
 def initial_global_adapter(
@@ -75,15 +108,16 @@ def publish_task(
     window: int,
     max_rounds: int,
     fund: int,
+    roles: TaskRoles,
     reveal_window: int | None = None,
     max_examples: int = DEFAULT_MAX_EXAMPLES,
     seed: int = 0,
 ) -> tuple[int, str]:
     """The sponsor's side: build and pin the initial adapter for the next task id, create the
-    task with its CID and digest, and fund its pool with ``fund`` tokens. Nodes commit during
-    ``window`` seconds and reveal during ``reveal_window`` more (default: ``window``); each
-    claims at most ``max_examples`` examples per round. Returns the task id and the initial
-    adapter's CID."""
+    task with its CID and digest, its aggregator and validators (``roles``), and fund its pool
+    with ``fund`` tokens. Nodes commit during ``window`` seconds and reveal during
+    ``reveal_window`` more (default: ``window``); each claims at most ``max_examples`` examples
+    per round. Returns the task id and the initial adapter's CID."""
     task_id = ledger.task_count() + 1
     adapter = initial_global_adapter(model, spec, task_id, seed=seed)
     cid = store.put_bytes(adapter)
@@ -99,6 +133,15 @@ def publish_task(
         max_rounds=max_rounds,
         reveal_window=reveal_window,
         max_examples=max_examples,
+        aggregator=roles.aggregator,
+        validators=roles.validators,
+        quorum=roles.effective_quorum,
+        aggregator_bond=roles.aggregator_bond,
+        validator_bond=roles.validator_bond,
+        validator_share_bps=roles.validator_share_bps,
+        challenge_window=roles.challenge_window,
+        slash_window=roles.slash_window,
+        grace_period=roles.grace_period,
     )
     create_funded_task(ledger, token, params, sponsor, fund=fund, expected_id=task_id)
     return task_id, cid

@@ -5,10 +5,12 @@
 - :mod:`aggregator.audit.auditor`: :class:`Auditor` re-checks finalized rounds by running the
   aggregator's own code (:mod:`aggregator.inputs`, :func:`aggregator.verify.check_one`,
   :func:`aggregator.combine.combine`) on the round's public inputs;
-- :mod:`aggregator.audit.checks`: the checks that need no network.
+- :mod:`aggregator.audit.checks`: the checks that need no network;
+- :mod:`aggregator.audit.challenges`: the evidence the contract checks itself (challenges).
 """
 
 from aggregator.audit.auditor import Auditor
+from aggregator.audit.challenges import RewardChallenge, reward_challenges
 from aggregator.audit.checks import CHECKS, AuditCheck
 from aggregator.audit.views import (
     HistoryReader,
@@ -28,6 +30,7 @@ __all__ = [
     "AuditCheck",
     "Auditor",
     "HistoryReader",
+    "RewardChallenge",
     "RoundDetail",
     "RoundNotAuditable",
     "RoundView",
@@ -35,5 +38,6 @@ __all__ = [
     "TaskHistory",
     "TaskView",
     "Tolerance",
+    "reward_challenges",
     "to_json",
 ]

@@ -30,30 +30,43 @@ and ``loraledger audit tasks|rounds|round`` show) and re-checks every finalized 
     module's weight change within :data:`~aggregator.reproduce.TOLERANCE`, and the factors
     where they are unique (:func:`aggregator.reproduce.compare_adapters`); the weights and
     the optimizer state the report records are reproduced too;
+``validators``
+    the report lists exactly the score sheets the result used (its on-chain ``scoresBitmap``:
+    CIDs and digests as each validator posted them), each validator's agreement re-derived
+    from the sheets (:func:`aggregator.consensus.decide`) and its pay by the rule; the
+    verdicts, losses and scores that need held-out data are the sheets' medians (``updates``);
 ``rewards``
-    scores (rule ``contribution``) or quality factors follow from the published losses, the
-    amounts follow the report's reward rule (:func:`aggregator.rewards.split_pool`) from the
-    accepted submissions, the total stays
-    within the pool and equals the on-chain total, the Merkle root rebuilt from the lines
-    equals the report's and the on-chain root, and every proof verifies against it;
+    quality factors follow from the published losses, the amounts follow the report's reward
+    rule (:func:`aggregator.rewards.round_amounts`) from the accepted submissions and the
+    validators' agreement, the total stays within the pool and equals the on-chain total, the
+    Merkle root rebuilt from the lines equals the report's and the on-chain root, and every
+    proof verifies against it;
 ``claims``
     every ``RewardClaimed`` event of the round pays a node of the table its amount, once,
     and the round's on-chain claimed total is their sum;
 ``slashes``
     every slash the report names is proven by the report (a slashable verdict, or a
-    commitment never revealed), and every ``NodeSlashed`` event of the round is one of them,
-    with its code and the report as evidence;
+    commitment never revealed), their Merkle root is the result's ``slashRoot``, and every
+    ``NodeSlashed`` event of the round is one of them, with its code and the report as
+    evidence;
+``signatures``
+    the result's hash re-derives from the ``RoundFinalized`` event; every ``Attested``
+    signature of it recovers (EIP-712) to a distinct validator of the task, over the score
+    sheet digest that validator posted; at least the task's quorum signed, and the signer set
+    is the one the contract recorded;
 ``ledger`` (task-wide, when every round is audited)
     reserved = sum of the finalized rounds' totals, paid = sum of every claim, paid <=
     reserved, reserved + withdrawn <= funded.
 
-A check that cannot run because an earlier one failed is reported as skipped.
+A check that cannot run because an earlier one failed is reported as skipped. Validators run
+the same checks on a *proposed* result before they sign it (:meth:`Auditor.review`).
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -69,28 +82,47 @@ from aggregator.audit.checks import (
     agreement,
     check_claims,
     check_rewards,
+    check_signatures,
     check_slashes,
     check_submissions,
+    check_validators,
     claims_summary,
     ledger_check,
     result,
     rewards_summary,
+    signatures_summary,
     skip,
     slashes_summary,
+    validators_summary,
 )
 from aggregator.audit.views import HistoryReader, RoundNotAuditable, by_round
 from aggregator.client_update import ClientUpdate
 from aggregator.combine import StrategyConfig, combine
+from aggregator.consensus import Consensus, decide
 from aggregator.device import Compute
 from aggregator.errors import REASON_NO_CONTRIBUTION, REASON_UNAVAILABLE
 from aggregator.flexlora import RankTarget, truncation_excess
-from aggregator.inputs import load_prior, load_server_state, load_start_adapter, previous_reports
+from aggregator.inputs import (
+    PostedSheet,
+    load_prior,
+    load_server_state,
+    load_sheets,
+    load_start_adapter,
+    previous_reports,
+)
 from aggregator.reproduce import TOLERANCE, Excess, Tolerance, compare_adapters, recorded_compute
 from aggregator.screening import capped_examples
 from aggregator.server_opt import ServerState
 from aggregator.stats import OutlierPolicy
-from aggregator.verify import Checked, Commitment, VerifyPolicy, check_one, judge
-from chain.bindings import Ledger
+from aggregator.verify import (
+    Checked,
+    Commitment,
+    VerifyPolicy,
+    apply_consensus,
+    check_one,
+    judge,
+)
+from chain.bindings import Finalization, Ledger
 from chain.events import History
 from ipfs import ContentStore
 from loraledger.errors import LoRALedgerError, UpdateRejected
@@ -149,7 +181,7 @@ class Auditor(HistoryReader):
             if round_ not in finalized:
                 raise RoundNotAuditable(
                     f"round {round_} of task {task_id} is not finalized yet: nothing to verify",
-                    hint="verify it once the aggregator has finalized it",
+                    hint="verify it once the validators' quorum has finalized it",
                 )
         numbers = [round_] if round_ is not None else sorted(finalized)
         events = by_round(self.history.submissions(task_id))
@@ -157,48 +189,93 @@ class Auditor(HistoryReader):
         slashes = by_round(self.history.slashes(task_id))
         claims_all = self.history.claims(task_id)
         claims = by_round(claims_all)
+        validators = self.ledger.validators(task_id)
         checks: list[AuditCheck] = []
         for n in numbers:
+            record = finalized[n]
             facts = RoundFacts(
                 task,
                 self.ledger.round(task_id, n),
-                finalized[n],
+                record,
                 events.get(n, []),
                 claims.get(n, []),
                 commits.get(n, []),
                 slashes.get(n, []),
+                validators=validators,
+                attestations=[
+                    a
+                    for a in self.history.attestations(task_id, n)
+                    if a.result_hash == record.result_hash
+                ],
             )
             checks.extend(self._verify_round(facts))
         if round_ is None:
             checks.append(ledger_check(task, list(finalized.values()), claims_all))
         return checks
 
+    def review(self, task_id: int, round_: int, result: Finalization) -> list[AuditCheck]:
+        """The checks of a *proposed* result of ``round_``, before anyone signs it: what a
+        validator runs (:mod:`aggregator.validator`). Signatures and claims are not checked
+        (there are none yet)."""
+        task = self.ledger.task(task_id)
+        info = self.ledger.round(task_id, round_)
+        proposed = replace(
+            info,
+            accepted=result.accepted,
+            rejected=result.rejected,
+            reward_total=result.reward_total,
+            reward_root=result.reward_root,
+        )
+        facts = RoundFacts(
+            task,
+            proposed,
+            result,
+            self.history.submissions(task_id, round_),
+            [],
+            self.history.commits(task_id, round_),
+            [],
+            validators=self.ledger.validators(task_id),
+            proposal=True,
+        )
+        return [c for c in self._verify_round(facts) if c.name != "claims"]
+
     def _verify_round(self, facts: RoundFacts) -> list[AuditCheck]:
-        n = facts.record.round
+        n = facts.info.round
         report, problems = self._check_report(facts)
         out = [result(n, "report", problems, f"{facts.record.report_cid} is the report on chain")]
         if report is None:
-            return out + [skip(n, name, "the report cannot be read") for name in CHECKS[1:7]]
+            names = [c for c in CHECKS[1:] if c != "ledger"]
+            return out + [skip(n, name, "the report cannot be read") for name in names]
         out.append(
             result(
                 n,
                 "submissions",
                 check_submissions(facts, report),
-                f"{len(facts.events)} commitments, {facts.info.accepted} accepted, "
-                f"{facts.info.rejected} rejected, as on chain",
+                f"{len(facts.events)} commitments, {facts.record.accepted} accepted, "
+                f"{facts.record.rejected} rejected, as on chain",
             )
+        )
+        sheets = load_sheets(
+            self.history,
+            self.store,
+            facts.info.task_id,
+            n,
+            facts.validators,
+            bitmap=facts.record.scores_bitmap,
         )
         start, start_problem = self._start_adapter(facts)
         with tempfile.TemporaryDirectory(prefix="loraledger-audit-") as tmp:
-            updates, problems = self._check_updates(facts, report, start, Path(tmp))
+            updates, problems, consensus = self._check_updates(
+                facts, report, start, Path(tmp), sheets
+            )
             out.append(
                 result(
                     n,
                     "updates",
                     problems,
                     f"{len(facts.events)} verdicts re-derived from the updates, the earlier rounds "
-                    f"and the reported losses; {len(updates)} accepted updates match their "
-                    "commitments",
+                    f"and {len(sheets)} validators' score sheets; {len(updates)} accepted updates "
+                    "match their commitments",
                 )
             )
             if start is None:
@@ -207,11 +284,31 @@ class Auditor(HistoryReader):
                 out.append(skip(n, "aggregate", "not every accepted update could be checked"))
             else:
                 out.append(self._check_aggregate(facts, report, start, updates, Path(tmp)))
-        out.append(result(n, "rewards", check_rewards(facts, report), rewards_summary(report)))
+        out.append(
+            result(
+                n,
+                "validators",
+                check_validators(facts, report, sheets, consensus),
+                validators_summary(report, sheets),
+            )
+        )
+        agreement = consensus.agreement if consensus is not None else None
+        out.append(
+            result(n, "rewards", check_rewards(facts, report, agreement), rewards_summary(report))
+        )
         out.append(result(n, "claims", check_claims(facts, report), claims_summary(facts, report)))
         out.append(
             result(n, "slashes", check_slashes(facts, report), slashes_summary(facts, report))
         )
+        if not facts.proposal:
+            out.append(
+                result(
+                    n,
+                    "signatures",
+                    check_signatures(facts, self.ledger),
+                    signatures_summary(facts),
+                )
+            )
         return out
 
     def _check_report(self, facts: RoundFacts) -> tuple[RoundReport | None, list[str]]:
@@ -243,16 +340,24 @@ class Auditor(HistoryReader):
         return adapter, None
 
     def _check_updates(
-        self, facts: RoundFacts, report: RoundReport, start: GlobalAdapter | None, workdir: Path
-    ) -> tuple[list[ClientUpdate], list[str]]:
+        self,
+        facts: RoundFacts,
+        report: RoundReport,
+        start: GlobalAdapter | None,
+        workdir: Path,
+        sheets: Sequence[PostedSheet],
+    ) -> tuple[list[ClientUpdate], list[str], Consensus | None]:
         """Re-derive every verdict with the aggregator's own code: each revealed update is
         checked on its own (:func:`aggregator.verify.check_one`), then judged next to the others
         and the earlier rounds (:func:`aggregator.verify.judge`: replays, free riders, copies,
         and, from the losses the report published, validation and the norm screening), then
-        scored (contribution rule). Returns the aggregation inputs (the accepted updates with
-        their weighed examples) and what differs from the report."""
+        scored (contribution rule). With validators (``params.consensus``), what needs held-out
+        data is decided by the posted score sheets (:func:`aggregator.consensus.decide`) and the
+        report's losses and scores must be their medians. Returns the aggregation inputs (the
+        accepted updates with their weighed examples), what differs from the report and the
+        consensus."""
         if start is None:
-            return [], []  # the aggregate check says why; nothing to check shapes against
+            return [], [], None  # the aggregate check says why; nothing to check shapes against
         params = report.params
         policy = _recorded_policy(params)
         expected = Expected(
@@ -301,6 +406,15 @@ class Auditor(HistoryReader):
             loss_of=reported_loss if validation else None,
         )
         problems: list[str] = []
+        consensus: Consensus | None = None
+        if params.get("consensus"):
+            consensus = decide(
+                [c.commitment.node for c in judged if c.accepted],
+                [p.counted(facts.info.task_id, facts.info.round) for p in sheets],
+                scored=params.get("reward_rule") == "contribution",
+            )
+            judged = apply_consensus(judged, consensus)
+            problems += _median_problems(report, consensus)
         accepted: dict[str, Checked] = {}
         for item in judged:
             node = item.commitment.node
@@ -308,7 +422,7 @@ class Auditor(HistoryReader):
             if verdict is None:
                 continue  # the submissions check reports a dropped commitment
             reason = item.reason
-            if reason is None and params.get("reward_rule") == "contribution":
+            if consensus is None and reason is None and params.get("reward_rule") == "contribution":
                 score = verdict.score
                 if score is not None and not score > 0:
                     reason = REASON_NO_CONTRIBUTION  # the rewards check re-derives the score
@@ -340,7 +454,8 @@ class Auditor(HistoryReader):
                         f"{caps[node]}"
                     )
                 updates[node] = replace(update, num_examples=caps[node])
-        return [updates[s.node] for s in report.submissions if s.node in updates], problems
+        inputs = [updates[s.node] for s in report.submissions if s.node in updates]
+        return inputs, problems, consensus
 
     def _check_aggregate(
         self,
@@ -350,7 +465,7 @@ class Auditor(HistoryReader):
         updates: list[ClientUpdate],
         workdir: Path,
     ) -> AuditCheck:
-        n, record = facts.record.round, facts.record
+        n, record = facts.info.round, facts.record
         if not updates:
             if record.global_digest.hex() != start.digest:
                 changed = (
@@ -456,6 +571,25 @@ class Auditor(HistoryReader):
         return load_server_state(
             self.store, config.optimizer(), cid if isinstance(cid, str) else None, path
         )
+
+
+def _median_problems(report: RoundReport, consensus: Consensus) -> list[str]:
+    """Whether the report's losses and scores are the medians of the validators' sheets."""
+    problems = []
+    for s in report.submissions:
+        decided = consensus.of(s.node)
+        if decided is None:
+            continue
+        for what, said, median in (
+            ("score", s.score, decided.score),
+            ("validation loss", s.eval_loss, decided.eval_loss),
+            ("loss without it", s.loss_without, decided.loss_without),
+        ):
+            if said != median:
+                problems.append(
+                    f"{s.node}: {what} {said} in the report, the sheets' median is {median}"
+                )
+    return problems
 
 
 def _recorded_policy(params: dict[str, Any]) -> VerifyPolicy:

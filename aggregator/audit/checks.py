@@ -5,16 +5,29 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from aggregator.consensus import RULE as VALIDATORS_RULE
+from aggregator.consensus import Consensus, split_round_pool, validator_amounts
 from aggregator.contribution import contribution_score
 from aggregator.errors import SLASH_CODES
+from aggregator.inputs import PostedSheet
 from aggregator.reproduce import Comparison
-from aggregator.rewards import REWARD_RULES, RULES, ZERO_ROOT, Share, quality_factor, split_pool
-from chain.bindings import Round, Task
+from aggregator.rewards import (
+    REWARD_RULES,
+    RULES,
+    ZERO_ROOT,
+    Share,
+    quality_factor,
+    round_amounts,
+    slash_root,
+)
+from chain.attest import recover_signer, result_hash
+from chain.bindings import Finalization, Ledger, Round, Task
 from chain.events import (
+    Attested,
     NodeSlashed,
     RewardClaimed,
     RoundFinalized,
@@ -33,9 +46,11 @@ CHECKS = (
     "submissions",
     "updates",
     "aggregate",
+    "validators",
     "rewards",
     "claims",
     "slashes",
+    "signatures",
     "ledger",
 )
 WEIGHT_TOLERANCE = 1e-6
@@ -62,15 +77,19 @@ class AuditCheck:
 
 @dataclass(frozen=True)
 class RoundFacts:
-    """What the chain says about one finalized round, read once for all checks."""
+    """What the chain says about one finalized round (or, with ``proposal``, a result proposed
+    for it and not signed yet), read once for all checks."""
 
     task: Task
     info: Round
-    record: RoundFinalized
+    record: Finalization  # the RoundFinalized event, or the proposed result
     events: list[UpdateSubmitted]
     claims: list[RewardClaimed]
     commits: list[UpdateCommitted] = field(default_factory=list)
     slashes: list[NodeSlashed] = field(default_factory=list)
+    validators: tuple[str, ...] = ()  # the task's validators, in their on-chain order
+    attestations: list[Attested] = field(default_factory=list)  # signatures of the result
+    proposal: bool = False
 
 
 def check_submissions(facts: RoundFacts, report: RoundReport) -> list[str]:
@@ -118,24 +137,32 @@ def check_submissions(facts: RoundFacts, report: RoundReport) -> list[str]:
     return problems
 
 
-def check_rewards(facts: RoundFacts, report: RoundReport) -> list[str]:
+def check_rewards(
+    facts: RoundFacts, report: RoundReport, agreement: Mapping[str, float] | None = None
+) -> list[str]:
+    """The reward table follows the report's rule from the accepted submissions and, with
+    validators, pays them the task's share by their re-derived ``agreement``."""
     table, record, task = report.rewards, facts.record, facts.task
+    consensus = bool(report.params.get("consensus"))
+    if consensus and agreement is None:
+        agreement = {}
     problems = []
     if table.pool != task.reward_per_round:
         problems.append(
             f"the table's pool is {table.pool}, the task's reward per round {task.reward_per_round}"
         )
-    validation = bool(report.params.get("validation"))
+    validation = bool(report.params.get("validation")) or consensus
     start_loss = report.metrics.get("start_eval_loss")
     rule_name = report.params.get("reward_rule", "claimed")  # reports before the rule choice
     if rule_name not in REWARD_RULES:
         return [*problems, f"the report's reward rule {rule_name!r} is not a known rule"]
-    if table.rule != RULES[rule_name]:
+    text = RULES[rule_name] if not consensus else f"{RULES[rule_name]}; {VALIDATORS_RULE}"
+    if table.rule != text:
         problems.append(f"the table states the rule {table.rule!r}, not the {rule_name} rule")
     committed = {e.node.lower(): e.num_examples for e in facts.events}
     shares = []
     for s in report.submissions:
-        if rule_name == "contribution" and s.reason == "no_contribution":
+        if not consensus and rule_name == "contribution" and s.reason == "no_contribution":
             problems += _score_problems(s, start_loss, report.metrics.get("scored_eval_loss"))
         if s.verdict != "accepted":
             continue
@@ -144,13 +171,19 @@ def check_rewards(facts: RoundFacts, report: RoundReport) -> list[str]:
             problems.append(
                 f"{s.node}: quality {s.quality} reported, the reported losses give {quality}"
             )
-        if rule_name == "contribution":
+        if not consensus and rule_name == "contribution":
             problems += _score_problems(s, start_loss, report.metrics.get("scored_eval_loss"))
         shares.append(
             Share(s.node, committed.get(s.node.lower(), s.num_examples), s.quality, s.score)
         )
     try:
-        amounts = split_pool(task.reward_per_round, shares, rule_name)
+        amounts = round_amounts(
+            task.reward_per_round,
+            shares,
+            rule_name,
+            share_bps=task.validator_share_bps,
+            agreement=agreement,
+        )
         rule = {k.lower(): v for k, v in amounts.items()}
     except LoRALedgerError as exc:
         return [*problems, f"the reward rule cannot be applied: {exc}"]
@@ -213,6 +246,16 @@ def check_slashes(facts: RoundFacts, report: RoundReport) -> list[str]:
     report as evidence; every slash the report names is for proven cheating (a slashable reason
     in its own verdict, or a commitment never revealed)."""
     problems = []
+    try:
+        root = slash_root(facts.info.task_id, facts.info.round, report, facts.record.report_cid)
+    except LoRALedgerError as exc:
+        problems.append(f"the report's slashes are not a slash tree: {exc}")
+    else:
+        if root != facts.record.slash_root:
+            problems.append(
+                f"the slash root rebuilt from the report is {root.hex()}, the result's "
+                f"{facts.record.slash_root.hex()}"
+            )
     verdicts = {s.node.lower(): s for s in report.submissions}
     unrevealed = {n.lower() for n in report.unrevealed}
     named = {}
@@ -245,6 +288,123 @@ def check_slashes(facts: RoundFacts, report: RoundReport) -> list[str]:
                 f"{event.node}: slashed {event.amount}, the report says {listed.amount}"
             )
     return problems
+
+
+def check_validators(
+    facts: RoundFacts,
+    report: RoundReport,
+    sheets: Sequence[PostedSheet],
+    consensus: Consensus | None,
+) -> list[str]:
+    """The report lists exactly the score sheets the result used (its ``scoresBitmap``: each
+    validator's CID and digest as posted on chain), with each validator's agreement re-derived
+    from the sheets and its pay by the rule."""
+    if not report.params.get("consensus"):
+        return ["the report was not decided by validators' score sheets"]
+    problems = []
+    lines = {line.validator.lower(): line for line in report.validators}
+    if len(lines) != len(report.validators):
+        problems.append("a validator is listed twice")
+    posted = {p.validator.lower(): p for p in sheets}
+    problems += [
+        f"{line.validator} is listed but its sheet is not one the result used"
+        for key, line in lines.items()
+        if key not in posted
+    ]
+    accepted = any(s.verdict == "accepted" for s in report.submissions)
+    _, pool = split_round_pool(
+        facts.task.reward_per_round, facts.task.validator_share_bps, accepted
+    )
+    agreement = consensus.agreement if consensus is not None else {}
+    pay = {k.lower(): v for k, v in validator_amounts(pool, agreement).items()}
+    for key, sheet in posted.items():
+        line = lines.get(key)
+        if line is None:
+            problems.append(f"the sheet of {sheet.validator} was used but is not listed")
+            continue
+        if (line.sheet_cid, line.sheet_digest) != (sheet.cid, sheet.digest.hex()):
+            problems.append(
+                f"{sheet.validator}: the report lists sheet {line.sheet_cid}, the chain "
+                f"{sheet.cid} ({sheet.digest.hex()[:16]}...)"
+            )
+        want = agreement.get(sheet.validator)
+        if want is not None and line.agreement != want:
+            problems.append(
+                f"{sheet.validator}: agreement {line.agreement} reported, the sheets give {want}"
+            )
+        if line.reward != pay.get(key, 0):
+            problems.append(
+                f"{sheet.validator}: paid {line.reward}, the rule gives {pay.get(key, 0)}"
+            )
+    return problems
+
+
+def validators_summary(report: RoundReport, sheets: Sequence[PostedSheet]) -> str:
+    unreadable = sum(1 for p in sheets if p.sheet is None)
+    agreement = ", ".join(f"{line.agreement:.2f}" for line in report.validators)
+    return (
+        f"{len(sheets)} validators' sheets used ({unreadable} unreadable, counted empty); "
+        f"agreement {agreement or 'n/a'}; {sum(v.reward for v in report.validators)} paid to them"
+    )
+
+
+def check_signatures(facts: RoundFacts, ledger: Ledger) -> list[str]:
+    """The finalized result is the one its signers signed: its hash re-derived from the event,
+    each ``Attested`` signature recovered (EIP-712) to a distinct validator of the task whose
+    signed score-sheet digest is the one it posted, at least the task's quorum of them, and the
+    signer set the contract recorded."""
+    record = facts.record
+    if not isinstance(record, RoundFinalized):
+        return ["not a finalized result"]
+    problems = []
+    task_id, round_ = facts.info.task_id, facts.info.round
+    want = result_hash(task_id, round_, record.epoch, record)
+    if want != record.result_hash:
+        problems.append(
+            f"the result hashes to {want.hex()}, the event says {record.result_hash.hex()}"
+        )
+    index = {v.lower(): i for i, v in enumerate(facts.validators)}
+    chain_id = ledger.chain.w3.eth.chain_id
+    signers = 0
+    for a in facts.attestations:
+        i = index.get(a.validator.lower())
+        if i is None:
+            problems.append(f"{a.validator} signed but is not a validator of the task")
+            continue
+        if signers >> i & 1:
+            problems.append(f"{a.validator} is counted twice")
+            continue
+        recovered = recover_signer(
+            a.signature,
+            chain_id=chain_id,
+            verifying_contract=ledger.address,
+            task_id=task_id,
+            round_=round_,
+            epoch=record.epoch,
+            result=record,
+            scores_digest=ledger.scores_of(task_id, round_, a.validator),
+        )
+        if recovered.lower() != a.validator.lower():
+            problems.append(f"the signature relayed for {a.validator} recovers to {recovered}")
+            continue
+        signers |= 1 << i
+    if signers.bit_count() < facts.task.quorum:
+        problems.append(
+            f"{signers.bit_count()} valid signatures, the task's quorum is {facts.task.quorum}"
+        )
+    if signers != record.signers:
+        problems.append(
+            f"the signatures found are of validators {signers:#x}, the contract recorded "
+            f"{record.signers:#x}"
+        )
+    return problems
+
+
+def signatures_summary(facts: RoundFacts) -> str:
+    return (
+        f"{len(facts.attestations)} validators signed the result (quorum {facts.task.quorum} "
+        f"of {len(facts.validators)}); every signature recovers to its validator"
+    )
 
 
 def check_claims(facts: RoundFacts, report: RoundReport) -> list[str]:

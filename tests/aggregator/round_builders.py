@@ -9,12 +9,15 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from eth_account.signers.local import LocalAccount
 from safetensors.torch import save as st_save
 
 from aggregator.round import RoundRunner, RoundSettings
+from aggregator.validator import Validator
+from aggregator.verify import Evaluator
 from chain.bindings import commitment_hash
 from chain.events import History
 from chain.round_state import RoundState
@@ -82,8 +85,55 @@ class RoundWorld:
             state_root=self.work,
         )
 
-    def runner(self, settings: RoundSettings | None = None, **kwargs: object) -> RoundRunner:
-        return RoundRunner(self.session(), self.task_id, settings, **kwargs)
+    def validators(
+        self,
+        settings: RoundSettings | None = None,
+        evaluator: Evaluator | None = None,
+        *,
+        count: int | None = None,
+    ) -> list[Validator]:
+        """The task's validators (the first ``count``), in process, each with its own account
+        and work folder, all scoring with ``evaluator`` (``None``: verdicts, no scores)."""
+        accounts = self.env.validators[:count]
+        return [
+            Validator(
+                Session(
+                    self.env.ledger,
+                    History(self.env.ledger),
+                    self.store,
+                    account,
+                    state_root=self.work / f"validator-{i}",
+                ),
+                self.task_id,
+                evaluator,
+                settings,
+                propose_after=0.0,
+            )
+            for i, account in enumerate(accounts)
+        ]
+
+    def runner(
+        self,
+        settings: RoundSettings | None = None,
+        *,
+        evaluator: Evaluator | None = None,
+        validators: list[Validator] | None = None,
+        **kwargs: Any,
+    ) -> RoundRunner:
+        """The aggregator's runner with the task's validators in process (``validators``, or
+        all of them scoring with ``evaluator``)."""
+        if validators is None:
+            validators = self.validators(settings, evaluator)
+        kwargs.setdefault("sheet_timeout", 0.0)
+        kwargs.setdefault("quorum_timeout", 30.0)
+        return RoundRunner(self.session(), self.task_id, settings, validators=validators, **kwargs)
+
+    def settle(self, runner: RoundRunner, round_: int) -> None:
+        """Let ``round_``'s challenge window pass (time travel) and settle it (its slashes)."""
+        info = self.env.ledger.round(self.task_id, round_)
+        window = self.env.ledger.task(self.task_id).challenge_window
+        self.env.advance_to(info.finalized_at + window)
+        assert runner.settle(round_, poll_seconds=0.01, timeout=5)
 
     def honest(
         self, seed: int, *, spec: PeftSpec = SPEC, noise: float = 0.05

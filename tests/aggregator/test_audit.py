@@ -1,12 +1,15 @@
-"""The audit on the embedded chain and store: honest rounds (run by RoundRunner) pass every
-check; tampered reports, replaced or missing updates, wrong reward tables, a global adapter
-that does not reproduce and claims outside the table each fail, naming the round and what
+"""The audit on the embedded chain and store: honest rounds (run by RoundRunner with the
+task's validators) pass every check; results a colluding quorum of validators signed over a
+tampered report, replaced or missing updates, wrong reward tables or validator pay, scores that
+are not the sheets' medians, a global adapter that does not reproduce, unproven slashes, claims
+outside the table and signatures that do not hold each fail, naming the round and what
 differs."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +17,21 @@ import pytest
 import torch
 
 from aggregator.audit import AuditCheck, Auditor, RoundNotAuditable
-from aggregator.audit.checks import CHECKS
+from aggregator.audit.checks import CHECKS, RoundFacts, check_signatures
 from aggregator.combine import StrategyConfig
-from aggregator.rewards import RULES
+from aggregator.errors import SLASH_CODES
+from aggregator.rewards import Share, reward_table, slash_root
 from aggregator.round import RoundRunner, RoundSettings
+from aggregator.verify import Evaluator
 from chain.bindings import ClaimRequest, Finalization
-from chain.events import History
-from chain.merkle import RewardEntry, RewardTree
+from chain.events import Attested, History
+from chain.merkle import RewardEntry, RewardTree, SlashEntry, SlashTree
 from chain.session import Session
 from fl_node.node import claim
 from loraledger.report import RewardLine, RewardTable, RoundReport
 from loraledger.update import Expected, build_global_adapter, parse_global_adapter
 from tests.aggregator.round_builders import RoundWorld, make_world, raw_update, update_metadata
-from tests.support.chain import LedgerEnv
+from tests.support.chain import TOKEN, LedgerEnv
 
 
 def auditor(world: RoundWorld) -> Auditor:
@@ -51,7 +56,8 @@ def honest_round(
         nan = world.honest(98)
         next(iter(nan.values()))[0, 0] = float("nan")
         broken = env.nodes[nodes + 1]
-        # a malformed file is proven cheating: slashed in round 1, the node cannot commit again
+        # a malformed file is proven cheating: slashed once round 1 settles, the node cannot
+        # commit again
         if env.ledger.member(tid, broken.address).stake >= env.ledger.task(tid).min_stake:
             world.submit(
                 round_,
@@ -66,53 +72,68 @@ def honest_round(
 def forge(
     world: RoundWorld,
     round_: int,
-    change: Callable[[RoundReport], tuple[RoundReport, Finalization]],
-) -> None:
-    """Finalize ``round_`` by hand with a report derived from the honest one.
+    change: Callable[[RoundReport], Finalization],
+    *,
+    evaluator: Evaluator | None = None,
+) -> Finalization:
+    """Finalize ``round_`` with the result ``change`` derives from the honest report, signed by
+    a quorum of the task's validators: a colluding majority, whose lie the contract cannot see
+    and the audit must.
 
-    The honest round is computed on a chain snapshot that is then reverted (the store keeps
-    its content), so the forged finalization is the only one the chain ever sees.
+    The validators post their score sheets (scoring with ``evaluator``) first; the honest round
+    is then computed on a chain snapshot that is reverted (the store keeps its content), so the
+    forged result, over the sheets really posted, is the only one the chain ever sees.
     """
     env = world.env
+    validators = world.validators(evaluator=evaluator)
+    for validator in validators:
+        validator.post_sheet(round_)
     snapshot = env.snapshot()
-    honest = world.runner().finalize(round_)
+    honest = world.runner(validators=validators).finalize(round_)
     env.revert(snapshot)
-    report, result = change(honest.report)
-    cid = world.store.put_bytes(report.to_bytes())
-    result = Finalization(
-        result.global_cid,
-        result.global_digest,
-        cid,
-        result.accepted,
-        result.rejected,
-        result.reward_root,
-        result.reward_total,
-    )
-    env.ledger.finalize_round(world.task_id, round_, result, env.aggregator)
+    result = change(honest.report)
+    attestations = env.sign(world.task_id, round_, result)
+    env.ledger.finalize_round(world.task_id, round_, result, attestations, env.aggregator)
+    return result
 
 
-def finalization(report: RoundReport) -> Finalization:
+def counts(report: RoundReport) -> tuple[int, int]:
+    """(accepted, rejected) as ``report`` says."""
     accepted = sum(1 for s in report.submissions if s.verdict == "accepted")
-    return Finalization(
-        report.global_cid,
-        bytes.fromhex(report.global_digest),
-        "",
-        accepted,
-        len(report.submissions) - accepted,
-        bytes.fromhex(report.rewards.root),
-        report.rewards.total,
+    return accepted, len(report.submissions) - accepted
+
+
+def finalization(world: RoundWorld, report: RoundReport, **override: Any) -> Finalization:
+    """The result of ``report`` (pinned here) over the round's posted score sheets, its slashes
+    with the report as evidence; ``override`` replaces fields (a result that says other than its
+    report)."""
+    cid = world.store.put_bytes(report.to_bytes())
+    accepted, rejected = counts(report)
+    values: dict[str, Any] = dict(
+        global_cid=report.global_cid,
+        global_digest=bytes.fromhex(report.global_digest),
+        report_cid=cid,
+        accepted=accepted,
+        rejected=rejected,
+        reward_root=bytes.fromhex(report.rewards.root),
+        reward_total=report.rewards.total,
+        slash_root=slash_root(world.task_id, report.round, report, cid),
+        scores_bitmap=world.env.ledger.round(world.task_id, report.round).scores_bitmap,
     )
+    values.update(override)
+    return Finalization(**values)
 
 
-def table(world: RoundWorld, round_: int, pool: int, amounts: dict[str, int]) -> RewardTable:
+def table(
+    world: RoundWorld, round_: int, rewards: RewardTable, amounts: dict[str, int]
+) -> RewardTable:
+    """``rewards`` (its rule and pool) paying ``amounts`` instead, with a consistent root."""
     tree = RewardTree(world.task_id, round_, [RewardEntry(n, a) for n, a in amounts.items()])
     lines = tuple(
         RewardLine(node=e.node, amount=e.amount, proof=tuple(p.hex() for p in tree.proof(e.node)))
         for e in tree.entries
     )
-    return RewardTable(
-        rule=RULES["examples"], pool=pool, total=tree.total, root=tree.root.hex(), lines=lines
-    )
+    return rewards.model_copy(update={"total": tree.total, "root": tree.root.hex(), "lines": lines})
 
 
 def test_honest_rounds_with_rejections_claims_and_a_server_optimizer_pass_every_check(
@@ -122,11 +143,13 @@ def test_honest_rounds_with_rejections_claims_and_a_server_optimizer_pass_every_
     settings = RoundSettings(strategy=StrategyConfig(name="fedadam", server_lr=0.05))
     runner = world.runner(settings)
     for _ in range(2):
-        runner.finalize(honest_round(world, runner, bad=True))
-    claim(
-        Session(embedded.ledger, History(embedded.ledger), world.store, embedded.nodes[1]),
-        world.task_id,
-    )
+        round_ = honest_round(world, runner, bad=True)
+        runner.finalize(round_)
+        world.settle(runner, round_)  # its slashes are made; claims and the next round open
+    for account in (embedded.nodes[1], embedded.validators[0]):  # a node and a validator claim
+        claim(
+            Session(embedded.ledger, History(embedded.ledger), world.store, account), world.task_id
+        )
 
     checks = auditor(world).verify(world.task_id)
 
@@ -135,10 +158,15 @@ def test_honest_rounds_with_rejections_claims_and_a_server_optimizer_pass_every_
         (r, name) for r in (1, 2) for name in CHECKS[:-1]
     ] + [(None, "ledger")]
     assert all(c.status == "pass" for c in checks)
-    assert (
-        "2 of 3 rewards claimed" not in checks[5].detail
-        and "1 of 3 rewards claimed" in checks[5].detail
-    )
+    # each round pays its 3 accepted nodes and the 3 validators whose sheets it used
+    claimed = {c.round: c.detail for c in checks if c.name == "claims"}
+    assert all(claimed[r].startswith("2 of 6 rewards claimed") for r in (1, 2))
+    signed = {c.round: c.detail for c in checks if c.name == "signatures"}
+    assert all("quorum 2 of 3" in signed[r] for r in (1, 2))
+    # the NaN update is slashed at round 1's settling, so its node cannot commit in round 2
+    assert [(e.round, e.node) for e in History(embedded.ledger).slashes(world.task_id)] == [
+        (1, embedded.nodes[4].address)
+    ]
     # the read side: rounds with reason counts, submissions with verdicts, rewards and claims
     history = auditor(world).history_of(world.task_id)
     assert (
@@ -163,6 +191,7 @@ def test_verifying_one_round_and_unknown_or_open_rounds(
     world = make_world(embedded, tmp_path, nodes=2)
     runner = world.runner()
     runner.finalize(honest_round(world, runner, nodes=2))
+    world.settle(runner, 1)
     round_two = runner.open()
     checks = auditor(world).verify(world.task_id, 1)
     assert {c.round for c in checks} == {1} and all(c.ok for c in checks)
@@ -201,11 +230,11 @@ def test_a_forged_report_that_drops_a_submission_fails_the_submissions_check(
     round_ = honest_round(world, runner, bad=True)
     dropped = embedded.nodes[4].address
 
-    def drop(report: RoundReport) -> tuple[RoundReport, Finalization]:
+    def drop(report: RoundReport) -> Finalization:
         kept = tuple(s for s in report.submissions if s.node != dropped)
         forged = report.model_copy(update={"submissions": kept})
-        result = finalization(report)  # the honest counts: the contract insists they add up
-        return forged, result
+        accepted, rejected = counts(report)  # the honest counts: the contract insists they add up
+        return finalization(world, forged, accepted=accepted, rejected=rejected)
 
     forge(world, round_, drop)
     failed = failures(auditor(world).verify(world.task_id))
@@ -254,7 +283,7 @@ def test_a_rejected_update_reported_as_accepted_fails_its_digest(
         round_, cheat, world.honest(2), commit_digest=hashlib.sha256(b"something else").digest()
     )
 
-    def accept_all(report: RoundReport) -> tuple[RoundReport, Finalization]:
+    def accept_all(report: RoundReport) -> Finalization:
         subs = tuple(
             s.model_copy(
                 update={"verdict": "accepted", "reason": None, "detail": None, "quality": 1.0}
@@ -262,7 +291,7 @@ def test_a_rejected_update_reported_as_accepted_fails_its_digest(
             for s in report.submissions
         )
         forged = report.model_copy(update={"submissions": subs})
-        return forged, finalization(forged)
+        return finalization(world, forged)
 
     forge(world, round_, accept_all)
     failed = failures(auditor(world).verify(world.task_id))
@@ -279,30 +308,27 @@ def test_a_reward_table_that_breaks_the_rule_fails_even_with_a_consistent_root(
     runner = world.runner()
     round_ = honest_round(world, runner)
     nodes = [n.address for n in embedded.nodes[:3]]
+    task = embedded.ledger.task(world.task_id)
+    # the nodes' part of the pool; the validators' lines stay as the rule gives them
+    to_nodes = task.reward_per_round - task.reward_per_round * task.validator_share_bps // 10_000
 
-    def skew(report: RoundReport) -> tuple[RoundReport, Finalization]:
-        pool = report.rewards.pool
+    def skew(report: RoundReport) -> Finalization:
+        amounts = {line.node: line.amount for line in report.rewards.lines}
+        amounts |= {nodes[0]: to_nodes // 2, nodes[1]: to_nodes // 4, nodes[2]: to_nodes // 4}
         forged = report.model_copy(
-            update={
-                "rewards": table(
-                    world,
-                    round_,
-                    pool,
-                    {nodes[0]: pool // 2, nodes[1]: pool // 4, nodes[2]: pool // 4},
-                )
-            }
+            update={"rewards": table(world, round_, report.rewards, amounts)}
         )
-        return forged, finalization(forged)
+        return finalization(world, forged)
 
     forge(world, round_, skew)
     failed = failures(auditor(world).verify(world.task_id))
 
     assert list(failed) == [(round_, "rewards")]
-    pool = embedded.ledger.task(world.task_id).reward_per_round
     assert (
-        f"{nodes[0]}: the rule gives {pool * 10 // 40}, the table {pool // 2}"  # capped at 15
-        in failed[(round_, "rewards")]
+        f"{nodes[0]}: the rule gives {to_nodes * 10 // 40}, the table {to_nodes // 2}"  # capped
+        in failed[(round_, "rewards")]  # at the median claim, 15
     )
+    assert all(v.address not in failed[(round_, "rewards")] for v in embedded.validators)
     assert "Merkle roots disagree" not in failed[(round_, "rewards")]
 
 
@@ -315,24 +341,16 @@ def test_an_on_chain_root_other_than_the_tables_fails_and_outside_claims_are_nam
     outsider = embedded.nodes[5]
     secret: dict[str, RewardTree] = {}
 
-    def other_root(report: RoundReport) -> tuple[RoundReport, Finalization]:
+    def other_root(report: RoundReport) -> Finalization:
         amounts = {line.node: line.amount for line in report.rewards.lines}
         amounts[outsider.address] = 1
         amounts[report.rewards.lines[0].node] -= 1
         tree = RewardTree(world.task_id, round_, [RewardEntry(n, a) for n, a in amounts.items()])
         secret["tree"] = tree
-        result = finalization(report)
-        return report, Finalization(
-            result.global_cid,
-            result.global_digest,
-            "",
-            result.accepted,
-            result.rejected,
-            tree.root,
-            tree.total,
-        )
+        return finalization(world, report, reward_root=tree.root, reward_total=tree.total)
 
     forge(world, round_, other_root)
+    embedded.settle(world.task_id, round_)  # nobody challenged it in its window
     tree = secret["tree"]
     embedded.ledger.claim(
         ClaimRequest(world.task_id, round_, 1, tuple(tree.proof(outsider.address))), outsider
@@ -355,7 +373,7 @@ def test_a_global_adapter_that_does_not_reproduce_fails_the_aggregate_check(
     runner = world.runner()
     round_ = honest_round(world, runner)
 
-    def nudge(report: RoundReport) -> tuple[RoundReport, Finalization]:
+    def nudge(report: RoundReport) -> Finalization:
         honest = parse_global_adapter(
             world.store.get_bytes(report.global_cid), Expected(task_id=world.task_id)
         )
@@ -367,7 +385,7 @@ def test_a_global_adapter_that_does_not_reproduce_fails_the_aggregate_check(
         forged = report.model_copy(
             update={"global_cid": cid, "global_digest": hashlib.sha256(data).hexdigest()}
         )
-        return forged, finalization(forged)
+        return finalization(world, forged)
 
     forge(world, round_, nudge)
     failed = failures(auditor(world).verify(world.task_id))
@@ -378,6 +396,85 @@ def test_a_global_adapter_that_does_not_reproduce_fails_the_aggregate_check(
         "differs from re-aggregation by up to" in detail
         and "tolerance atol 1e-05 + rtol 0.0001" in detail
     )
+
+
+def test_a_report_paying_a_validator_more_than_the_rule_fails_the_validators_and_rewards_checks(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    """Validators are paid by their agreement with the sheets' consensus: a quorum that signs a
+    bonus for one of them, taken from a node and written into both the validators' lines and
+    the reward table (a consistent root), is caught by both checks."""
+    world = make_world(embedded, tmp_path, nodes=3)
+    round_ = honest_round(world, world.runner())
+    greedy, robbed = embedded.validators[0].address, embedded.nodes[0].address
+    honest_pay: dict[str, int] = {}
+
+    def overpay(report: RoundReport) -> Finalization:
+        amounts = {line.node: line.amount for line in report.rewards.lines}
+        honest_pay.update(amounts)
+        amounts[greedy] += TOKEN
+        amounts[robbed] -= TOKEN
+        lines = tuple(
+            v.model_copy(update={"reward": amounts[greedy]}) if v.validator == greedy else v
+            for v in report.validators
+        )
+        forged = report.model_copy(
+            update={"validators": lines, "rewards": table(world, round_, report.rewards, amounts)}
+        )
+        return finalization(world, forged)
+
+    forge(world, round_, overpay)
+    failed = failures(auditor(world).verify(world.task_id))
+
+    assert set(failed) == {(round_, "validators"), (round_, "rewards")}
+    fair = honest_pay[greedy]
+    assert f"{greedy}: paid {fair + TOKEN}, the rule gives {fair}" in failed[(round_, "validators")]
+    rewards = failed[(round_, "rewards")]
+    assert f"{greedy}: the rule gives {fair}, the table {fair + TOKEN}" in rewards
+    assert f"{robbed}: the rule gives {honest_pay[robbed]}" in rewards
+
+
+def test_signatures_that_do_not_recover_or_fall_short_of_the_quorum_fail_the_signatures_check(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    """The contract counts only valid signatures of the task's validators; the audit re-checks
+    every one from the ``Attested`` events, so events that showed a forged signature, one
+    counted twice or fewer than the quorum (a lying RPC node, another contract) fail."""
+    world = make_world(embedded, tmp_path, nodes=2)
+    runner = world.runner()
+    round_ = honest_round(world, runner, nodes=2)
+    runner.finalize(round_)
+    ledger, history, tid = embedded.ledger, History(embedded.ledger), world.task_id
+    record = history.finalization(tid, round_)
+    assert record is not None
+    signed = [a for a in history.attestations(tid, round_) if a.result_hash == record.result_hash]
+    assert len(signed) == embedded.quorum == record.signers.bit_count()
+
+    def check(attestations: Sequence[Attested]) -> str:
+        facts = RoundFacts(
+            ledger.task(tid),
+            ledger.round(tid, round_),
+            record,
+            history.submissions(tid, round_),
+            [],
+            validators=ledger.validators(tid),
+            attestations=list(attestations),
+        )
+        return "; ".join(check_signatures(facts, ledger))
+
+    assert check(signed) == ""
+    first, second = signed
+    assert "1 valid signatures, the task's quorum is 2" in check([first])
+    assert f"{first.validator} is counted twice" in check([first, first])
+    # a node's key signing in a validator's name, and a validator's signature of another result
+    (by_node,) = embedded.sign(tid, round_, record, embedded.nodes[0])
+    other = replace(record, reward_total=record.reward_total - 1)
+    (of_other,) = embedded.sign(tid, round_, other, embedded.account(second.validator))
+    for forged in (by_node, of_other):
+        problems = check([first, replace(second, signature=forged.signature)])
+        assert f"the signature relayed for {second.validator} recovers to 0x" in problems
+        assert "1 valid signatures, the task's quorum is 2" in problems
+        assert f"the contract recorded {record.signers:#x}" in problems
 
 
 # ----------------------------------------------------------------------------- fair rewards
@@ -414,8 +511,11 @@ def test_a_rescaled_copy_is_rejected_slashed_and_the_audit_agrees(
     assert outcome.report.reward_for(copier) is None
     (slash,) = outcome.report.slashes
     assert (slash.node, slash.reason) == (copier, "copied_update")
+    assert History(embedded.ledger).slashes(world.task_id) == []  # not before the round settles
+    world.settle(runner, round_)
     (event,) = History(embedded.ledger).slashes(world.task_id)
     assert (event.node, event.round, event.evidence_cid) == (copier, round_, outcome.report_cid)
+    assert event.amount == slash.amount
     assert failures(auditor(world).verify(world.task_id)) == {}
 
 
@@ -425,7 +525,7 @@ def test_a_copy_reported_as_accepted_fails_the_updates_check(
     world = make_world(embedded, tmp_path, nodes=3)
     round_, _, copier = copy_round(world, world.runner())
 
-    def accept_the_copy(report: RoundReport) -> tuple[RoundReport, Finalization]:
+    def accept_the_copy(report: RoundReport) -> Finalization:
         subs = tuple(
             s.model_copy(update={"verdict": "accepted", "reason": None, "detail": None})
             if s.node == copier
@@ -433,7 +533,7 @@ def test_a_copy_reported_as_accepted_fails_the_updates_check(
             for s in report.submissions
         )
         forged = report.model_copy(update={"submissions": subs, "slashes": ()})
-        return forged, finalization(forged)
+        return finalization(world, forged)
 
     forge(world, round_, accept_the_copy)
     failed = failures(auditor(world).verify(world.task_id))
@@ -448,7 +548,7 @@ def test_an_honest_update_reported_as_a_copy_fails_the_updates_check(
     round_ = honest_round(world, world.runner())
     victim = embedded.nodes[1].address
 
-    def call_it_a_copy(report: RoundReport) -> tuple[RoundReport, Finalization]:
+    def call_it_a_copy(report: RoundReport) -> Finalization:
         subs = tuple(
             s.model_copy(update={"verdict": "rejected", "reason": "copied_update", "weight": 0.0})
             if s.node == victim
@@ -456,7 +556,7 @@ def test_an_honest_update_reported_as_a_copy_fails_the_updates_check(
             for s in report.submissions
         )
         forged = report.model_copy(update={"submissions": subs})
-        return forged, finalization(forged)
+        return finalization(world, forged)
 
     forge(world, round_, call_it_a_copy)
     failed = failures(auditor(world).verify(world.task_id))
@@ -470,18 +570,35 @@ def test_an_honest_update_reported_as_a_copy_fails_the_updates_check(
 def test_a_slash_the_report_does_not_prove_fails_the_slashes_check(
     embedded: LedgerEnv, tmp_path: Path
 ) -> None:
+    """The contract executes any slash of the signed result's slash root: a colluding quorum
+    that slips in a slash of an honest node, which the report does not name, is caught."""
     world = make_world(embedded, tmp_path, nodes=3)
-    runner = world.runner()
-    outcome = runner.finalize(honest_round(world, runner))
+    round_ = honest_round(world, world.runner())
     honest = embedded.nodes[0].address
-    embedded.ledger.slash(
-        world.task_id, outcome.round, honest, 10**18, 2, outcome.report_cid, embedded.aggregator
+    slashes: list[SlashEntry] = []
+
+    def slash_an_honest_node(report: RoundReport) -> Finalization:
+        cid = world.store.put_bytes(report.to_bytes())
+        slashes.append(SlashEntry(honest, TOKEN, SLASH_CODES["copied_update"], cid))
+        return finalization(
+            world, report, slash_root=SlashTree(world.task_id, round_, slashes).root
+        )
+
+    forge(world, round_, slash_an_honest_node)
+    embedded.settle(world.task_id, round_)
+    tree = SlashTree(world.task_id, round_, slashes)
+    (entry,) = slashes
+    embedded.ledger.execute_slash(
+        world.task_id, round_, entry, tree.proof(entry), embedded.validators[0]
     )
 
     failed = failures(auditor(world).verify(world.task_id))
 
-    assert list(failed) == [(outcome.round, "slashes")]
-    assert f"{honest} was slashed" in failed[(outcome.round, "slashes")]
+    assert list(failed) == [(round_, "slashes")]
+    assert (
+        f"{honest} was slashed {TOKEN} but the report names no slash" in failed[(round_, "slashes")]
+    )
+    assert "the slash root rebuilt from the report is" in failed[(round_, "slashes")]
 
 
 def quadratic_loss(target: dict[str, torch.Tensor]) -> Callable[..., float]:
@@ -527,26 +644,44 @@ def test_contribution_rewards_pass_the_audit_and_a_forged_score_fails_it(
     assert report.params["reward_rule"] == "contribution"
     assert verdicts[nodes[3].address].reason == "no_contribution"
     assert all(verdicts[nodes[i].address].score > 0 for i in range(3))
-    assert {line.node for line in report.rewards.lines} == {nodes[i].address for i in range(3)}
+    validators = {v.address for v in embedded.validators}
+    assert {line.node for line in report.rewards.lines} == {
+        nodes[i].address for i in range(3)
+    } | validators
     assert failures(auditor(world).verify(world.task_id)) == {}
     embedded.revert(snapshot)
 
-    def inflate_a_score(forged_from: RoundReport) -> tuple[RoundReport, Finalization]:
-        favourite = nodes[0].address
+    favourite = nodes[0].address
+    task = embedded.ledger.task(world.task_id)
+
+    def inflate_a_score(honest: RoundReport) -> Finalization:
+        """The favourite's score x10 and a reward table that follows the forged scores, so
+        only the validators' sheets can tell."""
         subs = tuple(
-            s.model_copy(update={"score": s.score * 10}) if s.node == favourite else s
-            for s in forged_from.submissions
+            s.model_copy(update={"score": (s.score or 0.0) * 10}) if s.node == favourite else s
+            for s in honest.submissions
         )
-        forged = forged_from.model_copy(update={"submissions": subs})
-        return forged, finalization(forged)
+        rewards = reward_table(
+            world.task_id,
+            round_,
+            task.reward_per_round,
+            [
+                Share(s.node, s.num_examples, s.quality, s.score)
+                for s in subs
+                if s.verdict == "accepted"
+            ],
+            "contribution",
+            share_bps=task.validator_share_bps,
+            agreement={v.validator: v.agreement for v in honest.validators},
+        )
+        forged = honest.model_copy(update={"submissions": subs, "rewards": rewards})
+        paid = forged.reward_for(favourite)
+        assert paid is not None and paid.amount > (honest.reward_for(favourite) or paid).amount
+        return finalization(world, forged)
 
-    world_runner = world.runner
-
-    def runner_with_validation(*args: Any, **kwargs: Any) -> RoundRunner:
-        return world_runner(*args, **{"evaluator": evaluator, **kwargs})
-
-    world.runner = runner_with_validation
-    forge(world, round_, inflate_a_score)
+    forge(world, round_, inflate_a_score, evaluator=evaluator)
     failed = failures(auditor(world).verify(world.task_id))
 
-    assert "the reported losses give" in failed[(round_, "rewards")]
+    assert list(failed) == [(round_, "updates")]
+    assert f"{favourite}: score " in failed[(round_, "updates")]
+    assert "the sheets' median is" in failed[(round_, "updates")]

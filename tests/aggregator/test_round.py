@@ -79,14 +79,22 @@ def test_an_honest_round_is_aggregated_published_finalized_and_claimable(
     expected = _fedavg(list(zip(updates, capped, strict=True)))
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)
-    # rewards (no validation data: the examples rule): the pool split by capped examples,
-    # each proof valid against the on-chain root
+    # rewards (no validation data: the examples rule): 90% of the pool split by capped
+    # examples, the validators' 10% split by their agreement (all agree: evenly), each proof
+    # valid against the on-chain root
     assert report.params["reward_rule"] == "examples"
-    pool = embedded.ledger.task(world.task_id).reward_per_round
+    task = embedded.ledger.task(world.task_id)
+    pool, share = task.reward_per_round, task.validator_share_bps
+    to_nodes = pool - pool * share // 10_000
     amounts = {line.node: line.amount for line in report.rewards.lines}
-    assert amounts == {
-        n.address: pool * e // 50 for n, e in zip(embedded.nodes[:3], capped, strict=True)
-    }
+    validators = {v.address: pool * share // 10_000 // 3 for v in embedded.validators}
+    assert (
+        amounts
+        == {n.address: to_nodes * e // 50 for n, e in zip(embedded.nodes[:3], capped, strict=True)}
+        | validators
+    )
+    assert [line.agreement for line in report.validators] == [1.0, 1.0, 1.0]
+    assert on_chain.signers.bit_count() >= task.quorum
     assert report.rewards.total == sum(amounts.values()) == on_chain.reward_total
     for line in report.rewards.lines:
         leaf = leaf_hash(world.task_id, round_, line.node, line.amount)
@@ -96,6 +104,9 @@ def test_an_honest_round_is_aggregated_published_finalized_and_claimable(
     assert record.report_cid == outcome.report_cid and world.store.has(record.report_cid)
     node = embedded.nodes[2]
     before = embedded.token.balance_of(node.address)
+    session = Session(embedded.ledger, History(embedded.ledger), world.store, node)
+    assert claim(session, world.task_id) == []  # the challenge window is still running
+    world.settle(runner, round_)
     claimed = claim(
         Session(embedded.ledger, History(embedded.ledger), world.store, node), world.task_id
     )
@@ -276,11 +287,16 @@ def test_a_crash_after_any_step_is_recovered_and_finalizes_once(
         world.runner(checkpoint=crash).finalize(round_)
     outcome = world.runner().finalize(round_)
 
-    finalized = [f for f in History(embedded.ledger).finalized(world.task_id) if f.round == round_]
+    history = History(embedded.ledger)
+    finalized = [f for f in history.finalized(world.task_id) if f.round == round_]
     assert len(finalized) == 1
     assert (finalized[0].accepted, finalized[0].rejected) == (3, 0)
     assert outcome.report_cid == finalized[0].report_cid
-    assert outcome.resumed == (step in ("journaled", "finalized"))
+    # one proposal in all: a crash before the journal had proposed nothing, and from the
+    # journal on the restarted run proposes what was journaled (once, if not on chain yet)
+    (proposal,) = history.proposals(world.task_id, round_)
+    assert proposal.result_hash == finalized[0].result_hash
+    assert outcome.resumed == (step in ("journaled", "proposed", "finalized"))
     assert (
         sum(line.amount for line in outcome.report.rewards.lines) == finalized[0].reward_total > 0
     )
@@ -336,11 +352,14 @@ def test_a_round_another_run_finalizes_meanwhile_is_returned_not_finalized_twice
             other.append(world.runner().finalize(round_).report_cid)
 
     outcome = world.runner(checkpoint=another_run_finalizes_first).finalize(round_)
-    (finalized,) = [
-        f for f in History(embedded.ledger).finalized(world.task_id) if f.round == round_
-    ]
+    history = History(embedded.ledger)
+    (finalized,) = [f for f in history.finalized(world.task_id) if f.round == round_]
     assert outcome.report_cid == other[0] == finalized.report_cid
     assert embedded.ledger.round_state(world.task_id, round_) is RoundState.FINALIZED
+    # the late run's result was refused on chain, not left as a second proposal to sign
+    assert [p.result_hash for p in history.proposals(world.task_id, round_)] == [
+        finalized.result_hash
+    ]
 
 
 def test_finalizing_a_round_never_opened_fails_clearly(embedded: LedgerEnv, tmp_path: Path) -> None:
@@ -354,6 +373,8 @@ def test_finalizing_a_round_never_opened_fails_clearly(embedded: LedgerEnv, tmp_
 def test_an_open_window_and_a_wrong_account_fail_clearly(
     embedded: LedgerEnv, tmp_path: Path
 ) -> None:
+    """Only the task's aggregator and its validators run the round loop: a node's account is
+    refused at once, a validator's proposes the round's result like the aggregator's would."""
     world = make_world(embedded, tmp_path, nodes=2)
     runner = world.runner()
     round_ = runner.open()
@@ -365,10 +386,19 @@ def test_an_open_window_and_a_wrong_account_fail_clearly(
     with pytest.raises(RoundNotReady, match="0 of 1 commitments revealed"):
         runner.finalize(round_)
     world.reveal_all(round_)
-    outcome = runner.finalize(round_)  # the window closed: the absent node does not block the round
-    assert [s.node for s in outcome.report.submissions] == [embedded.nodes[0].address]
-    with pytest.raises(ChainError, match="does not hold AGGREGATOR_ROLE"):
+    with pytest.raises(ChainError, match="is neither the aggregator nor a validator"):
         RoundRunner(world.session(embedded.nodes[0]), world.task_id)
+    validator = embedded.validators[0]
+    by_validator = RoundRunner(
+        world.session(validator), world.task_id, validators=world.validators(), sheet_timeout=0.0
+    )
+    assert not by_validator.is_aggregator
+
+    outcome = by_validator.finalize(round_)  # the window closed: the absent node does not block
+
+    assert [s.node for s in outcome.report.submissions] == [embedded.nodes[0].address]
+    (finalized,) = History(embedded.ledger).finalized(world.task_id)
+    assert (finalized.proposer, finalized.report_cid) == (validator.address, outcome.report_cid)
 
 
 def test_run_goes_round_after_round_carrying_the_server_optimizer_state(
@@ -379,9 +409,11 @@ def test_run_goes_round_after_round_carrying_the_server_optimizer_state(
     history = History(embedded.ledger)
 
     def nodes_submit(at: str) -> None:
+        round_ = embedded.ledger.task(world.task_id).rounds_opened
+        if at == "finalized":  # time travel past the challenge window: run() settles the round
+            embedded.settle(world.task_id, round_)
         if at != "opened":
             return
-        round_ = embedded.ledger.open_round(world.task_id)
         start_digest = embedded.ledger.round(world.task_id, round_).start_digest
         start_cid = history.global_adapter_at(world.task_id, start_digest)
         start = parse_global_adapter(world.store.get_bytes(start_cid)).tensors
@@ -395,6 +427,9 @@ def test_run_goes_round_after_round_carrying_the_server_optimizer_state(
 
     assert [o.round for o in outcomes] == [1, 2]
     assert embedded.ledger.is_complete(world.task_id)
+    assert [embedded.ledger.round_state(world.task_id, r) for r in (1, 2)] == [
+        RoundState.SETTLED
+    ] * 2
     first, second = (o.report for o in outcomes)
     assert second.start_digest == first.global_digest
     assert (
@@ -423,9 +458,10 @@ def test_on_ganache_a_node_that_drops_out_does_not_block_the_round(
         assert runner.wait(round_, poll_seconds=0.2, timeout=60)
         outcome = runner.finalize(round_)
         assert [s.node for s in outcome.report.submissions] == [ganache_env.nodes[0].address]
-        assert [line.node for line in outcome.report.rewards.lines] == [
-            ganache_env.nodes[0].address
-        ]
+        assert {line.node for line in outcome.report.rewards.lines} == {
+            ganache_env.nodes[0].address,
+            *(v.address for v in ganache_env.validators),
+        }
     finally:
         ganache_env.revert(snapshot)
 
@@ -477,6 +513,7 @@ def test_a_copy_of_an_earlier_rounds_update_and_a_resubmitted_global_adapter_ear
     one = runner.finalize(round_one)
     assert [s.verdict for s in one.report.submissions] == ["accepted"] * 4
     global_one = parse_global_adapter(world.store.get_bytes(one.report.global_cid)).tensors
+    world.settle(runner, round_one)
 
     round_two = runner.open()
     world.submit(round_two, nodes[0], world.honest(10))
@@ -493,21 +530,43 @@ def test_a_copy_of_an_earlier_rounds_update_and_a_resubmitted_global_adapter_ear
     assert f"of {nodes[0].address} in round 1" in (verdicts[nodes[2].address].detail or "")
     assert verdicts[nodes[3].address].reason == "free_rider"
     paid = {line.node for line in two.report.rewards.lines}
-    assert paid == {nodes[0].address, nodes[1].address}
-    # the copier is slashed with the report as evidence; the free rider only earns nothing
+    assert paid == {nodes[0].address, nodes[1].address, *(v.address for v in embedded.validators)}
+    # the copier is slashed with the report as evidence once the round settles; the free rider
+    # only earns nothing
     assert [(s.node, s.reason) for s in two.report.slashes] == [(nodes[2].address, "copied_update")]
+    stake = embedded.ledger.member(world.task_id, nodes[2].address).stake
+    assert History(embedded.ledger).slashes(world.task_id) == []
+    world.settle(runner, round_two)
+    (slashed,) = History(embedded.ledger).slashes(world.task_id)
+    assert (slashed.node, slashed.round, slashed.evidence_cid) == (
+        nodes[2].address,
+        round_two,
+        two.report_cid,
+    )
+    assert embedded.ledger.member(world.task_id, nodes[2].address).stake == stake - slashed.amount
+    min_stake = embedded.ledger.task(world.task_id).min_stake
+    assert embedded.ledger.member(world.task_id, nodes[3].address).stake == min_stake
     from aggregator.audit import Auditor
 
     checks = Auditor(embedded.ledger, History(embedded.ledger), world.store).verify(world.task_id)
     assert [c for c in checks if not c.ok] == []
 
 
-def test_the_contribution_rule_without_validation_data_is_refused_before_any_round(
+def test_the_contribution_rule_without_validation_data_is_refused_before_anything_is_proposed(
     embedded: LedgerEnv, tmp_path: Path
 ) -> None:
+    """Validators without held-out data post sheets with verdicts and no scores: a round told
+    to pay by contribution scores has nothing to go by, and proposes nothing."""
     from loraledger.errors import ConfigError
 
     world = make_world(embedded, tmp_path, nodes=2)
-    with pytest.raises(ConfigError, match="scores updates on the aggregator's validation data"):
-        world.runner(RoundSettings(reward_rule="contribution"))
-    assert embedded.ledger.task(world.task_id).rounds_opened == 0
+    runner = world.runner(RoundSettings(reward_rule="contribution"))
+    round_ = runner.open()
+    for i, node in enumerate(embedded.nodes[:2]):
+        world.submit(round_, node, world.honest(i))
+
+    with pytest.raises(ConfigError, match="needs validators' score sheets"):
+        runner.finalize(round_)
+
+    assert History(embedded.ledger).proposals(world.task_id, round_) == []
+    assert embedded.ledger.round_state(world.task_id, round_) is RoundState.CLOSED

@@ -40,8 +40,8 @@ def test_dev_accounts_are_the_well_known_ones_of_each_chain() -> None:
     )
     with pytest.raises(ConfigError, match="has no dev accounts"):
         dev_account(parse_network("http://127.0.0.1:1"), 0)
-    with pytest.raises(ConfigError, match=r"0..9"):
-        dev_account(parse_network("ganache"), 10)
+    with pytest.raises(ConfigError, match=r"0..19"):
+        dev_account(parse_network("ganache"), 20)
 
 
 def test_env_account_reads_the_key_and_names_a_missing_or_bad_variable(

@@ -1,5 +1,11 @@
-"""Fixtures of the dashboard tests: a real Ganache (the dashboard reads a live chain)."""
+"""Fixtures of the dashboard tests: a real Ganache (the dashboard reads a live chain), and the
+embedded chain for the feed's views of rare events (challenges, conflicting proposals)."""
 
 from __future__ import annotations
 
-from tests.support.chain import ganache_env, ganache_process  # noqa: F401
+from tests.support.chain import (  # noqa: F401
+    embedded,
+    embedded_env,
+    ganache_env,
+    ganache_process,
+)

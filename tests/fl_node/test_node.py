@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from chain import errors
 from chain.bindings import Finalization
 from chain.events import History
 from chain.merkle import RewardEntry, RewardTree
@@ -14,14 +15,24 @@ from chain.session import Session
 from fl_node import node as node_mod
 from fl_node.data import NodeData
 from fl_node.model import LoadedModel
-from fl_node.node import RoundUnavailable, claim, join, reveal_round, status, submit_round
+from fl_node.node import (
+    RoundUnavailable,
+    SubmittedUpdate,
+    claim,
+    join,
+    leave,
+    reveal_round,
+    status,
+    submit_round,
+    withdraw_stake,
+)
 from fl_node.train import TrainSettings
 from ipfs import EmbeddedConfig, EmbeddedStore, compute_cid
 from loraledger.errors import ChainError, StorageError, UpdateRejected
 from loraledger.report import RewardLine, RewardTable, RoundReport, SubmissionVerdict
 from loraledger.update import Expected, PeftSpec, parse_update
 from sponsor.task import initial_global_adapter
-from tests.support.chain import TOKEN, LedgerEnv
+from tests.support.chain import TOKEN, LedgerEnv, reverts
 
 SPEC = PeftSpec(rank=4, alpha=8.0)
 SETTINGS = TrainSettings(max_steps=2, batch_size=2, max_length=64)
@@ -226,8 +237,11 @@ def _publish_round(
     winners: dict[str, int],
     *,
     tamper: bool = False,
+    settle: bool = True,
 ) -> None:
-    """What the aggregator does at the end of a round, written out with the shared report format."""
+    """What the aggregator and the validators do at the end of a round, written out with the
+    shared report format: the report pinned, the result signed by a quorum of validators and
+    finalized; with ``settle``, the challenge window then passes (rewards become claimable)."""
     env.reveal_all(task_id, round_)
     tree = RewardTree(task_id, round_, [RewardEntry(n, a) for n, a in winners.items()])
     submissions = History(env.ledger).submissions(task_id, round_)
@@ -275,10 +289,13 @@ def _publish_round(
         tree.root,
         tree.total,
     )
-    env.ledger.finalize_round(task_id, round_, result, env.aggregator)
+    attestations = env.sign(task_id, round_, result)
+    env.ledger.finalize_round(task_id, round_, result, attestations, env.aggregator)
+    if settle:
+        env.settle(task_id, round_)
 
 
-def test_claim_pays_every_rewarded_round_once_and_refuses_a_tampered_report(
+def test_claim_waits_for_settling_then_pays_every_round_once_and_refuses_a_tampered_report(
     embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel, ai_data: NodeData, tmp_path: Path
 ) -> None:
     env = embedded
@@ -288,8 +305,19 @@ def test_claim_pays_every_rewarded_round_once_and_refuses_a_tampered_report(
     env.ledger.open_next_round(task_id, env.aggregator)
     submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
     reveal_round(session, task_id)
-    _publish_round(env, store, task_id, 1, {session.address: 40 * TOKEN, env.nodes[5].address: 1})
+    _publish_round(
+        env, store, task_id, 1, {session.address: 40 * TOKEN, env.nodes[5].address: 1}, settle=False
+    )
 
+    # finalized, but challengeable until its window passes: nothing is claimed, nothing is lost
+    pending = status(session, task_id)
+    assert (pending.pending, pending.claimable) == (40 * TOKEN, 0)
+    balance = env.token.balance_of(session.address)
+    assert claim(session, task_id) == []
+    assert env.token.balance_of(session.address) == balance
+    assert not env.ledger.has_claimed(task_id, 1, session.address)
+
+    env.settle(task_id, 1)
     before_status = status(session, task_id)
     assert before_status.claimable == 40 * TOKEN and before_status.rounds[0].verdict == "accepted"
     balance = env.token.balance_of(session.address)
@@ -320,8 +348,9 @@ def test_run_skips_a_missed_window_and_takes_part_in_the_next_round(
     ticks = []
 
     def aggregator_between_polls() -> bool:
-        """Plays the aggregator: after the node's first look, finalize round 1 and open round 2;
-        once the node has committed to and revealed in round 2, finalize it."""
+        """Plays the aggregator and the validators: after the node's first look, finalize and
+        settle round 1 and open round 2; once the node has committed to and revealed in round 2,
+        finalize and settle it."""
         ticks.append(len(ticks))
         open_round = env.ledger.open_round(task_id)
         if (
@@ -337,10 +366,12 @@ def test_run_skips_a_missed_window_and_takes_part_in_the_next_round(
                 b"\x00" * 32,
                 0,
             )
-            env.ledger.finalize_round(task_id, 1, result, env.aggregator)
+            attestations = env.sign(task_id, 1, result)
+            env.ledger.finalize_round(task_id, 1, result, attestations, env.aggregator)
+            env.settle(task_id, 1)  # the next round opens once this one is settled
             env.ledger.open_next_round(task_id, env.aggregator)
         elif open_round == 2 and env.ledger.submission(task_id, 2, session.address).exists:
-            env.finalize(task_id, 2, {session.address: TOKEN})
+            env.finalize(task_id, 2, {session.address: TOKEN}, settle=True)
         return len(ticks) > 10
 
     def train_one() -> node_mod.SubmittedUpdate:
@@ -352,3 +383,89 @@ def test_run_skips_a_missed_window_and_takes_part_in_the_next_round(
     assert [(s.round, s.revealed) for s in done] == [(2, True)]
     assert not env.ledger.submission(task_id, 1, session.address).exists
     assert env.ledger.is_complete(task_id)
+
+
+def test_a_node_that_joined_during_an_open_round_commits_only_from_the_next_one(
+    embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel, tmp_path: Path
+) -> None:
+    env = embedded
+    task_id = _task(env, store, tiny, max_rounds=2)
+    peer = env.nodes[1]
+    env.join(task_id, peer)
+    env.open(task_id)  # round 1 waits for the peer's commitment
+    session = _session(env, store, tmp_path)
+    join(session, task_id)  # during round 1
+    assert env.ledger.member(task_id, session.address).joined_round == 1
+    attempts: list[int] = []
+
+    def fake_train_one() -> SubmittedUpdate:
+        """Fake training (no model): commits a labelled digest for the open round."""
+        round_ = env.ledger.open_round(task_id)
+        attempts.append(round_)
+        committed = env.commit(task_id, round_, session.signer)
+        return SubmittedUpdate(task_id, round_, None, committed.digest.hex(), 10, None, None, False)
+
+    def aggregator_between_polls() -> bool:
+        """After the node's first look at round 1: the peer commits, round 1 is finalized and
+        settled, round 2 opens. Stops once the node committed in round 2."""
+        if env.ledger.submission(task_id, 2, session.address).committed:
+            return True
+        if (
+            env.ledger.open_round(task_id) == 1
+            and not env.ledger.submission(task_id, 1, peer.address).committed
+        ):
+            env.commit(task_id, 1, peer)
+            return False
+        if env.ledger.open_round(task_id) == 1:
+            env.finalize(task_id, 1, {peer.address: TOKEN}, settle=True)
+            env.open(task_id)
+        return False
+
+    done = node_mod.run(
+        session, task_id, fake_train_one, poll_seconds=0, should_stop=aggregator_between_polls
+    )
+
+    assert attempts == [2] and [d.round for d in done] == [2]
+    assert not env.ledger.submission(task_id, 1, session.address).exists
+    assert env.ledger.submission(task_id, 2, session.address).committed
+
+
+def test_a_leaving_node_gets_its_stake_back_only_after_the_slash_window_of_its_last_round(
+    embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel, tmp_path: Path
+) -> None:
+    env = embedded
+    task_id = _task(env, store, tiny)
+    session, idle = _session(env, store, tmp_path), _session(env, store, tmp_path, 1)
+    join(session, task_id)
+    join(idle, task_id)
+    stake = env.ledger.task(task_id).min_stake
+    round_ = env.open(task_id)
+    env.commit(task_id, round_, session.signer)
+    env.commit(task_id, round_, idle.signer)
+    env.finalize(task_id, round_, {session.address: TOKEN, idle.address: TOKEN}, settle=True)
+    assert env.ledger.member(task_id, session.address).last_commit_round == round_
+
+    # a node that committed in no round leaves with its stake at once
+    fresh = _session(env, store, tmp_path, 2)
+    join(fresh, task_id)
+    balance = env.token.balance_of(fresh.address)
+    assert not leave(fresh, task_id).joined
+    assert env.token.balance_of(fresh.address) == balance + stake
+
+    # the settled round can still slash the leaving node: its stake stays locked until then
+    balance = env.token.balance_of(session.address)
+    left = leave(session, task_id)
+    assert left.joined and left.leaving and left.stake == stake
+    assert env.ledger.task(task_id).active_nodes == 1  # it no longer counts towards rounds
+    info, task = env.ledger.round(task_id, round_), env.ledger.task(task_id)
+    unlocks_at = info.finalized_at + task.challenge_window + task.slash_window + 1
+    with reverts(
+        errors.LedgerStakeLocked, taskId=task_id, node=session.address, unlocksAt=unlocks_at
+    ):
+        withdraw_stake(session, task_id)
+    assert env.token.balance_of(session.address) == balance
+
+    env.end_slash_window(task_id, round_)
+    member = withdraw_stake(session, task_id)
+    assert not member.joined and member.stake == 0
+    assert env.token.balance_of(session.address) == balance + stake

@@ -11,7 +11,7 @@ import pytest
 from eth_account import Account
 from flwr.app import ArrayRecord, RecordDict
 
-from chain.network import ANVIL_MNEMONIC, dev_account, parse_network
+from chain.network import ANVIL_MNEMONIC, DEV_ACCOUNTS, dev_account, parse_network
 from flower_app.accounts import resolve_account
 from flower_app.config import LedgerConfig, NodeConfig, ServerConfig
 from flower_app.deployment import (
@@ -174,13 +174,15 @@ def test_a_clientapp_error_is_shortened_to_its_message() -> None:
     assert short_reason("plain reason") == "plain reason"
 
 
-def test_dev_accounts_past_the_tenth_are_the_mnemonics_keys() -> None:
+def test_dev_accounts_past_the_funded_ones_are_the_mnemonics_keys() -> None:
     anvil = parse_network("anvil:8546")
     assert resolve_account("dev:3", anvil).address == dev_account(anvil, 3).address
     Account.enable_unaudited_hdwallet_features()
     expected = Account.from_mnemonic(ANVIL_MNEMONIC, account_path="m/44'/60'/0'/0/33")
     assert resolve_account("dev:33", anvil).address == expected.address
-    with pytest.raises(ConfigError, match=r"dev account index must be in 0..9, got 33"):
+    with pytest.raises(
+        ConfigError, match=rf"dev account index must be in 0..{DEV_ACCOUNTS - 1}, got 33"
+    ):
         resolve_account("dev:33", parse_network("http://10.0.0.1:8545"))
 
 
@@ -265,7 +267,7 @@ def test_the_repository_is_a_valid_flower_app_whose_run_config_covers_every_key(
     from flower_app.federation import Federation, FederationPlan
 
     plan = FederationPlan(nodes=2, rounds=1, model="smollm2", work_dir=Path("/tmp/x"))
-    federation = Federation(plan, "anvil:1", "embedded", LEDGER, LEDGER, 0, 1, "m")
+    federation = Federation(plan, "anvil:1", "embedded", LEDGER, LEDGER, 0, 1, "m", "dev:4")
     assert set(federation.run_config()) <= keys
     # and the defaults parse (with the three values every run must give)
     ServerConfig.from_config({**config["tool"]["flwr"]["app"]["config"], **BASE})

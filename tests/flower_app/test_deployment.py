@@ -2,9 +2,10 @@
 ``loraledger flower certs`` makes a CA, the SuperLink's certificate and SuperNode keys;
 ``loraledger flower superlink`` runs a TLS SuperLink with SuperNode authentication;
 ``loraledger flower register`` allows two SuperNodes' keys; two ``loraledger flower supernode``
-processes connect (a third, unregistered one is turned away); ``loraledger flower run`` submits
-the app (a FAB built from the repository's pyproject). Two rounds are committed and finalized
-on a real anvil, the audit passes, and no process is left behind."""
+processes connect (a third, unregistered one is turned away); the task's validator runs as its
+own party (``loraledger validator run``); ``loraledger flower run`` submits the app (a FAB built
+from the repository's pyproject). Two rounds are committed, signed by the validator, finalized
+and settled on a real anvil, the audit passes, and no process is left behind."""
 
 from __future__ import annotations
 
@@ -46,8 +47,8 @@ def _group_alive(pid: int) -> bool:
     return True
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "scripts.cli", "flower", *args]
+def _cli(*args: str, group: str = "flower") -> list[str]:
+    return [sys.executable, "-m", "scripts.cli", group, *args]
 
 
 def test_a_tls_superlink_and_two_authenticated_supernodes_finalize_two_audited_rounds(
@@ -167,41 +168,66 @@ def test_a_tls_superlink_and_two_authenticated_supernodes_finalize_two_audited_r
             assert intruder.wait(timeout=120) != 0
             assert "Failed to activate SuperNode" in refused.tail("intruder", 4000)
 
-        done = subprocess.run(
-            _cli(
-                "run",
-                "--superlink",
-                address,
-                "--root-certificates",
-                ca,
-                "--task",
-                str(federation.task_id),
-                "--rounds",
-                "2",
-                "--network",
-                federation.network,
-                "--ipfs",
-                federation.ipfs,
-                "--account",
-                "dev:1",
-                "--min-nodes",
-                "2",
-                "--model",
-                str(tiny_model),
-                "--steps",
-                "1",
-                "--batch-size",
-                "2",
-                "--max-length",
-                "64",
-            ),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=480,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        with Processes(tmp_path / "logs") as validating:  # the task's validator: its own party
+            validator = validating.start(
+                "validator",
+                _cli(
+                    "run",
+                    "--task",
+                    str(federation.task_id),
+                    "--network",
+                    federation.network,
+                    "--ipfs",
+                    federation.ipfs,
+                    "--account",
+                    federation.validator_account,
+                    "--strategy",
+                    "fedavg",
+                    "--rounds",
+                    "2",
+                    "--poll",
+                    "0.5",
+                    group="validator",
+                ),
+                env,
+            )
+            done = subprocess.run(
+                _cli(
+                    "run",
+                    "--superlink",
+                    address,
+                    "--root-certificates",
+                    ca,
+                    "--task",
+                    str(federation.task_id),
+                    "--rounds",
+                    "2",
+                    "--network",
+                    federation.network,
+                    "--ipfs",
+                    federation.ipfs,
+                    "--account",
+                    "dev:1",
+                    "--min-nodes",
+                    "2",
+                    "--model",
+                    str(tiny_model),
+                    "--steps",
+                    "1",
+                    "--batch-size",
+                    "2",
+                    "--max-length",
+                    "64",
+                ),
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=480,
+                check=False,
+            )
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+            # it signed both rounds, then stopped by itself
+            assert validator.wait(timeout=120) == 0, validating.tail("validator", 3000)
         processes.check_alive()  # the SuperLink and SuperNodes served the whole run
         assert f"running on https://127.0.0.1:{link}" in processes.tail(
             "superlink", 10**6
@@ -216,6 +242,7 @@ def test_a_tls_superlink_and_two_authenticated_supernodes_finalize_two_audited_r
         nodes = {resolve_account(f"dev:{2 + i}", chain.network).address for i in range(2)}
         finalized = history.finalized(federation.task_id)
         assert [(f.round, f.accepted, f.rejected) for f in finalized] == [(1, 2, 0), (2, 2, 0)]
+        assert ledger.is_complete(federation.task_id)  # both rounds settled
         for round_ in (1, 2):
             assert {e.node for e in history.submissions(federation.task_id, round_)} == nodes
         assert "Successfully started run" in done.stdout

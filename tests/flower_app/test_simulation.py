@@ -1,6 +1,6 @@
-"""Flower's simulation engine (Ray) running the real node and aggregator against a real anvil
-process and a shared store, on the tiny model: what lands on chain, what the reports say, and an
-independent audit of every round."""
+"""Flower's simulation engine (Ray) running the real node, aggregator and validator against a real
+anvil process and a shared store, on the tiny model: what lands on chain, what the reports say,
+the rewards nodes claim once rounds settle, and an independent audit of every round."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 
 from aggregator.audit import Auditor
-from chain.bindings import Ledger
+from chain.bindings import Ledger, Token
 from chain.events import History
 from chain.merkle import leaf_hash, verify
 from chain.network import connect
+from chain.round_state import RoundState
+from chain.session import Session
+from fl_node.node import claim
 from flower_app.accounts import resolve_account
 from flower_app.federation import FIRST_NODE_ACCOUNT, Federation, FederationPlan, audit, prepare
 from flower_app.simulation import SimulationSettings, simulate
@@ -100,6 +103,17 @@ def test_eight_simulated_nodes_with_mixed_ranks_complete_two_audited_rounds(
         assert ledger.round(federation.task_id, 2).start_digest == finalized[0].global_digest
         checks = audit(federation)
         assert checks and all(c.ok for c in checks), [c for c in checks if not c.ok]
+        # every round settled (its challenge window passed): a node claims what the reports pay
+        task_id = federation.task_id
+        assert all(ledger.round_state(task_id, r) is RoundState.SETTLED for r in (1, 2))
+        node = resolve_account(f"dev:{FIRST_NODE_ACCOUNT}", ledger.chain.network)
+        reports = [RoundReport.from_bytes(store.get_bytes(f.report_cid)) for f in finalized]
+        owed = [line.amount for r in reports if (line := r.reward_for(node.address))]
+        token = Token(ledger.chain, ledger.task(task_id).token)
+        before = token.balance_of(node.address)
+        claimed = claim(Session(ledger, history, store, node), task_id)
+        assert [(c.round, c.amount) for c in claimed] == [(1, owed[0]), (2, owed[1])]
+        assert token.balance_of(node.address) == before + sum(owed) > before
 
 
 def test_a_node_that_drops_out_does_not_block_the_round_and_is_not_paid(

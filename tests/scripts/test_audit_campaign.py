@@ -1,7 +1,7 @@
 """A seeded campaign of honest rounds with every strategy (the tiny model really trained, the
-embedded chain and store, the aggregator's validation on): every round passes `audit verify`,
-re-run in the dtype each report records and also in float64, with another torch thread count
-than the aggregator's. 10 strategies x 5 rounds = 50 rounds, about 6 minutes on 2 cores."""
+embedded chain and store, three validators scoring on their own held-out data and signing): every
+round passes `audit verify`, re-run in the dtype each report records and also in float64, with
+another torch thread count than the aggregator's. 10 strategies x 5 rounds = 50 rounds."""
 
 from __future__ import annotations
 

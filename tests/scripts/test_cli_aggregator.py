@@ -79,7 +79,11 @@ def test_aggregator_run_finalizes_rounds_that_nodes_train_and_claim(
         "100",
         "--max-rounds",
         "2",
+        "--challenge-window",
+        "2",
     )
+    # dev:1 is the task's aggregator and, the local default, its one validator
+    invoke("aggregator", "bond", "--task", "1", "--network", network)
     nodes = [
         ["--task", "1", "--network", network, "--ipfs", ipfs, "--account", f"dev:{i + 2}"]
         for i in range(2)
@@ -87,7 +91,7 @@ def test_aggregator_run_finalizes_rounds_that_nodes_train_and_claim(
     for node in nodes:
         invoke("node", "join", *node)
     # the aggregator refuses a wrong account before doing anything
-    assert "does not hold AGGREGATOR_ROLE" in _fail(
+    assert "is not the aggregator of task 1" in _fail(
         "aggregator",
         "run",
         "--task",
@@ -158,7 +162,8 @@ def test_aggregator_run_finalizes_rounds_that_nodes_train_and_claim(
     finally:
         aggregator.kill()
     assert aggregator.returncode == 0, output
-    assert "task 1: 2 round(s) finalized in this run; the task is complete" in output
+    assert "task 1: 2 round(s) finalized, 2 settled in this run; the task is complete" in output
+    assert "signed by 1 of 1 validators (quorum 1)" in output
 
     status = json.loads(
         invoke("aggregator", "status", "--task", "1", "--network", network, "--json")
@@ -168,16 +173,20 @@ def test_aggregator_run_finalizes_rounds_that_nodes_train_and_claim(
         [s.reason for s in RoundReport.from_bytes(store.get_bytes(r["report_cid"])).submissions]
         for r in status["rounds"]
     ]
-    assert [(r["finalized"], r["accepted"] + r["rejected"]) for r in status["rounds"]] == [
-        (True, 2)
+    assert [(r["state"], r["accepted"] + r["rejected"]) for r in status["rounds"]] == [
+        ("settled", 2)
     ] * 2
     # paid by contribution on the validation data: an update that adds nothing there (two
     # steps on one topic) is left out, never for any other reason
     assert status["rounds"][0]["accepted"] >= 1
     assert {r for round_reasons in reasons for r in round_reasons} <= {None, "no_contribution"}
     report = RoundReport.from_bytes(store.get_bytes(status["rounds"][1]["report_cid"]))
-    assert report.strategy == "flexlora" and report.params["validation"] is True
-    assert {"start_eval_loss", "global_eval_loss", "nodes_eval_loss"} <= report.metrics.keys()
+    # scored on the held-out data of the one validator, the aggregator's own account
+    assert report.strategy == "flexlora"
+    assert [v.validator for v in report.validators] == [
+        dev_account(connect(network).network, 1).address
+    ]
+    assert {"start_eval_loss", "scored_eval_loss", "nodes_eval_loss"} <= report.metrics.keys()
     assert report.params["reward_rule"] == "contribution"
     assert all(s.eval_loss is not None and s.score is not None for s in report.submissions)
     assert all(s.score > 0 for s in report.submissions if s.verdict == "accepted")
@@ -215,7 +224,7 @@ def test_aggregator_run_finalizes_rounds_that_nodes_train_and_claim(
         "--ipfs",
         ipfs,
     )
-    assert "already finalized" in again
+    assert "round 2 finalized (resumed" in again
 
 
 def _fail(*args: str) -> str:

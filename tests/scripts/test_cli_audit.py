@@ -102,7 +102,11 @@ def test_audit_verify_passes_on_rounds_the_aggregator_cli_ran_and_fails_on_a_cor
         "100",
         "--max-rounds",
         "2",
+        "--challenge-window",
+        "60",
     )
+    # the aggregator is the task's one validator (the local default): it signs in-process
+    invoke("aggregator", "bond", "--task", str(task_id), "--network", network)
     nodes = [dev_account(chain.network, i) for i in (2, 3, 4)]
     for i in range(3):
         invoke(
@@ -149,6 +153,8 @@ def test_audit_verify_passes_on_rounds_the_aggregator_cli_ran_and_fails_on_a_cor
             "--strategy",
             "fedadam",
         )
+        chain.advance_time(61)  # past the challenge window: the round settles
+        invoke("aggregator", "settle", "--task", str(task_id), "--network", network, "--ipfs", ipfs)
     invoke(
         "node",
         "claim",
@@ -179,11 +185,13 @@ def test_audit_verify_passes_on_rounds_the_aggregator_cli_ran_and_fails_on_a_cor
             "rewards",
             "slashes",
             "claims",
+            "validators",
+            "signatures",
         )
     } | {(None, "ledger")}
 
     human = audit("verify", str(task_id), "--network", network, "--ipfs", ipfs, env=env)
-    assert human.returncode == 0 and f"task {task_id}: all 15 checks hold" in human.stdout
+    assert human.returncode == 0 and f"task {task_id}: all 19 checks hold" in human.stdout
     assert "re-aggregated with fedadam in float32: bit-identical" in human.stdout.replace("\n", " ")
     wide = audit(
         "verify",

@@ -61,8 +61,11 @@ def test_join_train_status_and_claim_from_the_command_line(
         "3600",
         "--fund",
         "500",
+        "--challenge-window",
+        "60",
     )
     assert "created task 1" in out
+    invoke("aggregator", "bond", "--task", "1", "--network", network)
     node = ["--task", "1", "--network", network, "--ipfs", store_spec, "--account", "dev:2"]
     assert "joined task 1" in invoke("node", "join", *node)
 
@@ -111,10 +114,15 @@ def test_join_train_status_and_claim_from_the_command_line(
         1,
         1,
         {submitted.node: 25 * TOKEN},
+        settle=False,
     )
 
     status = json.loads(invoke("node", "status", *node, "--json"))
-    assert (status["claimable"], status["rounds"][0]["verdict"]) == (str(25 * TOKEN), "accepted")
+    assert (status["pending"], status["rounds"][0]["verdict"]) == (str(25 * TOKEN), "accepted")
+    assert "nothing to claim" in invoke("node", "claim", *node)  # the challenge window runs
+    chain.advance_time(61)
+    status = json.loads(invoke("node", "status", *node, "--json"))
+    assert (status["claimable"], status["rounds"][0]["settled"]) == (str(25 * TOKEN), True)
     before = env.token.balance_of(submitted.node)
     assert "round 1: claimed 25" in invoke("node", "claim", *node)
     assert env.token.balance_of(submitted.node) == before + 25 * TOKEN

@@ -12,7 +12,7 @@ from fl_node.model import LoadedModel
 from ipfs import EmbeddedConfig, EmbeddedStore
 from loraledger.errors import ChainError
 from loraledger.update import PeftSpec, parse_global_adapter
-from sponsor.task import create_funded_task, publish_task
+from sponsor.task import TaskRoles, create_funded_task, publish_task
 from tests.support.chain import TOKEN, LedgerEnv
 
 SPEC = PeftSpec(rank=4, alpha=8.0)
@@ -27,6 +27,14 @@ def test_a_sponsor_publishes_a_funded_task_whose_initial_adapter_is_pinned_and_c
     embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel
 ) -> None:
     env = embedded
+    roles = TaskRoles(
+        aggregator=env.aggregator.address,
+        validators=tuple(v.address for v in env.validators),
+        aggregator_bond=5 * TOKEN,
+        validator_bond=2 * TOKEN,
+        validator_share_bps=1000,
+        challenge_window=30,
+    )
     task_id, cid = publish_task(
         env.ledger,
         env.token,
@@ -39,6 +47,7 @@ def test_a_sponsor_publishes_a_funded_task_whose_initial_adapter_is_pinned_and_c
         window=600,
         max_rounds=2,
         fund=200 * TOKEN,
+        roles=roles,
     )
     task = env.ledger.task(task_id)
     assert History(env.ledger).task_created(task_id).initial_global_cid == cid
@@ -46,6 +55,12 @@ def test_a_sponsor_publishes_a_funded_task_whose_initial_adapter_is_pinned_and_c
     adapter = store.get_bytes(cid)
     assert hashlib.sha256(adapter).digest() == task.global_digest
     assert parse_global_adapter(adapter).metadata.task_id == task_id  # built for this very task
+    # the roles the sponsor named, on the terms it set (quorum by default: a strict majority)
+    assert task.aggregator == env.aggregator.address
+    assert env.ledger.validators(task_id) == roles.validators
+    assert task.quorum == roles.effective_quorum == 2
+    assert (task.aggregator_bond, task.validator_bond) == (5 * TOKEN, 2 * TOKEN)
+    assert (task.validator_share_bps, task.challenge_window) == (1000, 30)
 
 
 def test_a_task_created_in_between_is_refused_not_left_mismatched(embedded: LedgerEnv) -> None:
