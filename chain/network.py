@@ -246,6 +246,39 @@ class Chain:
             raise ChainError(f"cannot move the clock of {self.network.name}: not a local chain")
 
 
+@functools.cache
+def _index_embedded_lookups() -> None:
+    """Find transactions by hash through py-evm's index on the embedded chain.
+
+    eth-tester's ``_get_transaction_by_hash`` walks every block for each receipt, so every log
+    query costs O(blocks^2) and a task's history took seconds to read after a few rounds. The
+    chain database already indexes transactions by hash; this looks them up there (the pending
+    block first, as eth-tester does) and falls back to the walk whenever the index disagrees.
+    """
+    from eth_tester.backends.pyevm import main as pyevm
+
+    walk = getattr(pyevm, "_get_transaction_by_hash", None)
+    if walk is None:  # another eth-tester: nothing to speed up
+        return
+
+    def lookup(chain: Any, transaction_hash: bytes) -> Any:
+        head = chain.get_block()
+        for index, tx in enumerate(head.transactions):
+            if tx.hash == transaction_hash:
+                return head, tx, index
+        try:
+            number, index = chain.chaindb.get_transaction_index(transaction_hash)
+            block = chain.get_canonical_block_by_number(number)
+            tx = block.transactions[index]
+        except Exception:
+            return walk(chain, transaction_hash)
+        if tx.hash != transaction_hash:
+            return walk(chain, transaction_hash)
+        return block, tx, index
+
+    pyevm._get_transaction_by_hash = lookup
+
+
 def connect(network: NetworkSpec | str | None, *, timeout: float = 5.0) -> Chain:
     """Connect to a chain; raises ``ChainError`` naming the URL when nobody answers."""
     spec = network if isinstance(network, NetworkSpec) else parse_network(network)
@@ -253,6 +286,7 @@ def connect(network: NetworkSpec | str | None, *, timeout: float = 5.0) -> Chain
         from eth_tester import EthereumTester, PyEVMBackend
         from web3 import EthereumTesterProvider
 
+        _index_embedded_lookups()
         genesis = PyEVMBackend.generate_genesis_state(num_accounts=DEV_ACCOUNTS)
         w3 = Web3(EthereumTesterProvider(EthereumTester(PyEVMBackend(genesis_state=genesis))))
         chain_id = int(w3.eth.chain_id)

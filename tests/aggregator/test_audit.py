@@ -675,13 +675,15 @@ def test_contribution_rewards_pass_the_audit_and_a_forged_score_fails_it(
             agreement={v.validator: v.agreement for v in honest.validators},
         )
         forged = honest.model_copy(update={"submissions": subs, "rewards": rewards})
-        paid = forged.reward_for(favourite)
-        assert paid is not None and paid.amount > (honest.reward_for(favourite) or paid).amount
+        reports.extend((honest, forged))
         return finalization(world, forged)
 
+    reports: list[RoundReport] = []
     forge(world, round_, inflate_a_score, evaluator=evaluator)
     failed = failures(auditor(world).verify(world.task_id))
 
+    paid = [r.reward_for(favourite) for r in reports]
+    assert paid[0] is not None and paid[1] is not None and paid[1].amount > paid[0].amount
     assert list(failed) == [(round_, "updates")]
     assert f"{favourite}: score " in failed[(round_, "updates")]
     assert "the sheets' median is" in failed[(round_, "updates")]

@@ -1,11 +1,13 @@
 """Fixtures for the brownie suite: it runs only under `brownie test` (make brownie-test), in
 .venv-brownie; the main pytest suite skips this folder.
 
-Accounts are the local chain's unlocked dev accounts. Module-scoped fixtures deploy once per
-module; `fn_isolation` reverts the chain to that state after every test.
+Accounts are the local chain's unlocked dev accounts, plus three validators with keys of their
+own (they sign results with EIP-712). Module-scoped fixtures deploy once per module;
+`fn_isolation` reverts the chain to that state after every test.
 """
 
 import pytest
+from eth_utils import keccak
 
 INITIAL_SUPPLY = 10**24
 
@@ -46,15 +48,26 @@ def outsider(accounts):
 
 
 @pytest.fixture(scope="module")
+def validators(accounts, admin):
+    """Three validators whose private keys the tests hold (to sign results), with gas money."""
+    added = []
+    for i in range(3):
+        account = accounts.add(keccak(text=f"loraledger-brownie-validator-{i}").hex())
+        admin.transfer(account, 10**18)
+        added.append(account)
+    return added
+
+
+@pytest.fixture(scope="module")
 def token(LedgerToken, admin):
     """LedgerToken with the whole initial supply held by `admin`."""
     return LedgerToken.deploy(admin, INITIAL_SUPPLY, {"from": admin})
 
 
 @pytest.fixture(scope="module")
-def ledger(LoRALedger, admin, aggregator):
-    """LoRALedger administered by `admin`, with `aggregator` holding AGGREGATOR_ROLE."""
-    return LoRALedger.deploy(admin, aggregator, {"from": admin})
+def ledger(LoRALedger, admin):
+    """LoRALedger: no constructor argument, no global role (tasks name their own)."""
+    return LoRALedger.deploy({"from": admin})
 
 
 def pytest_configure(config):

@@ -181,3 +181,16 @@ def test_round_state_bitmaps_round_trip_and_reject_unknown_bits() -> None:
     assert RoundState.to_bitmap({RoundState.REVEALING}) == (4).to_bytes(32, "big")
     with pytest.raises(ValueError, match="no known round state"):
         RoundState.from_bitmap((1 << 7).to_bytes(32, "big"))  # states run 0..6
+    assert RoundState.to_bitmap({RoundState.SETTLED, RoundState.ABANDONED}) == (96).to_bytes(
+        32, "big"
+    )
+
+
+def test_round_state_groups_name_the_states_they_hold() -> None:
+    assert {s for s in RoundState if s.pending} == {
+        RoundState.OPEN,
+        RoundState.REVEALING,
+        RoundState.CLOSED,
+    }
+    assert {s for s in RoundState if s.claimable} == {RoundState.SETTLED}
+    assert {s for s in RoundState if s.final} == {RoundState.SETTLED, RoundState.ABANDONED}

@@ -436,7 +436,7 @@ class _EstimateByCall(Web3Middleware):
         return middleware
 
 
-def _speed_up_gas_estimates(chain: Chain) -> None:
+def fast_gas_estimates(chain: Chain) -> None:
     """Test-only: cheaper gas estimates on the embedded chain and on Ganache (see above)."""
     if chain.network.kind == "embedded":
         backend = chain.w3.provider.ethereum_tester.backend
@@ -448,7 +448,7 @@ def _speed_up_gas_estimates(chain: Chain) -> None:
 
 
 def build_env(chain: Chain) -> LedgerEnv:
-    _speed_up_gas_estimates(chain)
+    fast_gas_estimates(chain)
     accounts = [dev_account(chain.network, i) for i in range(10 + VALIDATORS)]
     deployment = deploy(chain, accounts[0], aggregator=accounts[1].address, save=False)
     env = LedgerEnv(
