@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 VENV_STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# two workers (pytest-xdist), one test file each at a time: the suite is CPU-bound and a lone
+# pytest process leaves the second core idle; `make test PYTEST_WORKERS=0` runs it in-process
+PYTEST_WORKERS ?= 2
 
 .PHONY: setup browser test pytest demo lint clean-state
 
@@ -43,7 +46,7 @@ browser:
 	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver)
 
 pytest: setup browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 test: pytest brownie-test
 

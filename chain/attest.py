@@ -17,7 +17,7 @@ over to another task, round, epoch, contract or chain.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from eth_abi.abi import encode
 from eth_account import Account
@@ -117,18 +117,32 @@ def typed_data(
     }
 
 
-def _signable(
-    *,
-    chain_id: int,
-    verifying_contract: str,
-    task_id: int,
-    round_: int,
-    epoch: int,
-    result: Finalization,
-    scores_digest: bytes,
-) -> SignableMessage:
-    hashed = result_hash(task_id, round_, epoch, result)
-    data = typed_data(chain_id, verifying_contract, task_id, round_, hashed, result, scores_digest)
+class ResultFields(TypedDict):
+    """What a signature is over: ``result`` for ``round_`` of ``task_id`` in ``epoch`` (the
+    round's epoch now: ``Ledger.round(...).epoch``), with the signer's ``scores_digest``, on the
+    ledger at ``verifying_contract`` of chain ``chain_id``."""
+
+    chain_id: int
+    verifying_contract: str
+    task_id: int
+    round_: int
+    epoch: int
+    result: Finalization
+    scores_digest: bytes
+
+
+def _signable(**where: Unpack[ResultFields]) -> SignableMessage:
+    task_id, round_, result = where["task_id"], where["round_"], where["result"]
+    hashed = result_hash(task_id, round_, where["epoch"], result)
+    data = typed_data(
+        where["chain_id"],
+        where["verifying_contract"],
+        task_id,
+        round_,
+        hashed,
+        result,
+        where["scores_digest"],
+    )
     return encode_typed_data(full_message=data)
 
 
@@ -149,29 +163,10 @@ def attestation_digest(
     return keccak(b"\x19" + message.version + message.header + message.body)
 
 
-def sign_result(
-    account: LocalAccount,
-    *,
-    chain_id: int,
-    verifying_contract: str,
-    task_id: int,
-    round_: int,
-    epoch: int,
-    result: Finalization,
-    scores_digest: bytes,
-) -> Attestation:
-    """``account``'s attestation of ``result`` for ``round_`` in ``epoch`` (the round's epoch
-    now: ``Ledger.round(...).epoch``), ready for ``Ledger.attest`` or ``finalize_round``."""
-    message = _signable(
-        chain_id=chain_id,
-        verifying_contract=verifying_contract,
-        task_id=task_id,
-        round_=round_,
-        epoch=epoch,
-        result=result,
-        scores_digest=scores_digest,
-    )
-    signed = account.sign_message(message)
+def sign_result(account: LocalAccount, **where: Unpack[ResultFields]) -> Attestation:
+    """``account``'s attestation of the result ``where`` names, ready for ``Ledger.attest`` or
+    ``finalize_round``."""
+    signed = account.sign_message(_signable(**where))
     return Attestation(account.address, bytes(signed.signature))
 
 
@@ -180,37 +175,18 @@ ZERO_ADDRESS = to_checksum_address("0x" + "00" * 20)
 _SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 
 
-def recover_signer(
-    signature: bytes,
-    *,
-    chain_id: int,
-    verifying_contract: str,
-    task_id: int,
-    round_: int,
-    epoch: int,
-    result: Finalization,
-    scores_digest: bytes,
-) -> ChecksumAddress:
-    """The account whose key made ``signature`` over ``result`` as :func:`sign_result` signs
-    it (any other message recovers to some other address). A signature the contract refuses
-    as malformed (not 65 bytes, ``v`` not 27/28, or a malleable high ``s``) recovers to
-    :data:`ZERO_ADDRESS`, as on chain."""
+def recover_signer(signature: bytes, **where: Unpack[ResultFields]) -> ChecksumAddress:
+    """The account whose key made ``signature`` over the result ``where`` names, as
+    :func:`sign_result` signs it (any other message recovers to some other address). A
+    signature the contract refuses as malformed (not 65 bytes, ``v`` not 27/28, or a malleable
+    high ``s``) recovers to :data:`ZERO_ADDRESS`, as on chain."""
     if (
         len(signature) != 65
         or signature[64] not in (27, 28)
         or int.from_bytes(signature[32:64], "big") > _SECP256K1_HALF_N
     ):
         return ZERO_ADDRESS
-    message = _signable(
-        chain_id=chain_id,
-        verifying_contract=verifying_contract,
-        task_id=task_id,
-        round_=round_,
-        epoch=epoch,
-        result=result,
-        scores_digest=scores_digest,
-    )
     try:
-        return to_checksum_address(Account.recover_message(message, signature=signature))
+        return to_checksum_address(Account.recover_message(_signable(**where), signature=signature))
     except (ValueError, BadSignature):  # no point on the curve for these r, s
         return ZERO_ADDRESS

@@ -265,7 +265,7 @@ class History:
     def _logs(self, name: str, **filters: Any) -> list[Any]:
         event = getattr(self.ledger.contract.events, name)
         try:
-            logs = event.get_logs(from_block=self.from_block, argument_filters=filters or None)
+            logs = self.ledger.chain.logs(event, self.from_block, filters or None)
         except Exception as exc:
             raise ChainError(
                 f"cannot read {name} events from {self.ledger.chain.network.name}: {exc}"

@@ -80,29 +80,29 @@ contract LoRALedger is ILoRALedger, EIP712, ReentrancyGuard {
     // ------------------------------------------------------------------ tasks
 
     /// @inheritdoc ILoRALedger
-    function createTask(TaskParams calldata input) external returns (uint256 taskId) {
-        TaskParams memory params = input; // decoded once: smaller code than calldata accesses
-        if (params.token.code.length == 0) revert LedgerInvalidToken(params.token);
-        if (params.submissionWindow == 0) revert LedgerInvalidWindow(params.submissionWindow);
-        if (params.revealWindow == 0) revert LedgerInvalidRevealWindow(params.revealWindow);
-        if (params.challengeWindow == 0 || params.slashWindow == 0 || params.gracePeriod == 0) {
-            revert LedgerInvalidDuration(params.challengeWindow, params.slashWindow, params.gracePeriod);
+    function createTask(TaskParams calldata params) external returns (uint256 taskId) {
+        TaskParams memory p = params; // decoded once: smaller code than calldata accesses
+        if (p.token.code.length == 0) revert LedgerInvalidToken(p.token);
+        if (p.submissionWindow == 0) revert LedgerInvalidWindow(p.submissionWindow);
+        if (p.revealWindow == 0) revert LedgerInvalidRevealWindow(p.revealWindow);
+        if (p.challengeWindow == 0 || p.slashWindow == 0 || p.gracePeriod == 0) {
+            revert LedgerInvalidDuration(p.challengeWindow, p.slashWindow, p.gracePeriod);
         }
-        if (params.maxExamples == 0) revert LedgerInvalidMaxExamples(params.maxExamples);
-        if (params.maxRounds == 0) revert LedgerInvalidMaxRounds(params.maxRounds);
-        if (bytes(params.initialGlobalCid).length == 0) revert LedgerEmptyCid();
-        if (params.initialGlobalDigest == bytes32(0)) revert LedgerZeroDigest();
-        if (params.aggregator == address(0)) revert LedgerInvalidRole(params.aggregator);
-        uint256 count = params.validators.length;
+        if (p.maxExamples == 0) revert LedgerInvalidMaxExamples(p.maxExamples);
+        if (p.maxRounds == 0) revert LedgerInvalidMaxRounds(p.maxRounds);
+        if (bytes(p.initialGlobalCid).length == 0) revert LedgerEmptyCid();
+        if (p.initialGlobalDigest == bytes32(0)) revert LedgerZeroDigest();
+        if (p.aggregator == address(0)) revert LedgerInvalidRole(p.aggregator);
+        uint256 count = p.validators.length;
         if (count == 0 || count > _MAX_VALIDATORS) revert LedgerInvalidValidatorCount(count);
-        if (params.quorum <= count / 2 || params.quorum > count) revert LedgerInvalidQuorum(params.quorum, count);
-        if (params.validatorShareBps > _MAX_VALIDATOR_SHARE_BPS) revert LedgerInvalidShare(params.validatorShareBps);
+        if (p.quorum <= count / 2 || p.quorum > count) revert LedgerInvalidQuorum(p.quorum, count);
+        if (p.validatorShareBps > _MAX_VALIDATOR_SHARE_BPS) revert LedgerInvalidShare(p.validatorShareBps);
 
         taskId = ++_taskCount;
         address[] storage validators = _validators[taskId];
         mapping(address => uint256) storage index = _validatorIndex[taskId];
         for (uint256 i = 0; i < count; ++i) {
-            address validator = params.validators[i];
+            address validator = p.validators[i];
             if (validator == address(0) || index[validator] != 0) {
                 revert LedgerInvalidRole(validator);
             }
@@ -111,25 +111,25 @@ contract LoRALedger is ILoRALedger, EIP712, ReentrancyGuard {
         }
         Task storage task = _tasks[taskId];
         task.sponsor = msg.sender;
-        task.token = params.token;
-        task.aggregator = params.aggregator;
-        task.baseModelHash = params.baseModelHash;
-        task.globalDigest = params.initialGlobalDigest;
-        task.rewardPerRound = params.rewardPerRound;
-        task.minStake = params.minStake;
-        task.aggregatorBond = params.aggregatorBond;
-        task.validatorBond = params.validatorBond;
-        task.submissionWindow = params.submissionWindow;
-        task.revealWindow = params.revealWindow;
-        task.maxExamples = params.maxExamples;
-        task.challengeWindow = params.challengeWindow;
-        task.slashWindow = params.slashWindow;
-        task.gracePeriod = params.gracePeriod;
+        task.token = p.token;
+        task.aggregator = p.aggregator;
+        task.baseModelHash = p.baseModelHash;
+        task.globalDigest = p.initialGlobalDigest;
+        task.rewardPerRound = p.rewardPerRound;
+        task.minStake = p.minStake;
+        task.aggregatorBond = p.aggregatorBond;
+        task.validatorBond = p.validatorBond;
+        task.submissionWindow = p.submissionWindow;
+        task.revealWindow = p.revealWindow;
+        task.maxExamples = p.maxExamples;
+        task.challengeWindow = p.challengeWindow;
+        task.slashWindow = p.slashWindow;
+        task.gracePeriod = p.gracePeriod;
         task.createdAt = uint64(block.timestamp);
-        task.maxRounds = params.maxRounds;
-        task.quorum = params.quorum;
-        task.validatorShareBps = params.validatorShareBps;
-        emit TaskCreated(taskId, msg.sender, params.token, params);
+        task.maxRounds = p.maxRounds;
+        task.quorum = p.quorum;
+        task.validatorShareBps = p.validatorShareBps;
+        emit TaskCreated(taskId, msg.sender, p.token, p);
     }
 
     /// @inheritdoc ILoRALedger

@@ -63,6 +63,6 @@ def main():
     print(f"LedgerToken  {token.address}")
     print(f"LoRALedger   {ledger.address}")
     print(f"aggregator   {aggregator.address} (of the demo task)")
-    print(f"validators   {', '.join(v.address for v in ledger.validatorsOf(task_id))}")
+    print(f"validators   {', '.join(str(v) for v in ledger.validatorsOf(task_id))}")
     print(f"demo task    {task_id} (funded {DEMO_FUNDING // 10**18} LLT)")
     return token, ledger, task_id

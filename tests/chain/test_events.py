@@ -261,3 +261,24 @@ def test_conflicting_proposals_slashed_are_read_back(env: LedgerEnv) -> None:
         env.nodes[4].address,
     )
     assert slashed.finalized_hash == env.ledger.round(task_id, round_).result_hash
+
+
+def test_logs_are_read_incrementally_and_again_after_a_reverted_snapshot(env: LedgerEnv) -> None:
+    """The chain remembers what each query read (by the last block's hash): new events show
+    up, and events of blocks that a snapshot revert (or a reorganisation) took away vanish."""
+    history = _history(env)
+    first = env.create_task(max_rounds=2, bonds=False)
+    assert history.bonds(first) == []
+    env.ledger.post_bond(first, env.aggregator)
+    assert [b.account for b in history.bonds(first)] == [env.aggregator.address]  # new blocks
+    snapshot = env.snapshot()
+    second = env.create_task(max_rounds=3)
+    assert history.task_created(second).params.max_rounds == 3
+    assert len(history.bonds(second)) == 1 + len(env.validators)
+    env.revert(snapshot)
+    # the same task id again, in other blocks at the same heights as the reverted ones
+    assert env.create_task(max_rounds=4) == second
+    assert history.task_created(second).params.max_rounds == 4
+    assert [b.account for b in history.bonds(first)] == [env.aggregator.address]
+    env.revert(snapshot)
+    assert history.bonds(second) == []  # the head went back

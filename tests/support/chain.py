@@ -396,26 +396,6 @@ def reverts(error: type[ContractRevert], **args: Any) -> Iterator[None]:
 GANACHE_TEST_GAS = 8_000_000
 
 
-def _estimate_in_one_run(state: Any, transaction: Any) -> int:
-    """Gas estimation for the embedded test chain in one execution at the block gas limit.
-
-    py-evm's default estimator binary-searches the limit, running each transaction ~13 times
-    (most of an embedded test's time). ``Chain.send`` adds a 25 % margin to the estimate, which
-    covers the gas that calls must leave behind (EIP-150); gas figures come from receipts, so
-    measurements do not change. A failing transaction raises its VM error, as py-evm's does."""
-    from eth.vm.spoof import SpoofTransaction
-
-    spoof = SpoofTransaction(transaction, gas=state.gas_limit, gas_price=0)
-    snapshot = state.snapshot()
-    try:
-        computation = state.apply_transaction(spoof)
-    finally:
-        state.revert(snapshot)
-    if computation.is_error:
-        raise computation.error
-    return int(state.gas_limit - computation.get_gas_remaining())
-
-
 class _EstimateByCall(Web3Middleware):
     """Gas estimation for the Ganache test chain: an ``eth_call`` (which reverts exactly as
     the transaction would, with the same custom error) and then a fixed limit.
@@ -437,13 +417,9 @@ class _EstimateByCall(Web3Middleware):
 
 
 def fast_gas_estimates(chain: Chain) -> None:
-    """Test-only: cheaper gas estimates on the embedded chain and on Ganache (see above)."""
-    if chain.network.kind == "embedded":
-        backend = chain.w3.provider.ethereum_tester.backend
-        # the class too: reverting a snapshot may rebuild the chain object from it
-        type(backend.chain).gas_estimator = staticmethod(_estimate_in_one_run)
-        backend.chain.gas_estimator = _estimate_in_one_run
-    elif chain.network.kind == "ganache":
+    """Test-only: cheaper gas estimates on Ganache (see above)."""
+    # (the embedded chain estimates in one run already: chain.network)
+    if chain.network.kind == "ganache":
         chain.w3.middleware_onion.add(_EstimateByCall, name="estimate-by-call")
 
 
