@@ -33,10 +33,14 @@ def test_gas_report_matches_a_fresh_measurement_and_finalize_is_flat_in_n() -> N
     fast_gas_estimates(chain)  # estimates only bound the gas a transaction may use
     measured = measure(chain, (1, 3, 10), validator_counts=(1, 3, 7), finalize_nodes=(1,))
     committed = _committed()
+    # a signature's bytes depend on the chain id and the contract's address, so calldata with
+    # signatures costs a few gas more or less on another chain (4 gas a zero byte, 16 another)
+    signed = {"attest", "finalizeRound", "proposeResult + k attest"}
     stale = {
         (r.function, r.scenario): (committed.get((r.function, r.scenario)), r.gas)
         for r in measured
-        if committed.get((r.function, r.scenario)) != r.gas
+        if (committed_gas := committed.get((r.function, r.scenario))) is None
+        or abs(committed_gas - r.gas) > (12 * 8 if r.function in signed else 0)
     }
     assert not stale, (
         f"docs/gas-report.md is out of date (committed, measured): {stale}; "
@@ -70,6 +74,9 @@ def test_finalization_gas_is_flat_in_nodes_and_grows_with_signatures() -> None:
         for k in (1, 3, 5, 7):
             by_nodes = [grid[(k, n)] for n in (1, 100, 1000)]
             assert max(by_nodes) - min(by_nodes) < 300, (function, k, by_nodes)
-        per_signature = [grid[(k, 1)] for k in (1, 3, 5, 7)]
-        assert per_signature == sorted(per_signature)
-        assert all(5_000 < b - a < 2 * 60_000 for a, b in itertools.pairwise(per_signature))
+        by_signatures = [grid[(k, 1)] for k in (1, 3, 5, 7)]
+        assert by_signatures == sorted(by_signatures)
+        # two signatures more per step: one ecrecover and a bit each (plus, for attest, a
+        # transaction of its own)
+        steps = [(b - a) / 2 for a, b in itertools.pairwise(by_signatures)]
+        assert all(5_000 < step < 120_000 for step in steps), (function, steps)
