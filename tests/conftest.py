@@ -11,6 +11,12 @@ import os
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER") is not None:
+    # an xdist worker starts with COLUMNS=80 in its environment, and rich's Console fixes its
+    # width from COLUMNS when it is built (at import): tests that set COLUMNS would still get
+    # output wrapped at 80 columns. Without it the width is read afresh on every print.
+    os.environ.pop("COLUMNS", None)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _worker_home(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -29,5 +29,7 @@ def test_scoring_is_measured_in_the_same_round_as_its_baseline(tmp_path: Path) -
 
     assert [p.nodes for p in points] == [1, 3]
     for p in points:
-        assert p.train_seconds > 0 and p.verify_seconds > 0 and p.score_seconds > 0
-        assert 0 < p.ratio < 10
+        # scoring's cost is a difference of two timings of the same sheet (with and without
+        # the contribution rule): on a loaded machine a small one can come out as 0, never less
+        assert p.train_seconds > 0 and p.verify_seconds > 0 and p.score_seconds >= 0
+        assert 0 <= p.ratio < 10

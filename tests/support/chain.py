@@ -369,7 +369,10 @@ class LedgerEnv:
         if self.chain.network.kind == "embedded":
             self.chain.w3.provider.ethereum_tester.revert_to_snapshot(snapshot)
         else:
-            self.chain.w3.provider.make_request("evm_revert", [snapshot])
+            # a JSON-RPC snapshot is used up by its revert (with every later one): take another
+            # one to go back there again
+            reverted = self.chain.w3.provider.make_request("evm_revert", [snapshot])["result"]
+            assert reverted is True, f"evm_revert to snapshot {snapshot} failed: {reverted}"
 
 
 def _plain(value: Any) -> Any:
