@@ -18,9 +18,11 @@ from pathlib import Path
 from aggregator.screening import Candidate, Change
 from aggregator.server_opt import ServerOptimizer, ServerState, load_state
 from aggregator.verify import Prior
+from chain.bindings import Ledger
 from chain.events import History
+from chain.round_state import RoundState
 from ipfs import ContentStore
-from loraledger.errors import StorageError, UpdateRejected
+from loraledger.errors import ConfigError, StorageError, UpdateRejected
 from loraledger.report import RoundReport, ScoreSheet, fetch_report, fetch_sheet
 from loraledger.update import (
     DEFAULT_MAX_BYTES,
@@ -32,7 +34,9 @@ from loraledger.update import (
 
 __all__ = [
     "PostedSheet",
+    "PublishedAdapter",
     "load_prior",
+    "load_published_adapter",
     "load_server_state",
     "load_sheets",
     "load_start_adapter",
@@ -62,6 +66,65 @@ def load_start_adapter(
         store.get_bytes(cid, max_size=max_bytes), Expected(task_id=task_id, digest=digest.hex())
     )
     return cid, adapter
+
+
+@dataclass(frozen=True)
+class PublishedAdapter:
+    """A task's global adapter as published: after ``round`` (0: the task's initial one), at
+    ``cid``, checked against the digest the chain recorded. ``settled`` is False while the
+    round's challenge window runs (a challenge may still void it)."""
+
+    task_id: int
+    round: int
+    cid: str
+    adapter: GlobalAdapter
+    settled: bool
+
+
+def load_published_adapter(
+    ledger: Ledger,
+    history: History,
+    store: ContentStore,
+    task_id: int,
+    round_: int | None = None,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> PublishedAdapter:
+    """The global adapter a finalized round published (``None``: the latest standing one, or
+    the initial adapter when no round stands), fetched and checked against the chain's digest.
+
+    Raises :class:`~loraledger.errors.ConfigError` for a round that never opened or has no
+    standing result, ``ChainError`` for an unknown task, ``StorageError`` when the content
+    cannot be fetched and ``UpdateRejected`` when it is not that adapter.
+    """
+    task = ledger.task(task_id)  # reverts (LedgerUnknownTask) for a task that does not exist
+    if round_ is None:
+        standing = history.finalized(task_id)
+        round_ = max((record.round for record in standing), default=0)
+    if round_ < 0 or round_ > task.rounds_opened:
+        raise ConfigError(
+            f"task {task_id} has no round {round_}: it opened {task.rounds_opened} round(s)",
+            hint="round 0 is the task's initial adapter; leave the round out for the latest",
+        )
+    settled = True
+    if round_ == 0:
+        digest = history.task_created(task_id).initial_global_digest
+    else:
+        state = ledger.round_state(task_id, round_)
+        if state not in (RoundState.FINALIZED, RoundState.SETTLED):
+            raise ConfigError(
+                f"round {round_} of task {task_id} published no global adapter: it is "
+                f"{state.name.lower()}",
+                hint="only a finalized round publishes one; leave the round out for the latest",
+            )
+        digest = ledger.round(task_id, round_).result_digest
+        settled = state is RoundState.SETTLED
+    cid = history.global_adapter_at(task_id, digest)
+    adapter = parse_global_adapter(
+        store.get_bytes(cid, max_size=max_bytes),
+        Expected(task_id=task_id, round=round_, digest=digest.hex()),
+    )
+    return PublishedAdapter(task_id, round_, cid, adapter, settled)
 
 
 def previous_reports(

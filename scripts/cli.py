@@ -61,6 +61,11 @@ _GROUPS: list[tuple[str, str | None, str]] = [
         "Rebuild round history from the chain and re-check every round.",
     ),
     (
+        "scripts.adapter_cli",
+        "adapter",
+        "Export a round's global adapter as a folder plain peft loads.",
+    ),
+    (
         "scripts.dashboard_cli",
         None,
         "Serve a local, read-only web page of the round history, live.",

@@ -125,6 +125,38 @@ def test_demo_on_ganache_and_ipfs_is_audited_by_a_second_process(
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert "true" in audit.stdout.lower()
 
+    # a user takes the trained adapter away: checked against the chain, loaded by plain peft
+    export = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scripts.cli",
+            "adapter",
+            "export",
+            str(summary["task_id"]),
+            "--out",
+            str(tmp_path / "adapter"),
+            "--network",
+            network,
+            "--ipfs",
+            ipfs,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "LORALEDGER_HOME": str(home)},
+    )
+    assert export.returncode == 0, export.stdout + export.stderr
+    exported = json.loads(export.stdout)
+    assert (exported["round"], exported["settled"], exported["num_updates"]) == (1, True, 2)
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "tiny-model")
+    peft_model = PeftModel.from_pretrained(base, tmp_path / "adapter")
+    assert peft_model.peft_config["default"].r == exported["peft"]["rank"]
+
 
 @pytest.mark.slow
 def test_demo_attacks_print_what_each_attack_earned_and_lost_as_json(
