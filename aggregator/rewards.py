@@ -25,18 +25,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from aggregator.consensus import RULE as VALIDATORS_RULE
 from aggregator.consensus import split_round_pool, validator_amounts
 from aggregator.contribution import RULE as CONTRIBUTION_RULE
+from aggregator.names import REWARD_RULES, RewardRule
 from aggregator.screening import capped_examples
 from chain.merkle import RewardEntry, RewardTree, SlashEntry, SlashTree
 from loraledger.errors import ConfigError
 from loraledger.report import RewardLine, RewardTable, RoundReport
 
-RewardRule = Literal["contribution", "examples", "claimed"]
-REWARD_RULES: tuple[RewardRule, ...] = ("contribution", "examples", "claimed")
 RULES: dict[RewardRule, str] = {
     "contribution": (
         "amount_i = floor(pool * w_i / sum_j w_j) over accepted updates; w_i = round(s_i * "

@@ -59,9 +59,9 @@ from aggregator.inputs import (
     load_start_adapter,
     previous_reports,
 )
+from aggregator.names import RewardRule
 from aggregator.reproduce import compute_params
 from aggregator.rewards import (
-    RewardRule,
     Share,
     quality_factor,
     reward_table,

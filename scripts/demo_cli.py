@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from scripts.console import console, err_console
-from scripts.options import IpfsOption, JsonOption, format_amount
+from scripts.options import IpfsOption, JsonOption, StrategyCheck, format_amount
 
 
 def register(app: typer.Typer) -> None:
@@ -78,7 +78,10 @@ def demo_command(
         None, "--steps", help="Training steps per node and round (default 6; --tiny 4)."
     ),
     strategy: str = typer.Option(
-        "flexlora", "--strategy", help="Aggregation strategy (see `aggregator run --help`)."
+        "flexlora",
+        "--strategy",
+        help="Aggregation strategy (see `aggregator run --help`).",
+        callback=StrategyCheck,
     ),
     out: Path | None = typer.Option(
         None,

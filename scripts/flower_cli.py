@@ -21,7 +21,7 @@ import typer
 from rich.table import Table
 
 from scripts.console import console
-from scripts.options import IpfsOption, JsonOption, NetworkOption, format_amount
+from scripts.options import IpfsOption, JsonOption, NetworkOption, StrategyCheck, format_amount
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -64,6 +64,7 @@ def simulate(
         "--strategy",
         "-s",
         help="Aggregation: fedavg, flexlora, median, krum, ... (see `aggregator run`).",
+        callback=StrategyCheck,
     ),
     ranks: str = typer.Option(
         "8,4", "--ranks", help="LoRA ranks, cycled over the nodes (heterogeneous ranks)."
@@ -499,7 +500,11 @@ def run_command(
         "dev:1", "--account", "-a", help="The task's aggregator account (dev:1 on local chains)."
     ),
     strategy: str = typer.Option(
-        "fedavg", "--strategy", "-s", help="Aggregation strategy (see `aggregator run`)."
+        "fedavg",
+        "--strategy",
+        "-s",
+        help="Aggregation strategy (see `aggregator run`).",
+        callback=StrategyCheck,
     ),
     min_nodes: int = typer.Option(
         2, "--min-nodes", help="Wait for this many SuperNodes before round 1."

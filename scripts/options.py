@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from aggregator.names import REWARD_RULES, STRATEGIES
 from loraledger.errors import ConfigError
 
 if TYPE_CHECKING:  # web3, eth-account and torch load slowly: commands that need them import them
@@ -94,6 +96,24 @@ def parse_amount(text: str) -> int:
     if units != units.to_integral_value():
         raise ConfigError(f"amount {text} has more than {TOKEN_DECIMALS} decimals")
     return int(units)
+
+
+def one_of(choices: Sequence[str], what: str) -> Callable[[str | None], str | None]:
+    """An option callback that accepts only ``choices`` (``None`` passes: the default applies)
+    and names them, with the closest one, before any slow work starts."""
+
+    def check(value: str | None) -> str | None:
+        if value is None or value in choices:
+            return value
+        close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
+        guess = f"; did you mean {close[0]}?" if close else ""
+        raise typer.BadParameter(f"{value!r} is not a {what} (use {', '.join(choices)}){guess}")
+
+    return check
+
+
+StrategyCheck = one_of(STRATEGIES, "strategy")
+"""The ``--strategy`` options' check: the aggregator's strategy names."""
 
 
 def format_amount(units: int) -> str:
@@ -242,6 +262,7 @@ def _round_options(
         "-s",
         help="fedavg, fedavgm, fedadam, fedyogi, clip, median, trimmed-mean, krum, flexlora or "
         "zero-pad.",
+        callback=StrategyCheck,
     ),
     clip_norm: float | None = typer.Option(
         None, "--clip-norm", help="clip: largest update norm (default: the round's median)."
@@ -291,6 +312,7 @@ def _round_options(
         help="contribution (the validators' scores; the default when most score sheets have "
         "them), examples (claims capped at the median; the default otherwise) or claimed (the "
         "old rule).",
+        callback=one_of(REWARD_RULES, "reward rule"),
     ),
     legacy_rewards: bool = typer.Option(
         False,

@@ -14,9 +14,9 @@ from aggregator.consensus import Consensus, split_round_pool, validator_amounts
 from aggregator.contribution import contribution_score
 from aggregator.errors import SLASH_CODES
 from aggregator.inputs import PostedSheet
+from aggregator.names import REWARD_RULES
 from aggregator.reproduce import Comparison
 from aggregator.rewards import (
-    REWARD_RULES,
     RULES,
     ZERO_ROOT,
     Share,
