@@ -106,7 +106,13 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     verbose: int = typer.Option(
-        0, "--verbose", "-v", count=True, help="More log output (-vv: debug)."
+        0,
+        "--verbose",
+        "-v",
+        count=True,
+        metavar="",  # a counted flag (-v, -vv), not a number to pass
+        show_default=False,
+        help="More log output: -v info, -vv debug, -vvv with the HTTP and RPC libraries' too.",
     ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."

@@ -32,6 +32,27 @@ def setup_logging(verbose: int) -> None:
         handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)],
         force=True,
     )
+    if verbose < 3:
+        # -vv is this tool's debug output; the HTTP and RPC libraries' own lines need -vvv
+        for name in _CHATTY:
+            logging.getLogger(name).setLevel(max(level, logging.INFO))
+
+
+_CHATTY = (
+    "urllib3",
+    "httpx",
+    "httpcore",
+    "web3.providers",
+    "web3.manager",
+    "web3.RequestManager",
+    "web3._utils.http_session_manager",
+    "filelock",
+    "asyncio",
+    "matplotlib",
+    "PIL",
+    "fsspec",
+)
+"""Third-party loggers whose debug lines drown the tool's own at -vv."""
 
 
 def fail(error: LoRALedgerError) -> typer.Exit:

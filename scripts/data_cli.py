@@ -30,7 +30,9 @@ def _labels(examples: list[Example], top: int = 3) -> str:
 
 @app.command()
 def sample(
-    out: Path = typer.Argument(..., help="JSONL file to write (chat messages, labelled by topic)."),
+    out: Path | None = typer.Argument(
+        None, help="JSONL file to write (chat messages, labelled by topic); not with --list."
+    ),
     topic: list[str] = typer.Option(
         [], "--topic", "-t", help="Only these topics (repeat the option); default all."
     ),
@@ -40,6 +42,8 @@ def sample(
     if list_topics:
         console.print(" ".join(sample_topics()))
         return
+    if out is None:
+        raise typer.BadParameter("give the JSONL file to write", param_hint="OUT")
     examples = sample_examples(topic or None)
     write_jsonl(examples, out)
     table = Table("topic", "examples")

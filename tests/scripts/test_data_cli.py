@@ -59,3 +59,14 @@ def test_more_nodes_than_labels_is_refused_with_a_hint(tmp_path: Path) -> None:
     result = loraledger("data", "split", "s.jsonl", "-n", "2", "-s", "label", cwd=tmp_path)
     assert result.returncode == 1 and "1 labels cannot fill 2 shards" in result.stderr
     assert "dirichlet" in result.stderr
+
+
+def test_sample_list_needs_no_file_and_a_sample_without_one_is_a_usage_error(
+    tmp_path: Path,
+) -> None:
+    listed = loraledger("data", "sample", "--list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert {"ai", "food", "sports"} <= set(listed.stdout.split())
+    missing = loraledger("data", "sample", cwd=tmp_path)
+    assert missing.returncode == 2 and "give the JSONL file to write" in missing.stderr
+    assert list(tmp_path.iterdir()) == []
