@@ -29,9 +29,6 @@ from loraledger.versions import software_versions
 if TYPE_CHECKING:
     from chain.network import Chain
 
-REPORT = REPO_ROOT / "BENCHMARKS.md"
-
-
 @dataclass(frozen=True)
 class Sizes:
     """How big each area runs."""

@@ -18,7 +18,6 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from bench.report import REPORT
 from loraledger.errors import ConfigError
 from loraledger.paths import REPO_ROOT
 from scripts.console import console, step_progress
@@ -447,7 +446,13 @@ def contribution_command(
 @app.command("all")
 def bench_all(
     quick: bool = typer.Option(False, "--quick", help="CI-sized smoke run (seconds per area)."),
-    out: Path = typer.Option(REPORT, "--out", "-o", help="Markdown report to write."),
+    out: Path = typer.Option(
+        Path("results") / "BENCHMARKS.md",
+        "--out",
+        "-o",
+        help="Markdown report to write (default results/BENCHMARKS.md here; --out BENCHMARKS.md "
+        "in the repository replaces the committed one).",
+    ),
     gpu: bool | None = typer.Option(
         None, "--gpu/--no-gpu", help="Also run the CUDA variants (default: when CUDA is present)."
     ),
@@ -462,7 +467,8 @@ def bench_all(
         "with --quick).",
     ),
 ) -> None:
-    """Every benchmark with its same-run baseline, one table per area, into BENCHMARKS.md."""
+    """Every benchmark with its same-run baseline, one table per area, into a markdown report
+    (the committed BENCHMARKS.md only when --out names it)."""
     import torch
 
     from bench.report import (
@@ -500,6 +506,7 @@ def bench_all(
         with step_progress() as progress:
             sections.append(timed(lambda: run(progress)))  # noqa: B023 (called at once)
     text = render(sections, machine(), command, sizes)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     console.print(f"wrote {out} ({sum(s.seconds for s in sections):.0f} s of measurements)")
 
@@ -515,8 +522,7 @@ def _all_command(
     parts = ["loraledger", "bench", "all"]
     if quick:
         parts.append("--quick")
-    if out != REPORT:
-        parts += ["--out", str(out)]
+    parts += ["--out", str(out)]
     if gpu is not None:
         parts.append("--gpu" if gpu else "--no-gpu")
     if network != "embedded":

@@ -2,7 +2,8 @@
 
 Each command trains for real (SmolLM2-135M by default, ``--tiny`` for a tiny model built
 on the fly) and writes ``results.md`` (tables, configuration, the exact command),
-``results.json`` and PNG plots to ``--out`` (default ``docs/results/<experiment>/``).
+``results.json`` and PNG plots to ``--out`` (default ``results/<experiment>/`` in the current
+folder; the committed figures under ``docs/results/`` change only when ``--out`` names them).
 Defaults are sized for 2 CPU cores; docs/experiments.md gives bigger settings for a GPU.
 """
 
@@ -19,12 +20,13 @@ from experiments.config import TINY, ExperimentConfig
 from experiments.report import Report, fmt
 from experiments.runner import Hooks
 from loraledger.errors import ConfigError
-from loraledger.paths import REPO_ROOT
 from scripts.console import console, step_progress
 
 app = typer.Typer(no_args_is_help=True)
 
-RESULTS = REPO_ROOT / "docs" / "results"
+RESULTS = Path("results")
+"""Where experiments write by default: ``results/<experiment>/`` under the current folder. The
+committed figures (``docs/results/<experiment>/``) change only when ``--out`` names them."""
 
 ModelOption = typer.Option(
     "smollm2", "--model", "-m", help="smollm2, a local model folder or hub id."
@@ -36,7 +38,11 @@ RoundsOption = typer.Option(4, "--rounds", "-r", help="Federated rounds.")
 StepsOption = typer.Option(5, "--steps", "-s", help="Optimizer steps per node per round.")
 SeedOption = typer.Option(0, "--seed", help="Seed of the split, the LoRA init and the batches.")
 OutOption = typer.Option(
-    None, "--out", "-o", help="Output folder (default docs/results/<experiment>/)."
+    None,
+    "--out",
+    "-o",
+    help="Output folder (default results/<experiment>/ here; docs/results/<experiment> "
+    "replaces the committed figures).",
 )
 BatchOption = typer.Option(4, "--batch-size", "-b", help="Examples per optimizer step.")
 LengthOption = typer.Option(128, "--max-length", help="Tokens per example (longer ones are cut).")

@@ -12,6 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from loraledger.errors import ConfigError
+from loraledger.paths import REPO_ROOT
 from scripts.experiment_cli import app
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -72,9 +73,15 @@ def test_fl_vs_local_trains_three_ways_and_writes_tables_json_and_plots(tmp_path
 
 
 @pytest.mark.slow
-def test_nodes_experiment_runs_every_node_count_over_the_same_data(tmp_path: Path) -> None:
-    out = tmp_path / "nodes"
-    _run("nodes", *TINY, "--counts", "2,3", "--examples", "60", "--rounds", "1", "--out", str(out))
+def test_nodes_experiment_runs_every_node_count_over_the_same_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    committed = REPO_ROOT / "docs" / "results" / "nodes" / "results.json"
+    before = committed.read_bytes()
+    monkeypatch.chdir(tmp_path)  # no --out: results/nodes/ here, the committed figures untouched
+    _run("nodes", *TINY, "--counts", "2,3", "--examples", "60", "--rounds", "1")
+    out = tmp_path / "results" / "nodes"
+    assert committed.read_bytes() == before
     results = _results(out, "nodes")["results"]
     assert set(results) == {"2", "3"}
     for n in (2, 3):
