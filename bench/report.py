@@ -29,6 +29,7 @@ from loraledger.versions import software_versions
 if TYPE_CHECKING:
     from chain.network import Chain
 
+
 @dataclass(frozen=True)
 class Sizes:
     """How big each area runs."""
