@@ -34,6 +34,7 @@ from scripts.options import (
     NetworkOption,
     format_amount,
     open_chain,
+    open_cli_session,
     parse_amount,
     signer,
 )
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
     from chain.network import NetworkSpec
+    from chain.session import Session
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -484,12 +486,15 @@ def list_command(network: str = NetworkOption, as_json: bool = JsonOption) -> No
 def show(
     task_id: int = typer.Argument(..., help="Task id."),
     network: str = NetworkOption,
+    ipfs: str | None = IpfsOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Show one task: its terms, its aggregator and validators with their bonds, its rounds."""
-    chain = open_chain(network)
-    ledger = load_deployment(chain).ledger_contract(chain)
+    """Show one task: its base model and adapter (from its initial adapter, checked against the
+    chain), its terms, its aggregator and validators with their bonds, its rounds."""
+    session = open_cli_session(network, ipfs)
+    ledger = session.ledger
     task = ledger.task(task_id)
+    model = _model_json(session, task)
     validators = ledger.validators(task_id)
     rounds = [ledger.round(task_id, r) for r in range(1, task.rounds_opened + 1)]
     states = {r.round: ledger.round_state(task_id, r.round).name.lower() for r in rounds}
@@ -499,6 +504,7 @@ def show(
     bonds = {address: ledger.bond_of(task_id, address) for _, address, _ in parties}
     if as_json:
         body = _task_json(task) | {
+            "model": model,
             "validators": validators,
             "bonds": {
                 address: {
@@ -523,6 +529,23 @@ def show(
         "validator_bond",
     }
     seconds = {"submission_window", "reveal_window", "challenge_window", "slash_window"}
+    if "error" in model:
+        console.print(f"{'base model':>19}  [yellow]unknown:[/] {model['error']}", soft_wrap=True)
+    else:
+        peft = model["peft"]
+        assert isinstance(peft, dict)
+        console.print(
+            f"{'base model':>19}  {model['base_model']}"
+            + ("" if model["hash_matches"] else " [red](does not match base_model_hash!)[/]"),
+            soft_wrap=True,
+            highlight=False,
+        )
+        console.print(
+            f"{'adapter':>19}  {peft['method']} rank {peft['rank']}, alpha {peft['alpha']:g}, "
+            f"on {', '.join(peft['target_modules'])} (initial adapter {model['initial_cid']})",
+            soft_wrap=True,
+            highlight=False,
+        )
     for key, value in _task_json(task).items():
         shown = (
             f"{format_amount(int(str(value)))} LLT"
@@ -575,6 +598,31 @@ def show(
             format_amount(r.claimed),
         )
     console.print(table)
+
+
+def _model_json(session: Session, task: Task) -> dict[str, object]:
+    """What a joining node needs to load: the base model named in the task's initial adapter
+    (fetched from the store and checked against its on-chain digest), whether its name hashes
+    to the task's ``base_model_hash``, and the adapter's shape; ``{"error": ...}`` when the
+    store cannot give it."""
+    from aggregator.inputs import load_published_adapter
+    from loraledger.errors import LoRALedgerError
+
+    try:
+        initial = load_published_adapter(
+            session.ledger, session.history, session.store, task.task_id, 0
+        )
+    except LoRALedgerError as exc:
+        return {"error": str(exc)}
+    meta = initial.adapter.metadata
+    return {
+        "base_model": meta.base_model,
+        "hash_matches": base_model_hash(meta.base_model) == task.base_model_hash,
+        "peft": meta.peft.model_dump(mode="json", exclude={"num_virtual_tokens"})
+        if meta.peft.method == "lora"
+        else meta.peft.model_dump(mode="json"),
+        "initial_cid": initial.cid,
+    }
 
 
 def _task_json(t: Task) -> dict[str, object]:

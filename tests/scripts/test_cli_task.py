@@ -11,7 +11,8 @@ import pytest
 
 from chain import local
 from chain.network import dev_account
-from tests.support.chain import TOKEN
+from tests.aggregator.round_builders import SPEC
+from tests.support.chain import BASE_MODEL, TOKEN
 from tests.support.cli import create_cli_task, invoke, user_error
 
 
@@ -69,10 +70,20 @@ def test_task_create_names_its_roles_bonds_and_windows_and_show_prints_them(
     assert (body["challenge_window"], body["slash_window"], body["grace_period"]) == (100, 200, 300)
     assert all(b["posted"] is False for b in body["bonds"].values()) and len(body["bonds"]) == 4
     assert body["rounds"] == []
+    # without the store holding the initial adapter, the model is unknown (and says why)
+    assert "error" in body["model"] and "base_model" not in body["model"]
 
-    out = invoke("task", "show", "1", "--network", network)
+    ipfs = f"embedded:{tmp_path / 'store'}"
+    body = json.loads(invoke("task", "show", "1", "--network", network, "--ipfs", ipfs, "--json"))
+    # what a joining node loads, from the initial adapter checked against the chain
+    assert (body["model"]["base_model"], body["model"]["hash_matches"]) == (BASE_MODEL, True)
+    assert (body["model"]["peft"]["method"], body["model"]["peft"]["rank"]) == ("lora", SPEC.rank)
+    assert "num_virtual_tokens" not in body["model"]["peft"]
+
+    out = invoke("task", "show", "1", "--network", network, "--ipfs", ipfs)
     for text in ("roles", "validator 2", address[3], "2.5 LLT", "12.5%", "300 s", "not posted"):
         assert text in out, text
+    assert f"base model  {BASE_MODEL}" in out and f"lora rank {SPEC.rank}" in out
 
 
 def test_task_create_on_a_local_chain_defaults_to_one_validator_and_warns(
