@@ -24,7 +24,7 @@ from pydantic import model_validator
 from aggregator.combine import StrategyConfig
 from aggregator.round import RoundOutcome, RoundRunner, RoundSettings
 from aggregator.validator import Validator, post_bond
-from chain.deployments import deploy
+from chain.deployments import deploy, recorded
 from chain.events import History
 from chain.network import DEV_ACCOUNTS, Chain, dev_account
 from chain.round_state import RoundState
@@ -204,7 +204,17 @@ def run_demo(
     malicious = [dev_account(net, first + config.nodes + i) for i in range(config.malicious)]
 
     progress("stage", {"text": f"deploying the contracts on {net.name}"})
-    deployment = deploy(chain, admin, save=net.kind != "embedded")
+    previous = recorded(chain.chain_id) if net.kind != "embedded" else None
+    # the demo makes a world of its own: the chain's earlier deployment stays in its history
+    deployment = deploy(chain, admin, save=net.kind != "embedded", replace=True)
+    if previous is not None:
+        progress(
+            "stage",
+            {
+                "text": f"the chain's earlier deployment (LoRALedger {previous.ledger}) stays in "
+                f"`loraledger deployments list --network {net.name}`"
+            },
+        )
     ledger, token = deployment.ledger_contract(chain), deployment.token_contract(chain)
     history = History(ledger, deployment.block)
 

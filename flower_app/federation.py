@@ -142,7 +142,7 @@ def prepare(plan: FederationPlan) -> Federation:
                 "(leave --network out, or anvil:PORT / ganache:PORT)",
             )
         admin, aggregator = dev_account(chain.network, 0), dev_account(chain.network, 1)
-        deployment = deploy(chain, admin, save=plan.save_deployment)
+        deployment = deploy(chain, admin, save=plan.save_deployment, replace=True)
         ledger, token = deployment.ledger_contract(chain), deployment.token_contract(chain)
         nodes = [
             resolve_account(f"dev:{FIRST_NODE_ACCOUNT + i}", chain.network).address

@@ -31,6 +31,11 @@ _GROUPS: list[tuple[str, str | None, str]] = [
     ("scripts.chain_cli", "chain", "Start, stop and inspect local chains (Ganache, anvil)."),
     ("scripts.contracts_cli", "contracts", "Compile the Solidity contracts and check artifacts."),
     ("scripts.deploy_cli", None, "Deploy the contracts and record the deployment."),
+    (
+        "scripts.deployments_cli",
+        "deployments",
+        "The deployments recorded for a chain: list them, make an earlier one current.",
+    ),
     ("scripts.task_cli", "task", "Create, fund, inspect and cancel training tasks (sponsors)."),
     (
         "scripts.ipfs_cli",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from chain.deployments import deploy, record_path
+from chain.deployments import check_replaceable, deploy, record_path, recorded
 from chain.network import DEV_ACCOUNTS, dev_account
 from scripts.console import console
 from scripts.options import AccountOption, NetworkOption, open_chain, parse_amount, signer
@@ -27,6 +27,12 @@ def deploy_command(
         "--dev-tokens",
         help="On local chains, tokens sent to each other dev account (0: none).",
     ),
+    replace: bool = typer.Option(
+        False,
+        "--replace",
+        help="Record a new deployment although the chain's recorded one is still there (it "
+        "stays in `loraledger deployments list`).",
+    ),
 ) -> None:
     """Deploy the contracts and record the deployment for this chain id.
 
@@ -35,6 +41,10 @@ def deploy_command(
     """
     chain = open_chain(network)
     deployer = signer(account, chain.network)
+    previous = None
+    if chain.network.kind != "embedded":
+        # before any transaction: a live recorded ledger is replaced only when asked
+        previous = recorded(chain.chain_id) if replace else check_replaceable(chain)
     if aggregator is None:
         aggregator_address = (
             dev_account(chain.network, 1).address if chain.network.is_local else deployer.address
@@ -45,7 +55,11 @@ def deploy_command(
         aggregator_address = aggregator
     with console.status(f"deploying to {chain.network.name} (chain id {chain.chain_id})"):
         deployment = deploy(
-            chain, deployer, aggregator=aggregator_address, initial_supply=parse_amount(supply)
+            chain,
+            deployer,
+            aggregator=aggregator_address,
+            initial_supply=parse_amount(supply),
+            replace=True,  # checked above
         )
         per_account = parse_amount(dev_tokens)
         if chain.network.is_local and per_account > 0:
@@ -67,6 +81,11 @@ def deploy_command(
         )
     else:
         console.print(f"recorded in {record_path(chain.chain_id)}")
+        if previous is not None:
+            console.print(
+                f"the earlier deployment (LoRALedger {previous.ledger}) stays in `loraledger "
+                f"deployments list --network {chain.network.name}`"
+            )
 
 
 def register(app: typer.Typer) -> None:

@@ -143,7 +143,7 @@ def create_cli_task(network: str, store_dir: Path, *options: str) -> CliTask:
     from tests.aggregator.round_builders import SPEC
     from tests.support.chain import BASE_MODEL
 
-    invoke("deploy", "--network", network)
+    invoke("deploy", "--network", network, "--replace")  # a fresh ledger for each task
     chain = connect(network)
     ledger = load_deployment(chain).ledger_contract(chain)
     store = EmbeddedStore(EmbeddedConfig(root=store_dir))
