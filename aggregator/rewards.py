@@ -41,15 +41,30 @@ RULES: dict[RewardRule, str] = {
         "10^12) for a positive contribution score s_i, else 0 (" + CONTRIBUTION_RULE + ")"
     ),
     "examples": (
+        "amount_i = floor(pool * w_i / sum_j w_j) over accepted updates; w_i = min(n_i, the "
+        "lower median of the accepted updates' n); n = examples committed on chain"
+    ),
+    "claimed": (
+        "amount_i = floor(pool * w_i / sum_j w_j) over accepted updates; w_i = n_i * "
+        "round(q_i * 10^6); n = examples committed on chain; q = 1 + max(0, (L_start - L_i) / "
+        "L_start) with aggregator validation, else 1"
+    ),
+}
+"""Each rule as the report states it; ``round`` is round-half-to-even of the IEEE-754 double
+product (Python's ``round``), every other operation exact integer arithmetic."""
+EARLIER_TEXTS: dict[RewardRule, tuple[str, ...]] = {
+    "examples": (
         "amount_i = floor(pool * w_i / sum_j w_j) over accepted updates; w_i = examples "
-        "committed on chain, capped at the round's median claim"
+        "committed on chain, capped at the round's median claim",
     ),
     "claimed": (
         "amount_i = floor(pool * n_i * q_i / sum_j n_j * q_j) over accepted updates; n = "
         "examples committed on chain; q = 1 + max(0, (L_start - L_i) / L_start) with "
-        "aggregator validation, else 1"
+        "aggregator validation, else 1",
     ),
 }
+"""How reports written by earlier versions stated the same computation (less exactly): an audit
+accepts them."""
 RULE = RULES["claimed"]
 QUALITY_SCALE = 1_000_000
 SCORE_SCALE = 10**12

@@ -11,9 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+)
 
 from loraledger.errors import UpdateRejected
 
@@ -22,6 +30,36 @@ REASON_BAD_REPORT = "bad_report"
 REPORT_MAX_BYTES = 64 * 1024**2  # the largest report anyone fetches (thousands of nodes fit)
 
 _HEX32 = r"^[0-9a-f]{64}$"
+
+
+_UINT256_DIGITS = 78
+
+
+def _amount(value: object) -> object:
+    """A token amount as the report carries it: a decimal string of base units (what is
+    written), or a JSON integer (reports written before amounts were strings)."""
+    if isinstance(value, bool):
+        raise ValueError("a token amount is a number of base units, not a boolean")
+    if isinstance(value, int):
+        return value
+    if (
+        isinstance(value, str)
+        and 0 < len(value) <= _UINT256_DIGITS
+        and value.isascii()
+        and value.isdigit()
+        and (value == "0" or value[0] != "0")
+    ):
+        return int(value)
+    raise ValueError('a token amount is a decimal string of base units, such as "1500"')
+
+
+TokenAmount = Annotated[
+    int,
+    BeforeValidator(_amount),
+    PlainSerializer(str, return_type=str, when_used="json"),
+]
+"""Base units of the reward token. Written as a decimal string: JSON numbers above 2^53 lose
+digits in JavaScript's ``JSON.parse`` (a claim built from such a number would revert)."""
 
 
 class _Frozen(BaseModel):
@@ -52,7 +90,7 @@ class SubmissionVerdict(_Frozen):
 
 class RewardLine(_Frozen):
     node: str
-    amount: int = Field(ge=1)
+    amount: TokenAmount = Field(ge=1)
     proof: tuple[str, ...]
 
     @field_validator("proof")
@@ -66,8 +104,8 @@ class RewardLine(_Frozen):
 
 class RewardTable(_Frozen):
     rule: str
-    pool: int = Field(ge=0)  # the most this round may pay (the task's reward per round)
-    total: int = Field(ge=0)
+    pool: TokenAmount = Field(ge=0)  # the most this round may pay (the task's reward per round)
+    total: TokenAmount = Field(ge=0)
     root: str = Field(pattern=_HEX32)
     lines: tuple[RewardLine, ...]
 
@@ -78,7 +116,7 @@ class Slash(_Frozen):
     node: str
     reason: str  # a reason code (aggregator.errors.SLASH_CODES gives its on-chain number)
     code: int = Field(ge=1, le=65535)
-    amount: int = Field(ge=1)
+    amount: TokenAmount = Field(ge=1)
 
 
 class ValidatorLine(_Frozen):
@@ -89,7 +127,7 @@ class ValidatorLine(_Frozen):
     sheet_cid: str
     sheet_digest: str = Field(pattern=_HEX32)
     agreement: float = Field(ge=0.0, le=1.0)
-    reward: int = Field(ge=0)
+    reward: TokenAmount = Field(ge=0)
 
 
 class RoundReport(_Frozen):

@@ -17,6 +17,7 @@ from aggregator.inputs import PostedSheet
 from aggregator.names import REWARD_RULES
 from aggregator.reproduce import Comparison
 from aggregator.rewards import (
+    EARLIER_TEXTS,
     RULES,
     ZERO_ROOT,
     Share,
@@ -156,8 +157,9 @@ def check_rewards(
     rule_name = report.params.get("reward_rule", "claimed")  # reports before the rule choice
     if rule_name not in REWARD_RULES:
         return [*problems, f"the report's reward rule {rule_name!r} is not a known rule"]
-    text = RULES[rule_name] if not consensus else f"{RULES[rule_name]}; {VALIDATORS_RULE}"
-    if table.rule != text:
+    stated = (RULES[rule_name], *EARLIER_TEXTS.get(rule_name, ()))
+    texts = stated if not consensus else tuple(f"{t}; {VALIDATORS_RULE}" for t in stated)
+    if table.rule not in texts:
         problems.append(f"the table states the rule {table.rule!r}, not the {rule_name} rule")
     committed = {e.node.lower(): e.num_examples for e in facts.events}
     shares = []
