@@ -31,7 +31,7 @@ from web3 import Web3
 from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
 
-from chain.errors import ErrorDecoder, TransactionReverted
+from chain.errors import ContractRevert, ErrorDecoder, TransactionReverted
 from loraledger.errors import ChainError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -247,11 +247,34 @@ class Chain:
         tx_hash = self.w3.eth.send_raw_transaction(raw)
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
         if receipt["status"] != 1:
+            decoded = self._replay_revert(tx_hash, int(receipt["blockNumber"]))
+            if decoded is not None:
+                raise decoded
             raise TransactionReverted(f"{what} reverted in transaction {tx_hash.hex()}")
         logger.debug(
             "%s mined in block %s, gas %s", what, receipt["blockNumber"], receipt["gasUsed"]
         )
         return receipt
+
+    def _replay_revert(self, tx_hash: Any, block: int) -> ContractRevert | None:
+        """Why a mined transaction reverted: the same call replayed on the state and time of
+        the block it was mined in (a check that passed when it was simulated can fail by then,
+        such as a window that closed), decoded like a simulation's revert; ``None`` when the
+        replay does not revert (the block's earlier transactions made the difference)."""
+        tx = self.w3.eth.get_transaction(tx_hash)
+        call = {
+            "from": tx["from"],
+            "to": tx["to"],
+            "data": tx["input"],
+            "value": tx["value"],
+            "gas": tx["gas"],
+        }
+        try:
+            self.w3.eth.call(cast("Any", call), block_identifier=block)
+        except Exception as exc:  # any revert shape; what is not a custom error falls through
+            decoded = self.decoder.from_exception(exc)
+            return decoded if isinstance(decoded, ContractRevert) else None
+        return None
 
     def call(self, fn: ContractFunction) -> Any:
         """Call a view function; reverts raise ``ContractRevert``."""

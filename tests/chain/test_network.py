@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
+from chain import errors
 from chain.network import NetworkSpec, connect, dev_account, load_account, parse_network
 from loraledger.errors import ChainError, ConfigError
-from tests.support.chain import free_port
+from tests.support.chain import LedgerEnv, free_port
 
 
 def test_parse_network_accepts_names_ports_and_urls() -> None:
@@ -89,3 +90,26 @@ def test_advance_time_moves_the_embedded_clock() -> None:
     before = chain.timestamp()
     chain.advance_time(3600)
     assert chain.timestamp() >= before + 3600
+
+
+@pytest.mark.ganache
+def test_a_transaction_that_reverts_once_mined_is_decoded_by_replaying_it(
+    ganache_env: LedgerEnv,
+) -> None:
+    """A check that held when the transaction was simulated can fail by the time it is mined
+    (a window closes, another transaction comes first): the error is still named."""
+    env = ganache_env
+    chain, sender = env.chain, env.aggregator
+    fn = env.ledger.contract.functions.openRound(999)  # no such task
+    tx = fn.build_transaction(
+        {
+            "from": sender.address,
+            "nonce": chain.w3.eth.get_transaction_count(sender.address, "pending"),
+            "gas": 300_000,  # not estimated: sent as if the simulation had passed
+            "chainId": chain.chain_id,
+        }
+    )
+    raw = sender.sign_transaction(tx).raw_transaction
+    with pytest.raises(errors.LedgerUnknownTask) as info:
+        chain.send_raw(raw, "openRound")
+    assert info.value.task_id == 999
