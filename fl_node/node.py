@@ -25,6 +25,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -265,10 +266,20 @@ def _check_window(session: Session, task_id: int, round_: int, deadline: int) ->
 
     For a joined node that has not committed, any other state means the window has passed."""
     state = session.ledger.round_state(task_id, round_)
+    closed = f"{deadline} ({datetime.fromtimestamp(deadline, UTC).isoformat(timespec='seconds')})"
     if state is not RoundState.OPEN:
         raise RoundUnavailable(
-            f"the submission window of round {round_} of task {task_id} closed at {deadline} "
-            f"(the round is {state.name.lower()})",
+            f"the submission window of round {round_} of task {task_id} closed at chain time "
+            f"{closed} (the round is {state.name.lower()})",
+            hint="the node takes part in the next round",
+        )
+    # the view answers at the last block's time, which stands still on an idle dev chain; the
+    # commitment lands in the next block, at about the wall clock's time (never earlier)
+    next_block = max(session.ledger.chain.timestamp(), int(time.time()))
+    if next_block > deadline:
+        raise RoundUnavailable(
+            f"the submission window of round {round_} of task {task_id} closed at chain time "
+            f"{closed}: the next block comes {next_block - deadline} s after it",
             hint="the node takes part in the next round",
         )
 

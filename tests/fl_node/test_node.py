@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,6 +14,7 @@ from chain import errors
 from chain.bindings import Finalization
 from chain.events import History
 from chain.merkle import RewardEntry, RewardTree
+from chain.round_state import RoundState
 from chain.session import Session
 from fl_node import node as node_mod
 from fl_node.data import NodeData
@@ -153,6 +157,34 @@ def test_no_open_round_closed_window_and_unjoined_node_fail_clearly(
     assert info.value.hint == "the node takes part in the next round"
     with pytest.raises(RoundUnavailable, match="did not commit"):
         reveal_round(session, task_id, 1)
+
+
+def test_a_window_the_next_block_would_miss_is_refused_before_training(
+    embedded: LedgerEnv,
+    store: EmbeddedStore,
+    tiny: LoadedModel,
+    ai_data: NodeData,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On an idle dev chain the last block's time stands still: the round still looks open
+    while the commitment would land in a block after the deadline (and revert after training)."""
+    env = embedded
+    task_id = _task(env, store, tiny)
+    session = _session(env, store, tmp_path)
+    join(session, task_id)
+    env.ledger.open_next_round(task_id, env.aggregator)
+    deadline = env.ledger.round(task_id, 1).deadline
+    assert env.ledger.round_state(task_id, 1) is RoundState.OPEN
+    clock = SimpleNamespace(time=lambda: deadline + 5.0, sleep=time.sleep, monotonic=time.monotonic)
+    monkeypatch.setattr("fl_node.node.time", clock)  # the wall clock, 5 s past the deadline
+    with pytest.raises(RoundUnavailable, match="the next block comes 5 s after it") as info:
+        submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+    assert re.search(
+        rf"closed at chain time {deadline} \(\d{{4}}-\d\d-\d\dT[\d:]{{8}}\+00:00\)", str(info.value)
+    )
+    assert not list((tmp_path / "journal").rglob("*.safetensors"))  # nothing was trained
+    assert not env.ledger.submission(task_id, 1, env.nodes[0].address).committed
 
 
 def test_a_global_adapter_whose_digest_does_not_match_the_chain_is_refused(
