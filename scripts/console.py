@@ -32,11 +32,19 @@ def setup_logging(verbose: int) -> None:
         handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)],
         force=True,
     )
-    if verbose < 3:
-        # -vv is this tool's debug output; the HTTP and RPC libraries' own lines need -vvv
-        for name in _CHATTY:
-            logging.getLogger(name).setLevel(max(level, logging.INFO))
+    # optional accelerations and hub chatter (bitsandbytes' "pip install kernels" at every model
+    # load on some CPUs): a warning that asks nothing of the user is for -v
+    for name in _LIBRARIES:
+        logging.getLogger(name).setLevel(logging.ERROR if verbose == 0 else logging.NOTSET)
+    # -vv is this tool's debug output; the HTTP and RPC libraries' own lines need -vvv
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(
+            max(level, logging.INFO) if verbose < 3 else logging.NOTSET
+        )
 
+
+_LIBRARIES = ("bitsandbytes", "transformers", "peft", "accelerate", "huggingface_hub")
+"""Libraries whose warnings the CLI shows only from -v on."""
 
 _CHATTY = (
     "urllib3",

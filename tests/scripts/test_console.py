@@ -13,26 +13,29 @@ from scripts.console import setup_logging
 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
-    root, urllib3 = logging.getLogger(), logging.getLogger("urllib3")
-    levels, handlers = (root.level, urllib3.level), list(root.handlers)
+    loggers = [logging.getLogger(n) for n in ("", "urllib3", "bitsandbytes", "transformers")]
+    levels, handlers = [x.level for x in loggers], list(logging.getLogger().handlers)
     yield
-    root.setLevel(levels[0])
-    urllib3.setLevel(levels[1])
-    root.handlers[:] = handlers
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
+    logging.getLogger().handlers[:] = handlers
 
 
 @pytest.mark.parametrize(
-    ("verbose", "tool", "http"),
+    ("verbose", "tool", "http", "libraries"),
     [
-        (0, logging.WARNING, logging.WARNING),
-        (1, logging.INFO, logging.INFO),
-        (2, logging.DEBUG, logging.INFO),
-        (3, logging.DEBUG, logging.DEBUG),
+        (0, logging.WARNING, logging.WARNING, logging.ERROR),
+        (1, logging.INFO, logging.INFO, logging.INFO),
+        (2, logging.DEBUG, logging.INFO, logging.DEBUG),
+        (3, logging.DEBUG, logging.DEBUG, logging.DEBUG),
     ],
 )
 def test_each_v_adds_a_level_and_library_debug_needs_three(
-    verbose: int, tool: int, http: int
+    verbose: int, tool: int, http: int, libraries: int
 ) -> None:
+    setup_logging(0)  # a level set by an earlier call does not stick
     setup_logging(verbose)
     assert logging.getLogger("aggregator.round").getEffectiveLevel() == tool
     assert logging.getLogger("urllib3.connectionpool").getEffectiveLevel() == http
+    # bitsandbytes' warning that an optional CPU kernel is missing: shown from -v on
+    assert logging.getLogger("bitsandbytes.backends.cpu.ops").getEffectiveLevel() == libraries
