@@ -398,8 +398,9 @@ def connect(network: NetworkSpec | str | None, *, timeout: float = 5.0) -> Chain
                 break
             except Exception as exc:
                 if time.monotonic() > deadline:
+                    port = spec.url.rsplit(":", 1)[-1]
                     hint = (
-                        "start it with `loraledger chain up`"
+                        f"start it with `loraledger chain up --kind {spec.kind} --port {port}`"
                         if spec.kind in ("ganache", "anvil")
                         else None
                     )

@@ -18,6 +18,7 @@ import typer
 from loraledger import __version__
 from loraledger.errors import LoRALedgerError
 from scripts.console import fail, setup_logging
+from scripts.hints import pasteable
 
 logger = logging.getLogger(__name__)
 
@@ -181,9 +182,14 @@ def build_command() -> click.Group:
 
 def main() -> None:
     """Console entry point: user errors become one line and exit code 1, never a traceback."""
+    command = build_command()
     try:
-        code = build_command().main(standalone_mode=False, prog_name="loraledger")
+        code = command.main(standalone_mode=False, prog_name="loraledger")
     except LoRALedgerError as error:
+        try:
+            error.hint = pasteable(error.hint, command, sys.argv[1:])
+        except Exception:  # a hint is help, never a second failure
+            logger.debug("could not complete the hint %r", error.hint, exc_info=True)
         raise SystemExit(fail(error).exit_code) from None
     except typer.Abort:
         print("Aborted.", file=sys.stderr)

@@ -79,10 +79,13 @@ def test_keystore_account_decrypts_and_refuses_a_wrong_password(tmp_path: Path) 
         load_account("ledger:0", NetworkSpec("embedded"))
 
 
-def test_connect_to_a_server_that_is_down_fails_in_bounded_time_with_a_hint() -> None:
+@pytest.mark.parametrize("kind", ["ganache", "anvil"])
+def test_connect_to_a_server_that_is_down_fails_in_bounded_time_with_a_hint(kind: str) -> None:
+    port = free_port()
     with pytest.raises(ChainError, match="no chain answers") as info:
-        connect(f"ganache:{free_port()}", timeout=1.0)
-    assert info.value.hint is not None and "chain up" in info.value.hint
+        connect(f"{kind}:{port}", timeout=1.0)
+    # the command that starts that chain, on that port
+    assert info.value.hint == f"start it with `loraledger chain up --kind {kind} --port {port}`"
 
 
 def test_advance_time_moves_the_embedded_clock() -> None:

@@ -61,3 +61,5 @@ def test_deploying_again_asks_for_replace_and_an_earlier_ledger_comes_back(
 
     code, _, err = run_cli(capsys, "deployments", "use", "0x" + "ab" * 20, "--network", network)
     assert code == 1 and "no deployment of LoRALedger at 0x" in err
+    # the hint's command pastes as-is: it carries this command line's --network
+    assert f"`loraledger deployments list --network {network}`" in " ".join(err.split())

@@ -1,0 +1,94 @@
+"""Hints that paste as-is: a command a hint names gets the options the user gave.
+
+Errors come from the libraries (``fl_node``, ``aggregator``, ``chain``), which do not know how
+the command was invoked: ``has not joined task 1`` hints ``loraledger node join --task 1``,
+which on ``--network anvil:8547 --account dev:4`` would join another chain as another account.
+Before the CLI prints a hint, each ``loraledger ...`` command in backticks gets the
+``--network``, ``--account`` and ``--ipfs`` given on this command line, where the hinted
+command takes that option and does not name it already.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+
+import click
+from click.core import ParameterSource
+
+__all__ = ["CARRIED", "pasteable"]
+
+CARRIED = ("network", "account", "ipfs")
+"""The options a hinted command inherits from the failed one (by parameter name)."""
+
+_COMMAND = re.compile(r"`(loraledger [^`]+)`")
+
+
+def _load(command: click.Command) -> click.Command:
+    load = getattr(command, "load", None)  # the root's lazily imported groups
+    return load() if callable(load) else command
+
+
+def _resolve(root: click.Group, words: Sequence[str]) -> tuple[click.Command, list[str]] | None:
+    """The (sub)command ``words`` invoke, and the words left for it; ``None`` if unknown."""
+    command: click.Command = root
+    rest = list(words)
+    while isinstance(command, click.Group):
+        while rest and rest[0].startswith("-"):  # a group's own options (-v): no values
+            rest.pop(0)
+        if not rest:
+            return None
+        found = command.get_command(click.Context(command), rest[0])
+        if found is None:
+            return None
+        command, rest = _load(found), rest[1:]
+    return command, rest
+
+
+def _given(root: click.Group, argv: Sequence[str]) -> dict[str, str]:
+    """The carried options given on the command line ``argv`` (not defaults or env vars)."""
+    resolved = _resolve(root, argv)
+    if resolved is None:
+        return {}
+    command, rest = resolved
+    try:
+        ctx = command.make_context("loraledger", rest, resilient_parsing=True)
+    except click.ClickException:
+        return {}
+    return {
+        name: str(ctx.params[name])
+        for name in CARRIED
+        if ctx.params.get(name) is not None
+        and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    }
+
+
+def _complete(root: click.Group, text: str, given: dict[str, str]) -> str:
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        return text
+    resolved = _resolve(root, words[1:])
+    if resolved is None:
+        return text
+    command, _ = resolved
+    added: list[str] = []
+    for param in command.params:
+        if param.name not in given or not isinstance(param, click.Option):
+            continue
+        if any(w == opt or w.startswith(opt + "=") for opt in param.opts for w in words):
+            continue
+        long = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+        added += [long, given[param.name]]
+    return shlex.join([*words, *added]) if added else text
+
+
+def pasteable(hint: str | None, root: click.Group, argv: Sequence[str]) -> str | None:
+    """``hint`` with the options of ``argv`` carried into every ``loraledger`` command in it."""
+    if not hint or "`loraledger " not in hint:
+        return hint
+    given = _given(root, argv)
+    if not given:
+        return hint
+    return _COMMAND.sub(lambda m: f"`{_complete(root, m.group(1), given)}`", hint)
