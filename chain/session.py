@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from web3 import Web3
+
 from chain.bindings import Ledger
 from chain.events import History
 from loraledger.errors import ConfigError
@@ -43,16 +45,24 @@ class Session:
     store: ContentStore
     account: LocalAccount | None = None
     state_root: Path | None = None
+    watched: str | None = None  # read-only: the address whose state is shown (no key)
 
     @property
     def signer(self) -> LocalAccount:
         """The signing account; :class:`ConfigError` for a read-only session."""
         if self.account is None:
+            if self.watched is not None:
+                raise ConfigError(
+                    f"{self.watched} is an address without its key: it can be looked at, not sign",
+                    hint="sign with --account dev:N, env:VAR or keystore:PATH",
+                )
             raise ConfigError("this session has no account to sign with", hint="pass --account")
         return self.account
 
     @property
     def address(self) -> str:
+        if self.account is None and self.watched is not None:
+            return self.watched
         return self.signer.address
 
     def state_dir(self, role: Role, task_id: int) -> Path:
@@ -81,7 +91,8 @@ def open_session(
     The ledger is the deployment recorded for the chain (``loraledger deploy``) unless
     ``ledger`` names its address (events are then read from ``from_block``, 0 by default).
     ``account`` is ``dev:N``, ``env:VAR`` or ``keystore:PATH`` (``password`` for a keystore),
-    or an account already loaded; ``None`` opens a read-only session. ``ipfs`` is a store spec
+    or an account already loaded; ``None`` opens a read-only session, and a ``0x`` address a
+    read-only one that looks at that address (``node status``). ``ipfs`` is a store spec
     (:func:`ipfs.open_store`).
     """
     from chain.deployments import load_deployment
@@ -95,9 +106,13 @@ def open_session(
         contract, start = deployment.ledger_contract(chain), deployment.block
     else:
         contract, start = Ledger(chain, ledger), from_block or 0
-    signer: LocalAccount | None = (
-        load_account(account, chain.network, password=password)
-        if isinstance(account, str)
-        else account
+    watched = None
+    if isinstance(account, str) and Web3.is_address(account):
+        signer, watched = None, Web3.to_checksum_address(account)  # read-only: whose state
+    elif isinstance(account, str):
+        signer = load_account(account, chain.network, password=password)
+    else:
+        signer = account
+    return Session(
+        contract, History(contract, start), open_store(ipfs), signer, state_root, watched
     )
-    return Session(contract, History(contract, start), open_store(ipfs), signer, state_root)

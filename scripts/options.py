@@ -40,7 +40,8 @@ AccountOption = typer.Option(
     "--account",
     "-a",
     envvar="LORALEDGER_ACCOUNT",
-    help="Signing account: dev:N (local chains), env:VAR (private key in $VAR) or keystore:PATH.",
+    help="Signing account: dev:N (local chains), env:VAR (private key in $VAR) or keystore:PATH; "
+    "a 0x address to look at an account read-only (status).",
 )
 YesOption = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")

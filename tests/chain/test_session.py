@@ -45,6 +45,13 @@ def test_open_session_finds_the_recorded_deployment_loads_the_account_and_keeps_
         _ = reader.signer
     assert reader.state_root == tmp_path / "s"
 
+    # an address alone: a read-only session that looks at that account (its status), never signs
+    someone = dev_account(chain.network, 7).address
+    watcher = open_session(network, account=someone.lower(), ledger=deployment.ledger)
+    assert (watcher.account, watcher.address) == (None, someone)
+    with pytest.raises(ConfigError, match="without its key: it can be looked at, not sign"):
+        _ = watcher.signer
+
 
 def test_open_session_without_a_deployment_says_how_to_make_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -20,6 +20,7 @@ from ipfs import EmbeddedConfig, EmbeddedStore
 from scripts.cli import build_command
 from tests.fl_node.test_node import _publish_round
 from tests.support.chain import TOKEN, LedgerEnv
+from tests.support.cli import create_cli_task, run_cli
 
 
 def invoke(*args: str) -> str:
@@ -127,3 +128,36 @@ def test_join_train_status_and_claim_from_the_command_line(
     assert "round 1: claimed 25" in invoke("node", "claim", *node)
     assert env.token.balance_of(submitted.node) == before + 25 * TOKEN
     assert "nothing to claim" in invoke("node", "claim", *node)
+
+
+def test_status_of_any_address_is_read_only(
+    ganache_process: local.ChainProcess,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("LORALEDGER_HOME", str(tmp_path / "home"))
+    network = f"ganache:{ganache_process.port}"
+    task = create_cli_task(network, tmp_path / "store", "--fund", "100")
+    someone = dev_account(task.chain.network, 9).address
+    code, out, err = run_cli(
+        capsys,
+        "node",
+        "status",
+        "--task",
+        "1",
+        "--network",
+        network,
+        "--account",
+        someone,
+        "--json",
+    )
+    assert code == 0, err
+    body = json.loads(out)
+    assert (body["node"], body["joined"], body["stake"]) == (someone, False, "0")
+    # signing needs a key: one clear line, nothing sent
+    code, _, err = run_cli(
+        capsys, "node", "join", "--task", "1", "--network", network, "--account", someone
+    )
+    assert code == 1 and "is an address without its key" in " ".join(err.split())
+    assert not task.ledger.member(1, someone).joined
