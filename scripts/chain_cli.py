@@ -64,10 +64,21 @@ def status() -> None:
 
 @app.command()
 def accounts(network: str = NetworkOption) -> None:
-    """List the dev accounts of a local chain with their ether balances (never their keys)."""
+    """List the dev accounts of a local chain with their ether and LedgerToken balances (never
+    their keys); the token column needs a recorded deployment."""
+    from chain.deployments import load_deployment
+    from loraledger.errors import ChainError
+
     chain = open_chain(network)
-    table = Table("account", "address", "ETH")
+    try:
+        token = load_deployment(chain).token_contract(chain)
+    except ChainError:  # nothing deployed (or the chain was reset): ether only
+        token = None
+    table = Table("account", "address", "ETH", *(["LLT"] if token else []))
     for index in range(DEV_ACCOUNTS):
         address = dev_account(chain.network, index).address
-        table.add_row(f"dev:{index}", address, format_amount(chain.w3.eth.get_balance(address)))
+        row = [f"dev:{index}", address, format_amount(chain.w3.eth.get_balance(address))]
+        if token is not None:
+            row.append(format_amount(token.balance_of(address)))
+        table.add_row(*row)
     console.print(table)

@@ -32,6 +32,11 @@ def test_deploying_again_asks_for_replace_and_an_earlier_ledger_comes_back(
     assert code == 0, err
     (first,) = listed()
     assert first["current"] and first["on_chain"] and first["tasks"] == 0
+    # with a deployment recorded, the dev accounts show their LedgerToken too
+    code, out, err = run_cli(capsys, "chain", "accounts", "--network", network)
+    assert code == 0, err
+    dev0 = next(line for line in out.splitlines() if "dev:0 " in line)
+    assert "LLT" in out and dev0.split("│")[-2].strip() == "1000000000"
 
     code, out, err = run_cli(capsys, "deploy", "--network", network, "--dev-tokens", "0")
     assert code == 1 and out == ""
