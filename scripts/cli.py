@@ -17,6 +17,7 @@ import typer
 
 from loraledger import __version__
 from loraledger.errors import LoRALedgerError
+from scripts.config import apply_config, find_config, load_config
 from scripts.console import fail, setup_logging
 from scripts.hints import pasteable
 
@@ -183,11 +184,16 @@ def build_command() -> click.Group:
 def main() -> None:
     """Console entry point: user errors become one line and exit code 1, never a traceback."""
     command = build_command()
+    argv = sys.argv[1:]
     try:
-        code = command.main(standalone_mode=False, prog_name="loraledger")
+        path = find_config()
+        if path is not None:  # the file's network, store and accounts, unless said otherwise
+            argv = apply_config(load_config(path), command, argv)
+            logger.debug("config %s: loraledger %s", path, " ".join(argv))
+        code = command.main(args=argv, standalone_mode=False, prog_name="loraledger")
     except LoRALedgerError as error:
         try:
-            error.hint = pasteable(error.hint, command, sys.argv[1:])
+            error.hint = pasteable(error.hint, command, argv)
         except Exception:  # a hint is help, never a second failure
             logger.debug("could not complete the hint %r", error.hint, exc_info=True)
         raise SystemExit(fail(error).exit_code) from None

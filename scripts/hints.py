@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import click
 from click.core import ParameterSource
 
+from scripts.commandline import resolve
+
 __all__ = ["CARRIED", "pasteable"]
 
 CARRIED = ("network", "account", "ipfs")
@@ -25,30 +27,9 @@ CARRIED = ("network", "account", "ipfs")
 _COMMAND = re.compile(r"`(loraledger [^`]+)`")
 
 
-def _load(command: click.Command) -> click.Command:
-    load = getattr(command, "load", None)  # the root's lazily imported groups
-    return load() if callable(load) else command
-
-
-def _resolve(root: click.Group, words: Sequence[str]) -> tuple[click.Command, list[str]] | None:
-    """The (sub)command ``words`` invoke, and the words left for it; ``None`` if unknown."""
-    command: click.Command = root
-    rest = list(words)
-    while isinstance(command, click.Group):
-        while rest and rest[0].startswith("-"):  # a group's own options (-v): no values
-            rest.pop(0)
-        if not rest:
-            return None
-        found = command.get_command(click.Context(command), rest[0])
-        if found is None:
-            return None
-        command, rest = _load(found), rest[1:]
-    return command, rest
-
-
 def _given(root: click.Group, argv: Sequence[str]) -> dict[str, str]:
     """The carried options given on the command line ``argv`` (not defaults or env vars)."""
-    resolved = _resolve(root, argv)
+    resolved = resolve(root, argv)
     if resolved is None:
         return {}
     command, rest = resolved
@@ -69,7 +50,7 @@ def _complete(root: click.Group, text: str, given: dict[str, str]) -> str:
         words = shlex.split(text)
     except ValueError:
         return text
-    resolved = _resolve(root, words[1:])
+    resolved = resolve(root, words[1:])
     if resolved is None:
         return text
     command, _ = resolved
