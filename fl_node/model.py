@@ -15,12 +15,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlparse
 
 import torch
 from pydantic import ValidationInfo, field_validator
@@ -32,6 +35,8 @@ from loraledger.settings import Settings
 logger = logging.getLogger(__name__)
 
 SMOLLM2_ALIAS = "smollm2"
+TINY_ALIAS = "tiny"
+"""``--model tiny``: a tiny Llama built from the bundled corpus (the same bytes everywhere)."""
 SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """The base-model id recorded for the bundled SmolLM2 (dequantised from its Q4_1 GGUF)."""
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -137,6 +142,8 @@ def load_base_model(config: ModelConfig) -> LoadedModel:
     source = config.source
     if source == SMOLLM2_ALIAS:
         source = str(ensure_smollm2())
+    elif source == TINY_ALIAS:
+        source = str(ensure_tiny())
     folder = Path(source).expanduser()
     is_local = folder.is_dir()
     if not is_local and (source.startswith((".", "/", "~")) or Path(source).suffix):
@@ -155,16 +162,28 @@ def load_base_model(config: ModelConfig) -> LoadedModel:
     if config.quantization != "none":
         kwargs["quantization_config"] = _bnb_config(config.quantization, dtype)
         kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
+    if not is_local and not os.environ.get("HF_HUB_OFFLINE") and not _hub_reachable():
+        # the hub retries for most of a minute before failing: look in its cache only
+        kwargs["local_files_only"] = True
     logger.info("loading %s (%s, %s, %s)", source, device, dtype, config.quantization)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder) if is_local else source)
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(folder) if is_local else source,
+            local_files_only=kwargs.get("local_files_only", False),
+        )
         model: Any = AutoModelForCausalLM.from_pretrained(
             str(folder) if is_local else source, **kwargs
         )
     except (OSError, ValueError) as exc:
+        offline = kwargs.get("local_files_only", False)
         raise ConfigError(
-            f"cannot load model {source!r}: {str(exc).splitlines()[0]}",
-            hint="without internet only local folders work; use 'smollm2' or a folder",
+            f"cannot load model {source!r}: "
+            + (
+                "the hub is not reachable and the model is not in its local cache"
+                if offline
+                else str(exc).splitlines()[0]
+            ),
+            hint="without internet: --model smollm2 (bundled), --model tiny, or a model folder",
         ) from None
     if config.quantization == "none":
         model.to(device)
@@ -179,6 +198,40 @@ def load_base_model(config: ModelConfig) -> LoadedModel:
         dtype=dtype,
         quantization=config.quantization,
     )
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the model hub (``$HF_ENDPOINT``, default huggingface.co) answers a connection."""
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def ensure_tiny(cache_dir: Path | None = None) -> Path:
+    """The tiny Llama of ``--model tiny`` under ``$LORALEDGER_HOME/models``, built on first use
+    (well under a second) from the bundled corpus with a fixed seed: every machine builds the
+    same weights, so nodes of a ``tiny`` task share their base model."""
+    from fl_node.data import sample_examples
+
+    root = cache_dir or home() / "models"
+    folder = root / "tiny-llama"
+    if (folder / "config.json").is_file():
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    corpus = [m.content for e in sample_examples() for m in e.messages]
+    with tempfile.TemporaryDirectory(dir=root, prefix=".tiny-") as tmp:
+        built = create_tiny_model(Path(tmp) / "tiny-llama", corpus)
+        try:
+            built.rename(folder)
+        except OSError:  # another process built it first: the same bytes
+            if not (folder / "config.json").is_file():
+                raise
+    return folder
 
 
 def _bnb_config(quantization: Quantization, compute_dtype: torch.dtype) -> Any:

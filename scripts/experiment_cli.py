@@ -29,7 +29,7 @@ RESULTS = Path("results")
 committed figures (``docs/results/<experiment>/``) change only when ``--out`` names them."""
 
 ModelOption = typer.Option(
-    "smollm2", "--model", "-m", help="smollm2, a local model folder or hub id."
+    "smollm2", "--model", "-m", help="smollm2, tiny, a local model folder or hub id."
 )
 TinyOption = typer.Option(
     False, "--tiny", help="A tiny model built on the fly (tests; numbers mean nothing)."

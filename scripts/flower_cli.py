@@ -50,7 +50,10 @@ def simulate(
         False, "--tiny", help="A tiny Llama built on the fly (seconds; for trying things out)."
     ),
     model: str = typer.Option(
-        "smollm2", "--model", "-m", help="smollm2 (bundled), a local folder or a hub id."
+        "smollm2",
+        "--model",
+        "-m",
+        help="smollm2 (bundled), tiny (built from the bundled corpus), a local folder or a hub id.",
     ),
     network: str | None = typer.Option(
         None,
@@ -250,7 +253,10 @@ def bench(
         False, "--tiny", help="The tiny Llama instead of SmolLM2 (a quick check, not the target)."
     ),
     model: str = typer.Option(
-        "smollm2", "--model", "-m", help="smollm2 (bundled), a local folder or a hub id."
+        "smollm2",
+        "--model",
+        "-m",
+        help="smollm2 (bundled), tiny (built from the bundled corpus), a local folder or a hub id.",
     ),
     steps: int = typer.Option(4, "--steps", help="Training steps per node and round."),
     batch_size: int = typer.Option(4, "--batch-size", help="Examples per step."),

@@ -62,7 +62,10 @@ def _train_options(
         help="Your data: JSON/JSONL (Alpaca or chat messages), CSV, or a folder.",
     ),
     model: str = typer.Option(
-        "smollm2", "--model", "-m", help="smollm2 (bundled), a local folder or a hub id."
+        "smollm2",
+        "--model",
+        "-m",
+        help="smollm2 (bundled), tiny (built from the bundled corpus), a local folder or a hub id.",
     ),
     quantization: str = typer.Option(
         "none", "--quantization", help="none, 4bit or 8bit (QLoRA; bitsandbytes)."

@@ -242,8 +242,8 @@ class RoundOptions:
             return None
         if self.model is None:
             raise ConfigError(
-                "--validation-data needs --model (the task's base model: smollm2, a folder or "
-                "a hub id)"
+                "--validation-data needs --model (the task's base model: smollm2, tiny, a folder "
+                "or a hub id)"
             )
         from fl_node.data import load_examples
         from fl_node.evaluate import AdapterEvaluator
@@ -292,7 +292,7 @@ def _round_options(
     model: str | None = typer.Option(
         None,
         "--model",
-        help="The task's base model for validation: smollm2, a folder or a hub id.",
+        help="The task's base model for validation: smollm2, tiny, a folder or a hub id.",
     ),
     max_loss_increase: float = typer.Option(
         0.5,

@@ -65,8 +65,8 @@ def create(
         None,
         "--model",
         "-m",
-        help="Build the initial global adapter from this base model (smollm2, a folder or a hub "
-        "id) and pin it.",
+        help="Build the initial global adapter from this base model (smollm2, tiny, a folder or "
+        "a hub id) and pin it.",
     ),
     rank: int = typer.Option(
         8, "--rank", help="LoRA rank of the initial adapter (the task's maximum)."

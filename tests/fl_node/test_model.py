@@ -13,11 +13,13 @@ from fl_node.model import (
     SMOLLM2_ID,
     ModelConfig,
     ensure_smollm2,
+    ensure_tiny,
     load_base_model,
     resolve_device,
     resolve_dtype,
 )
 from loraledger.errors import ConfigError
+from tests.support.chain import free_port
 
 
 def test_tiny_model_loads_from_its_folder_with_recorded_id_and_chat_template(
@@ -115,3 +117,30 @@ def test_smollm2_is_converted_once_then_loads_from_its_safetensors_cache(smollm2
     out = loaded.model.generate(**prompt, max_new_tokens=8, do_sample=False)
     answer = loaded.tokenizer.decode(out[0, prompt["input_ids"].shape[1] :])
     assert "Paris" in answer
+
+
+def test_a_hub_id_while_the_hub_is_unreachable_fails_at_once_with_the_offline_choices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # nobody listens
+    with pytest.raises(ConfigError, match="the hub is not reachable and the model is not") as info:
+        load_base_model(ModelConfig(source="someorg/no-such-model"))
+    assert info.value.hint is not None and "--model tiny" in info.value.hint
+
+
+def test_model_tiny_is_built_once_and_the_same_on_every_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LORALEDGER_HOME", str(tmp_path / "home"))
+    loaded = load_base_model(ModelConfig(source="tiny"))
+    assert loaded.model_id == "loraledger/tiny-llama"
+    folder = ensure_tiny()
+    assert folder == tmp_path / "home" / "models" / "tiny-llama"
+    built_at = (folder / "config.json").stat().st_mtime_ns
+    assert ensure_tiny() == folder and (folder / "config.json").stat().st_mtime_ns == built_at
+    # another machine (another home) builds the same weights
+    elsewhere = load_base_model(ModelConfig(source=str(ensure_tiny(tmp_path / "other"))))
+    mine, theirs = loaded.model.state_dict(), elsewhere.model.state_dict()
+    assert mine.keys() == theirs.keys()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
