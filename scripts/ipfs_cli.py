@@ -63,8 +63,8 @@ def up(
     with console.status("starting the IPFS daemon..."):
         found = start(config)
     console.print(
-        f"IPFS node [bold]{found.version}[/] ready at [bold]{found.api_url}[/] (pid {found.pid}); "
-        f"use it with --ipfs {found.api_url}",
+        f"js-ipfs node ready at [bold]{found.api_url}[/] (pid {found.pid}; its RPC API reports "
+        f"version {found.version}); use it with --ipfs {found.api_url}",
         highlight=False,
     )
 

@@ -46,6 +46,7 @@ def test_up_store_read_back_in_another_process_same_cid_and_down(
     code, out, _ = run_cli(capsys, "ipfs", "up", "--port", str(port))
     try:
         assert code == 0 and url in out
+        assert "js-ipfs node ready" in out  # what runs, not only its RPC API's version
         code, again, _ = run_cli(capsys, "ipfs", "up", "--port", str(port))
         assert code == 0 and url in again  # idempotent
         code, out, _ = run_cli(capsys, "ipfs", "put", str(adapter), "--ipfs", url)
