@@ -194,13 +194,19 @@ def use_deployment(chain: Chain, ledger: str, root: Path | None = None) -> Deplo
             f"no deployment of LoRALedger at {ledger} recorded for chain id {chain.chain_id}",
             hint=f"recorded: {known} (`loraledger deployments list`)",
         )
-    deployment = _read_record(path)
+    deployment = _on_chain(chain, _read_record(path))
+    save_deployment(deployment, root)
+    return deployment
+
+
+def _on_chain(chain: Chain, deployment: Deployment) -> Deployment:
+    """``deployment``, once its ledger is found on ``chain`` (a reset chain lost it)."""
     if not has_code(chain, deployment.ledger):
         raise ChainError(
-            f"no contract at {deployment.ledger} on chain id {chain.chain_id}: the chain was "
-            "reset since it was deployed"
+            f"no contract at {deployment.ledger} on chain id {chain.chain_id}: the chain was reset "
+            "since the deployment was recorded",
+            hint=f"run `loraledger deploy --network {chain.network.name}` again",
         )
-    save_deployment(deployment, root)
     return deployment
 
 
@@ -217,11 +223,4 @@ def load_deployment(chain: Chain, root: Path | None = None) -> Deployment:
             f"no deployment recorded for chain id {chain.chain_id} ({chain.network.name})",
             hint=f"run `loraledger deploy --network {chain.network.name}`",
         )
-    deployment = _read_record(path)
-    if not has_code(chain, deployment.ledger):
-        raise ChainError(
-            f"no contract at {deployment.ledger} on chain id {chain.chain_id}: the chain was reset "
-            "since the deployment was recorded",
-            hint=f"run `loraledger deploy --network {chain.network.name}` again",
-        )
-    return deployment
+    return _on_chain(chain, _read_record(path))

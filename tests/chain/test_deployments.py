@@ -22,6 +22,22 @@ from chain.network import connect, dev_account
 from loraledger.errors import ChainError, ConfigError
 
 
+def _record_without_code(chain_id: int) -> dict[str, object]:
+    """A well-formed deployment record whose ledger address has no code on the chain."""
+    return {
+        "chain_id": chain_id,
+        "network": "ganache",
+        "ledger": "0x" + "12" * 20,
+        "token": "0x" + "34" * 20,
+        "deployer": "0x" + "56" * 20,
+        "aggregator": "0x" + "56" * 20,
+        "block": 1,
+        "ledger_code_sha256": "00",
+        "deployed_at": "2026-01-01T00:00:00+00:00",
+        "version": 1,
+    }
+
+
 def test_embedded_deployment_is_kept_in_memory_only(tmp_path: Path) -> None:
     chain = connect("embedded")
     deployment = deploy(chain, dev_account(chain.network, 0), root=tmp_path)
@@ -63,19 +79,7 @@ def test_missing_corrupt_and_foreign_records_give_one_clear_error(
     with pytest.raises(ChainError, match="is malformed"):
         load_deployment(chain, root=tmp_path)
     # a record whose address has no code on this chain (another network's deployment)
-    record = {
-        "chain_id": 1337,
-        "network": "ganache",
-        "ledger": "0x" + "12" * 20,
-        "token": "0x" + "34" * 20,
-        "deployer": "0x" + "56" * 20,
-        "aggregator": "0x" + "56" * 20,
-        "block": 1,
-        "ledger_code_sha256": "00",
-        "deployed_at": "2026-01-01T00:00:00+00:00",
-        "version": 1,
-    }
-    path.write_text(json.dumps(record))
+    path.write_text(json.dumps(_record_without_code(1337)))
     with pytest.raises(ChainError, match="no contract at"):
         load_deployment(chain, root=tmp_path)
 
@@ -125,18 +129,7 @@ def test_a_ledger_the_chain_lost_is_replaced_without_asking(
     chain = connect(f"ganache:{ganache_process.port}")
     path = record_path(chain.chain_id, tmp_path)
     path.parent.mkdir(parents=True)
-    gone = {
-        "chain_id": chain.chain_id,
-        "network": "ganache",
-        "ledger": "0x" + "12" * 20,  # no code there: the chain was reset since
-        "token": "0x" + "34" * 20,
-        "deployer": "0x" + "56" * 20,
-        "aggregator": "0x" + "56" * 20,
-        "block": 1,
-        "ledger_code_sha256": "00",
-        "deployed_at": "2026-01-01T00:00:00+00:00",
-        "version": 1,
-    }
+    gone = _record_without_code(chain.chain_id)  # the chain was reset since
     path.write_text(json.dumps(gone))
     fresh = deploy(chain, dev_account(chain.network, 0), root=tmp_path)
     assert load_deployment(chain, root=tmp_path) == fresh

@@ -27,6 +27,17 @@ def _demo(*args: str) -> tuple[str, dict]:
     return result.output, json.loads((out / "summary.json").read_text())
 
 
+def _in_another_process(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``loraledger ARGS`` run as another user would: a process of its own, this home."""
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "LORALEDGER_HOME": str(home)},
+    )
+
+
 @pytest.mark.slow
 def test_demo_on_the_embedded_stack_pays_honest_nodes_rejects_malicious_ones_and_audits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -103,49 +114,14 @@ def test_demo_on_ganache_and_ipfs_is_audited_by_a_second_process(
     )
     assert summary["audit_ok"] is True
 
-    audit = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scripts.cli",
-            "audit",
-            "verify",
-            str(summary["task_id"]),
-            "--network",
-            network,
-            "--ipfs",
-            ipfs,
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "LORALEDGER_HOME": str(home)},
-    )
+    task, where = str(summary["task_id"]), ["--network", network, "--ipfs", ipfs, "--json"]
+    audit = _in_another_process(home, "audit", "verify", task, *where)
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert "true" in audit.stdout.lower()
 
     # a user takes the trained adapter away: checked against the chain, loaded by plain peft
-    export = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scripts.cli",
-            "adapter",
-            "export",
-            str(summary["task_id"]),
-            "--out",
-            str(tmp_path / "adapter"),
-            "--network",
-            network,
-            "--ipfs",
-            ipfs,
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "LORALEDGER_HOME": str(home)},
+    export = _in_another_process(
+        home, "adapter", "export", task, "--out", str(tmp_path / "adapter"), *where
     )
     assert export.returncode == 0, export.stdout + export.stderr
     exported = json.loads(export.stdout)
