@@ -16,7 +16,7 @@ import pytest
 from chain import local
 from chain.round_state import RoundState
 from tests.support.chain import TOKEN
-from tests.support.cli import create_cli_task, invoke, user_error
+from tests.support.cli import create_cli_task, invoke, run_cli, user_error
 
 RUN_ONCE = ("--rounds", "1", "--poll", "0.3")
 
@@ -161,5 +161,7 @@ def test_validator_and_aggregator_commands_refuse_wrong_accounts_and_options(
     assert "error: --validation-data: the aggregator" in err
     assert "is not one of the validators of task 1" in err
     assert "loraledger validator run --task 1" in err
-    err = user_error(capsys, "aggregator", "finalize", *task.args(), "--strategy", "nope")
-    assert "error: --strategy" in err
+    # a strategy that does not exist: a usage error while parsing, before any chain call
+    code, _, err = run_cli(capsys, "aggregator", "finalize", *task.args(), "--strategy", "nope")
+    assert code == 2 and "'nope' is not a strategy" in " ".join(err.split()), err
+    assert "Traceback" not in err
