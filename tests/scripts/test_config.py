@@ -33,14 +33,25 @@ def _no_outside_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def test_the_file_fills_the_options_each_command_takes_with_its_groups_account() -> None:
     assert apply_config(CONFIG, ROOT, ["node", "status", "--task", "1"]) == [
-        "node", "status", "--task", "1",
-        "--network", "ganache:9000", "--account", "dev:4", "--ipfs", "embedded:/srv/store",
-    ]  # fmt: skip
+        "node",
+        "status",
+        "--task",
+        "1",
+        "--network",
+        "ganache:9000",
+        "--account",
+        "dev:4",
+        "--ipfs",
+        "embedded:/srv/store",
+    ]
     # another group, another account; a command without --account gets none
     assert "dev:1" in apply_config(CONFIG, ROOT, ["aggregator", "open", "--task", "1"])
     assert apply_config(CONFIG, ROOT, ["task", "show", "1"])[3:] == [
-        "--network", "ganache:9000", "--ipfs", "embedded:/srv/store",
-    ]  # fmt: skip
+        "--network",
+        "ganache:9000",
+        "--ipfs",
+        "embedded:/srv/store",
+    ]
     assert apply_config(CONFIG, ROOT, ["data", "sample", "--list"]) == ["data", "sample", "--list"]
     assert apply_config(CONFIG, ROOT, ["--help"]) == ["--help"]
 
