@@ -44,27 +44,36 @@ def played(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         rounds=2,
         malicious=1,
         legacy_rewards=request.param == "claimed",
+        steps=3,  # enough training and held-out data that honest updates score above zero
+        validation_examples=16,
     )
+
+
+def _paying_round(played: PlayedDemo) -> int:
+    """The round whose table has the most lines (a round may legitimately pay nobody)."""
+    return max((1, 2), key=lambda r: len(_report(played, r)[1].rewards.lines))
 
 
 @pytest.mark.slow
 def test_an_independent_implementation_of_the_stated_rule_reproduces_every_row(
     played: PlayedDemo,
 ) -> None:
+    rows = 0
     for round_ in (1, 2):
         data, report = _report(played, round_)
         table = {line.node.lower(): line.amount for line in report.rewards.lines}
-        assert len(table) >= 2
         assert independent_rewards.amounts(data) == table
         assert sum(table.values()) == report.rewards.total <= report.rewards.pool
+        rows += len(table)
+    assert rows >= 2  # the rounds paid someone: the comparison covered real rows
 
 
 @pytest.mark.slow
 def test_amounts_are_decimal_strings_that_javascript_reads_exactly(played: PlayedDemo) -> None:
-    data, report = _report(played, 1)
+    data, report = _report(played, _paying_round(played))
     body = json.loads(data)
     amounts = [line["amount"] for line in body["rewards"]["lines"]]
-    assert all(isinstance(a, str) and a.isdigit() for a in amounts)
+    assert amounts and all(isinstance(a, str) and a.isdigit() for a in amounts)
     assert isinstance(body["rewards"]["pool"], str) and isinstance(body["rewards"]["total"], str)
     assert all(isinstance(v["reward"], str) for v in body.get("validators", []))
     # as JSON numbers they would pass through a double in JavaScript's JSON.parse: digits lost
@@ -74,11 +83,12 @@ def test_amounts_are_decimal_strings_that_javascript_reads_exactly(played: Playe
 
 @pytest.mark.slow
 def test_a_report_stating_the_rule_as_earlier_versions_did_still_audits(played: PlayedDemo) -> None:
-    _, report = _report(played, 1)
+    n = _paying_round(played)
+    _, report = _report(played, n)
     rule = report.params["reward_rule"]
     # the agreement the audit re-derives from the sheets (checked there), as the report lists it
     agreement = {v.validator: v.agreement for v in report.validators} or None
-    assert check_rewards(_facts(played, 1), report, agreement) == []
+    assert check_rewards(_facts(played, n), report, agreement) == []
     for earlier in EARLIER_TEXTS.get(rule, ()):
         older = report.model_copy(
             update={
@@ -87,7 +97,7 @@ def test_a_report_stating_the_rule_as_earlier_versions_did_still_audits(played: 
                 )
             }
         )
-        assert check_rewards(_facts(played, 1), older, agreement) == []
+        assert check_rewards(_facts(played, n), older, agreement) == []
     other = next(r for r in RULES if r != rule)
     wrong = report.model_copy(
         update={
@@ -96,4 +106,4 @@ def test_a_report_stating_the_rule_as_earlier_versions_did_still_audits(played: 
             )
         }
     )
-    assert any("not the" in p for p in check_rewards(_facts(played, 1), wrong, agreement))
+    assert any("not the" in p for p in check_rewards(_facts(played, n), wrong, agreement))
