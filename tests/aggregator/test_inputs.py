@@ -22,7 +22,10 @@ from tests.support.demo import PlayedDemo, play_tiny_demo
 @pytest.fixture(scope="module")
 def played(tmp_path_factory: pytest.TempPathFactory) -> PlayedDemo:
     """One finalized and settled round of two nodes on the tiny model."""
-    return play_tiny_demo(tmp_path_factory.mktemp("published"), nodes=2, rounds=1)
+    # enough training and held-out data that the updates score above zero and are merged
+    return play_tiny_demo(
+        tmp_path_factory.mktemp("published"), nodes=2, rounds=1, steps=3, validation_examples=16
+    )
 
 
 def test_the_latest_adapter_is_the_last_rounds_and_plain_peft_loads_it(
