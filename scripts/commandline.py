@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import click
 
-__all__ = ["resolve"]
+__all__ = ["given_on_line", "long_name", "resolve"]
 
 
 def _load(command: click.Command) -> click.Command:
@@ -29,3 +29,13 @@ def resolve(root: click.Group, words: Sequence[str]) -> tuple[click.Command, lis
             return None
         command, rest = _load(found), rest[1:]
     return command, rest
+
+
+def given_on_line(words: Sequence[str], param: click.Parameter) -> bool:
+    """Whether ``words`` name the option ``param`` (``--opt VALUE``, ``--opt=VALUE``, ``-o``)."""
+    return any(w == opt or w.startswith(opt + "=") for opt in param.opts for w in words)
+
+
+def long_name(param: click.Parameter) -> str:
+    """The option's long form (``--network``), else its first one."""
+    return next((o for o in param.opts if o.startswith("--")), param.opts[0])

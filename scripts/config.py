@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from loraledger.errors import ConfigError
 from loraledger.paths import home
-from scripts.commandline import resolve
+from scripts.commandline import given_on_line, long_name, resolve
 
 __all__ = ["CONFIG_ENV", "CliConfig", "apply_config", "find_config", "load_config"]
 
@@ -105,13 +105,12 @@ def apply_config(config: CliConfig, root: click.Group, argv: Sequence[str]) -> l
         value = wanted.get(param.name or "")
         if value is None or not isinstance(param, click.Option):
             continue
-        if any(w == opt or w.startswith(opt + "=") for opt in param.opts for w in words):
+        if given_on_line(words, param):
             continue  # the command line says
         envvars = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or [])
         if any(os.environ.get(name) for name in envvars):
             continue  # the environment says
-        long = next((o for o in param.opts if o.startswith("--")), param.opts[0])
-        added += [long, value]
+        added += [long_name(param), value]
     if not added:
         return words
     end = words.index("--") if "--" in words else len(words)

@@ -43,8 +43,9 @@ def setup_logging(verbose: int) -> None:
         )
 
 
-_LIBRARIES = ("bitsandbytes", "transformers", "peft", "accelerate", "huggingface_hub")
-"""Libraries whose warnings the CLI shows only from -v on."""
+_LIBRARIES = ("bitsandbytes", "peft", "accelerate", "huggingface_hub")
+"""Libraries whose warnings the CLI shows only from -v on (transformers sets its own level
+when imported: ``TRANSFORMERS_VERBOSITY`` above quiets it)."""
 
 _CHATTY = (
     "urllib3",

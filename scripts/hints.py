@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import click
 from click.core import ParameterSource
 
-from scripts.commandline import resolve
+from scripts.commandline import given_on_line, long_name, resolve
 
 __all__ = ["CARRIED", "pasteable"]
 
@@ -58,10 +58,9 @@ def _complete(root: click.Group, text: str, given: dict[str, str]) -> str:
     for param in command.params:
         if param.name not in given or not isinstance(param, click.Option):
             continue
-        if any(w == opt or w.startswith(opt + "=") for opt in param.opts for w in words):
+        if given_on_line(words, param):
             continue
-        long = next((o for o in param.opts if o.startswith("--")), param.opts[0])
-        added += [long, given[param.name]]
+        added += [long_name(param), given[param.name]]
     return shlex.join([*words, *added]) if added else text
 
 
