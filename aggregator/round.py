@@ -87,6 +87,7 @@ from chain.events import RoundFinalized
 from chain.merkle import SlashTree
 from chain.round_state import RoundState
 from chain.session import Session
+from loraledger.display import chain_time
 from loraledger.errors import ChainError, ConfigError, LoRALedgerError
 from loraledger.paths import write_json_atomic
 from loraledger.report import (
@@ -298,17 +299,19 @@ class RoundRunner:
                     hint="open the next round",
                 )
             info = ledger.round(self.task_id, round_)
+            now = ledger.chain.timestamp()
             if state is RoundState.OPEN:
                 raise RoundNotReady(
-                    f"round {round_} of task {self.task_id} takes commitments until chain time "
-                    f"{info.deadline} ({info.commits} of {info.eligible} nodes committed)",
+                    f"round {round_} of task {self.task_id} takes commitments until "
+                    f"{chain_time(info.deadline, now)}: {info.commits} of {info.eligible} nodes "
+                    "committed",
                     hint="wait for the window to close, or use `loraledger aggregator run`",
                 )
             if state is RoundState.REVEALING:
                 raise RoundNotReady(
-                    f"round {round_} of task {self.task_id} takes reveals until chain time "
-                    f"{info.reveal_deadline} ({info.reveals} of {info.commits} commitments "
-                    "revealed)",
+                    f"round {round_} of task {self.task_id} takes reveals until "
+                    f"{chain_time(info.reveal_deadline, now)}: {info.reveals} of {info.commits} "
+                    "commitments revealed",
                     hint="wait for the reveal window to close, or use `loraledger aggregator run`",
                 )
             for validator in self.validators:

@@ -5,6 +5,10 @@ waits until its JSON-RPC answers and leaves a pid record under ``<home>/chains/<
 Ganache keeps its state in ``<home>/chains/ganache/db`` across restarts; anvil dumps and
 reloads ``<home>/chains/anvil/state.json``. Both use fixed mnemonics, so the dev accounts
 (``--account dev:N``) are the same on every machine.
+
+``running`` finds every Ganache or anvil process listening on this machine, whichever home
+started it (from the process table, by its command line), and ``stop_port`` stops the one on a
+port; a process that is not one of those two is never touched.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
+import psutil
 
 from chain.network import ANVIL_MNEMONIC, DEFAULT_PORTS, DEV_ACCOUNTS, GANACHE_MNEMONIC
 from loraledger.errors import ChainError, ConfigError
@@ -238,3 +243,117 @@ def _terminate(pid: int, *, timeout: float = 15.0) -> bool:
     except ProcessLookupError:
         pass
     return True
+
+
+@dataclass(frozen=True)
+class ListeningChain:
+    """A Ganache or anvil process listening on a local port, found in the process table."""
+
+    kind: LocalKind
+    pid: int
+    port: int
+    url: str
+    state_dir: str | None  # the home's chain folder its command line names, when it names one
+
+    def record(self) -> Path | None:
+        """Where the home that started it keeps its pid record (``process.json``)."""
+        return _pid_file(Path(self.state_dir)) if self.state_dir else None
+
+
+def _kind_of(cmdline: list[str]) -> LocalKind | None:
+    for part in cmdline[:2]:
+        name = Path(part).name
+        if name == "anvil":
+            return "anvil"
+        if name == "cli.js" and "ganache" in Path(part).parts:
+            return "ganache"
+    return None
+
+
+def _state_of(kind: LocalKind, cmdline: list[str]) -> str | None:
+    flag = "--database.dbPath" if kind == "ganache" else "--state"
+    if flag in cmdline[:-1]:
+        return str(Path(cmdline[cmdline.index(flag) + 1]).parent)
+    return None
+
+
+def _listeners() -> dict[int, int]:
+    """``{port: pid}`` of every TCP socket listening on this machine (pid when visible)."""
+    ports: dict[int, int] = {}
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return ports
+    for conn in connections:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.pid is not None:
+            ports.setdefault(conn.laddr.port, conn.pid)
+    return ports
+
+
+def _describe(port: int, pid: int) -> ListeningChain | str:
+    """The chain listening on ``port``, or what else the process is (a sentence)."""
+    try:
+        cmdline = psutil.Process(pid).cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied) as exc:
+        return f"a process (pid {pid}) this user cannot inspect: {type(exc).__name__}"
+    kind = _kind_of(cmdline)
+    if kind is None:
+        return f"{Path(cmdline[0]).name if cmdline else 'a process'} (pid {pid})"
+    return ListeningChain(
+        kind=kind,
+        pid=pid,
+        port=port,
+        url=f"http://127.0.0.1:{port}",
+        state_dir=_state_of(kind, cmdline),
+    )
+
+
+def running() -> list[ListeningChain]:
+    """Every Ganache and anvil process listening on this machine, in port order."""
+    found = (_describe(port, pid) for port, pid in sorted(_listeners().items()))
+    return [chain for chain in found if isinstance(chain, ListeningChain)]
+
+
+def stop_port(port: int, *, timeout: float = 15.0) -> ListeningChain | None:
+    """Stop the Ganache or anvil process listening on ``port``, whichever home started it
+    (its state stays on disk; its home's pid record is removed). Returns what was stopped, or
+    ``None`` when nothing listens there. Raises :class:`ChainError`, touching nothing, when the
+    listener is another program."""
+    pid = _listeners().get(port)
+    if pid is None:
+        return None
+    chain = _describe(port, pid)
+    if not isinstance(chain, ListeningChain):
+        raise ChainError(
+            f"port {port} is held by {chain}, not by Ganache or anvil: not stopping it",
+            hint="stop it yourself if it is yours",
+        )
+    try:
+        leads_group = os.getpgid(chain.pid) == chain.pid  # started by `chain up`: own session
+    except ProcessLookupError:
+        return chain
+    if leads_group:
+        _terminate(chain.pid, timeout=timeout)
+    else:
+        _terminate_one(chain.pid, timeout=timeout)
+    record = chain.record()
+    if record is not None:
+        try:
+            recorded = json.loads(record.read_text()).get("pid")
+        except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+            recorded = None
+        if recorded == chain.pid:
+            record.unlink(missing_ok=True)
+    return chain
+
+
+def _terminate_one(pid: int, *, timeout: float) -> None:
+    """SIGTERM one process that leads no process group of its own, SIGKILL after ``timeout``."""
+    try:
+        process = psutil.Process(pid)
+        process.terminate()
+        process.wait(timeout)
+    except psutil.NoSuchProcess:
+        return
+    except psutil.TimeoutExpired:
+        process.kill()

@@ -25,7 +25,6 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from chain.session import Session
 from fl_node.data import NodeData
 from fl_node.model import LoadedModel
 from fl_node.train import NodeTrainConfig, ProgressCallback, TrainSettings, train_round
+from loraledger.display import chain_time
 from loraledger.errors import ChainError, ConfigError, LoRALedgerError, StorageError
 from loraledger.paths import write_json_atomic
 from loraledger.report import RoundReport, fetch_report
@@ -226,9 +226,9 @@ def reveal_round(session: Session, task_id: int, round_: int | None = None) -> S
     if state is not RoundState.REVEALING:
         info = ledger.round(task_id, round_)
         when = (
-            f"opens after chain time {info.deadline}"
+            f"opens after {chain_time(info.deadline, ledger.chain.timestamp())}"
             if state is RoundState.OPEN
-            else f"closed at {info.reveal_deadline}"
+            else f"closed at {chain_time(info.reveal_deadline, ledger.chain.timestamp())}"
         )
         raise RoundUnavailable(
             f"the reveal window of round {round_} of task {task_id} {when} "
@@ -266,11 +266,11 @@ def _check_window(session: Session, task_id: int, round_: int, deadline: int) ->
 
     For a joined node that has not committed, any other state means the window has passed."""
     state = session.ledger.round_state(task_id, round_)
-    closed = f"{deadline} ({datetime.fromtimestamp(deadline, UTC).isoformat(timespec='seconds')})"
+    closed = chain_time(deadline)
     if state is not RoundState.OPEN:
         raise RoundUnavailable(
-            f"the submission window of round {round_} of task {task_id} closed at chain time "
-            f"{closed} (the round is {state.name.lower()})",
+            f"the submission window of round {round_} of task {task_id} closed at {closed} "
+            f"(the round is {state.name.lower()})",
             hint="the node takes part in the next round",
         )
     # the view answers at the last block's time, which stands still on an idle dev chain; the
@@ -278,8 +278,8 @@ def _check_window(session: Session, task_id: int, round_: int, deadline: int) ->
     next_block = max(session.ledger.chain.timestamp(), int(time.time()))
     if next_block > deadline:
         raise RoundUnavailable(
-            f"the submission window of round {round_} of task {task_id} closed at chain time "
-            f"{closed}: the next block comes {next_block - deadline} s after it",
+            f"the submission window of round {round_} of task {task_id} closed at {closed}: "
+            f"the next block comes {next_block - deadline} s after it",
             hint="the node takes part in the next round",
         )
 

@@ -838,7 +838,7 @@ def _load_tensors(data: bytes) -> dict[str, torch.Tensor]:
         ) from None
     if not tensors:
         raise UpdateRejected(REASON_NO_TENSORS, "the artifact holds no tensors")
-    return tensors
+    return _in_name_order(tensors)
 
 
 def _validate_metadata(obj: dict[str, Any], model: type[_M], kind: str) -> _M:
@@ -886,6 +886,14 @@ def _check_tensors(tensors: Mapping[str, torch.Tensor], spec: PeftSpec) -> None:
     for name, tensor in tensors.items():
         if not all_finite(tensor):
             raise UpdateRejected(REASON_NON_FINITE, f"tensor {name} holds NaN or infinity")
+
+
+def _in_name_order(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` ordered by name. safetensors' ``load(bytes)`` returns a file's tensors in a
+    hash map's order, which changes from call to call; everything that walks an adapter's
+    tensors (sums over modules, random draws per tensor) must see one order, or the same bytes
+    give different floats in another process."""
+    return {name: tensors[name] for name in sorted(tensors)}
 
 
 def all_finite(tensor: torch.Tensor) -> bool:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
+from loraledger.display import chain_time
 from scripts.console import console
 from scripts.options import (
     IpfsOption,
@@ -151,7 +152,8 @@ def _print_outcome(session: Session, outcome: RoundOutcome, as_json: bool = Fals
         f"{outcome.finalization.accepted} accepted, {outcome.finalization.rejected} rejected, "
         f"{format_amount(report.rewards.total)} tokens to pay; strategy {report.strategy}; "
         f"signed by {signers} of {len(ledger.validators(outcome.task_id))} validators "
-        f"(quorum {task.quorum}); claimable from chain time {claimable_at}"
+        f"(quorum {task.quorum}); claimable from "
+        f"{chain_time(claimable_at, ledger.chain.timestamp())}"
     )
     slashed = {x.node.lower(): x for x in report.slashes}
     table = Table(
@@ -183,7 +185,14 @@ def _print_outcome(session: Session, outcome: RoundOutcome, as_json: bool = Fals
             "0",
             format_amount(cut.amount) if cut else "-",
         )
-    console.print(table)
+    if report.submissions or report.unrevealed:
+        console.print(table)
+    else:
+        console.print(
+            "no update was revealed in this round: the global adapter keeps its weights and no "
+            "node is paid",
+            highlight=False,
+        )
     if report.validators:
         validators = Table("validator", "score sheet", "agreement", "pay")
         for v in report.validators:
@@ -245,7 +254,7 @@ def open_command(
     info = ledger.round(task, round_)
     console.print(
         f"opened round {round_} of task {task} for {info.eligible} eligible node(s); commitments "
-        f"accepted until chain time {info.deadline}"
+        f"accepted until {chain_time(info.deadline, ledger.chain.timestamp())}"
     )
 
 
@@ -272,6 +281,13 @@ def finalize_command(
     wait: bool = typer.Option(
         False, "--wait", help="Wait for the window or every node instead of failing."
     ),
+    allow_empty: bool = typer.Option(
+        False,
+        "--allow-empty",
+        help="Finalize a round in which no update was revealed: it pays nothing, keeps the "
+        "global adapter and uses up one of the task's rounds (it slashes commitments that "
+        "were never revealed).",
+    ),
     sheet_timeout: float = SheetTimeoutOption,
     quorum_timeout: float = QuorumTimeoutOption,
     network: str = NetworkOption,
@@ -282,7 +298,8 @@ def finalize_command(
     opts: RoundOptions,
 ) -> None:
     """Verify, aggregate, publish and propose one round's result, and wait until a quorum of
-    validators signed it (once: repeating it changes nothing)."""
+    validators signed it (once: repeating it changes nothing). A round in which no update was
+    revealed is refused unless --allow-empty."""
     from loraledger.errors import ChainError
 
     runner = _runner(
@@ -306,9 +323,39 @@ def finalize_command(
     if wait:
         with console.status(f"waiting for round {number} to close"):
             runner.wait(number)
+    if not allow_empty:
+        _refuse_empty(runner.session, task, number)
     with console.status(f"finalizing round {number}: score sheets, result, signatures"):
         outcome = runner.finalize(number)
     _print_outcome(runner.session, outcome, as_json)
+
+
+def _refuse_empty(session: Session, task: int, number: int) -> None:
+    """Refuse to finalize a closed round that no update was revealed in (one clear line)."""
+    from chain.round_state import RoundState
+    from loraledger.errors import ChainError
+
+    ledger = session.ledger
+    if ledger.round_state(task, number) is not RoundState.CLOSED:
+        return  # not ready yet, or decided: `finalize` says which
+    info = ledger.round(task, number)
+    if info.reveals:
+        return
+    details = ledger.task(task)
+    unrevealed = (
+        f"; it would slash the {info.commits} commitment(s) never revealed"
+        if info.commits
+        else ""
+    )
+    raise ChainError(
+        f"round {number} of task {task} has no revealed update: finalizing it pays nothing, "
+        f"keeps the adapter's weights and uses up round {number} of {details.max_rounds}"
+        f"{unrevealed}",
+        hint=f"finalize it anyway with `loraledger aggregator finalize --task {task} "
+        f"--allow-empty` (the next round can then open); a round nobody finalizes can be "
+        f"abandoned after the task's grace period (`loraledger round abandon --task {task}`), "
+        "and its sponsor may then cancel the task",
+    )
 
 
 @app.command("settle")
@@ -340,7 +387,8 @@ def settle_command(
         )
     info = session.ledger.round(task, number)
     until = info.finalized_at + session.ledger.task(task).challenge_window
-    with console.status(f"round {number}: challenge window until chain time {until}"):
+    now = session.ledger.chain.timestamp()
+    with console.status(f"round {number}: challenge window until {chain_time(until, now)}"):
         settled = runner.settle(number, poll_seconds=poll)
     if not settled:
         raise ChainError(

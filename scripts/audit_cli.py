@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
+from loraledger.display import chain_time
 from scripts.console import console
 from scripts.options import IpfsOption, JsonOption, NetworkOption, format_amount, open_cli_session
 
@@ -47,7 +48,7 @@ def _state(r: RoundView) -> str:
     if r.finalized:
         state = "finalized, settled" if r.state == "settled" else "finalized, challengeable"
     else:
-        state = r.state or f"open until {r.deadline}"
+        state = r.state or f"open until {chain_time(r.deadline)}"
     return state + (f" (voided {r.epoch}x)" if r.epoch else "")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import typer
@@ -9,6 +10,7 @@ from rich.table import Table
 
 from chain import local
 from chain.network import DEV_ACCOUNTS, dev_account
+from loraledger.paths import home
 from scripts.console import console
 from scripts.options import NetworkOption, format_amount, open_chain
 
@@ -41,8 +43,24 @@ def up(
 
 
 @app.command()
-def down(kind: str = KindOption) -> None:
+def down(
+    kind: str = KindOption,
+    port: int | None = typer.Option(
+        None,
+        "--port",
+        help="Stop the Ganache or anvil process listening on this port, whichever home "
+        "started it (see `chain status`); anything else on the port is left alone.",
+    ),
+) -> None:
     """Stop the local chain; its state stays on disk for the next `chain up`."""
+    if port is not None:
+        stopped = local.stop_port(port)
+        if stopped is None:
+            console.print(f"nothing listens on port {port}")
+        else:
+            where = f" (state in {stopped.state_dir})" if stopped.state_dir else ""
+            console.print(f"{stopped.kind} on port {port} stopped{where}")
+        return
     if local.stop(_kind(kind)):
         console.print(f"{kind} stopped")
     else:
@@ -51,15 +69,33 @@ def down(kind: str = KindOption) -> None:
 
 @app.command()
 def status() -> None:
-    """Show which local chains are running."""
-    table = Table("chain", "state", "url", "pid")
+    """Show the local chains: this home's, and any other Ganache or anvil process listening on
+    this machine (started from another home or by hand)."""
+    table = Table("chain", "state", "url", "pid", "started from")
+    here = home() / "chains"
+    ours: set[int] = set()
     for kind in ("ganache", "anvil"):
         process = local.status(kind)
         if process is None:
-            table.add_row(kind, "[dim]down[/]", "", "")
+            table.add_row(kind, "[dim]down[/]", "", "", "this home")
         else:
-            table.add_row(kind, "[green]up[/]", process.url, str(process.pid))
+            ours.add(process.pid)
+            table.add_row(kind, "[green]up[/]", process.url, str(process.pid), "this home")
+    for other in local.running():
+        if other.pid in ours:
+            continue
+        state = Path(other.state_dir) if other.state_dir else None
+        origin = (
+            "this home (not recorded)"
+            if state is not None and state.parent == here
+            else str(state.parent.parent)
+            if state is not None
+            else "unknown"
+        )
+        table.add_row(other.kind, "[green]up[/]", other.url, str(other.pid), origin)
     console.print(table)
+    if len(table.rows) > 2:
+        console.print("[dim]stop another home's chain with `loraledger chain down --port PORT`[/]")
 
 
 @app.command()

@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from loraledger.display import chain_time
 from scripts.console import console
 from scripts.options import (
     AccountOption,
@@ -366,8 +367,7 @@ def _locked_until(session: Session, exc: Exception) -> str:
     unlocks_at = int(getattr(exc, "unlocks_at", 0))
     if not unlocks_at:
         return "stays locked until the last round it committed in is settled or abandoned"
-    wait = unlocks_at - session.ledger.chain.timestamp()
-    return f"is locked until chain time {unlocks_at} (in {max(wait, 0)} s)"
+    return f"is locked until {chain_time(unlocks_at, session.ledger.chain.timestamp())}"
 
 
 @app.command("status")

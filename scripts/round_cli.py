@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import typer
 
+from loraledger.display import chain_time
 from scripts.console import console
 from scripts.options import AccountOption, NetworkOption, TaskOption, open_chain, signer
 
@@ -45,10 +46,9 @@ def abandon_command(
     try:
         ledger.abandon_round(task, number, caller)
     except errors.LedgerRoundNotAbandonable as exc:
-        wait = max(int(exc.abandonable_at) - chain.timestamp(), 0)
         raise ChainError(
-            f"round {number} of task {task} can be abandoned from chain time "
-            f"{exc.abandonable_at} (in {wait} s)",
+            f"round {number} of task {task} can be abandoned from "
+            f"{chain_time(int(exc.abandonable_at), chain.timestamp())}",
             hint="until then its aggregator and validators may still finalize it (its reveal "
             "deadline plus the task's grace period)",
         ) from None

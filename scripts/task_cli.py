@@ -25,6 +25,7 @@ from chain.bindings import (
     base_model_hash,
 )
 from chain.deployments import load_deployment
+from loraledger.display import chain_time, compact_time
 from loraledger.errors import ChainError, ConfigError
 from scripts.console import console, err_console
 from scripts.options import (
@@ -398,7 +399,7 @@ def cancel_command(
         except errors.LedgerTaskActive as exc:
             raise ChainError(
                 f"task {task_id} can still go on, so it cannot be cancelled now; if nothing "
-                f"happens, it can be from chain time {exc.cancellable_at}",
+                f"happens, it can be from {chain_time(int(exc.cancellable_at), chain.timestamp())}",
                 hint="a task is cancelled when it cannot go on: no active node, a pool short "
                 "of a round's reward, its last round abandoned, or its aggregator's bond "
                 "missing or slashed",
@@ -572,8 +573,8 @@ def show(
     table = Table(
         "round",
         "state",
-        "deadline",
-        "reveal by",
+        "deadline (UTC)",
+        "reveal by (UTC)",
         "commits",
         "reveals",
         "accepted",
@@ -587,8 +588,8 @@ def show(
         table.add_row(
             str(r.round),
             states[r.round],
-            str(r.deadline),
-            str(r.reveal_deadline),
+            compact_time(r.deadline),
+            compact_time(r.reveal_deadline),
             str(r.commits),
             str(r.reveals),
             str(r.accepted),

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
+from loraledger.display import chain_time
 from scripts.console import console, err_console
 from scripts.options import (
     IpfsOption,
@@ -102,10 +103,9 @@ def withdraw_bond_and_report(session: Session, task: int) -> None:
             hint="bonds come back once the task is complete or cancelled",
         ) from None
     except errors.LedgerBondLocked as exc:
-        wait = max(int(exc.unlocks_at) - ledger.chain.timestamp(), 0)
         raise ChainError(
-            f"the bond of {address} in task {task} is locked until chain time "
-            f"{exc.unlocks_at} (in {wait} s)",
+            f"the bond of {address} in task {task} is locked until "
+            f"{chain_time(int(exc.unlocks_at), ledger.chain.timestamp())}",
             hint="a round's slashes can be made until its slash window ends",
         ) from None
     except errors.LedgerBondSlashed:

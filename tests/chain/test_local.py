@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,41 @@ def test_start_refuses_a_port_taken_by_another_chain(tmp_path: Path) -> None:
             local.start("anvil", port=port, root=tmp_path / "b")
     finally:
         local.stop("anvil", root=tmp_path / "a")
+
+
+def test_a_chain_of_another_home_is_found_and_stopped_by_its_port(tmp_path: Path) -> None:
+    port = free_port()
+    process = local.start("anvil", port=port, root=tmp_path / "a")
+    try:
+        found = [c for c in local.running() if c.port == port]
+        assert found == [
+            local.ListeningChain(
+                kind="anvil",
+                pid=process.pid,
+                port=port,
+                url=f"http://127.0.0.1:{port}",
+                state_dir=str(tmp_path / "a" / "anvil"),
+            )
+        ]
+        assert local.stop_port(port) == found[0]
+    finally:
+        local.stop("anvil", root=tmp_path / "a")
+    with pytest.raises(ProcessLookupError):
+        os.kill(process.pid, 0)
+    assert not (tmp_path / "a" / "anvil" / "process.json").exists()  # its home's record
+    assert (tmp_path / "a" / "anvil" / "state.json").exists()  # its state stays
+    assert local.stop_port(port) is None
+
+
+def test_stop_port_leaves_any_other_program_alone() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with pytest.raises(
+            ChainError,
+            match=rf"port {port} is held by python\S* \(pid {os.getpid()}\), not by Ganache",
+        ):
+            local.stop_port(port)
+        assert port not in {c.port for c in local.running()}
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()  # still listening

@@ -32,6 +32,7 @@ from fl_node.node import (
 )
 from fl_node.train import TrainSettings
 from ipfs import EmbeddedConfig, EmbeddedStore, compute_cid
+from loraledger.display import chain_time
 from loraledger.errors import ChainError, StorageError, UpdateRejected
 from loraledger.report import RewardLine, RewardTable, RoundReport, SubmissionVerdict
 from loraledger.update import Expected, PeftSpec, parse_update
@@ -181,7 +182,7 @@ def test_a_window_the_next_block_would_miss_is_refused_before_training(
     with pytest.raises(RoundUnavailable, match="the next block comes 5 s after it") as info:
         submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
     assert re.search(
-        rf"closed at chain time {deadline} \(\d{{4}}-\d\d-\d\dT[\d:]{{8}}\+00:00\)", str(info.value)
+        rf"closed at {re.escape(chain_time(deadline))}: the next block", str(info.value)
     )
     assert not list((tmp_path / "journal").rglob("*.safetensors"))  # nothing was trained
     assert not env.ledger.submission(task_id, 1, env.nodes[0].address).committed

@@ -131,6 +131,15 @@ def test_build_update_is_deterministic_whatever_the_tensor_order() -> None:
     assert build_update(tensors, metadata()) == build_update(reordered, metadata())
 
 
+def test_parsed_tensors_come_in_name_order_every_time() -> None:
+    # safetensors' reader returns a file's tensors in a hash map's order, which changes from
+    # call to call: a random draw per tensor (the demo's poisoner) or a float sum over modules
+    # then differed between two processes reading the same bytes
+    data = build_update(lora_tensors(), metadata())
+    orders = {tuple(parse_update(data).tensors) for _ in range(20)}
+    assert orders == {tuple(sorted(lora_tensors()))}
+
+
 def test_digest_is_sha256_of_the_exact_bytes_and_accepts_0x_prefix() -> None:
     data = build_update(lora_tensors(), metadata())
     import hashlib

@@ -97,3 +97,26 @@ def test_deploy_on_the_embedded_chain_works_and_says_it_is_ephemeral(tmp_path: P
     assert "LoRALedger" in result.stdout and "ends with this process" in result.stdout.replace(
         "\n", " "
     )
+
+
+def test_chain_status_and_down_reach_a_chain_another_home_started(tmp_path: Path) -> None:
+    port = str(free_port())
+    other, mine = tmp_path / "other", tmp_path / "mine"
+    assert run(other, "chain", "up", "--kind", "anvil", "--port", port).returncode == 0
+    try:
+        status = run(mine, "chain", "status")
+        assert status.returncode == 0, status.stderr
+        (row,) = [line for line in status.stdout.splitlines() if f":{port}" in line]
+        assert "anvil" in row and "up" in row and str(other) in row
+        assert "chain down --port PORT" in status.stdout
+        down = run(mine, "chain", "down", "--port", port)
+        assert down.returncode == 0, down.stderr
+        assert (
+            f"anvil on port {port} stopped (state in {other / 'chains' / 'anvil'})" in down.stdout
+        )
+    finally:
+        run(other, "chain", "down", "--kind", "anvil")
+    after = run(other, "chain", "status")
+    assert f":{port}" not in after.stdout
+    again = run(mine, "chain", "down", "--port", port)
+    assert again.returncode == 0 and f"nothing listens on port {port}" in again.stdout
