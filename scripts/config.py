@@ -14,7 +14,9 @@ Like ``foundry.toml`` or ``brownie-config.yaml``, a TOML file saves repeating op
 The file is ``$LORALEDGER_CONFIG`` when set (it must exist), else ``./loraledger.toml`` in the
 current folder, else ``$LORALEDGER_HOME/config.toml``; the first found is the only one read.
 What the command line says wins, then the option's environment variable
-(``LORALEDGER_NETWORK``, ``LORALEDGER_ACCOUNT``, ``LORALEDGER_IPFS``), then the file, then the
+(``LORALEDGER_NETWORK``, ``LORALEDGER_IPFS``; ``LORALEDGER_NODE_ACCOUNT``,
+``LORALEDGER_AGGREGATOR_ACCOUNT``, ``LORALEDGER_VALIDATOR_ACCOUNT`` for their groups,
+``LORALEDGER_ACCOUNT`` for the others), then the file, then the
 built-in default. Keys are never kept here: accounts are ``dev:N``, ``env:VAR`` or
 ``keystore:PATH`` specs, or an address to look at read-only.
 """

@@ -14,7 +14,6 @@ from rich.table import Table
 from loraledger.display import chain_time
 from scripts.console import console
 from scripts.options import (
-    AccountOption,
     IpfsOption,
     JsonOption,
     NetworkOption,
@@ -27,6 +26,16 @@ from scripts.options import (
 if TYPE_CHECKING:
     from chain.bindings import ClaimRequest
     from chain.session import Session
+
+NodeAccountOption = typer.Option(
+    "dev:2",
+    "--account",
+    "-a",
+    envvar="LORALEDGER_NODE_ACCOUNT",
+    help="The training node's account (dev:2 on local chains: dev:0 sponsors, dev:1 "
+    "aggregates): dev:N, env:VAR or keystore:PATH; a 0x address to look at an account "
+    "read-only (status).",
+)
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -191,7 +200,7 @@ def _report_revealed(s) -> None:
 def join_command(
     task: int = TaskOption,
     network: str = NetworkOption,
-    account: str = AccountOption,
+    account: str = NodeAccountOption,
     ipfs: str | None = IpfsOption,
 ) -> None:
     """Join a task, staking its minimum stake (returned when you leave)."""
@@ -209,7 +218,7 @@ def join_command(
 def train_command(
     task: int = TaskOption,
     network: str = NetworkOption,
-    account: str = AccountOption,
+    account: str = NodeAccountOption,
     ipfs: str | None = IpfsOption,
     *,
     opts: _TrainOptions,
@@ -227,7 +236,7 @@ def reveal_command(
         None, "--round", help="Round to reveal in (default: the task's open round)."
     ),
     network: str = NetworkOption,
-    account: str = AccountOption,
+    account: str = NodeAccountOption,
     ipfs: str | None = IpfsOption,
 ) -> None:
     """Pin and reveal the update this node committed to, once the round is revealing (after the
@@ -243,7 +252,7 @@ def reveal_command(
 def run_command(
     task: int = TaskOption,
     network: str = NetworkOption,
-    account: str = AccountOption,
+    account: str = NodeAccountOption,
     ipfs: str | None = IpfsOption,
     poll: float = typer.Option(2.0, "--poll", help="Seconds between chain polls."),
     *,
@@ -269,7 +278,7 @@ def run_command(
 def claim_command(
     task: int = TaskOption,
     network: str = NetworkOption,
-    account: str = AccountOption,
+    account: str = NodeAccountOption,
     ipfs: str | None = IpfsOption,
 ) -> None:
     """Claim every reward of settled rounds, with their reports' proofs, in one transaction."""
@@ -302,7 +311,7 @@ def print_claims(session: Session, task: int, claimed: list[ClaimRequest]) -> No
 def leave_command(
     task: int = TaskOption,
     network: str = NetworkOption,
-    account: str = AccountOption,
+    account: str = NodeAccountOption,
     ipfs: str | None = IpfsOption,
 ) -> None:
     """Leave a task: stop taking part now, and take the stake back at once, or once the last
@@ -325,7 +334,7 @@ def leave_command(
 def withdraw_command(
     task: int = TaskOption,
     network: str = NetworkOption,
-    account: str = AccountOption,
+    account: str = NodeAccountOption,
     ipfs: str | None = IpfsOption,
 ) -> None:
     """Take back the stake of a node that left (`node leave`), once it is unlocked."""
@@ -374,7 +383,7 @@ def _locked_until(session: Session, exc: Exception) -> str:
 def status_command(
     task: int = TaskOption,
     network: str = NetworkOption,
-    account: str = AccountOption,
+    account: str = NodeAccountOption,
     ipfs: str | None = IpfsOption,
     as_json: bool = JsonOption,
 ) -> None:

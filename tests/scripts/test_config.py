@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
 import pytest
 
 from chain import local
 from loraledger.errors import ConfigError
-from scripts.cli import build_command
+from scripts.cli import _LazyCommand, build_command
 from scripts.config import CliConfig, apply_config, find_config, load_config
 from tests.support.cli import run_cli
 
@@ -61,6 +62,26 @@ def test_the_command_line_and_the_environment_win(monkeypatch: pytest.MonkeyPatc
     assert apply_config(CONFIG, ROOT, given) == [*given, "--ipfs", "embedded:/srv/store"]
     monkeypatch.setenv("LORALEDGER_IPFS", "http://127.0.0.1:5001")
     assert apply_config(CONFIG, ROOT, given) == given
+
+
+def test_node_commands_sign_as_a_node_by_default_never_as_the_sponsor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    context = click.Context(ROOT)
+    lazy = ROOT.get_command(context, "node")
+    node = lazy.load() if isinstance(lazy, _LazyCommand) else lazy
+    assert isinstance(node, click.Group)
+    commands = [node.get_command(context, name) for name in node.list_commands(context)]
+    accounts = {
+        c.name: next(p for p in c.params if p.name == "account") for c in commands if c is not None
+    }
+    assert len(accounts) >= 8 and {a.default for a in accounts.values()} == {"dev:2"}
+    assert {a.envvar for a in accounts.values()} == {"LORALEDGER_NODE_ACCOUNT"}
+    # the node's variable wins over the file; the sponsor's (LORALEDGER_ACCOUNT) does not
+    monkeypatch.setenv("LORALEDGER_ACCOUNT", "dev:9")
+    assert "dev:4" in apply_config(CONFIG, ROOT, ["node", "join", "--task", "1"])
+    monkeypatch.setenv("LORALEDGER_NODE_ACCOUNT", "dev:3")
+    assert "--account" not in apply_config(CONFIG, ROOT, ["node", "join", "--task", "1"])
 
 
 def test_the_first_file_found_is_read_and_a_named_one_must_exist(
