@@ -343,9 +343,7 @@ def _refuse_empty(session: Session, task: int, number: int) -> None:
         return
     details = ledger.task(task)
     unrevealed = (
-        f"; it would slash the {info.commits} commitment(s) never revealed"
-        if info.commits
-        else ""
+        f"; it would slash the {info.commits} commitment(s) never revealed" if info.commits else ""
     )
     raise ChainError(
         f"round {number} of task {task} has no revealed update: finalizing it pays nothing, "
