@@ -34,6 +34,11 @@ _GROUPS: list[tuple[str, str | None, str]] = [
     ("scripts.contracts_cli", "contracts", "Compile the Solidity contracts and check artifacts."),
     ("scripts.deploy_cli", None, "Deploy the contracts and record the deployment."),
     (
+        "scripts.account_cli",
+        "account",
+        "Encrypted keystores for --account keystore:PATH: new, import, show.",
+    ),
+    (
         "scripts.deployments_cli",
         "deployments",
         "The deployments recorded for a chain: list them, make an earlier one current.",
