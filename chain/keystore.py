@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from eth_account import Account
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from loraledger.errors import ConfigError
 
