@@ -16,7 +16,15 @@ import typer
 from loraledger.errors import ConfigError
 from loraledger.update import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, unpack_global_adapter
 from scripts.console import console
-from scripts.options import IpfsOption, JsonOption, NetworkOption, open_cli_session
+from scripts.options import (
+    IpfsOption,
+    JsonOption,
+    NetworkOption,
+    TaskArgument,
+    TaskOrOption,
+    one_task,
+    open_cli_session,
+)
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -28,7 +36,8 @@ def _group() -> None:
 
 @app.command("export")
 def export_command(
-    task: int = typer.Argument(..., help="Task id."),
+    task: int | None = TaskArgument,
+    task_option: int | None = TaskOrOption,
     out: Path = typer.Option(
         ..., "--out", "-o", help="Folder to write adapter_config.json and the weights into."
     ),
@@ -49,6 +58,7 @@ def export_command(
     """Fetch the global adapter a round published, check it against the digest the chain
     recorded, and write adapter_config.json + adapter_model.safetensors, which
     `PeftModel.from_pretrained(base_model, OUT)` loads as is."""
+    task_id = one_task(task, task_option)
     from aggregator.inputs import load_published_adapter
 
     targets = [out / ADAPTER_CONFIG_NAME, out / ADAPTER_WEIGHTS_NAME]
@@ -60,12 +70,14 @@ def export_command(
             hint="pass --force to replace it, or pick another --out",
         )
     session = open_cli_session(network, ipfs)
-    published = load_published_adapter(session.ledger, session.history, session.store, task, round_)
+    published = load_published_adapter(
+        session.ledger, session.history, session.store, task_id, round_
+    )
     unpack_global_adapter(published.adapter, out)
     meta = published.adapter.metadata
     if as_json:
         body = {
-            "task_id": task,
+            "task_id": task_id,
             "round": published.round,
             "cid": published.cid,
             "digest": published.adapter.digest,
@@ -82,7 +94,7 @@ def export_command(
         "initial adapter" if published.round == 0 else f"global adapter of round {published.round}"
     )
     console.print(
-        f"task {task}: the {what} ({meta.peft.method}, rank {meta.peft.rank}, "
+        f"task {task_id}: the {what} ({meta.peft.method}, rank {meta.peft.rank}, "
         f"{meta.num_updates} update(s)), {published.cid}, checked against its on-chain digest",
         highlight=False,
     )

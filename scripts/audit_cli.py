@@ -16,7 +16,16 @@ from rich.table import Table
 
 from loraledger.display import chain_time
 from scripts.console import console
-from scripts.options import IpfsOption, JsonOption, NetworkOption, format_amount, open_cli_session
+from scripts.options import (
+    IpfsOption,
+    JsonOption,
+    NetworkOption,
+    TaskOrOption,
+    format_amount,
+    one_task,
+    open_cli_session,
+)
+from scripts.options import TaskArgument as OptionalTaskArgument
 
 if TYPE_CHECKING:
     from aggregator.audit import Auditor, RoundView
@@ -91,7 +100,8 @@ def tasks_command(
 
 @app.command("rounds")
 def rounds_command(
-    task: int = TaskArgument,
+    task: int | None = OptionalTaskArgument,
+    task_option: int | None = TaskOrOption,
     network: str = NetworkOption,
     ipfs: str | None = IpfsOption,
     as_json: bool = JsonOption,
@@ -100,9 +110,10 @@ def rounds_command(
     aggregate (the validators' median), rewards, report CID."""
     from aggregator.audit import to_json
 
-    rounds = open_auditor(network, ipfs).rounds(task)
+    task_id = one_task(task, task_option)
+    rounds = open_auditor(network, ipfs).rounds(task_id)
     if as_json:
-        console.print_json(json.dumps({"task_id": task, "rounds": to_json(rounds)}))
+        console.print_json(json.dumps({"task_id": task_id, "rounds": to_json(rounds)}))
         return
     table = Table(
         "round",
@@ -130,13 +141,13 @@ def rounds_command(
             format_amount(r.claimed),
             r.report_cid or "-",
         )
-    console.print(table if rounds else f"task {task} has no rounds yet")
+    console.print(table if rounds else f"task {task_id} has no rounds yet")
 
 
 @app.command("round")
 def round_command(
     task: int = TaskArgument,
-    round_: int = typer.Argument(..., metavar="ROUND", help="Round number."),
+    round: int = typer.Argument(..., metavar="ROUND", help="Round number."),
     network: str = NetworkOption,
     ipfs: str | None = IpfsOption,
     as_json: bool = JsonOption,
@@ -144,13 +155,13 @@ def round_command(
     """Every submission of a round: commitment, verdict with reason, weight, reward, claimed."""
     from aggregator.audit import to_json
 
-    detail = open_auditor(network, ipfs).round_detail(task, round_)
+    detail = open_auditor(network, ipfs).round_detail(task, round)
     if as_json:
         console.print_json(json.dumps(to_json(detail)))
         return
     r = detail.round
     console.print(
-        f"[bold]task {task} round {round_}[/]: {_state(r)}"
+        f"[bold]task {task} round {round}[/]: {_state(r)}"
         + (f", report {r.report_cid}" if r.report_cid else "")
     )
     if r.validators:
@@ -196,7 +207,7 @@ def round_command(
 @app.command("verify")
 def verify_command(
     task: int = TaskArgument,
-    round_: int | None = typer.Argument(
+    round: int | None = typer.Argument(
         None, metavar="[ROUND]", help="Round (default: every finalized round)."
     ),
     network: str = NetworkOption,
@@ -242,15 +253,15 @@ def verify_command(
     elif gpu:
         auditor.device = select_compute(True).device
     if as_json:
-        checks = auditor.verify(task, round_)
+        checks = auditor.verify(task, round)
     else:
         with console.status(f"auditing task {task}"):
-            checks = auditor.verify(task, round_)
+            checks = auditor.verify(task, round)
     ok = all(c.ok for c in checks)
     if as_json:
         body = {
             "task_id": task,
-            "round": round_,
+            "round": round,
             "ok": ok,
             "tolerance": {"atol": atol, "rtol": rtol},
             "checks": [c.to_json() for c in checks],

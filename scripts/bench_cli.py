@@ -136,7 +136,7 @@ def train(
     ),
     batch_size: int = typer.Option(4, "--batch-size", "-b"),
     max_length: int = typer.Option(128, "--max-length"),
-    rank: int = typer.Option(8, "--rank", "-r", help="LoRA rank (q/k/v/o)."),
+    rank: int = typer.Option(8, "--rank", help="LoRA rank (q/k/v/o)."),
     repeats: int = typer.Option(2, "--repeats", help="Timed runs per path; the best is kept."),
     gpu: bool = typer.Option(
         False, "--gpu", help="On CUDA: compare with 16-bit and 4-bit loading."

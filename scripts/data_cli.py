@@ -34,7 +34,7 @@ def sample(
         None, help="JSONL file to write (chat messages, labelled by topic); not with --list."
     ),
     topic: list[str] = typer.Option(
-        [], "--topic", "-t", help="Only these topics (repeat the option); default all."
+        [], "--topic", help="Only these topics (repeat the option); default all."
     ),
     list_topics: bool = typer.Option(False, "--list", help="List the topics and exit."),
 ) -> None:
@@ -57,7 +57,7 @@ def sample(
 @app.command()
 def split(
     source: Path = typer.Argument(..., help="Data file or folder (JSON, JSONL, CSV)."),
-    nodes: int = typer.Option(..., "--nodes", "-n", help="Number of node shards."),
+    nodes: int = typer.Option(..., "--nodes", "-N", help="Number of node shards."),
     strategy: str = typer.Option(
         "iid", "--strategy", "-s", help="iid, label (whole labels per node) or dirichlet."
     ),

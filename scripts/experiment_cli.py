@@ -35,7 +35,7 @@ TinyOption = typer.Option(
     False, "--tiny", help="A tiny model built on the fly (tests; numbers mean nothing)."
 )
 RoundsOption = typer.Option(4, "--rounds", "-r", help="Federated rounds.")
-StepsOption = typer.Option(5, "--steps", "-s", help="Optimizer steps per node per round.")
+StepsOption = typer.Option(5, "--steps", "-S", help="Optimizer steps per node per round.")
 SeedOption = typer.Option(0, "--seed", help="Seed of the split, the LoRA init and the batches.")
 OutOption = typer.Option(
     None,
@@ -167,7 +167,7 @@ def _execute(title: str, total_steps: int, out: Path, work: Callable[[Hooks], Re
 def fl_vs_local(
     model: str = ModelOption,
     tiny: bool = TinyOption,
-    nodes: int = typer.Option(4, "--nodes", "-n", help="Nodes (shards of the bundled data)."),
+    nodes: int = typer.Option(4, "--nodes", "-N", help="Nodes (shards of the bundled data)."),
     rounds: int = RoundsOption,
     steps: int = StepsOption,
     seed: int = SeedOption,
@@ -216,7 +216,7 @@ def nodes_command(
     model: str = ModelOption,
     tiny: bool = TinyOption,
     rounds: int = typer.Option(3, "--rounds", "-r", help="Federated rounds."),
-    steps: int = typer.Option(2, "--steps", "-s", help="Optimizer steps per node per round."),
+    steps: int = typer.Option(2, "--steps", "-S", help="Optimizer steps per node per round."),
     seed: int = SeedOption,
     out: Path | None = OutOption,
     batch_size: int = typer.Option(2, "--batch-size", "-b", help="Examples per optimizer step."),
@@ -269,9 +269,9 @@ def ranks_command(
     ranks: str = typer.Option("2,4,8", "--ranks", help="LoRA ranks, cycled over the nodes."),
     model: str = ModelOption,
     tiny: bool = TinyOption,
-    nodes: int = typer.Option(6, "--nodes", "-n", help="Nodes (shards of the bundled data)."),
+    nodes: int = typer.Option(6, "--nodes", "-N", help="Nodes (shards of the bundled data)."),
     rounds: int = RoundsOption,
-    steps: int = typer.Option(3, "--steps", "-s", help="Optimizer steps per node per round."),
+    steps: int = typer.Option(3, "--steps", "-S", help="Optimizer steps per node per round."),
     seed: int = SeedOption,
     out: Path | None = OutOption,
     batch_size: int = typer.Option(2, "--batch-size", "-b", help="Examples per optimizer step."),
@@ -328,9 +328,9 @@ def robustness_command(
     ),
     model: str = ModelOption,
     tiny: bool = TinyOption,
-    nodes: int = typer.Option(8, "--nodes", "-n", help="Nodes (shards of the bundled data)."),
+    nodes: int = typer.Option(8, "--nodes", "-N", help="Nodes (shards of the bundled data)."),
     rounds: int = typer.Option(2, "--rounds", "-r", help="Federated rounds."),
-    steps: int = typer.Option(3, "--steps", "-s", help="Optimizer steps per node per round."),
+    steps: int = typer.Option(3, "--steps", "-S", help="Optimizer steps per node per round."),
     seed: int = SeedOption,
     out: Path | None = OutOption,
     batch_size: int = typer.Option(2, "--batch-size", "-b", help="Examples per optimizer step."),
@@ -393,7 +393,7 @@ def robustness_command(
 def quantization_command(
     model: str = ModelOption,
     tiny: bool = TinyOption,
-    nodes: int = typer.Option(4, "--nodes", "-n", help="Nodes (shards of the bundled data)."),
+    nodes: int = typer.Option(4, "--nodes", "-N", help="Nodes (shards of the bundled data)."),
     rounds: int = RoundsOption,
     steps: int = StepsOption,
     seed: int = SeedOption,
@@ -447,7 +447,7 @@ def incentives_command(
     honest: int = typer.Option(3, "--honest", help="Honest nodes next to the attackers."),
     sybils: int = typer.Option(4, "--sybils", help="Accounts of the Sybil attacker."),
     rounds: int = typer.Option(2, "--rounds", "-r", help="Rounds of each run."),
-    steps: int = typer.Option(4, "--steps", "-s", help="Optimizer steps per node per round."),
+    steps: int = typer.Option(4, "--steps", "-S", help="Optimizer steps per node per round."),
     tiny: bool = typer.Option(
         True, "--tiny/--smollm2", help="The tiny model (minutes) or SmolLM2-135M (an hour)."
     ),

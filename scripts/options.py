@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import click
 import typer
 
 from aggregator.names import REWARD_RULES, STRATEGIES
@@ -135,6 +136,23 @@ IpfsOption = typer.Option(
 
 TaskOption = typer.Option(..., "--task", "-t", help="Task id.")
 """The task a role's command acts on (``loraledger task`` commands take it as an argument)."""
+
+TaskArgument = typer.Argument(
+    None, metavar="[TASK]", help="Task id (or --task/-t).", show_default=False
+)
+TaskOrOption = typer.Option(None, "--task", "-t", help="Task id (or the TASK argument).")
+"""A command whose only argument is a task takes it either way: ``task show 1`` or
+``task show --task 1`` (see :func:`one_task`)."""
+
+
+def one_task(argument: int | None, option: int | None) -> int:
+    """The task id given as the TASK argument or as ``--task`` (a usage error: neither, or two
+    different ones)."""
+    if argument is None and option is None:
+        raise click.UsageError("which task? give its id: TASK or --task N")
+    if argument is not None and option is not None and argument != option:
+        raise click.UsageError(f"two tasks given: TASK {argument} and --task {option}")
+    return argument if argument is not None else int(option or 0)
 
 
 def with_option_group(

@@ -33,7 +33,10 @@ from scripts.options import (
     IpfsOption,
     JsonOption,
     NetworkOption,
+    TaskArgument,
+    TaskOrOption,
     format_amount,
+    one_task,
     open_chain,
     open_cli_session,
     parse_amount,
@@ -376,7 +379,8 @@ def fund_command(
 
 @app.command("cancel")
 def cancel_command(
-    task_id: int = typer.Argument(..., help="Task id."),
+    task: int | None = TaskArgument,
+    task_option: int | None = TaskOrOption,
     network: str = NetworkOption,
     account: str = AccountOption,
 ) -> None:
@@ -387,11 +391,12 @@ def cancel_command(
     or slashed, or nothing happened for its grace period. Rewards of finalized rounds stay
     reserved for their claims; bonds and stakes come back to their owners.
     """
+    task_id = one_task(task, task_option)
     chain = open_chain(network)
     sponsor = signer(account, chain.network)
     ledger = load_deployment(chain).ledger_contract(chain)
-    task = ledger.task(task_id)
-    if task.cancelled:
+    task_info = ledger.task(task_id)
+    if task_info.cancelled:
         console.print(f"task {task_id} was already cancelled")
     else:
         try:
@@ -422,11 +427,13 @@ def cancel_command(
 
 @app.command("withdraw")
 def withdraw_command(
-    task_id: int = typer.Argument(..., help="Task id."),
+    task: int | None = TaskArgument,
+    task_option: int | None = TaskOrOption,
     network: str = NetworkOption,
     account: str = AccountOption,
 ) -> None:
     """Take back the unreserved pool of a complete or cancelled task (the sponsor)."""
+    task_id = one_task(task, task_option)
     chain = open_chain(network)
     sponsor = signer(account, chain.network)
     ledger = load_deployment(chain).ledger_contract(chain)
@@ -485,26 +492,28 @@ def list_command(network: str = NetworkOption, as_json: bool = JsonOption) -> No
 
 @app.command()
 def show(
-    task_id: int = typer.Argument(..., help="Task id."),
+    task: int | None = TaskArgument,
+    task_option: int | None = TaskOrOption,
     network: str = NetworkOption,
     ipfs: str | None = IpfsOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Show one task: its base model and adapter (from its initial adapter, checked against the
     chain), its terms, its aggregator and validators with their bonds, its rounds."""
+    task_id = one_task(task, task_option)
     session = open_cli_session(network, ipfs)
     ledger = session.ledger
-    task = ledger.task(task_id)
-    model = _model_json(session, task)
+    task_info = ledger.task(task_id)
+    model = _model_json(session, task_info)
     validators = ledger.validators(task_id)
-    rounds = [ledger.round(task_id, r) for r in range(1, task.rounds_opened + 1)]
+    rounds = [ledger.round(task_id, r) for r in range(1, task_info.rounds_opened + 1)]
     states = {r.round: ledger.round_state(task_id, r.round).name.lower() for r in rounds}
-    parties = [("aggregator", task.aggregator, task.aggregator_bond)] + [
-        (f"validator {i}", v, task.validator_bond) for i, v in enumerate(validators)
+    parties = [("aggregator", task_info.aggregator, task_info.aggregator_bond)] + [
+        (f"validator {i}", v, task_info.validator_bond) for i, v in enumerate(validators)
     ]
     bonds = {address: ledger.bond_of(task_id, address) for _, address, _ in parties}
     if as_json:
-        body = _task_json(task) | {
+        body = _task_json(task_info) | {
             "model": model,
             "validators": validators,
             "bonds": {
@@ -547,7 +556,7 @@ def show(
             soft_wrap=True,
             highlight=False,
         )
-    for key, value in _task_json(task).items():
+    for key, value in _task_json(task_info).items():
         shown = (
             f"{format_amount(int(str(value)))} LLT"
             if key in amounts
@@ -594,7 +603,7 @@ def show(
             str(r.reveals),
             str(r.accepted),
             str(r.rejected),
-            f"{r.signers.bit_count()}/{task.quorum}",
+            f"{r.signers.bit_count()}/{task_info.quorum}",
             format_amount(r.reward_total),
             format_amount(r.claimed),
         )

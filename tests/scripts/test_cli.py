@@ -3,8 +3,10 @@ error naming its module and the import error, never a group quietly missing."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 
 from scripts import cli
@@ -64,3 +66,57 @@ def test_every_group_imports_and_shows_its_help(
     code, out, err = run_cli(capsys, name, "--help")
     assert code == 0, err
     assert "Usage:" in out
+
+
+# one letter, one meaning: the README's table of short options
+SHORT_OPTIONS = {
+    "-a": {"--account"},
+    "-b": {"--batch-size"},
+    "-d": {"--data"},
+    "-k": {"--kind"},
+    "-m": {"--model"},
+    "-n": {"--network"},
+    "-N": {"--nodes"},
+    "-o": {"--out", "--out-dir"},
+    "-p": {"--port"},
+    "-r": {"--round", "--rounds"},
+    "-s": {"--strategy"},
+    "-S": {"--steps"},
+    "-t": {"--task"},
+    "-v": {"--verbose"},
+    "-y": {"--yes"},
+}
+
+
+def _commands(command: click.Command, path: str = "") -> Iterator[tuple[str, click.Command]]:
+    if isinstance(command, cli._LazyCommand):
+        command = command.load()
+    yield path, command
+    if isinstance(command, click.Group):
+        context = click.Context(command)
+        for name in command.list_commands(context):
+            child = command.get_command(context, name)
+            if child is not None:
+                yield from _commands(child, f"{path} {name}".strip())
+
+
+def test_a_short_option_means_one_thing_in_every_command() -> None:
+    seen: dict[str, set[str]] = {}
+    where: dict[tuple[str, str], str] = {}
+    for path, command in _commands(cli.build_command()):
+        for param in command.params:
+            if not isinstance(param, click.Option):
+                continue
+            long = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+            for short in (o for o in param.opts if len(o) == 2):
+                seen.setdefault(short, set()).add(long)
+                where.setdefault((short, long), path)
+    unexpected = {
+        short: {
+            f"{long} ({where[short, long]})" for long in longs - SHORT_OPTIONS.get(short, set())
+        }
+        for short, longs in seen.items()
+        if longs - SHORT_OPTIONS.get(short, set())
+    }
+    assert unexpected == {}
+    assert {"-n", "-a", "-t", "-r", "-s", "-N", "-S"} <= seen.keys()  # the walk saw them

@@ -13,7 +13,7 @@ from chain import local
 from chain.network import dev_account
 from tests.aggregator.round_builders import SPEC
 from tests.support.chain import BASE_MODEL, TOKEN
-from tests.support.cli import create_cli_task, invoke, user_error
+from tests.support.cli import create_cli_task, invoke, run_cli, user_error
 
 
 @pytest.fixture
@@ -175,3 +175,25 @@ def test_task_cancel_refuses_a_task_that_can_go_on_and_one_with_a_round_in_fligh
     assert "error: task 1 has round 1 in flight (open)" in err
     assert "loraledger round abandon --task 1 --round 1" in err
     assert not task.ledger.task(1).cancelled
+
+
+def test_a_task_is_named_by_its_argument_or_by_task_alike(
+    network: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_cli_task(network, tmp_path / "store", "--fund", "500", "--validator", "dev:5")
+    shown = invoke("task", "show", "1", "--network", network, "--json")
+    assert invoke("task", "show", "--task", "1", "--network", network, "--json") == shown
+    assert invoke("task", "show", "-t", "1", "-n", network, "--json") == shown
+    rounds = invoke("audit", "rounds", "1", "--network", network, "--json")
+    assert invoke("audit", "rounds", "-t", "1", "--network", network, "--json") == rounds
+    for command in (
+        ["task", "show"],
+        ["task", "cancel"],
+        ["task", "withdraw"],
+        ["audit", "rounds"],
+    ):
+        code, _, err = run_cli(capsys, *command, "--network", network)
+        assert code == 2 and "which task? give its id: TASK or --task N" in err
+        code, _, err = run_cli(capsys, *command, "1", "--task", "2", "--network", network)
+        assert code == 2 and "two tasks given: TASK 1 and --task 2" in err
+    assert invoke("task", "show", "1", "--task", "1", "--network", network, "--json") == shown

@@ -24,7 +24,16 @@ def loraledger(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_sample_then_split_by_label_writes_one_topic_per_node(tmp_path: Path) -> None:
     made = loraledger(
-        "data", "sample", "s.jsonl", "-t", "ai", "-t", "food", "-t", "sports", cwd=tmp_path
+        "data",
+        "sample",
+        "s.jsonl",
+        "--topic",
+        "ai",
+        "--topic",
+        "food",
+        "--topic",
+        "sports",
+        cwd=tmp_path,
     )
     assert made.returncode == 0, made.stderr
     assert Counter(e.label for e in load_examples(tmp_path / "s.jsonl")) == {
@@ -55,8 +64,8 @@ def test_bad_data_file_is_one_error_line_with_a_hint_and_no_traceback(tmp_path: 
 
 
 def test_more_nodes_than_labels_is_refused_with_a_hint(tmp_path: Path) -> None:
-    assert loraledger("data", "sample", "s.jsonl", "-t", "food", cwd=tmp_path).returncode == 0
-    result = loraledger("data", "split", "s.jsonl", "-n", "2", "-s", "label", cwd=tmp_path)
+    assert loraledger("data", "sample", "s.jsonl", "--topic", "food", cwd=tmp_path).returncode == 0
+    result = loraledger("data", "split", "s.jsonl", "-N", "2", "-s", "label", cwd=tmp_path)
     assert result.returncode == 1 and "1 labels cannot fill 2 shards" in result.stderr
     assert "dirichlet" in result.stderr
 
