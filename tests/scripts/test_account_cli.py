@@ -28,8 +28,9 @@ def test_a_new_keystore_asks_the_password_twice_and_never_shows_the_key(tmp_path
     made = _account("new", str(path), stdin="correct horse\ncorrect horse\n")
     assert made.exit_code == 0, made.output
     address = _account("show", str(path)).output.strip()
-    assert f"keystore {path} holds account {address}" in " ".join(made.output.split())
-    assert f"--accountkeystore:{path}" in "".join(made.output.split())
+    said = "".join(made.output.split())  # rich wraps long paths anywhere
+    assert f"keystore{path}holdsaccount{address}" in said
+    assert f"--accountkeystore:{path}" in said
     key = Account.decrypt(path.read_text(), "correct horse")
     assert key.hex() not in made.output and Account.from_key(key).address == address
 
