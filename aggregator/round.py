@@ -85,6 +85,7 @@ from chain import errors
 from chain.bindings import Finalization, Round, Task, base_model_hash
 from chain.events import RoundFinalized
 from chain.merkle import SlashTree
+from chain.progress import awaiting
 from chain.round_state import RoundState
 from chain.session import Session
 from loraledger.display import chain_time
@@ -199,8 +200,11 @@ class RoundRunner:
         checkpoint: Callable[[str], None] | None = None,
         sheet_timeout: float = 60.0,
         quorum_timeout: float | None = 600.0,
+        on_wait: Callable[[str], None] | None = None,
     ) -> None:
         self.session = session
+        # told what a wait waits for and until when (chain.progress.awaiting), at every poll
+        self.on_wait = on_wait
         self.task_id = task_id
         self.settings = settings or RoundSettings()
         # one compute for every round, recorded in each report (params.compute) for re-runs
@@ -264,9 +268,24 @@ class RoundRunner:
         while not done():
             if should_stop() or (timeout is not None and time.monotonic() - began > timeout):
                 return False
+            self._tell_wait(round_)
             time.sleep(poll_seconds)
             chain.keep_clock()
         return True
+
+    def _tell_wait(self, round_: int) -> None:
+        if self.on_wait is None:
+            return
+        ledger = self.session.ledger
+        self.on_wait(
+            awaiting(
+                ledger.round(self.task_id, round_),
+                ledger.round_state(self.task_id, round_),
+                ledger.chain.timestamp(),
+                quorum=self.task.quorum,
+                challenge_window=self.task.challenge_window,
+            )
+        )
 
     # ------------------------------------------------------------------ finalize
 

@@ -31,6 +31,7 @@ from aggregator.verify import Evaluator
 from chain import errors
 from chain.attest import sign_result
 from chain.bindings import ZERO_DIGEST, Finalization, Token
+from chain.progress import awaiting
 from chain.round_state import RoundState
 from chain.session import Session
 from loraledger.errors import ChainError, LoRALedgerError
@@ -235,9 +236,11 @@ class Validator:
         poll_seconds: float = 2.0,
         should_stop: Callable[[], bool] = lambda: False,
         max_rounds: int | None = None,
+        on_wait: Callable[[str], None] | None = None,
     ) -> int:
         """Validate rounds as they come until the task is over (or ``max_rounds`` finalized);
-        returns the rounds seen finalized."""
+        returns the rounds seen finalized. ``on_wait`` is told, at every poll, what the round
+        waits for and until when (:func:`chain.progress.awaiting`)."""
         ledger = self.session.ledger
         done: set[int] = set()
         while not should_stop() and (max_rounds is None or len(done) < max_rounds):
@@ -249,6 +252,17 @@ class Validator:
                     done.add(last)
             if task.cancelled or (ledger.is_complete(self.task_id) and last in done):
                 break
+            if on_wait is not None:
+                number = last if last and last not in done else last + 1
+                on_wait(
+                    awaiting(
+                        ledger.round(self.task_id, number),
+                        ledger.round_state(self.task_id, number),
+                        ledger.chain.timestamp(),
+                        quorum=task.quorum,
+                        challenge_window=task.challenge_window,
+                    )
+                )
             time.sleep(poll_seconds)
             ledger.chain.keep_clock()
         return len(done)

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from chain import errors
-from chain.bindings import ClaimRequest, Member, Token, commitment_hash
+from chain.bindings import ClaimRequest, Member, Submission, Token, commitment_hash
 from chain.merkle import leaf_hash, verify
+from chain.progress import awaiting
 from chain.round_state import RoundState
 from chain.session import Session
 from fl_node.data import NodeData
@@ -385,11 +386,14 @@ def run(
     should_stop: Callable[[], bool] = lambda: False,
     on_submitted: Callable[[SubmittedUpdate], None] | None = None,
     on_revealed: Callable[[SubmittedUpdate], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> list[SubmittedUpdate]:
     """Loop until the task is complete (or ``max_rounds`` commitments, each revealed or past
     its reveal window): commit (``train_one``) in an ``OPEN`` round this node has not committed
     to; reveal in a ``REVEALING`` round it committed to and has not revealed. A missed window
-    waits for the next round. Returns the updates, revealed ones with their CID."""
+    waits for the next round. Returns the updates, revealed ones with their CID.
+
+    ``on_wait`` is told, at every poll that waits, what the node waits for and until when."""
     done: list[SubmittedUpdate] = []
     ledger = session.ledger
     while (
@@ -432,8 +436,35 @@ def run(
             and len(done) >= max_rounds
         ):
             break  # the reveal window is over: nothing left to do for this round
+        if on_wait is not None:
+            on_wait(_node_waits(session, task_id, round_, stored, eligible))
         time.sleep(poll_seconds)
     return done
+
+
+def _node_waits(
+    session: Session, task_id: int, round_: int, stored: Submission | None, eligible: bool
+) -> str:
+    """What a node polling in :func:`run` waits for (:func:`chain.progress.awaiting`), with
+    where it stands itself."""
+    ledger = session.ledger
+    task = ledger.task(task_id)
+    number = round_ or task.rounds_opened + 1
+    state = ledger.round_state(task_id, number) if round_ else RoundState.UNOPENED
+    said = awaiting(
+        ledger.round(task_id, number),
+        state,
+        ledger.chain.timestamp(),
+        quorum=task.quorum,
+        challenge_window=task.challenge_window,
+    )
+    if stored is not None and stored.revealed:
+        return f"revealed; {said}"
+    if stored is not None and stored.committed:
+        return f"committed; {said}"
+    if round_ and not eligible:
+        return f"joined during round {round_}, takes part from the next; {said}"
+    return said
 
 
 # ------------------------------------------------------------------------- rewards

@@ -321,8 +321,10 @@ def finalize_command(
             f"task {task} has no round yet", hint=f"`loraledger aggregator open --task {task}`"
         )
     if wait:
-        with console.status(f"waiting for round {number} to close"):
+        with console.status(f"waiting for round {number} to close") as status:
+            runner.on_wait = status.update
             runner.wait(number)
+            runner.on_wait = None
     if not allow_empty:
         _refuse_empty(runner.session, task, number)
     with console.status(f"finalizing round {number}: score sheets, result, signatures"):
@@ -427,7 +429,8 @@ def run_command(
         quorum_timeout=quorum_timeout,
     )
     ledger = runner.session.ledger
-    with _bond_hint(task):
+    with _bond_hint(task), console.status(f"running task {task}") as status:
+        runner.on_wait = lambda text: status.update(f"task {task}: {text}")
         done = runner.run(
             max_rounds=rounds,
             poll_seconds=poll,

@@ -24,8 +24,11 @@ from scripts.options import (
 )
 
 if TYPE_CHECKING:
+    from rich.status import Status
+
     from chain.bindings import ClaimRequest
     from chain.session import Session
+    from fl_node.node import SubmittedUpdate
 
 NodeAccountOption = typer.Option(
     "dev:2",
@@ -159,24 +162,39 @@ def _trainer(session, task_id: int, opts: _TrainOptions):
 
     def train_one():
         round_ = session.ledger.open_round(task_id)  # once, not on every step: it costs RPC calls
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn("loss {task.fields[loss]}"),
-            TimeRemainingColumn(),
-            console=console,
-        ) as bar:
-            job = bar.add_task(f"round {round_}", total=None, loss="-")
+        # a spinner until the first step (start adapter, checks, evaluation before), then the
+        # bar: nothing is drawn for a round that fails its checks before training
+        waiting = console.status(
+            f"round {round_}: fetching the start adapter, checking, evaluating"
+        )
+        bar: Progress | None = None
+        job = None
 
-            def progress(step) -> None:
-                bar.update(
-                    job, total=step.total_steps, completed=step.step, loss=f"{step.loss:.3f}"
+        def progress(step) -> None:
+            nonlocal bar, job
+            if bar is None:
+                waiting.stop()
+                bar = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    TextColumn("{task.completed}/{task.total}"),
+                    TextColumn("loss {task.fields[loss]}"),
+                    TimeRemainingColumn(),
+                    console=console,
                 )
+                bar.start()
+                job = bar.add_task(f"round {round_}", total=step.total_steps, loss="-")
+            bar.update(job, total=step.total_steps, completed=step.step, loss=f"{step.loss:.3f}")
 
+        waiting.start()
+        try:
             return submit_round(
                 session, task_id, model, data, peft=peft, settings=settings, progress=progress
             )
+        finally:
+            waiting.stop()
+            if bar is not None:
+                bar.stop()
 
     return train_one
 
@@ -263,15 +281,46 @@ def run_command(
     from fl_node.node import run
 
     session = _session(network, account, ipfs)
-    done = run(
-        session,
-        task,
-        _trainer(session, task, opts),
-        poll_seconds=poll,
-        on_submitted=_report_submitted,
-        on_revealed=_report_revealed,
-    )
+    trainer = _trainer(session, task, opts)
+    waiting = _Waiting()
+
+    def train_one() -> SubmittedUpdate:
+        waiting.stop()  # training shows its own progress bar
+        return trainer()
+
+    try:
+        done = run(
+            session,
+            task,
+            train_one,
+            poll_seconds=poll,
+            on_submitted=_report_submitted,
+            on_revealed=_report_revealed,
+            on_wait=lambda text: waiting.update(f"task {task}: {text}"),
+        )
+    finally:
+        waiting.stop()
     console.print(f"task {task} is complete; this node submitted {len(done)} update(s) in this run")
+
+
+class _Waiting:
+    """A spinner line shown only while ``node run`` waits (rich shows one live display at a
+    time, and training has its own)."""
+
+    def __init__(self) -> None:
+        self._status: Status | None = None
+
+    def update(self, text: str) -> None:
+        if self._status is None:
+            self._status = console.status(text)
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
 
 @app.command("claim")

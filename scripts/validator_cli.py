@@ -192,8 +192,12 @@ def run_command(
             highlight=False,
         )
     validator = Validator(session, task, evaluator, settings, propose_after=propose_after)
-    with console.status(f"validating task {task} as {session.address}"):
-        seen = validator.run(poll_seconds=poll, max_rounds=rounds)
+    with console.status(f"validating task {task} as {session.address}") as status:
+        seen = validator.run(
+            poll_seconds=poll,
+            max_rounds=rounds,
+            on_wait=lambda text: status.update(f"validating task {task}: {text}"),
+        )
     console.print(f"task {task}: {seen} round(s) seen finalized while validating")
     _print_status(session, task, as_json=False)
 

@@ -22,6 +22,7 @@ from chain.round_state import RoundState
 from chain.session import Session
 from fl_node.node import claim
 from ipfs import compute_cid
+from loraledger.display import chain_time
 from loraledger.errors import ChainError
 from loraledger.update import Expected, PeftSpec, parse_global_adapter
 from tests.aggregator.round_builders import (
@@ -440,6 +441,23 @@ def test_run_goes_round_after_round_carrying_the_server_optimizer_state(
         ("accepted", None)
     ] * 6
     assert world.runner(settings).run(poll_seconds=0.01) == []  # complete: nothing more to do
+
+
+def test_a_wait_tells_what_it_waits_for_and_until_when(embedded: LedgerEnv, tmp_path: Path) -> None:
+    world = make_world(embedded, tmp_path, nodes=3, max_rounds=1)
+    heard: list[str] = []
+    runner = world.runner(on_wait=heard.append)
+    round_ = runner.open()
+    deadline = embedded.ledger.round(world.task_id, round_).deadline
+    assert not runner.wait(round_, poll_seconds=0.01, timeout=0.2)  # nobody commits
+    assert heard, "a wait of 0.2 s polled at least once"
+    assert all(
+        h.startswith(
+            f"round 1: 0 of 3 nodes committed; the commit window closes at {chain_time(deadline)} "
+            "(in "
+        )
+        for h in heard
+    )
 
 
 @pytest.mark.ganache

@@ -454,11 +454,22 @@ def test_a_node_that_joined_during_an_open_round_commits_only_from_the_next_one(
             env.open(task_id)
         return False
 
+    heard: list[str] = []
     done = node_mod.run(
-        session, task_id, fake_train_one, poll_seconds=0, should_stop=aggregator_between_polls
+        session,
+        task_id,
+        fake_train_one,
+        poll_seconds=0,
+        should_stop=aggregator_between_polls,
+        on_wait=heard.append,
     )
 
     assert attempts == [2] and [d.round for d in done] == [2]
+    # what it waited for, said while it waited: round 1 was not its own
+    assert heard[0].startswith(
+        "joined during round 1, takes part from the next; round 1: 0 of 1 commitments "
+        "revealed; the reveal window closes at "
+    )
     assert not env.ledger.submission(task_id, 1, session.address).exists
     assert env.ledger.submission(task_id, 2, session.address).committed
 
