@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -165,6 +166,9 @@ class Chain:
     network: NetworkSpec
     chain_id: int
     decoder: ErrorDecoder = field(default_factory=lambda: ErrorDecoder([]))
+    # told of every transaction this connection got mined: what it was and its receipt (the
+    # CLI prints hash, block and gas of every write through it)
+    on_mined: Callable[[str, TxReceipt], None] | None = field(default=None, repr=False)
     _log_cache: dict[tuple[Any, ...], _CachedLogs] = field(
         default_factory=dict, init=False, repr=False
     )
@@ -254,6 +258,8 @@ class Chain:
         logger.debug(
             "%s mined in block %s, gas %s", what, receipt["blockNumber"], receipt["gasUsed"]
         )
+        if self.on_mined is not None:
+            self.on_mined(what, receipt)
         return receipt
 
     def _replay_revert(self, tx_hash: Any, block: int) -> ContractRevert | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["chain_time", "compact_time", "relative"]
+__all__ = ["chain_time", "compact_time", "relative", "transaction"]
 
 
 def relative(seconds: int) -> str:
@@ -28,6 +28,12 @@ def relative(seconds: int) -> str:
     else:
         amount = f"{size / 86400:.1f} days"
     return f"in {amount}" if seconds > 0 else f"{amount} ago"
+
+
+def transaction(what: str, tx_hash: bytes | str, block: int, gas: int) -> str:
+    """``join: 0x…(64 hex) in block 42, gas 85,123``: one mined write."""
+    text = tx_hash.hex() if isinstance(tx_hash, bytes) else str(tx_hash)
+    return f"{what}: 0x{text.removeprefix('0x')} in block {block}, gas {gas:,}"
 
 
 def compact_time(timestamp: int) -> str:

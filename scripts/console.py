@@ -5,16 +5,34 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from loraledger.display import transaction
 from loraledger.errors import LoRALedgerError
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def report_transaction(what: str, receipt: Any) -> None:
+    """One dim line on stderr for every write a command got mined (stdout stays the command's
+    output, JSON included): what it called, the transaction hash, its block and gas."""
+    err_console.print(
+        transaction(
+            what,
+            bytes(receipt["transactionHash"]),
+            int(receipt["blockNumber"]),
+            int(receipt["gasUsed"]),
+        ),
+        style="dim",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def setup_logging(verbose: int) -> None:

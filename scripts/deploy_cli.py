@@ -6,8 +6,15 @@ import typer
 
 from chain.deployments import check_replaceable, deploy, record_path, recorded
 from chain.network import DEV_ACCOUNTS, dev_account
-from scripts.console import console
-from scripts.options import AccountOption, NetworkOption, open_chain, parse_amount, signer
+from scripts.console import console, err_console, report_transaction
+from scripts.options import (
+    AccountOption,
+    NetworkOption,
+    format_amount,
+    open_chain,
+    parse_amount,
+    signer,
+)
 
 
 def deploy_command(
@@ -64,10 +71,19 @@ def deploy_command(
         per_account = parse_amount(dev_tokens)
         if chain.network.is_local and per_account > 0:
             token = deployment.token_contract(chain)
+            transfers: list[int] = []  # one summary line, not a line per dev account
+            chain.on_mined = lambda _what, receipt: transfers.append(int(receipt["gasUsed"]))
             for index in range(DEV_ACCOUNTS):
                 address = dev_account(chain.network, index).address
                 if address != deployer.address:
                     token.transfer(address, per_account, deployer)
+            chain.on_mined = report_transaction
+            err_console.print(
+                f"{len(transfers)} transfers of {format_amount(per_account)} LLT to the dev "
+                f"accounts, gas {sum(transfers):,} in all",
+                style="dim",
+                highlight=False,
+            )
     console.print(f"LoRALedger  [bold]{deployment.ledger}[/]")
     console.print(f"LedgerToken [bold]{deployment.token}[/]")
     console.print(

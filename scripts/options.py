@@ -17,6 +17,7 @@ import typer
 
 from aggregator.names import REWARD_RULES, STRATEGIES
 from loraledger.errors import ConfigError
+from scripts.console import report_transaction
 
 if TYPE_CHECKING:  # web3, eth-account and torch load slowly: commands that need them import them
     from eth_account.signers.local import LocalAccount
@@ -49,9 +50,13 @@ JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
 def open_chain(network: str) -> Chain:
+    """The chain ``--network`` names; every transaction mined through it is reported (hash,
+    block, gas) on stderr."""
     from chain.network import connect, parse_network
 
-    return connect(parse_network(network))
+    chain = connect(parse_network(network))
+    chain.on_mined = report_transaction
+    return chain
 
 
 def signer(spec: str, network: NetworkSpec) -> LocalAccount:
@@ -71,9 +76,11 @@ def open_cli_session(
     from chain.session import open_session
 
     password = _password(account) if account else None
-    return open_session(
+    session = open_session(
         network, account=account, ipfs=ipfs, password=password, state_root=state_root
     )
+    session.ledger.chain.on_mined = report_transaction
+    return session
 
 
 def _password(spec: str) -> str | None:

@@ -184,7 +184,13 @@ def test_finalizing_a_round_nobody_revealed_in_asks_for_allow_empty_and_says_wha
     )
     invoke("aggregator", "bond", *task.args())
     invoke("node", "join", *task.args(3))
-    invoke("aggregator", "open", *task.args())
+    code, out, err = run_cli(capsys, "aggregator", "open", *task.args())
+    assert code == 0 and "opened round 1 of task 1" in out
+    # every write names its transaction (on stderr: stdout stays the command's output)
+    (sent,) = re.findall(r"^openRound: (0x[0-9a-f]{64}) in block (\d+), gas ([\d,]+)$", err, re.M)
+    receipt = task.chain.w3.eth.get_transaction_receipt(sent[0])
+    assert receipt["status"] == 1 and receipt["blockNumber"] == int(sent[1])
+    assert receipt["gasUsed"] == int(sent[2].replace(",", ""))
     task.advance_past(task.ledger.round(1, 1).reveal_deadline)
 
     err = user_error(capsys, "aggregator", "finalize", *task.args())
