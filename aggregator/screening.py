@@ -19,10 +19,8 @@ rank, another dtype and tiny noise are all the same update.
   the median of the updates that the aggregator's own validation data says help (their
   validation loss beats the start adapter's by at least ``trusted_gain``). Submitters cannot
   make that reference: near-zero or useless updates never enter it, however many accounts send
-  them, so a Sybil majority cannot push honest updates out. When fewer updates help than a
-  median needs, the updates at least as large as the smallest helpful one complete it. Without
-  validation data the reference is every update (the median/MAD rule of
-  :mod:`aggregator.stats`).
+  them, so a Sybil majority cannot push honest updates out. Without validation data the
+  reference is every update (the median/MAD rule of :mod:`aggregator.stats`).
 - **Example cap** (:func:`capped_examples`): the example count an update weighs with in
   aggregation is its on-chain claim capped at the median claim of the round's accepted
   updates, so no claim, however large, buys more weight than the typical node's.
@@ -168,15 +166,8 @@ def trusted_outliers(
     ``trusted``: the nodes the reference median/MAD is taken over (those the aggregator's
     validation data says help); ``None`` takes every node (the plain median/MAD rule). With a
     trusted reference only norms far *above* it are flagged: a small norm is no threat to the
-    aggregate (it earns nothing by itself).
-
-    With fewer trusted nodes than ``policy.min_updates`` (but at least one), the reference is
-    the trusted nodes and every node whose norm is at least the smallest trusted norm. Small
-    norms never enter it (a Sybil crowd of small updates still cannot push honest ones out),
-    and an update thousands of times larger than every helpful one is flagged even when the
-    validation data is too coarse to tell most updates apart. Larger entries can only make the
-    reference more lenient. A reference still smaller than ``policy.min_updates``, or no
-    trusted node at all, flags nothing.
+    aggregate (it earns nothing by itself). Fewer reference nodes than
+    ``policy.min_updates`` flag nothing.
     """
     if trusted is None:
         return {v.node: v for v in flag_outliers(norms, policy)}
@@ -184,9 +175,6 @@ def trusted_outliers(
         return {}
     floor = max(policy.min_spread, 1e-6)
     reference = {n: norms[n] for n in trusted}
-    if reference and len(reference) < policy.min_updates:
-        smallest = min(reference.values())
-        reference |= {n: v for n, v in norms.items() if v >= smallest}
     if len(reference) < policy.min_updates:
         scores = robust_z_scores(norms, relative_floor=floor)
         return {n: NormVerdict(n, norms[n], scores[n], False) for n in norms}

@@ -35,6 +35,22 @@ def test_a_new_keystore_asks_the_password_twice_and_never_shows_the_key(tmp_path
     assert key.hex() not in made.output and Account.from_key(key).address == address
 
 
+def _deploy_with(keystore: Path, password: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """``loraledger deploy`` (embedded chain) signed by ``keystore``, in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.cli", "deploy", "--account", f"keystore:{keystore}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **os.environ,
+            "LORALEDGER_HOME": str(home),
+            "LORALEDGER_KEYSTORE_PASSWORD": password,
+            "COLUMNS": "200",
+        },
+    )
+
+
 def test_an_imported_key_signs_a_deployment_with_account_keystore(tmp_path: Path) -> None:
     key = get_default_account_keys()[0].to_hex()  # funded on the embedded chain
     path = tmp_path / "sponsor.json"
@@ -47,31 +63,10 @@ def test_an_imported_key_signs_a_deployment_with_account_keystore(tmp_path: Path
     )
     assert imported.exit_code == 0, imported.output
     assert key.removeprefix("0x") not in imported.output
-    deployed = subprocess.run(
-        [sys.executable, "-m", "scripts.cli", "deploy", "--account", f"keystore:{path}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={
-            **os.environ,
-            "LORALEDGER_HOME": str(tmp_path / "home"),
-            "LORALEDGER_KEYSTORE_PASSWORD": "correct horse",
-            "COLUMNS": "200",
-        },
-    )
+    deployed = _deploy_with(path, "correct horse", tmp_path / "home")
     assert deployed.returncode == 0, deployed.stderr
     assert "LoRALedger" in deployed.stdout
-    wrong = subprocess.run(
-        [sys.executable, "-m", "scripts.cli", "deploy", "--account", f"keystore:{path}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={
-            **os.environ,
-            "LORALEDGER_HOME": str(tmp_path / "home"),
-            "LORALEDGER_KEYSTORE_PASSWORD": "wrong password",
-        },
-    )
+    wrong = _deploy_with(path, "wrong password", tmp_path / "home")
     assert wrong.returncode == 1
     assert wrong.stderr.startswith(f"error: cannot decrypt keystore {path}: wrong password")
 
