@@ -666,6 +666,13 @@ class Token:
             self.chain.call(self.contract.functions.balanceOf(Web3.to_checksum_address(account)))
         )
 
+    def symbol(self) -> str:
+        """The ERC-20 metadata symbol (``LLT`` for LedgerToken)."""
+        return str(self.chain.call(self.contract.functions.symbol()))
+
+    def decimals(self) -> int:
+        return int(self.chain.call(self.contract.functions.decimals()))
+
     def allowance(self, owner: str, spender: str) -> int:
         fn = self.contract.functions.allowance(
             Web3.to_checksum_address(owner), Web3.to_checksum_address(spender)

@@ -1,4 +1,10 @@
-"""How chain times are shown to people: one home for every command's messages.
+"""How amounts and chain times are shown to people: one home for every command's messages.
+
+An amount of tokens is held in base units (18 decimals). People read it in tokens with the
+symbol, ``1,234.5 LLT``, cut (never rounded up) to :data:`SHOWN_DECIMALS` decimals with a
+trailing ``…`` when digits were cut; ``loraledger --exact-amounts`` (or
+``LORALEDGER_EXACT_AMOUNTS=1``) shows every digit. ``--json`` outputs and reports keep the raw
+base units, as decimal strings where they may exceed 2^53.
 
 A chain time is the Unix timestamp of a block. People read it as a UTC date and time and, when
 the chain's current time is known, as how far away it is (``in 26 s``, ``3 min ago``). Dev
@@ -8,9 +14,66 @@ never the wall clock. Machine-readable outputs (``--json``, reports) keep the ra
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
-__all__ = ["chain_time", "compact_time", "relative", "transaction"]
+__all__ = [
+    "SHOWN_DECIMALS",
+    "TOKEN_DECIMALS",
+    "TOKEN_SYMBOL",
+    "chain_time",
+    "compact_time",
+    "exact_amounts",
+    "labelled",
+    "relative",
+    "set_exact_amounts",
+    "short",
+    "tokens",
+    "transaction",
+]
+
+TOKEN_SYMBOL = "LLT"
+"""The reward token's symbol (``LedgerToken.sol``: ERC20("LoRA Ledger Token", "LLT"))."""
+TOKEN_DECIMALS = 18
+SHOWN_DECIMALS = 6
+"""Decimals shown unless exact amounts are asked for: a millionth of a token."""
+
+_exact: bool | None = None
+
+
+def set_exact_amounts(exact: bool) -> None:
+    """Show every digit of amounts from now on (the root ``--exact-amounts`` flag)."""
+    global _exact
+    _exact = exact
+
+
+def exact_amounts() -> bool:
+    """Whether amounts are shown with every digit: the flag, else ``LORALEDGER_EXACT_AMOUNTS``."""
+    if _exact is not None:
+        return _exact
+    return os.environ.get("LORALEDGER_EXACT_AMOUNTS", "").strip().lower() in ("1", "true", "yes")
+
+
+def tokens(units: int, *, unit: bool = True, exact: bool | None = None) -> str:
+    """Base units as tokens: ``1,234.5 LLT``, ``99.999999… LLT`` (cut, marked), ``0 LLT``.
+
+    ``unit=False`` leaves the symbol out, for table columns whose title names it. Amounts are
+    cut toward zero, never rounded up, so a balance is never shown larger than it is.
+    """
+    units = int(units)
+    exact = exact_amounts() if exact is None else exact
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(units), 10**TOKEN_DECIMALS)
+    digits = f"{frac:0{TOKEN_DECIMALS}d}".rstrip("0")
+    cut = not exact and len(digits) > SHOWN_DECIMALS
+    if cut:  # the shown digits are kept whole: 20.000000… is more than 20
+        digits = digits[:SHOWN_DECIMALS]
+    if cut and whole == 0 and not digits.strip("0"):  # a dust amount, not nothing
+        text = f"{sign}<0.{'0' * (SHOWN_DECIMALS - 1)}1"
+    else:
+        text = f"{sign}{whole:,}" + (f".{digits}" if digits else "") + ("…" if cut else "")
+    return f"{text} {TOKEN_SYMBOL}" if unit else text
 
 
 def relative(seconds: int) -> str:
@@ -45,3 +108,16 @@ def chain_time(timestamp: int, now: int | None = None) -> str:
     """``2026-12-03 00:45:12 UTC``, and ``(in 26 s)`` when the chain's ``now`` is given."""
     when = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return when if now is None else f"{when} ({relative(timestamp - now)})"
+
+
+def short(text: str, head: int = 6, tail: int = 4) -> str:
+    """A long identifier cut in the middle: ``0x22d4…e32b``, ``bafkre…3ja4`` (kept when short)."""
+    return text if len(text) <= head + tail + 1 else f"{text[:head]}…{text[-tail:]}"
+
+
+def labelled(address: str, labels: Mapping[str, str] | None = None, *, full: bool = True) -> str:
+    """An address with the name people know it by: ``0x22d4…e32b (dev:2)``, or the full address
+    when ``full``; ``labels`` map lower-case addresses to names (``dev:2``, ``sponsor``)."""
+    label = (labels or {}).get(address.lower())
+    text = address if full else short(address)
+    return f"{text} ({label})" if label else text

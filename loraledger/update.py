@@ -38,7 +38,16 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
@@ -161,6 +170,10 @@ METHODS: dict[Method, MethodTraits] = {
 }
 
 
+LORA_ONLY = ("rank", "alpha", "dropout", "target_modules")
+"""The :class:`PeftSpec` settings only low-rank methods have."""
+
+
 class PeftSpec(BaseModel):
     """Which parameter-efficient method a node trained, with its shape-defining settings.
 
@@ -190,6 +203,14 @@ class PeftSpec(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError(f"target_modules has duplicates: {list(value)}")
         return tuple(sorted(value))
+
+    @model_serializer(mode="wrap")
+    def _only_the_methods_settings(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """A file carries the settings its method uses: LoRA no ``num_virtual_tokens``, prompt
+        and prefix tuning no rank, alpha, dropout or target modules."""
+        data = handler(self)
+        unused = ("num_virtual_tokens",) if self.traits.low_rank else LORA_ONLY
+        return {key: value for key, value in data.items() if key not in unused}
 
     @property
     def traits(self) -> MethodTraits:

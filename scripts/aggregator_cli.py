@@ -20,17 +20,16 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from loraledger.display import chain_time
+from loraledger.display import chain_time, tokens
 from scripts.console import console
+from scripts.console import table as new_table
 from scripts.options import (
     IpfsOption,
     JsonOption,
     NetworkOption,
     RoundOptions,
     TaskOption,
-    format_amount,
     open_chain,
     open_cli_session,
     with_round_options,
@@ -150,14 +149,22 @@ def _print_outcome(session: Session, outcome: RoundOutcome, as_json: bool = Fals
     console.print(
         f"[bold]round {outcome.round}[/] finalized{resumed if outcome.resumed else ''}: "
         f"{outcome.finalization.accepted} accepted, {outcome.finalization.rejected} rejected, "
-        f"{format_amount(report.rewards.total)} tokens to pay; strategy {report.strategy}; "
+        f"{tokens(report.rewards.total)} to pay; strategy {report.strategy}; "
         f"signed by {signers} of {len(ledger.validators(outcome.task_id))} validators "
         f"(quorum {task.quorum}); claimable from "
         f"{chain_time(claimable_at, ledger.chain.timestamp())}"
     )
     slashed = {x.node.lower(): x for x in report.slashes}
-    table = Table(
-        "node", "verdict", "reason", "examples (weighed)", "weight", "score", "reward", "slashed"
+    table = new_table(
+        "node",
+        "verdict",
+        "reason",
+        "examples (weighed)",
+        "weight",
+        "score",
+        "reward (LLT)",
+        "slashed (LLT)",
+        text=("reason",),
     )
     for s in report.submissions:
         line = report.reward_for(s.node)
@@ -170,8 +177,8 @@ def _print_outcome(session: Session, outcome: RoundOutcome, as_json: bool = Fals
             f"{s.num_examples}{weighed}",
             f"{s.weight:.3f}",
             "-" if s.score is None else f"{s.score:.4g}",
-            format_amount(line.amount) if line else "0",
-            format_amount(cut.amount) if cut else "-",
+            tokens(line.amount, unit=False) if line else "0",
+            tokens(cut.amount, unit=False) if cut else "-",
         )
     for node in report.unrevealed:
         cut = slashed.get(node.lower())
@@ -183,7 +190,7 @@ def _print_outcome(session: Session, outcome: RoundOutcome, as_json: bool = Fals
             "-",
             "-",
             "0",
-            format_amount(cut.amount) if cut else "-",
+            tokens(cut.amount, unit=False) if cut else "-",
         )
     if report.submissions or report.unrevealed:
         console.print(table)
@@ -194,10 +201,10 @@ def _print_outcome(session: Session, outcome: RoundOutcome, as_json: bool = Fals
             highlight=False,
         )
     if report.validators:
-        validators = Table("validator", "score sheet", "agreement", "pay")
+        validators = new_table("validator", "score sheet", "agreement", "pay (LLT)")
         for v in report.validators:
             validators.add_row(
-                v.validator, v.sheet_cid, f"{v.agreement:.3f}", format_amount(v.reward)
+                v.validator, v.sheet_cid, f"{v.agreement:.3f}", tokens(v.reward, unit=False)
             )
         console.print(validators)
     else:
@@ -485,16 +492,17 @@ def status_command(
             )
         )
         return
-    table = Table(
+    table = new_table(
         "round",
         "state",
         "reveals",
         "accepted",
         "rejected",
         "signers",
-        "rewards",
-        "claimed",
+        "rewards (LLT)",
+        "claimed (LLT)",
         "report",
+        text=("state",),
     )
     for row in rows:
         state = str(row["state"])
@@ -505,8 +513,8 @@ def status_command(
             str(row["accepted"]),
             str(row["rejected"]),
             f"{row['signers']}/{info.quorum}",
-            format_amount(int(str(row["reward_total"]))),
-            format_amount(int(str(row["claimed"]))),
+            tokens(int(str(row["reward_total"])), unit=False),
+            tokens(int(str(row["claimed"])), unit=False),
             str(row["report_cid"] or "-"),
         )
     console.print(

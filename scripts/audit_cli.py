@@ -12,16 +12,16 @@ import json
 from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from loraledger.display import chain_time
-from scripts.console import console
+from loraledger.display import chain_time, tokens
+from scripts.console import account, console, ident, wide
+from scripts.console import table as new_table
 from scripts.options import (
     IpfsOption,
     JsonOption,
     NetworkOption,
     TaskOrOption,
-    format_amount,
+    dev_labels,
     one_task,
     open_cli_session,
 )
@@ -68,31 +68,39 @@ def tasks_command(
     """Every task, rebuilt from its events and the contract's views."""
     from aggregator.audit import to_json
 
-    tasks = open_auditor(network, ipfs).tasks()
+    auditor = open_auditor(network, ipfs)
+    tasks = auditor.tasks()
     if as_json:
         console.print_json(json.dumps({"tasks": to_json(tasks)}))
         return
-    table = Table(
+    full = wide()
+    table = new_table(
         "task",
         "sponsor",
-        "base model hash",
+        *(["base model hash"] if full else []),
         "rounds",
         "nodes",
-        "funded",
-        "reserved",
-        "paid",
+        "funded (LLT)",
+        "reserved (LLT)",
+        "paid (LLT)",
         "state",
+        text=(
+            "rounds",
+            "nodes",
+            "state",
+        ),
     )
+    labels = dev_labels(auditor.ledger.chain.network)
     for t in tasks:
         table.add_row(
             str(t.task_id),
-            t.sponsor,
-            t.base_model_hash[:16] + "...",
+            account(t.sponsor, labels),
+            *([t.base_model_hash] if full else []),
             f"{t.rounds_finalized} final / {t.rounds_opened} opened / {t.max_rounds}",
             f"{t.active_nodes} active ({t.nodes_joined} joined)",
-            format_amount(t.funded),
-            format_amount(t.reserved),
-            format_amount(t.paid),
+            tokens(t.funded, unit=False),
+            tokens(t.reserved, unit=False),
+            tokens(t.paid, unit=False),
             "complete" if t.complete else "running",
         )
     console.print(table if tasks else "no tasks yet")
@@ -115,31 +123,32 @@ def rounds_command(
     if as_json:
         console.print_json(json.dumps({"task_id": task_id, "rounds": to_json(rounds)}))
         return
-    table = Table(
+    full = wide()
+    table = new_table(
         "round",
         "state",
-        "submitted",
-        "accepted",
-        "rejected",
+        "submitted / accepted / rejected",
         "reasons",
         "eval loss",
-        "reserved",
-        "claimed",
-        "report",
+        "reserved (LLT)",
+        "claimed (LLT)",
+        *(["report"] if full else []),
+        text=(
+            "state",
+            "reasons",
+        ),
     )
     for r in rounds:
         reasons = ", ".join(f"{k} x{v}" for k, v in r.reasons.items()) or "-"
         table.add_row(
             str(r.round),
             _state(r),
-            str(r.submitted),
-            str(r.accepted),
-            str(r.rejected),
+            f"{r.submitted}/{r.accepted}/{r.rejected}",
             reasons if not r.report_error else "report unreadable",
             _loss(r.global_eval_loss if r.global_eval_loss is not None else r.scored_eval_loss),
-            format_amount(r.reward_total),
-            format_amount(r.claimed),
-            r.report_cid or "-",
+            tokens(r.reward_total, unit=False),
+            tokens(r.claimed, unit=False),
+            *([r.report_cid or "-"] if full else []),
         )
     console.print(table if rounds else f"task {task_id} has no rounds yet")
 
@@ -155,7 +164,8 @@ def round_command(
     """Every submission of a round: commitment, verdict with reason, weight, reward, claimed."""
     from aggregator.audit import to_json
 
-    detail = open_auditor(network, ipfs).round_detail(task, round)
+    auditor = open_auditor(network, ipfs)
+    detail = auditor.round_detail(task, round)
     if as_json:
         console.print_json(json.dumps(to_json(detail)))
         return
@@ -168,7 +178,7 @@ def round_command(
         console.print(
             "validators (agreement, pay): "
             + ", ".join(
-                f"{v.validator} ({v.agreement:.3f}, {format_amount(v.reward)}"
+                f"{v.validator} ({v.agreement:.3f}, {tokens(v.reward)}"
                 + (", signed)" if v.signed else ")")
                 for v in r.validators
             ),
@@ -176,32 +186,43 @@ def round_command(
         )
     if r.report_error:
         console.print(f"[red]report unreadable:[/] {r.report_error}")
-    table = Table(
+    # narrow terminals: the digest stays in --json, each verdict's detail goes under the table
+    full = wide()
+    table = new_table(
         "node",
         "cid",
-        "digest",
+        *(["digest"] if full else []),
         "examples",
         "verdict",
         "reason",
-        "detail",
+        *(["detail"] if full else []),
         "weight",
-        "reward",
-        "claimed",
+        "reward (LLT)",
+        "claimed (LLT)",
+        text=(
+            "reason",
+            "detail",
+        ),
     )
+    labels = dev_labels(auditor.ledger.chain.network)
     for s in detail.submissions:
         table.add_row(
-            s.node,
-            s.cid,
-            s.digest[:16] + "...",
+            account(s.node, labels),
+            ident(s.cid),
+            *([s.digest] if full else []),
             str(s.num_examples),
             s.verdict or "-",
             s.reason or "-",
-            s.detail or "-",
+            *([s.detail or "-"] if full else []),
             f"{s.weight:.3f}" if s.weight is not None else "-",
-            format_amount(s.reward),
+            tokens(s.reward, unit=False),
             "yes" if s.claimed else "no",
         )
     console.print(table)
+    if not full:
+        for s in detail.submissions:
+            if s.detail:
+                console.print(f"{account(s.node, labels)}: {s.detail}", highlight=False)
 
 
 @app.command("verify")
@@ -268,7 +289,17 @@ def verify_command(
         }
         console.print_json(json.dumps(body))
     else:
-        table = Table("round", "check", "result", "detail")
+        table = new_table(
+            "round",
+            "check",
+            "result",
+            "detail",
+            text=(
+                "check",
+                "result",
+                "detail",
+            ),
+        )
         style = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skip": "[yellow]skip[/]"}
         for c in checks:
             table.add_row(

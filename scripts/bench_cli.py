@@ -21,6 +21,7 @@ from rich.table import Table
 from loraledger.errors import ConfigError
 from loraledger.paths import REPO_ROOT
 from scripts.console import console, step_progress
+from scripts.console import table as new_table
 from scripts.options import NetworkOption, open_chain
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def gas(
         rows = measure(
             chain, sorted(counts), progress=lambda msg: status.update(f"measuring gas: {msg}")
         )
-    table = Table("function", "scenario", "gas")
+    table = new_table("function", "scenario", "gas")
     for r in rows:
         table.add_row(r.function, r.scenario, f"{r.gas:,}")
     console.print(table)
@@ -152,7 +153,7 @@ def train(
         runs = measure(model, steps, batch_size, max_length, rank, repeats, gpu, progress)
     for name, base, ours in runs:
         ratio = ours.tokens_per_s / base.tokens_per_s
-        table = Table(
+        table = new_table(
             "path",
             "tokens",
             "train s",
@@ -347,7 +348,7 @@ def round_command(
         f"(load average {os.getloadavg()[0]:.1f}): {updates} updates, {shape.describe()}"
     )
     row = measure(updates, shape, compute, workers, repeats)
-    table = Table(
+    table = new_table(
         "updates",
         "MB each",
         "read+sha256 MB/s",
@@ -413,7 +414,7 @@ def contribution_command(
         points = measure(
             counts, model, steps=steps, validation_examples=validation, tiny=tiny, on_point=show
         )
-    table = Table(
+    table = new_table(
         "nodes",
         "train s",
         "verify s",

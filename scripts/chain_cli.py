@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Literal
 
 import typer
-from rich.table import Table
 
 from chain import local
 from chain.network import DEV_ACCOUNTS, dev_account
+from loraledger.display import tokens
 from loraledger.paths import home
 from scripts.console import console
-from scripts.options import NetworkOption, format_amount, open_chain
+from scripts.console import table as new_table
+from scripts.options import NetworkOption, open_chain
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -71,7 +72,17 @@ def down(
 def status() -> None:
     """Show the local chains: this home's, and any other Ganache or anvil process listening on
     this machine (started from another home or by hand)."""
-    table = Table("chain", "state", "url", "pid", "started from")
+    table = new_table(
+        "chain",
+        "state",
+        "url",
+        "pid",
+        "started from",
+        text=(
+            "state",
+            "started from",
+        ),
+    )
     here = home() / "chains"
     ours: set[int] = set()
     for kind in ("ganache", "anvil"):
@@ -110,11 +121,11 @@ def accounts(network: str = NetworkOption) -> None:
         token = load_deployment(chain).token_contract(chain)
     except ChainError:  # nothing deployed (or the chain was reset): ether only
         token = None
-    table = Table("account", "address", "ETH", *(["LLT"] if token else []))
+    table = new_table("account", "address", "ETH", *(["LLT"] if token else []))
     for index in range(DEV_ACCOUNTS):
         address = dev_account(chain.network, index).address
-        row = [f"dev:{index}", address, format_amount(chain.w3.eth.get_balance(address))]
+        row = [f"dev:{index}", address, tokens(chain.w3.eth.get_balance(address), unit=False)]
         if token is not None:
-            row.append(format_amount(token.balance_of(address)))
+            row.append(tokens(token.balance_of(address), unit=False))
         table.add_row(*row)
     console.print(table)

@@ -14,16 +14,16 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.table import Table
 
+from loraledger.display import tokens
 from scripts.console import console
+from scripts.console import table as new_table
 from scripts.options import (
     AccountOption,
     IpfsOption,
     JsonOption,
     NetworkOption,
     TaskOption,
-    format_amount,
     open_cli_session,
 )
 
@@ -117,12 +117,14 @@ def challenge_command(
             "account that took part)"
         )
         return
-    table = Table("round", "account", "amount", "why", "sent", title="challenges")
+    table = new_table(
+        "round", "account", "amount (LLT)", "why", "sent", title="challenges", text=("why",)
+    )
     for c in challenges:
         table.add_row(
             str(c.round),
             c.account,
-            format_amount(c.amount),
+            tokens(c.amount, unit=False),
             c.why,
             "yes" if sent.get(c.round) == c else "-" if dry_run else "no",
         )
@@ -137,6 +139,6 @@ def challenge_command(
         )
         for cut in slashed:
             if cut.round == number and cut.reason is BondSlashReason.REWARD_CHALLENGED:
-                console.print(f"  {cut.account}: {format_amount(cut.amount)} LLT", highlight=False)
+                console.print(f"  {cut.account}: {tokens(cut.amount)}", highlight=False)
     if dry_run:
         console.print("dry run: nothing sent")

@@ -16,6 +16,7 @@ import click
 import typer
 
 from loraledger import __version__
+from loraledger.display import set_exact_amounts
 from loraledger.errors import LoRALedgerError
 from scripts.config import apply_config, find_config, load_config
 from scripts.console import fail, setup_logging
@@ -126,11 +127,19 @@ def _root(
         show_default=False,
         help="More log output: -v info, -vv debug, -vvv with the HTTP and RPC libraries' too.",
     ),
+    exact_amounts: bool = typer.Option(
+        False,
+        "--exact-amounts",
+        envvar="LORALEDGER_EXACT_AMOUNTS",
+        help="Show token amounts with every digit (default: cut to 6 decimals, marked '…'); "
+        "--json always gives base units.",
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     setup_logging(verbose)
+    set_exact_amounts(exact_amounts)
 
 
 class _LazyCommand(click.Command):

@@ -8,10 +8,15 @@ after the task is over.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from scripts.console import console
 from scripts.options import IpfsOption, NetworkOption, open_cli_session
+
+if TYPE_CHECKING:
+    from chain.network import NetworkSpec
 
 
 def dashboard_command(
@@ -36,7 +41,7 @@ def dashboard_command(
     ledger, store, chain = session.ledger, session.store, session.ledger.chain
     feed = HistoryFeed(
         Auditor(ledger, session.history, store),
-        Source(chain.network.name, chain.chain_id, ledger.address, store.location),
+        Source(_network_label(chain.network), chain.chain_id, ledger.address, store.location),
     )
     try:
         server = make_server(feed, host, port)
@@ -60,3 +65,15 @@ def dashboard_command(
 
 def register(app: typer.Typer) -> None:
     app.command("dashboard")(dashboard_command)
+
+
+def _network_label(network: NetworkSpec) -> str:
+    """What the page names as its chain: ``ganache:8545``, ``embedded``, or an RPC URL without
+    its credentials, path or query (a provider's API key stays off the page)."""
+    from urllib.parse import urlsplit
+
+    if network.url is None:
+        return network.name
+    url = urlsplit(network.url)
+    where = f"{url.hostname}:{url.port}" if url.port else str(url.hostname)
+    return f"{network.kind}:{url.port}" if network.is_local else f"{url.scheme}://{where}"

@@ -6,7 +6,6 @@ from collections import Counter
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from fl_node.data import (
     Example,
@@ -18,6 +17,7 @@ from fl_node.data import (
 )
 from loraledger.errors import ConfigError
 from scripts.console import console
+from scripts.console import table as new_table
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -46,7 +46,7 @@ def sample(
         raise typer.BadParameter("give the JSONL file to write", param_hint="OUT")
     examples = sample_examples(topic or None)
     write_jsonl(examples, out)
-    table = Table("topic", "examples")
+    table = new_table("topic", "examples")
     for label, n in sorted(Counter(e.label or "-" for e in examples).items()):
         table.add_row(label, str(n))
     table.add_row("[bold]total", f"[bold]{len(examples)}")
@@ -74,7 +74,7 @@ def split(
         raise ConfigError(f"strategy must be iid, label or dirichlet, got {strategy!r}")
     examples = load_examples(source)
     shards = split_shards(examples, nodes, strategy, alpha=alpha, seed=seed)
-    table = Table("shard", "file", "examples", "labels")
+    table = new_table("shard", "file", "examples", "labels")
     for i, shard in enumerate(shards):
         path = out_dir / f"node-{i}.jsonl"
         write_jsonl(shard, path)
@@ -89,6 +89,6 @@ def check(
     """Read a data file the way a node will and report what is in it."""
     examples = load_examples(source)
     turns = sum(1 for e in examples for m in e.messages if m.role == "assistant")
-    table = Table("examples", "assistant replies", "labels")
+    table = new_table("examples", "assistant replies", "labels")
     table.add_row(str(len(examples)), str(turns), _labels(examples, top=5))
     console.print(table)

@@ -9,10 +9,11 @@ from typing import Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from loraledger.display import tokens
 from scripts.console import console, err_console
-from scripts.options import IpfsOption, JsonOption, StrategyCheck, format_amount
+from scripts.console import table as new_table
+from scripts.options import IpfsOption, JsonOption, StrategyCheck
 
 
 def register(app: typer.Typer) -> None:
@@ -189,20 +190,21 @@ def demo_command(
                     f"{fields['accepted']}/{fields['submitted']} accepted, "
                     f"rejected: {reasons}; validation loss "
                     f"{'-' if loss is None else f'{loss:.4f}'}; "
-                    f"paid {format_amount(fields['paid'])}"
+                    f"paid {tokens(fields['paid'])}"
                 )
 
         result = run_demo(chain, store, loaded, config, out_dir, progress=progress)
 
-    rounds_table = Table(
+    rounds_table = new_table(
         "round",
         "submitted",
         "accepted",
         "rejected (reasons)",
         "global eval loss",
-        "tokens paid",
+        "paid (LLT)",
         "gas used",
         title="rounds",
+        text=("rejected (reasons)",),
     )
     for r in result.rounds:
         reasons = ", ".join(f"{k} x{v}" for k, v in r.rejected.items()) or "-"
@@ -215,17 +217,17 @@ def demo_command(
             str(r.accepted),
             reasons,
             loss,
-            format_amount(r.paid),
+            tokens(r.paid, unit=False),
             f"{r.gas_used:,}",
         )
-    nodes_table = Table(
+    nodes_table = new_table(
         "node",
         "kind",
         "examples",
         "rank",
         "accepted rounds",
-        "tokens earned",
-        "stake slashed",
+        "earned (LLT)",
+        "stake slashed (LLT)",
         title="nodes",
     )
     for n in result.nodes:
@@ -235,15 +237,15 @@ def demo_command(
             str(n.examples),
             str(n.rank),
             f"{n.accepted_rounds}/{len(result.rounds)}",
-            format_amount(n.earned),
-            format_amount(n.slashed),
+            tokens(n.earned, unit=False),
+            tokens(n.slashed, unit=False),
         )
-    parties_table = Table(
+    parties_table = new_table(
         "account",
         "role",
         "honest",
-        "tokens earned",
-        "bond slashed",
+        "earned (LLT)",
+        "bond slashed (LLT)",
         "agreement",
         title="aggregator and validators",
     )
@@ -252,8 +254,8 @@ def demo_command(
             p.address,
             p.role,
             "yes" if p.honest else "no (lies)",
-            format_amount(p.earned),
-            format_amount(p.bond_slashed),
+            tokens(p.earned, unit=False),
+            tokens(p.bond_slashed, unit=False),
             "-" if p.agreement is None else f"{p.agreement:.3f}",
         )
     attack_rows = _per_attack(result)
@@ -264,22 +266,23 @@ def demo_command(
         console.print(nodes_table)
         console.print(parties_table)
         if attack_rows:
-            attacks_table = Table(
+            attacks_table = new_table(
                 "attack",
                 "nodes",
-                "tokens earned",
-                "stake slashed",
-                "honest nodes earned",
+                "earned (LLT)",
+                "stake slashed (LLT)",
+                "honest nodes earned (LLT)",
                 "what happened",
                 title="attacks",
+                text=("what happened",),
             )
             for row in attack_rows:
                 attacks_table.add_row(
                     row["attack"],
                     str(row["nodes"]),
-                    format_amount(int(row["earned"])),
-                    format_amount(int(row["slashed"])),
-                    format_amount(int(row["honest_earned"])),
+                    tokens(int(row["earned"]), unit=False),
+                    tokens(int(row["slashed"]), unit=False),
+                    tokens(int(row["honest_earned"]), unit=False),
                     row["what"],
                 )
             console.print(attacks_table)

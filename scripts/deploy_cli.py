@@ -6,11 +6,11 @@ import typer
 
 from chain.deployments import check_replaceable, deploy, record_path, recorded
 from chain.network import DEV_ACCOUNTS, dev_account
+from loraledger.display import tokens
 from scripts.console import console, err_console, report_transaction
 from scripts.options import (
     AccountOption,
     NetworkOption,
-    format_amount,
     open_chain,
     parse_amount,
     signer,
@@ -79,7 +79,7 @@ def deploy_command(
                     token.transfer(address, per_account, deployer)
             chain.on_mined = report_transaction
             err_console.print(
-                f"{len(transfers)} transfers of {format_amount(per_account)} LLT to the dev "
+                f"{len(transfers)} transfers of {tokens(per_account)} to the dev "
                 f"accounts, gas {sum(transfers):,} in all",
                 style="dim",
                 highlight=False,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.table import Table
 
 from chain.deployments import deployment_history, has_code, recorded, use_deployment
 from chain.network import Chain
 from scripts.console import console
+from scripts.console import table as new_table
 from scripts.options import JsonOption, NetworkOption, open_chain
 
 app = typer.Typer(no_args_is_help=True)
@@ -62,12 +62,14 @@ def list_command(network: str = NetworkOption, as_json: bool = JsonOption) -> No
         )
         return
     title = f"chain id {chain.chain_id}"
-    table = Table("", "LoRALedger", "deployed", "block", "tasks", title=title)
+    table = new_table(
+        "", "LoRALedger", "deployed", "block", "tasks", title=title, text=("deployed", "tasks")
+    )
     for row in rows:
         table.add_row(
             "current" if row["current"] else "",
-            str(row["ledger"]),
-            str(row["deployed_at"]),
+            str(row["ledger"]),  # in full: `deployments use` takes it
+            str(row["deployed_at"]).replace("T", " "),
             str(row["block"]),
             str(row["tasks"]) if row["on_chain"] else "gone (chain reset)",
         )

@@ -20,8 +20,9 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from loraledger.display import tokens
 from scripts.console import console
-from scripts.options import IpfsOption, JsonOption, NetworkOption, StrategyCheck, format_amount
+from scripts.options import IpfsOption, JsonOption, NetworkOption, StrategyCheck
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -174,7 +175,7 @@ def simulate(
         "accepted",
         "rejected",
         "dropped",
-        "paid",
+        "paid (LLT)",
         "global adapter",
         "s",
     ):
@@ -186,7 +187,7 @@ def simulate(
             str(row["accepted"]),
             str(row["rejected"]),
             str(row["errors"]),
-            format_amount(row["paid"]),
+            tokens(row["paid"], unit=False),
             _short(row["global_cid"]),
             f"{row['seconds']:.1f}",
         )

@@ -9,16 +9,15 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from loraledger.display import chain_time
+from loraledger.display import chain_time, tokens
 from scripts.console import console
+from scripts.console import table as new_table
 from scripts.options import (
     IpfsOption,
     JsonOption,
     NetworkOption,
     TaskOption,
-    format_amount,
     open_cli_session,
     with_option_group,
 )
@@ -226,9 +225,7 @@ def join_command(
 
     session = _session(network, account, ipfs)
     member = join(session, task)
-    console.print(
-        f"{session.address} joined task {task} with a stake of {format_amount(member.stake)}"
-    )
+    console.print(f"{session.address} joined task {task} with a stake of {tokens(member.stake)}")
 
 
 @app.command("train")
@@ -343,15 +340,15 @@ def print_claims(session: Session, task: int, claimed: list[ClaimRequest]) -> No
     from fl_node.node import status
 
     for c in claimed:
-        console.print(f"round {c.round}: claimed {format_amount(c.amount)}")
+        console.print(f"round {c.round}: claimed {tokens(c.amount)}")
     if claimed:
-        console.print(f"total {format_amount(sum(c.amount for c in claimed))}")
+        console.print(f"total {tokens(sum(c.amount for c in claimed))}")
     else:
         console.print("nothing to claim")
     pending = status(session, task).pending
     if pending:
         console.print(
-            f"{format_amount(pending)} more once the challenge windows of finalized rounds pass "
+            f"{tokens(pending)} more once the challenge windows of finalized rounds pass "
             f"(`loraledger task show {task}`)"
         )
 
@@ -371,11 +368,11 @@ def leave_command(
     before = session.ledger.member(task, session.address).stake
     member = leave(session, task)
     if not member.joined:
-        console.print(f"{session.address} left task {task}; stake {format_amount(before)} returned")
+        console.print(f"{session.address} left task {task}; stake {tokens(before)} returned")
         return
     console.print(
         f"{session.address} is leaving task {task}: it takes part in no further round; its stake "
-        f"of {format_amount(member.stake)} {_unlocks(session, task)}"
+        f"of {tokens(member.stake)} {_unlocks(session, task)}"
     )
 
 
@@ -406,7 +403,7 @@ def withdraw_command(
             hint="the last round it committed in must be settled and past its slash window, or "
             "abandoned",
         ) from None
-    console.print(f"{session.address} left task {task}; stake {format_amount(before)} returned")
+    console.print(f"{session.address} left task {task}; stake {tokens(before)} returned")
 
 
 def _unlocks(session: Session, task: int) -> str:
@@ -473,20 +470,31 @@ def status_command(
         return
     membership = "leaving" if st.member.leaving else "joined" if st.member.joined else "not joined"
     console.print(
-        f"{session.address} in task {task}: {membership}, stake {format_amount(st.member.stake)}"
+        f"{session.address} in task {task}: {membership}, stake {tokens(st.member.stake)}"
     )
-    table = Table("round", "state", "submitted", "verdict", "reward", "claimed")
+    table = new_table(
+        "round",
+        "state",
+        "submitted",
+        "verdict",
+        "reward (LLT)",
+        "claimed (LLT)",
+        text=(
+            "state",
+            "verdict",
+        ),
+    )
     for r in st.rounds:
         table.add_row(
             str(r.round),
             session.ledger.round_state(task, r.round).name.lower(),
             "yes" if r.submitted else "no",
             r.verdict or "-",
-            format_amount(r.reward),
+            tokens(r.reward, unit=False),
             "yes" if r.claimed else "no",
         )
     console.print(table)
     console.print(
-        f"claimable {format_amount(st.claimable)}, waiting for a challenge window "
-        f"{format_amount(st.pending)}, claimed {format_amount(st.claimed)}"
+        f"claimable {tokens(st.claimable)}, waiting for a challenge window "
+        f"{tokens(st.pending)}, claimed {tokens(st.claimed)}"
     )

@@ -16,6 +16,7 @@ import click
 import typer
 
 from aggregator.names import REWARD_RULES, STRATEGIES
+from loraledger.display import TOKEN_DECIMALS
 from loraledger.errors import ConfigError
 from scripts.console import report_transaction
 
@@ -27,7 +28,6 @@ if TYPE_CHECKING:  # web3, eth-account and torch load slowly: commands that need
     from chain.network import Chain, NetworkSpec
     from chain.session import Session
 
-TOKEN_DECIMALS = 18
 
 NetworkOption = typer.Option(
     "embedded",
@@ -57,6 +57,18 @@ def open_chain(network: str) -> Chain:
     chain = connect(parse_network(network))
     chain.on_mined = report_transaction
     return chain
+
+
+def dev_labels(network: NetworkSpec) -> dict[str, str]:
+    """``dev:N`` for each dev account of a local chain (lower-case address -> label), so tables
+    name the accounts people pass as ``--account dev:N``; nothing for other chains."""
+    from chain.network import DEV_ACCOUNTS, dev_account
+
+    if not network.is_local:
+        return {}
+    return {
+        dev_account(network, index).address.lower(): f"dev:{index}" for index in range(DEV_ACCOUNTS)
+    }
 
 
 def signer(spec: str, network: NetworkSpec) -> LocalAccount:
@@ -123,12 +135,6 @@ def one_of(choices: Sequence[str], what: str) -> Callable[[str | None], str | No
 
 StrategyCheck = one_of(STRATEGIES, "strategy")
 """The ``--strategy`` options' check: the aggregator's strategy names."""
-
-
-def format_amount(units: int) -> str:
-    """Base units as whole tokens, trailing zeros trimmed."""
-    text = f"{Decimal(units) / (10**TOKEN_DECIMALS):f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 IpfsOption = typer.Option(

@@ -9,7 +9,6 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
 from chain import errors
 from chain.bindings import (
@@ -25,9 +24,10 @@ from chain.bindings import (
     base_model_hash,
 )
 from chain.deployments import load_deployment
-from loraledger.display import chain_time, compact_time
+from loraledger.display import chain_time, compact_time, tokens
 from loraledger.errors import ChainError, ConfigError
-from scripts.console import console, err_console
+from scripts.console import account, console, err_console
+from scripts.console import table as new_table
 from scripts.options import (
     AccountOption,
     IpfsOption,
@@ -35,7 +35,7 @@ from scripts.options import (
     NetworkOption,
     TaskArgument,
     TaskOrOption,
-    format_amount,
+    dev_labels,
     one_task,
     open_chain,
     open_cli_session,
@@ -269,13 +269,13 @@ def create(
     )
     console.print(
         f"aggregator {roles.aggregator}; {len(roles.validators)} validator(s), quorum "
-        f"{roles.effective_quorum}; bonds {format_amount(roles.aggregator_bond)} / "
-        f"{format_amount(roles.validator_bond)} LLT; validators' share "
+        f"{roles.effective_quorum}; bonds {tokens(roles.aggregator_bond)} / "
+        f"{tokens(roles.validator_bond)}; validators' share "
         f"{roles.validator_share_bps / 100:g}%",
         highlight=False,
     )
     if amount:
-        console.print(f"funded task {task_id} with {format_amount(amount)} LLT")
+        console.print(f"funded task {task_id} with {tokens(amount)}")
 
 
 def _roles(
@@ -374,7 +374,7 @@ def fund_command(
     units = parse_amount(amount)
     Token(chain, task.token).approve(ledger.address, units, funder)
     ledger.fund_task(task_id, units, funder)
-    console.print(f"task {task_id} pool: {format_amount(ledger.task(task_id).funded)} funded")
+    console.print(f"task {task_id} pool: {tokens(ledger.task(task_id).funded)} funded")
 
 
 @app.command("cancel")
@@ -452,15 +452,15 @@ def _withdraw_remainder(ledger: Ledger, task_id: int, sponsor: LocalAccount) -> 
     task = ledger.task(task_id)
     if task.available == 0:
         console.print(
-            f"nothing left to withdraw ({format_amount(task.reserved - task.paid)} LLT stay "
+            f"nothing left to withdraw ({tokens(task.reserved - task.paid)} stay "
             "reserved for claims)"
         )
         return
     ledger.withdraw_remainder(task_id, sponsor)
     after = ledger.task(task_id)
     console.print(
-        f"withdrew {format_amount(task.available)} LLT to {after.sponsor}; "
-        f"{format_amount(after.reserved - after.paid)} LLT stay reserved for claims"
+        f"withdrew {tokens(task.available)} to {after.sponsor}; "
+        f"{tokens(after.reserved - after.paid)} stay reserved for claims"
     )
 
 
@@ -473,19 +473,27 @@ def list_command(network: str = NetworkOption, as_json: bool = JsonOption) -> No
     if as_json:
         console.print_json(json.dumps([_task_json(t) for t in tasks]))
         return
-    table = Table(
-        "task", "sponsor", "aggregator", "rounds", "nodes", "reward/round", "pool left", "paid"
+    table = new_table(
+        "task",
+        "sponsor",
+        "aggregator",
+        "rounds",
+        "nodes",
+        "reward per round (LLT)",
+        "pool left (LLT)",
+        "paid (LLT)",
     )
+    labels = dev_labels(chain.network)
     for t in tasks:
         table.add_row(
             str(t.task_id),
-            t.sponsor,
-            t.aggregator,
+            account(t.sponsor, labels),
+            account(t.aggregator, labels),
             f"{t.rounds_opened}/{t.max_rounds}" + (" (cancelled)" if t.cancelled else ""),
             str(t.active_nodes),
-            format_amount(t.reward_per_round),
-            format_amount(t.available),
-            format_amount(t.paid),
+            tokens(t.reward_per_round, unit=False),
+            tokens(t.available, unit=False),
+            tokens(t.paid, unit=False),
         )
     console.print(table)
 
@@ -558,7 +566,7 @@ def show(
         )
     for key, value in _task_json(task_info).items():
         shown = (
-            f"{format_amount(int(str(value)))} LLT"
+            tokens(int(str(value)))
             if key in amounts
             else f"{value} s"
             if key in seconds or key == "grace_period"
@@ -567,45 +575,35 @@ def show(
             else value
         )
         console.print(f"{key:>19}  {shown}", soft_wrap=True)
-    roles = Table("role", "account", "bond owed", "bond held", title="roles")
+    roles = new_table("role", "account", "bond owed", "bond held", title="roles")
+    labels = dev_labels(session.ledger.chain.network)
     for role, address, owed in parties:
         bond = bonds[address]
-        held = (
-            "slashed"
-            if bond.slashed
-            else f"{format_amount(bond.amount)} LLT"
-            if bond.posted
-            else "not posted"
-        )
-        roles.add_row(role, address, f"{format_amount(owed)} LLT", held)
+        held = "slashed" if bond.slashed else tokens(bond.amount) if bond.posted else "not posted"
+        roles.add_row(role, account(address, labels), tokens(owed), held)
     console.print(roles)
-    table = Table(
+    table = new_table(
         "round",
         "state",
         "deadline (UTC)",
-        "reveal by (UTC)",
-        "commits",
-        "reveals",
-        "accepted",
-        "rejected",
+        "commits / reveals",
+        "accepted / rejected",
         "signers",
-        "reward",
-        "claimed",
+        "reward (LLT)",
+        "claimed (LLT)",
         title="rounds",
+        text=("state",),
     )
     for r in rounds:
         table.add_row(
             str(r.round),
             states[r.round],
             compact_time(r.deadline),
-            compact_time(r.reveal_deadline),
-            str(r.commits),
-            str(r.reveals),
-            str(r.accepted),
-            str(r.rejected),
+            f"{r.commits}/{r.reveals}",
+            f"{r.accepted}/{r.rejected}",
             f"{r.signers.bit_count()}/{task_info.quorum}",
-            format_amount(r.reward_total),
-            format_amount(r.claimed),
+            tokens(r.reward_total, unit=False),
+            tokens(r.claimed, unit=False),
         )
     console.print(table)
 
@@ -628,9 +626,7 @@ def _model_json(session: Session, task: Task) -> dict[str, object]:
     return {
         "base_model": meta.base_model,
         "hash_matches": base_model_hash(meta.base_model) == task.base_model_hash,
-        "peft": meta.peft.model_dump(mode="json", exclude={"num_virtual_tokens"})
-        if meta.peft.method == "lora"
-        else meta.peft.model_dump(mode="json"),
+        "peft": meta.peft.model_dump(mode="json"),
         "initial_cid": initial.cid,
     }
 

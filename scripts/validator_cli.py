@@ -17,17 +17,16 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
-from loraledger.display import chain_time
+from loraledger.display import chain_time, tokens
 from scripts.console import console, err_console
+from scripts.console import table as new_table
 from scripts.options import (
     IpfsOption,
     JsonOption,
     NetworkOption,
     RoundOptions,
     TaskOption,
-    format_amount,
     open_cli_session,
     with_round_options,
 )
@@ -77,12 +76,12 @@ def post_bond_and_report(session: Session, task: int) -> None:
 
     before = session.ledger.bond_of(task, session.address)
     if before.posted:
-        held = "it was slashed" if before.slashed else f"{format_amount(before.amount)} LLT held"
+        held = "it was slashed" if before.slashed else f"{tokens(before.amount)} held"
         console.print(f"{session.address} already posted its bond for task {task}: {held}")
         return
     amount = post_bond(session, task)
     console.print(
-        f"{session.address} posted its bond for task {task}: {format_amount(amount)} LLT locked"
+        f"{session.address} posted its bond for task {task}: {tokens(amount)} locked"
         + ("" if amount else " (the task asks none)")
     )
 
@@ -117,7 +116,7 @@ def withdraw_bond_and_report(session: Session, task: int) -> None:
         raise ChainError(
             f"{address} holds no bond in task {task} (never posted, or withdrawn already)"
         ) from None
-    console.print(f"returned the bond of {format_amount(bond.amount)} LLT to {address}")
+    console.print(f"returned the bond of {tokens(bond.amount)} to {address}")
 
 
 @app.command("bond")
@@ -283,19 +282,22 @@ def _print_status(session: Session, task: int, *, as_json: bool) -> None:
         }
         console.print_json(json.dumps(body))
         return
-    held = (
-        "slashed"
-        if bond.slashed
-        else f"{format_amount(bond.amount)} LLT"
-        if bond.posted
-        else "not posted"
-    )
+    held = "slashed" if bond.slashed else tokens(bond.amount) if bond.posted else "not posted"
     console.print(
         f"{address}: validator {index} of {len(validators)} in task {task} (quorum "
         f"{info.quorum}); bond {held}",
         highlight=False,
     )
-    table = Table("round", "state", "score sheet", "signed result", "agreement", "pay", "claimed")
+    table = new_table(
+        "round",
+        "state",
+        "score sheet",
+        "signed result",
+        "agreement",
+        "pay (LLT)",
+        "claimed (LLT)",
+        text=("state",),
+    )
     for row in rows:
         table.add_row(
             str(row["round"]),
@@ -303,11 +305,11 @@ def _print_status(session: Session, task: int, *, as_json: bool) -> None:
             "posted" if row["sheet_posted"] else "-",
             "yes" if row["signed"] else "-",
             "-" if row["agreement"] is None else f"{row['agreement']:.3f}",
-            format_amount(int(row["reward"])),
+            tokens(int(row["reward"]), unit=False),
             "yes" if row["claimed"] else "no",
         )
     console.print(table)
     console.print(
-        f"claimable {format_amount(mine.claimable)}, waiting for a challenge window "
-        f"{format_amount(mine.pending)}, claimed {format_amount(mine.claimed)}"
+        f"claimable {tokens(mine.claimable)}, waiting for a challenge window "
+        f"{tokens(mine.pending)}, claimed {tokens(mine.claimed)}"
     )

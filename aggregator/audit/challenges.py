@@ -17,6 +17,7 @@ from web3.types import TxReceipt
 from chain.bindings import Ledger
 from chain.events import History
 from ipfs import ContentStore
+from loraledger.display import tokens
 from loraledger.errors import LoRALedgerError
 from loraledger.report import fetch_report
 
@@ -69,8 +70,8 @@ def reward_challenges(
                 line.node,
                 line.amount,
                 tuple(bytes.fromhex(p) for p in line.proof),
-                f"{line.node} is paid {line.amount} but revealed no update in round {round_} "
-                "and is no validator whose sheet the result used",
+                f"{line.node} is paid {tokens(line.amount, exact=True)} but revealed no update in "
+                f"round {round_} and is no validator whose sheet the result used",
             )
         )
     return out

@@ -36,6 +36,7 @@ from chain.events import (
     UpdateSubmitted,
 )
 from chain.merkle import RewardEntry, RewardTree, leaf_hash, verify
+from loraledger.display import tokens
 from loraledger.errors import LoRALedgerError
 from loraledger.report import RoundReport, SubmissionVerdict
 
@@ -91,6 +92,11 @@ class RoundFacts:
     validators: tuple[str, ...] = ()  # the task's validators, in their on-chain order
     attestations: list[Attested] = field(default_factory=list)  # signatures of the result
     proposal: bool = False
+
+
+def _exact(units: int) -> str:
+    """An amount in a verdict: every digit, with the symbol (a check compares base units)."""
+    return tokens(units, exact=True)
 
 
 def check_submissions(facts: RoundFacts, report: RoundReport) -> list[str]:
@@ -150,7 +156,8 @@ def check_rewards(
     problems = []
     if table.pool != task.reward_per_round:
         problems.append(
-            f"the table's pool is {table.pool}, the task's reward per round {task.reward_per_round}"
+            f"the table's pool is {_exact(table.pool)}, the task's reward per round "
+            f"{_exact(task.reward_per_round)}"
         )
     validation = bool(report.params.get("validation")) or consensus
     start_loss = report.metrics.get("start_eval_loss")
@@ -196,12 +203,12 @@ def check_rewards(
         want, got = rule.get(key, 0), lines[key].amount if key in lines else 0
         if want != got:
             name = lines[key].node if key in lines else key
-            problems.append(f"{name}: the rule gives {want}, the table {got}")
+            problems.append(f"{name}: the rule gives {_exact(want)}, the table {_exact(got)}")
     total = sum(line.amount for line in table.lines)
     if not total == table.total == record.reward_total == facts.info.reward_total:
         problems.append(
-            f"totals disagree: lines sum to {total}, the table says {table.total}, "
-            f"the chain {record.reward_total}"
+            f"totals disagree: lines sum to {_exact(total)}, the table says {_exact(table.total)}, "
+            f"the chain {_exact(record.reward_total)}"
         )
     if total > table.pool:
         problems.append(f"the table pays {total}, more than the pool of {table.pool}")
@@ -225,7 +232,8 @@ def check_rewards(
         leaf = leaf_hash(facts.info.task_id, facts.info.round, line.node, line.amount)
         if not verify(record.reward_root, leaf, [bytes.fromhex(p) for p in line.proof]):
             problems.append(
-                f"{line.node}: the proof of {line.amount} does not verify against the on-chain root"
+                f"{line.node}: the proof of {_exact(line.amount)} does not verify against the "
+                "on-chain root"
             )
     return problems
 
@@ -276,7 +284,7 @@ def check_slashes(facts: RoundFacts, report: RoundReport) -> list[str]:
         listed = named.get(event.node.lower())
         if listed is None:
             problems.append(
-                f"{event.node} was slashed {event.amount} but the report names no slash"
+                f"{event.node} was slashed {_exact(event.amount)} but the report names no slash"
             )
             continue
         if (event.reason, event.evidence_cid) != (listed.code, facts.record.report_cid):
@@ -287,7 +295,8 @@ def check_slashes(facts: RoundFacts, report: RoundReport) -> list[str]:
             )
         elif event.amount > listed.amount:
             problems.append(
-                f"{event.node}: slashed {event.amount}, the report says {listed.amount}"
+                f"{event.node}: slashed {_exact(event.amount)}, "
+                f"the report says {_exact(listed.amount)}"
             )
     return problems
 
@@ -336,7 +345,8 @@ def check_validators(
             )
         if line.reward != pay.get(key, 0):
             problems.append(
-                f"{sheet.validator}: paid {line.reward}, the rule gives {pay.get(key, 0)}"
+                f"{sheet.validator}: paid {_exact(line.reward)}, "
+                f"the rule gives {_exact(pay.get(key, 0))}"
             )
     return problems
 
@@ -346,7 +356,8 @@ def validators_summary(report: RoundReport, sheets: Sequence[PostedSheet]) -> st
     agreement = ", ".join(f"{line.agreement:.2f}" for line in report.validators)
     return (
         f"{len(sheets)} validators' sheets used ({unreadable} unreadable, counted empty); "
-        f"agreement {agreement or 'n/a'}; {sum(v.reward for v in report.validators)} paid to them"
+        f"agreement {agreement or 'n/a'}; "
+        f"{_exact(sum(v.reward for v in report.validators))} paid to them"
     )
 
 
@@ -418,11 +429,13 @@ def check_claims(facts: RoundFacts, report: RoundReport) -> list[str]:
         seen[key] += 1
         if key not in lines:
             problems.append(
-                f"{claim.node} claimed {claim.amount} (block {claim.block}) "
+                f"{claim.node} claimed {_exact(claim.amount)} (block {claim.block}) "
                 "but has no line in the table"
             )
         elif claim.amount != lines[key]:
-            problems.append(f"{claim.node} claimed {claim.amount}, the table gives {lines[key]}")
+            problems.append(
+                f"{claim.node} claimed {_exact(claim.amount)}, the table gives {_exact(lines[key])}"
+            )
     problems += [f"{node} claimed {count} times" for node, count in seen.items() if count > 1]
     paid = sum(c.amount for c in facts.claims)
     if paid != facts.info.claimed:
@@ -483,9 +496,8 @@ def slashes_summary(facts: RoundFacts, report: RoundReport) -> str:
 
 
 def claims_summary(facts: RoundFacts, report: RoundReport) -> str:
-    return (
-        f"{len(facts.claims)} of {len(report.rewards.lines)} rewards claimed ({facts.info.claimed})"
-    )
+    claimed = _exact(facts.info.claimed)
+    return f"{len(facts.claims)} of {len(report.rewards.lines)} rewards claimed ({claimed})"
 
 
 def result(round_: int | None, name: str, problems: list[str], summary: str) -> AuditCheck:

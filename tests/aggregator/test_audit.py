@@ -28,6 +28,7 @@ from chain.events import Attested, History
 from chain.merkle import RewardEntry, RewardTree, SlashEntry, SlashTree
 from chain.session import Session
 from fl_node.node import claim
+from loraledger.display import tokens
 from loraledger.report import RewardLine, RewardTable, RoundReport
 from loraledger.update import Expected, build_global_adapter, parse_global_adapter
 from tests.aggregator.round_builders import RoundWorld, make_world, raw_update, update_metadata
@@ -325,7 +326,8 @@ def test_a_reward_table_that_breaks_the_rule_fails_even_with_a_consistent_root(
 
     assert list(failed) == [(round_, "rewards")]
     assert (
-        f"{nodes[0]}: the rule gives {to_nodes * 10 // 40}, the table {to_nodes // 2}"  # capped
+        f"{nodes[0]}: the rule gives {tokens(to_nodes * 10 // 40, exact=True)}, "
+        f"the table {tokens(to_nodes // 2, exact=True)}"  # capped
         in failed[(round_, "rewards")]  # at the median claim, 15
     )
     assert all(v.address not in failed[(round_, "rewards")] for v in embedded.validators)
@@ -361,7 +363,7 @@ def test_an_on_chain_root_other_than_the_tables_fails_and_outside_claims_are_nam
     assert "Merkle roots disagree" in failed[(round_, "rewards")]
     assert "does not verify against the on-chain root" in failed[(round_, "rewards")]
     assert (
-        f"{outsider.address} claimed 1" in failed[(round_, "claims")]
+        f"{outsider.address} claimed {tokens(1, exact=True)} (block" in failed[(round_, "claims")]
         and "no line in the table" in failed[(round_, "claims")]
     )
 
@@ -428,10 +430,11 @@ def test_a_report_paying_a_validator_more_than_the_rule_fails_the_validators_and
 
     assert set(failed) == {(round_, "validators"), (round_, "rewards")}
     fair = honest_pay[greedy]
-    assert f"{greedy}: paid {fair + TOKEN}, the rule gives {fair}" in failed[(round_, "validators")]
+    paid, fair_pay = tokens(fair + TOKEN, exact=True), tokens(fair, exact=True)
+    assert f"{greedy}: paid {paid}, the rule gives {fair_pay}" in failed[(round_, "validators")]
     rewards = failed[(round_, "rewards")]
-    assert f"{greedy}: the rule gives {fair}, the table {fair + TOKEN}" in rewards
-    assert f"{robbed}: the rule gives {honest_pay[robbed]}" in rewards
+    assert f"{greedy}: the rule gives {fair_pay}, the table {paid}" in rewards
+    assert f"{robbed}: the rule gives {tokens(honest_pay[robbed], exact=True)}" in rewards
 
 
 def test_signatures_that_do_not_recover_or_fall_short_of_the_quorum_fail_the_signatures_check(
@@ -596,7 +599,8 @@ def test_a_slash_the_report_does_not_prove_fails_the_slashes_check(
 
     assert list(failed) == [(round_, "slashes")]
     assert (
-        f"{honest} was slashed {TOKEN} but the report names no slash" in failed[(round_, "slashes")]
+        f"{honest} was slashed {tokens(TOKEN, exact=True)} but the report names no slash"
+        in failed[(round_, "slashes")]
     )
     assert "the slash root rebuilt from the report is" in failed[(round_, "slashes")]
 

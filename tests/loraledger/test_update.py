@@ -33,6 +33,7 @@ from loraledger.update import (
     parse_update,
     peft_adapter_config,
     peft_spec_from_adapter_config,
+    read_metadata_json,
     sha256_hex,
     unpack_global_adapter,
     verify_digest,
@@ -129,6 +130,17 @@ def test_build_update_is_deterministic_whatever_the_tensor_order() -> None:
     tensors = lora_tensors()
     reordered = dict(reversed(list(tensors.items())))
     assert build_update(tensors, metadata()) == build_update(reordered, metadata())
+
+
+def test_a_file_carries_only_the_settings_its_method_uses() -> None:
+    data = build_update(lora_tensors(), metadata())
+    peft = read_metadata_json(data)["peft"]
+    assert "num_virtual_tokens" not in peft and peft["rank"] == metadata().peft.rank
+    prompt = PeftSpec(method="prompt_tuning", num_virtual_tokens=5).model_dump(mode="json")
+    assert prompt == {"method": "prompt_tuning", "num_virtual_tokens": 5}
+    # and what is left out comes back as the default, so a spec survives its round trip
+    for spec in (metadata().peft, PeftSpec(method="prefix_tuning", num_virtual_tokens=7)):
+        assert PeftSpec.model_validate(spec.model_dump(mode="json")) == spec
 
 
 def test_parsed_tensors_come_in_name_order_every_time() -> None:

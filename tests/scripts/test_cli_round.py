@@ -59,7 +59,7 @@ def test_round_abandon_waits_for_the_grace_period_then_unlocks_a_leaving_nodes_s
     assert "error: the stake of" in err and "in task 1" in err
     assert "abandoned" in err  # the hint says what unlocks it
     out = invoke("node", "leave", *task.args(3))  # committed nowhere: paid back at once
-    assert "left task 1; stake 10 returned" in out
+    assert "left task 1; stake 10 LLT returned" in out
 
     err = user_error(capsys, "round", "abandon", "--task", "1", "--network", network)
     assert re.search(
@@ -75,7 +75,7 @@ def test_round_abandon_waits_for_the_grace_period_then_unlocks_a_leaving_nodes_s
     assert task.ledger.round_state(1, 1) is RoundState.ABANDONED
 
     out = invoke("node", "withdraw", *task.args(2))
-    assert "left task 1; stake 10 returned" in out
+    assert "left task 1; stake 10 LLT returned" in out
     assert task.ledger.member(1, task.account(2).address).stake == 0
 
     out = invoke("task", "show", "1", "--network", network, "--json")
@@ -203,7 +203,7 @@ def test_finalizing_a_round_nobody_revealed_in_asks_for_allow_empty_and_says_wha
     assert task.ledger.round_state(1, 1) is RoundState.CLOSED  # nothing was sent
 
     out = invoke("aggregator", "finalize", *task.args(), "--allow-empty")
-    assert "round 1 finalized: 0 accepted, 0 rejected, 0 tokens to pay" in out
+    assert "round 1 finalized: 0 accepted, 0 rejected, 0 LLT to pay" in out
     assert "no update was revealed in this round: the global adapter keeps its weights" in out
     assert task.ledger.round_state(1, 1) is RoundState.FINALIZED
     # a decided round is never refused: repeating the command reports it

@@ -104,7 +104,7 @@ def test_a_validator_process_scores_signs_claims_its_share_and_takes_its_bond_ba
     assert status["pending"] == str(share) and status["claimable"] == "0"
 
     out = invoke("validator", "claim", *task.args(5))
-    assert "nothing to claim" in out and "10 more once the challenge windows" in out
+    assert "nothing to claim" in out and "10 LLT more once the challenge windows" in out
     info = task.ledger.round(1, 1)
     task.advance_past(info.finalized_at + 600)
     assert "round 1 of task 1 settled" in invoke("aggregator", "settle", *task.args())

@@ -82,7 +82,7 @@ def test_demo_on_the_embedded_stack_pays_honest_nodes_rejects_malicious_ones_and
     assert earned["honest"] + parties["validator"] == paid
     assert [n["rank"] for n in summary["nodes"] if n["kind"] == "honest"] == [4, 2, 4]
     assert len(list((tmp_path / "out" / "reports").glob("round-*.json"))) == 2
-    for title in ("rounds", "nodes", "rejected (reasons)", "tokens earned"):
+    for title in ("rounds", "nodes", "rejected (reasons)", "earned (LLT)"):
         assert title in output
 
 

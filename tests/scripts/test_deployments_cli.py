@@ -36,7 +36,14 @@ def test_deploying_again_asks_for_replace_and_an_earlier_ledger_comes_back(
     code, out, err = run_cli(capsys, "chain", "accounts", "--network", network)
     assert code == 0, err
     dev0 = next(line for line in out.splitlines() if "dev:0 " in line)
-    assert "LLT" in out and dev0.split("│")[-2].strip() == "1000000000"
+    assert "LLT" in out and dev0.split()[-1] == "1,000,000,000"  # whole tokens, grouped
+    # dev:0 paid gas for the deployment: its ether is cut to 6 decimals, marked, or exact
+    ether = dev0.split()[-2]
+    assert ether.endswith("…") and len(ether.split(".")[1]) == 7
+    code, out, err = run_cli(capsys, "--exact-amounts", "chain", "accounts", "--network", network)
+    assert code == 0, err
+    exact = next(line for line in out.splitlines() if "dev:0 " in line).split()[-2]
+    assert exact.startswith(ether.removesuffix("…")) and len(exact) > len(ether)
 
     code, out, err = run_cli(capsys, "deploy", "--network", network, "--dev-tokens", "0")
     assert code == 1 and out == ""
