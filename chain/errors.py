@@ -244,6 +244,17 @@ class TransactionReverted(ChainError):
     """A transaction reverted without a decodable reason (out of gas, plain revert)."""
 
 
+class NonceTaken(ChainError):
+    """Another transaction of the same account was mined with this transaction's nonce (two
+    processes signing as one account): this one can never be mined, so nothing of it was sent.
+    :meth:`chain.network.Chain.send` builds it again with the next nonce."""
+
+
+class TransactionNotMined(ChainError):
+    """A sent transaction was not mined in time (or the chain could not be asked): it may still
+    be, so the caller must not send it again under a new nonce without checking."""
+
+
 def snake_case(name: str) -> str:
     """``taskId`` -> ``task_id``: the attribute name of a Solidity argument."""
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()

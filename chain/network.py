@@ -32,7 +32,13 @@ from web3 import Web3
 from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
 
-from chain.errors import ContractRevert, ErrorDecoder, TransactionReverted
+from chain.errors import (
+    ContractRevert,
+    ErrorDecoder,
+    NonceTaken,
+    TransactionNotMined,
+    TransactionReverted,
+)
 from loraledger.errors import ChainError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -43,6 +49,12 @@ GANACHE_MNEMONIC = "myth like bonus scare over problem client lizard pioneer sub
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 DEFAULT_PORTS = {"ganache": 8545, "anvil": 8546}
 DEV_ACCOUNTS = 20  # funded dev accounts of every local chain (embedded, ganache, anvil)
+RPC_ATTEMPTS = 6
+"""How often one JSON-RPC request is sent before its error stands (5 pauses, 3.9 s in all)."""
+NONCE_ATTEMPTS = 5
+"""How often :meth:`Chain.send` builds a transaction again when another took its nonce."""
+RECEIPT_TIMEOUT = 120.0
+"""Seconds a sent transaction may take to be mined before :class:`TransactionNotMined`."""
 
 
 @dataclass(frozen=True)
@@ -211,24 +223,41 @@ class Chain:
     def send(
         self, fn: ContractFunction, account: LocalAccount, *, gas_margin: float = 1.25
     ) -> TxReceipt:
-        """Simulate, sign locally, send and wait for ``fn``; reverts raise ``ContractRevert``."""
-        try:
-            gas = fn.estimate_gas({"from": account.address})
-        except Exception as exc:
-            mapped = self.decoder.from_exception(exc)
-            if mapped is None:
-                raise ChainError(f"{fn.fn_name} failed on {self.network.name}: {exc}") from exc
-            raise mapped from None
-        tx = fn.build_transaction(
-            {
-                "from": account.address,
-                "nonce": self.w3.eth.get_transaction_count(account.address, "pending"),
-                "gas": int(gas * gas_margin) + 10_000,
-                "chainId": self.chain_id,
-            }
-        )
-        signed = account.sign_transaction(cast("dict[str, Any]", tx))
-        return self.send_raw(signed.raw_transaction, fn.fn_name)
+        """Simulate, sign locally, send and wait for ``fn``; reverts raise ``ContractRevert``.
+
+        Sent once in effect: the signed bytes are re-sent as they are when a request fails
+        (same nonce, so at most one is ever mined); when another process of the same account
+        took the nonce first (:class:`NonceTaken`), it is simulated, signed and sent again with
+        the next one, at most :data:`NONCE_ATTEMPTS` times."""
+        for attempt in range(1, NONCE_ATTEMPTS + 1):
+            try:
+                gas = fn.estimate_gas({"from": account.address})
+            except Exception as exc:
+                mapped = self.decoder.from_exception(exc)
+                if mapped is None:
+                    raise ChainError(f"{fn.fn_name} failed on {self.network.name}: {exc}") from exc
+                raise mapped from None
+            nonce = self.w3.eth.get_transaction_count(account.address, "pending")
+            tx = fn.build_transaction(
+                {
+                    "from": account.address,
+                    "nonce": nonce,
+                    "gas": int(gas * gas_margin) + 10_000,
+                    "chainId": self.chain_id,
+                }
+            )
+            signed = account.sign_transaction(cast("dict[str, Any]", tx))
+            try:
+                return self.send_raw(
+                    signed.raw_transaction, fn.fn_name, sender=account.address, nonce=nonce
+                )
+            except NonceTaken:
+                if attempt == NONCE_ATTEMPTS:
+                    raise
+                logger.info(
+                    "%s: nonce %s was taken by another transaction; again", fn.fn_name, nonce
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def deploy(
         self, abi: list[dict[str, Any]], bytecode: str, args: list[Any], account: LocalAccount
@@ -237,19 +266,36 @@ class Chain:
         factory = self.w3.eth.contract(abi=abi, bytecode=bytecode)
         constructor = factory.constructor(*args)
         gas = constructor.estimate_gas({"from": account.address})
+        nonce = self.w3.eth.get_transaction_count(account.address, "pending")
         tx = constructor.build_transaction(
             {
                 "from": account.address,
-                "nonce": self.w3.eth.get_transaction_count(account.address, "pending"),
+                "nonce": nonce,
                 "gas": int(gas * 1.2) + 50_000,
                 "chainId": self.chain_id,
             }
         )
-        return self.send_raw(account.sign_transaction(tx).raw_transaction, "deploy")
+        raw = account.sign_transaction(tx).raw_transaction
+        return self.send_raw(raw, "deploy", sender=account.address, nonce=nonce)
 
-    def send_raw(self, raw: bytes, what: str) -> TxReceipt:
-        tx_hash = self.w3.eth.send_raw_transaction(raw)
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+    def send_raw(
+        self, raw: bytes, what: str, *, sender: str | None = None, nonce: int | None = None
+    ) -> TxReceipt:
+        """Send signed bytes and wait for their receipt.
+
+        A request that fails may still have reached the node (a reply lost, a timeout): the
+        provider sends the same bytes again, and whatever the node answers then ("already
+        known", "nonce too low"), the transaction is looked up by its hash (``keccak(raw)``)
+        before anything is concluded. With ``sender`` and ``nonce`` given, a transaction the
+        node never saw whose nonce another one used is :class:`NonceTaken`."""
+        tx_hash = Web3.keccak(raw)
+        try:
+            self.w3.eth.send_raw_transaction(raw)
+        except Exception as exc:
+            if not self._known(tx_hash):
+                raise self._not_sent(what, exc, sender, nonce) from exc
+            logger.info("%s: the node has transaction %s already", what, tx_hash.hex())
+        receipt = self._receipt(tx_hash, what)
         if receipt["status"] != 1:
             decoded = self._replay_revert(tx_hash, int(receipt["blockNumber"]))
             if decoded is not None:
@@ -261,6 +307,75 @@ class Chain:
         if self.on_mined is not None:
             self.on_mined(what, receipt)
         return receipt
+
+    def _known(self, tx_hash: bytes) -> bool:
+        """Whether the node has this transaction, pending or mined (``False`` when it cannot be
+        asked either)."""
+        try:
+            self.w3.eth.get_transaction(cast("Any", tx_hash))
+        except Exception:  # TransactionNotFound, or the node still unreachable
+            return False
+        return True
+
+    def _not_sent(
+        self, what: str, exc: Exception, sender: str | None, nonce: int | None
+    ) -> ChainError:
+        """The error for a transaction the node does not have after sending failed."""
+        mapped = self.decoder.from_exception(exc)
+        if isinstance(mapped, ContractRevert):
+            return mapped
+        if sender is not None and nonce is not None and self._nonce_taken(sender, nonce):
+            return NonceTaken(
+                f"{what}: another transaction of {sender} was mined with nonce {nonce} "
+                "(two processes signing as one account?); this one was not sent"
+            )
+        return ChainError(
+            f"{what} could not be sent to {self.network.name}: {exc}",
+            hint="nothing was sent; check the chain's RPC endpoint and run the command again",
+        )
+
+    def _nonce_taken(self, sender: str, nonce: int, wait: float = 5.0) -> bool:
+        """Whether another transaction of ``sender`` was mined with ``nonce``. One still being
+        mined ("can't be replaced, mining has already started") is waited for, up to ``wait``
+        seconds, while the pending count says the nonce is in use."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                eth = self.w3.eth
+                if int(eth.get_transaction_count(cast("Any", sender), "latest")) > nonce:
+                    return True
+                if int(eth.get_transaction_count(cast("Any", sender), "pending")) <= nonce:
+                    return False  # nobody holds the nonce: the failure was something else
+            except Exception:
+                return False
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
+    def _receipt(self, tx_hash: bytes, what: str, timeout: float = RECEIPT_TIMEOUT) -> TxReceipt:
+        """Wait for a sent transaction's receipt, asking again through dropped connections and
+        timeouts until ``timeout`` seconds have passed."""
+        from web3.exceptions import TransactionNotFound
+
+        deadline = time.monotonic() + timeout
+        pause, last = 0.05, "not mined yet"
+        while True:
+            try:
+                return self.w3.eth.get_transaction_receipt(cast("Any", tx_hash))
+            except TransactionNotFound:
+                last = "not mined yet"
+            except (OSError, ValueError) as exc:  # connection errors, timeouts, HTTP errors
+                last = f"{type(exc).__name__}: {exc}"
+                logger.info("%s: asking for receipt of %s failed: %s", what, tx_hash.hex(), last)
+            if time.monotonic() > deadline:
+                raise TransactionNotMined(
+                    f"{what}: transaction 0x{tx_hash.hex().removeprefix('0x')} has no receipt "
+                    f"after {timeout:.0f} s ({last}); it may still be mined",
+                    hint="look it up before sending again (`cast tx`, or the dashboard's "
+                    "/api/tx/<hash>); a retry with the same nonce is safe, a new one is not",
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     def _replay_revert(self, tx_hash: Any, block: int) -> ContractRevert | None:
         """Why a mined transaction reverted: the same call replayed on the state and time of
@@ -374,6 +489,29 @@ def _index_embedded_lookups() -> None:
     pyevm._get_transaction_by_hash = lookup
 
 
+def _retries() -> Any:
+    """Requests to an RPC endpoint are sent again, up to :data:`RPC_ATTEMPTS` times with a
+    doubling pause from 0.125 s, when the connection drops, is reset, times out or answers an
+    HTTP error. web3.py's default retries only the built-in ``ConnectionError``, which
+    ``requests`` never raises, so a dropped connection failed at once. Re-sending a signed
+    transaction is safe: its nonce lets at most one copy be mined (:meth:`Chain.send_raw`)."""
+    import requests
+    from web3.providers.rpc.utils import REQUEST_RETRY_ALLOWLIST, ExceptionRetryConfiguration
+
+    return ExceptionRetryConfiguration(
+        # reads (fee history too, which web3.py leaves out) and sending signed bytes
+        method_allowlist=[*REQUEST_RETRY_ALLOWLIST, "eth_feeHistory", "eth_blobBaseFee", "web3"],
+        errors=(
+            ConnectionError,
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.HTTPError,
+        ),
+        retries=RPC_ATTEMPTS,
+        backoff_factor=0.125,
+    )
+
+
 def connect(network: NetworkSpec | str | None, *, timeout: float = 5.0) -> Chain:
     """Connect to a chain; raises ``ChainError`` naming the URL when nobody answers."""
     spec = network if isinstance(network, NetworkSpec) else parse_network(network)
@@ -396,7 +534,13 @@ def connect(network: NetworkSpec | str | None, *, timeout: float = 5.0) -> Chain
             raise ConfigError(
                 "websocket RPC URLs are not supported; use the chain's http(s) endpoint"
             )
-        w3 = Web3(Web3.HTTPProvider(spec.url, request_kwargs={"timeout": timeout}))
+        w3 = Web3(
+            Web3.HTTPProvider(
+                spec.url,
+                request_kwargs={"timeout": timeout},
+                exception_retry_configuration=_retries(),
+            )
+        )
         deadline = time.monotonic() + timeout
         while True:
             try:
