@@ -33,6 +33,7 @@ twice. Commitments never revealed are not counted, earn nothing and are slashed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -601,6 +602,8 @@ class RoundRunner:
     def _compute(self, round_: int, submissions: int) -> tuple[RoundReport, Finalization]:
         session, store = self.session, self.session.store
         began = time.perf_counter()
+        # read before the inputs: a change in between makes the journal stale, never wrong
+        key = self._inputs_key(round_, session.ledger.round(self.task_id, round_))
         inputs = self.inputs(round_, submissions)
         start, start_cid = inputs.start, inputs.start_cid
         self._checkpoint("collected")
@@ -740,7 +743,7 @@ class RoundRunner:
             slash_root=slash_root(self.task_id, round_, report, report_cid),
             scores_bitmap=bitmap,
         )
-        self._write_journal(round_, submissions, result)
+        self._write_journal(round_, submissions, result, key)
         self._checkpoint("journaled")
         return report, result
 
@@ -1074,12 +1077,38 @@ class RoundRunner:
             return None
         return body if isinstance(body, dict) else None
 
+    def _inputs_key(self, round_: int, info: Round) -> str:
+        """What identifies the inputs a result was computed from, read from the chain as it is
+        now: the adapter the round starts from, every revealed commitment (node, digest, CID,
+        examples, in commitment order) and every counted score sheet (validator, CID, digest).
+        Counts alone are not enough: a reorganisation can replace a commitment or a sheet with
+        another one and leave every count as it was."""
+        commitments = self._commitments(round_, info.reveals)
+        sheets = sorted(
+            (e.validator.lower(), e.cid, e.digest.hex())
+            for e in self.session.history.scores(self.task_id, round_)
+        )
+        body = {
+            "start": info.start_digest.hex(),
+            "commitments": [[c.node.lower(), c.digest, c.cid, c.num_examples] for c in commitments],
+            "scores_bitmap": info.scores_bitmap,
+            "sheets": [list(s) for s in sheets],
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
     def _journal_usable(self, journal: dict[str, Any], info: Round) -> bool:
         try:
             if int(journal["submissions"]) != info.reveals:
                 return False
             if int(journal.get("scores_bitmap", -1)) != info.scores_bitmap:
                 return False  # a score sheet came in since: the result changes
+            if journal.get("inputs") != self._inputs_key(int(journal["round"]), info):
+                logger.warning(
+                    "round %s: the journalled result was computed from other commitments or "
+                    "sheets than the chain has now (a reorganisation?); recomputing",
+                    journal["round"],
+                )
+                return False
             _finalization_from(journal)
             return all(self.session.store.has(journal[key]) for key in ("report_cid", "global_cid"))
         except (KeyError, TypeError, ValueError, LoRALedgerError) as exc:
@@ -1088,11 +1117,15 @@ class RoundRunner:
             )
             return False
 
-    def _write_journal(self, round_: int, submissions: int, result: Finalization) -> None:
+    def _write_journal(
+        self, round_: int, submissions: int, result: Finalization, inputs: str
+    ) -> None:
         path = self._journal_path(round_)
         path.parent.mkdir(parents=True, exist_ok=True)
         body = {
+            "round": round_,
             "submissions": submissions,
+            "inputs": inputs,
             "global_cid": result.global_cid,
             "global_digest": result.global_digest.hex(),
             "report_cid": result.report_cid,

@@ -180,6 +180,21 @@ def submit_round(
     _check_window(session, task_id, round_, info.deadline)
 
     journal = _read_journal(session, task_id, round_)
+    start = info.start_digest.hex()
+    if journal is not None and journal.get("start_digest", start) != start:
+        # the round this update was trained for is not the round on chain any more (a
+        # reorganisation replaced the previous round's result, or the task itself): its update
+        # starts from another adapter and would be rejected, so it is set aside, not committed
+        aside = _set_aside(session, task_id, round_, journal)
+        logger.warning(
+            "round %s: the journalled update was trained from global adapter %s, the round "
+            "now starts from %s; kept as %s, training again",
+            round_,
+            str(journal["start_digest"])[:16],
+            start[:16],
+            aside,
+        )
+        journal = None
     if journal is not None:
         logger.info("round %s: committing the update journalled before a restart", round_)
         _load_update(journal)  # the bytes are still there and match the digest
@@ -203,6 +218,7 @@ def submit_round(
         "num_examples": result.metadata.num_examples,
         "salt": secrets.token_bytes(32).hex(),
         "path": str(path),
+        "start_digest": start,  # what it was trained from: a journal for another start is stale
         "eval_loss_before": metrics.eval_loss_before,
         "eval_loss_after": metrics.eval_loss_after,
     }
@@ -332,6 +348,19 @@ def _commit(
 
 def _journal_path(session: Session, task_id: int, round_: int) -> Path:
     return session.state_dir("nodes", task_id) / f"round-{round_}.json"
+
+
+def _set_aside(session: Session, task_id: int, round_: int, journal: dict[str, Any]) -> Path:
+    """Rename a stale journal and its update out of the way (``round-N.stale-<start>.json``),
+    kept for a person to look at; returns the journal's new path."""
+    path = _journal_path(session, task_id, round_)
+    suffix = f".stale-{str(journal.get('start_digest', 'unknown'))[:16]}"
+    update = Path(str(journal["path"]))
+    if update.exists():
+        update.replace(update.with_name(update.stem + suffix + update.suffix))
+    aside = path.with_name(path.stem + suffix + path.suffix)
+    path.replace(aside)
+    return aside
 
 
 def _load_update(journal: dict[str, Any]) -> bytes:

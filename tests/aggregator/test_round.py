@@ -303,6 +303,40 @@ def test_a_crash_after_any_step_is_recovered_and_finalizes_once(
     )
 
 
+def test_a_journal_computed_from_commitments_a_reorganisation_replaced_is_not_proposed(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    """Crashed with the result journaled; then a reorganisation replaces all three commitments
+    with others, at the same count, the same reveals and no sheet: the restarted run must not
+    propose the journal, which pays for updates the chain no longer has."""
+    world = make_world(embedded, tmp_path, nodes=3)
+    round_ = world.runner().open()
+    before = embedded.snapshot()
+    for i, node in enumerate(embedded.nodes[:3]):
+        world.submit(round_, node, world.honest(i), examples=10 + i)
+
+    def crash(at: str) -> None:
+        if at == "journaled":
+            raise Crash(at)
+
+    with pytest.raises(Crash):
+        world.runner(checkpoint=crash).finalize(round_)
+    stale = {
+        c.digest for c in world.runner().inputs(round_, 3).commitments
+    }  # what the journal was computed from
+
+    embedded.revert(before)  # the commitments and reveals are gone
+    for i, node in enumerate(embedded.nodes[:3]):
+        world.submit(round_, node, world.honest(10 + i), examples=10 + i)  # others, same count
+    outcome = world.runner().finalize(round_)
+
+    assert not outcome.resumed  # recomputed from what the chain has now
+    paid = {s.digest for s in outcome.report.submissions}
+    assert len(paid) == 3 and not paid & stale
+    (finalized,) = [f for f in History(embedded.ledger).finalized(world.task_id) if f.round == 1]
+    assert finalized.report_cid == outcome.report_cid
+
+
 def test_a_crash_after_opening_does_not_open_twice(embedded: LedgerEnv, tmp_path: Path) -> None:
     world = make_world(embedded, tmp_path, nodes=1)
 

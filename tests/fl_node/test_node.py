@@ -55,9 +55,10 @@ def _task(
     *,
     digest: bytes | None = None,
     max_rounds: int = 3,
+    seed: int = 0,
 ) -> int:
     task_id = env.ledger.task_count() + 1
-    adapter = initial_global_adapter(model, SPEC, task_id)
+    adapter = initial_global_adapter(model, SPEC, task_id, seed=seed)
     cid = store.put_bytes(adapter)
     created = env.create_task(
         initial_global_cid=cid,
@@ -235,6 +236,59 @@ def test_a_node_killed_before_committing_resumes_without_training_again(
     assert env.ledger.submission(task_id, 1, session.address).committed
     assert reveal_round(session, task_id).digest == resumed.digest
     assert env.ledger.submission(task_id, 1, session.address).digest.hex() == resumed.digest
+
+
+def test_a_journal_trained_from_a_start_the_chain_no_longer_has_is_set_aside_not_committed(
+    embedded: LedgerEnv,
+    store: EmbeddedStore,
+    tiny: LoadedModel,
+    ai_data: NodeData,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Killed between journalling and committing; then a reorganisation replaces what the round
+    starts from (here: the task itself, created again with another initial adapter under the
+    same id). The same task id and round number must not resume the stale update."""
+    env = embedded
+    before = env.snapshot()
+    task_id = _task(env, store, tiny, seed=0)
+    session = _session(env, store, tmp_path)
+    join(session, task_id)
+    env.ledger.open_next_round(task_id, env.aggregator)
+    first_start = env.ledger.round(task_id, 1).start_digest
+    real_commit = node_mod._commit
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt("killed between journalling and committing")
+
+    monkeypatch.setattr(node_mod, "_commit", crash)
+    with pytest.raises(KeyboardInterrupt):
+        submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+    stale = hashlib.sha256(_journalled_update(tmp_path, task_id, 1)).hexdigest()
+
+    env.revert(before)  # the task's creation, the join and the round are gone
+    assert _task(env, store, tiny, seed=1) == task_id  # the same id, another start
+    join(session, task_id)
+    env.ledger.open_next_round(task_id, env.aggregator)
+    assert env.ledger.round(task_id, 1).start_digest != first_start
+    trained: list[int] = []
+    real_train = node_mod.train_round
+
+    def counted(*args: object, **kwargs: object) -> object:
+        trained.append(1)
+        return real_train(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(node_mod, "_commit", real_commit)
+    monkeypatch.setattr(node_mod, "train_round", counted)
+    submitted = submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+
+    assert not submitted.resumed and trained == [1]  # trained again, from the new start
+    assert submitted.digest != stale
+    assert env.ledger.submission(task_id, 1, session.address).committed
+    # the stale journal and its update are kept aside for a person to look at
+    (aside,) = (tmp_path / "journal").rglob("round-1.stale-*.safetensors")
+    assert hashlib.sha256(aside.read_bytes()).hexdigest() == stale
+    assert reveal_round(session, task_id).digest == submitted.digest
 
 
 def test_a_node_killed_between_commit_and_reveal_reveals_after_a_restart_and_is_paid(
