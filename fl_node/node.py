@@ -39,7 +39,7 @@ from fl_node.model import LoadedModel
 from fl_node.train import NodeTrainConfig, ProgressCallback, TrainSettings, train_round
 from loraledger.display import chain_time
 from loraledger.errors import ChainError, ConfigError, LoRALedgerError, StorageError
-from loraledger.paths import write_json_atomic
+from loraledger.paths import write_bytes_atomic, write_json_atomic
 from loraledger.report import RoundReport, fetch_report
 from loraledger.update import PeftSpec, sha256_hex
 
@@ -207,10 +207,7 @@ def submit_round(
     )
     result = train_round(config, model, data, global_bytes, info.start_digest.hex(), progress)
     path = _journal_path(session, task_id, round_).with_suffix(".safetensors")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(result.update)
-    tmp.replace(path)
+    write_bytes_atomic(path, result.update)
     metrics = result.metadata.metrics
     journal = {
         "format": JOURNAL_FORMAT,

@@ -38,6 +38,7 @@ from loraledger.report import RewardLine, RewardTable, RoundReport, SubmissionVe
 from loraledger.update import Expected, PeftSpec, parse_update
 from sponsor.task import initial_global_adapter
 from tests.support.chain import TOKEN, LedgerEnv, reverts
+from tests.support.faults import disk_full_after
 
 SPEC = PeftSpec(rank=4, alpha=8.0)
 SETTINGS = TrainSettings(max_steps=2, batch_size=2, max_length=64)
@@ -289,6 +290,34 @@ def test_a_journal_trained_from_a_start_the_chain_no_longer_has_is_set_aside_not
     (aside,) = (tmp_path / "journal").rglob("round-1.stale-*.safetensors")
     assert hashlib.sha256(aside.read_bytes()).hexdigest() == stale
     assert reveal_round(session, task_id).digest == submitted.digest
+
+
+def test_a_full_disk_while_training_or_pinning_is_one_error_and_the_node_resumes(
+    embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel, ai_data: NodeData, tmp_path: Path
+) -> None:
+    env = embedded
+    task_id = _task(env, store, tiny)
+    session = _session(env, store, tmp_path)
+    join(session, task_id)
+    env.ledger.open_next_round(task_id, env.aggregator)
+
+    # the update cannot be journalled: nothing is committed, nothing is left half-written
+    with disk_full_after(4096), pytest.raises(StorageError, match="cannot write"):
+        submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+    assert not env.ledger.submission(task_id, 1, session.address).committed
+    assert not [p for p in (tmp_path / "journal").rglob("*") if p.is_file()]
+    submitted = submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+
+    # the store cannot take the update when revealing: the journal (with its salt) is intact
+    (journal,) = (tmp_path / "journal").rglob("round-1.json")
+    before = journal.read_bytes()
+    with disk_full_after(4096), pytest.raises(StorageError, match="cannot write to store"):
+        reveal_round(session, task_id)
+    assert journal.read_bytes() == before
+    assert not env.ledger.submission(task_id, 1, session.address).revealed
+    revealed = reveal_round(session, task_id)  # room again: resumes from the journal
+    assert revealed.revealed and revealed.digest == submitted.digest
+    assert env.ledger.submission(task_id, 1, session.address).revealed
 
 
 def test_a_node_killed_between_commit_and_reveal_reveals_after_a_restart_and_is_paid(
