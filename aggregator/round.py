@@ -87,6 +87,7 @@ from chain.bindings import Finalization, Round, Task, base_model_hash
 from chain.events import RoundFinalized
 from chain.merkle import SlashTree
 from chain.progress import awaiting
+from chain.recovery import CHAIN_CHANGED, Recovery
 from chain.round_state import RoundState
 from chain.session import Session
 from loraledger.display import chain_time
@@ -229,6 +230,7 @@ class RoundRunner:
         # validators run in this process (each with its own account and held-out data); the
         # others run `loraledger validator run` and act through the chain
         self.validators = list(validators)
+        self.recovered = 0  # chain-changed errors the last run() rode out
 
     # ------------------------------------------------------------------ open and wait
 
@@ -461,20 +463,29 @@ class RoundRunner:
         on_round: Callable[[RoundOutcome], None] | None = None,
     ) -> list[RoundOutcome]:
         """Open, wait for, finalize and settle rounds until the task is complete (or
-        ``max_rounds``)."""
+        ``max_rounds``). A chain that changes under it (a reorganisation) is read again, as a
+        restart would (:class:`chain.recovery.Recovery`); every step is safe to repeat."""
         done: list[RoundOutcome] = []
+        recovery = Recovery(f"aggregator of task {self.task_id}")
         while not should_stop() and (max_rounds is None or len(done) < max_rounds):
-            round_ = self.open()
-            if round_ == 0:
-                break
-            if not self.wait(round_, poll_seconds=poll_seconds, should_stop=should_stop):
-                break
-            outcome = self.finalize(round_, poll_seconds=poll_seconds)
-            done.append(outcome)
-            if on_round is not None:
-                on_round(outcome)
-            if not self.settle(round_, poll_seconds=poll_seconds):
-                break
+            try:
+                round_ = self.open()
+                if round_ == 0:
+                    break
+                if not self.wait(round_, poll_seconds=poll_seconds, should_stop=should_stop):
+                    break
+                outcome = self.finalize(round_, poll_seconds=poll_seconds)
+                done = [d for d in done if d.round != outcome.round]  # once per round
+                done.append(outcome)
+                if on_round is not None:
+                    on_round(outcome)
+                if not self.settle(round_, poll_seconds=poll_seconds):
+                    break
+            except CHAIN_CHANGED as exc:
+                time.sleep(recovery.failed(exc))
+                continue
+            recovery.succeeded()
+        self.recovered = recovery.recovered
         return done
 
     # ------------------------------------------------------------------ the work
@@ -754,7 +765,7 @@ class RoundRunner:
         history, ledger = self.session.history, self.session.ledger
         revealed = {event.node: event for event in history.reveals(self.task_id, round_)}
         if len(revealed) != reveals:
-            raise ChainError(
+            raise errors.ChainMoved(
                 f"round {round_}: the chain counts {reveals} reveals but {len(revealed)} "
                 "events were found",
                 hint="the RPC node may lag behind; try again",
@@ -771,7 +782,7 @@ class RoundRunner:
                 or stored.digest != event.digest
                 or stored.num_examples != event.num_examples
             ):
-                raise ChainError(
+                raise errors.ChainMoved(
                     f"round {round_}: the events of {node} disagree with contract storage"
                 )
             commitments.append(
@@ -785,7 +796,7 @@ class RoundRunner:
                 )
             )
         if revealed:
-            raise ChainError(
+            raise errors.ChainMoved(
                 f"round {round_}: reveals without a commitment event from {sorted(revealed)}",
                 hint="the RPC node may lag behind; try again",
             )

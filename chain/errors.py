@@ -250,6 +250,12 @@ class NonceTaken(ChainError):
     :meth:`chain.network.Chain.send` builds it again with the next nonce."""
 
 
+class ChainMoved(ChainError):
+    """What was read from the chain moments ago no longer holds together: a reorganisation
+    replaced blocks, or the RPC node answering is behind the one answering before. Reading
+    again, a little later, sees one consistent chain (:class:`chain.recovery.Recovery`)."""
+
+
 class TransactionNotMined(ChainError):
     """A sent transaction was not mined in time (or the chain could not be asked): it may still
     be, so the caller must not send it again under a new nonce without checking."""

@@ -14,6 +14,7 @@ from typing import Any
 from web3 import Web3
 
 from chain.bindings import Finalization, Ledger, TaskParams
+from chain.errors import ChainMoved
 from loraledger.errors import ChainError
 
 
@@ -607,6 +608,8 @@ class History:
         created = self.task_created(task_id)
         if created.initial_global_digest == digest:
             return created.initial_global_cid
-        raise ChainError(
-            f"task {task_id} never published a global adapter with digest {digest.hex()}"
+        raise ChainMoved(
+            f"task {task_id} never published a global adapter with digest {digest.hex()}",
+            hint="a reorganisation may have removed the round that published it, or the RPC "
+            "node lags behind; read the chain again",
         )

@@ -32,6 +32,7 @@ from chain import errors
 from chain.bindings import ClaimRequest, Member, Submission, Token, commitment_hash
 from chain.merkle import leaf_hash, verify
 from chain.progress import awaiting
+from chain.recovery import CHAIN_CHANGED, Recovery
 from chain.round_state import RoundState
 from chain.session import Session
 from fl_node.data import NodeData
@@ -421,6 +422,44 @@ def run(
 
     ``on_wait`` is told, at every poll that waits, what the node waits for and until when."""
     done: list[SubmittedUpdate] = []
+    recovery = Recovery(f"node {session.address} in task {task_id}")
+    while True:
+        try:
+            stop = _run_step(
+                session,
+                task_id,
+                train_one,
+                done,
+                recovery,
+                max_rounds=max_rounds,
+                should_stop=should_stop,
+                on_submitted=on_submitted,
+                on_revealed=on_revealed,
+                on_wait=on_wait,
+                poll_seconds=poll_seconds,
+            )
+        except CHAIN_CHANGED as exc:  # a reorganisation: read the chain again, as a restart
+            time.sleep(recovery.failed(exc))
+            continue
+        if stop:
+            return done
+
+
+def _run_step(
+    session: Session,
+    task_id: int,
+    train_one: Callable[[], SubmittedUpdate],
+    done: list[SubmittedUpdate],
+    recovery: Recovery,
+    *,
+    max_rounds: int | None,
+    should_stop: Callable[[], bool],
+    on_submitted: Callable[[SubmittedUpdate], None] | None,
+    on_revealed: Callable[[SubmittedUpdate], None] | None,
+    on_wait: Callable[[str], None] | None,
+    poll_seconds: float,
+) -> bool:
+    """One look at the chain by :func:`run`: commit, reveal or wait; ``True`` when done."""
     ledger = session.ledger
     while (
         not should_stop() and not ledger.is_complete(task_id) and not ledger.task(task_id).cancelled
@@ -440,6 +479,7 @@ def run(
                 logger.info("%s", exc)
             else:
                 done.append(submitted)
+                recovery.succeeded()
                 if on_submitted is not None:
                     on_submitted(submitted)
                 continue
@@ -449,9 +489,10 @@ def run(
             except RoundUnavailable as exc:
                 logger.info("%s", exc)
             else:
-                done = [revealed if d.round == revealed.round else d for d in done]
+                done[:] = [revealed if d.round == revealed.round else d for d in done]
                 if revealed.round not in {d.round for d in done}:
                     done.append(revealed)  # committed before a restart
+                recovery.succeeded()
                 if on_revealed is not None:
                     on_revealed(revealed)
                 continue
@@ -464,8 +505,9 @@ def run(
             break  # the reveal window is over: nothing left to do for this round
         if on_wait is not None:
             on_wait(_node_waits(session, task_id, round_, stored, eligible))
+        recovery.succeeded()  # a whole look at the chain held together
         time.sleep(poll_seconds)
-    return done
+    return True
 
 
 def _node_waits(

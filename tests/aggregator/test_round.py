@@ -477,6 +477,49 @@ def test_run_goes_round_after_round_carrying_the_server_optimizer_state(
     assert world.runner(settings).run(poll_seconds=0.01) == []  # complete: nothing more to do
 
 
+def test_run_rides_out_a_reorganisation_that_removes_a_finalization_and_the_next_round(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    """As the issue saw on anvil: blocks replaced under a running aggregator took away round
+    1's finalization, round 2's opening and the nodes' round-2 commitments. The run reads the
+    chain again (as a restart would) and finishes both rounds, each finalized once."""
+    world = make_world(embedded, tmp_path, nodes=3, max_rounds=2)
+    nodes = embedded.nodes[:3]
+    history = History(embedded.ledger)
+    marks: dict[str, object] = {}
+
+    def nodes_submit_and_reorganise(at: str) -> None:
+        round_ = embedded.ledger.task(world.task_id).rounds_opened
+        if at == "collected" and round_ == 1 and "before" not in marks:
+            marks["before"] = embedded.snapshot()  # round 1 not finalized yet
+        if at == "collected" and round_ == 2 and "reorganised" not in marks:
+            marks["reorganised"] = True
+            embedded.revert(marks["before"])  # gone: round 1's result, round 2, its updates
+        if at == "finalized":
+            embedded.settle(world.task_id, round_)
+        if at != "opened":
+            return
+        start_digest = embedded.ledger.round(world.task_id, round_).start_digest
+        start_cid = history.global_adapter_at(world.task_id, start_digest)
+        start = parse_global_adapter(world.store.get_bytes(start_cid)).tensors
+        for i, node in enumerate(nodes):
+            g = torch.Generator().manual_seed(100 * round_ + i)
+            tensors = {k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in start.items()}
+            world.submit(round_, node, tensors)
+
+    runner = world.runner(checkpoint=nodes_submit_and_reorganise)
+    outcomes = runner.run(poll_seconds=0.01)
+
+    assert marks.get("reorganised") and runner.recovered >= 1  # it happened, and was ridden out
+    assert [o.round for o in outcomes] == [1, 2]
+    assert embedded.ledger.is_complete(world.task_id)
+    finalized = [f.round for f in history.finalized(world.task_id)]
+    assert finalized == [1, 2]  # on the chain as it is now: each round once
+    first, second = (o.report for o in outcomes)
+    assert second.start_digest == first.global_digest
+    assert [s.verdict for o in outcomes for s in o.report.submissions] == ["accepted"] * 6
+
+
 def test_a_wait_tells_what_it_waits_for_and_until_when(embedded: LedgerEnv, tmp_path: Path) -> None:
     world = make_world(embedded, tmp_path, nodes=3, max_rounds=1)
     heard: list[str] = []
