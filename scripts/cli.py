@@ -8,7 +8,9 @@ and the import error, never a group quietly missing from the command.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
+import re
 import sys
 from typing import Any
 
@@ -169,6 +171,7 @@ class _LazyCommand(click.Command):
             command = typer.main.get_command(module.app)
             command.help = command.help or self.help
         command.name = self.name
+        _reflow_help(command)
         # each group is its own Typer app; completion is offered once, not per group
         command.params = [
             p for p in command.params if p.name not in ("install_completion", "show_completion")
@@ -183,6 +186,32 @@ class _LazyCommand(click.Command):
         **extra: Any,
     ) -> click.Context:
         return self.load().make_context(info_name, args, parent=parent, **extra)
+
+
+def reflow(text: str) -> str:
+    """A docstring as paragraphs the help wraps to the terminal: the lines of a paragraph are
+    joined (typer's rich help keeps each source line break, so an 80-column terminal showed
+    ragged half lines); blank lines, and paragraphs that are lists or indented blocks, stay."""
+    paragraphs = re.split(r"\n\s*\n", inspect.cleandoc(text))
+    shaped = []
+    for paragraph in paragraphs:
+        lines = paragraph.splitlines()
+        if any(_LISTED.match(line) or line.startswith((" ", "\b")) for line in lines):
+            shaped.append(paragraph)
+        else:
+            shaped.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(shaped)
+
+
+_LISTED = re.compile(r"\s*([-*•]|\d+[.)])\s")
+
+
+def _reflow_help(command: click.Command) -> None:
+    """Reflow the help of ``command`` and of every command under it."""
+    if command.help:
+        command.help = reflow(command.help)
+    for sub in getattr(command, "commands", {}).values():
+        _reflow_help(sub)
 
 
 def build_command() -> click.Group:

@@ -120,3 +120,28 @@ def test_a_short_option_means_one_thing_in_every_command() -> None:
     }
     assert unexpected == {}
     assert {"-n", "-a", "-t", "-r", "-s", "-N", "-S"} <= seen.keys()  # the walk saw them
+
+
+def test_a_docstrings_paragraphs_wrap_to_the_terminal_and_lists_keep_their_lines() -> None:
+    text = """Open rounds.
+
+    Defaults: 4 nodes, about 5-10
+    minutes on 2 cores.
+
+    - one item
+    - another
+    """
+    assert cli.reflow(text) == (
+        "Open rounds.\n\nDefaults: 4 nodes, about 5-10 minutes on 2 cores.\n\n- one item\n- another"
+    )
+
+
+def test_command_help_reads_as_paragraphs_at_80_columns(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run_cli(capsys, "demo", "--help")
+    assert code == 0
+    # the docstring's source line breaks are gone: no half line before "minutes"
+    assert "about 5-10 minutes on 2 CPU cores" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
