@@ -87,7 +87,7 @@ from chain.bindings import Finalization, Round, Task, base_model_hash
 from chain.events import RoundFinalized
 from chain.merkle import SlashTree
 from chain.progress import awaiting
-from chain.recovery import CHAIN_CHANGED, Recovery
+from chain.recovery import RECOVERABLE, Recovery
 from chain.round_state import RoundState
 from chain.session import Session
 from loraledger.display import chain_time
@@ -481,7 +481,7 @@ class RoundRunner:
                     on_round(outcome)
                 if not self.settle(round_, poll_seconds=poll_seconds):
                     break
-            except CHAIN_CHANGED as exc:
+            except RECOVERABLE as exc:
                 time.sleep(recovery.failed(exc))
                 continue
             recovery.succeeded()

@@ -32,7 +32,7 @@ from chain import errors
 from chain.attest import sign_result
 from chain.bindings import ZERO_DIGEST, Finalization, Token
 from chain.progress import awaiting
-from chain.recovery import CHAIN_CHANGED, Recovery
+from chain.recovery import RECOVERABLE, Recovery
 from chain.round_state import RoundState
 from chain.session import Session
 from loraledger.errors import ChainError, LoRALedgerError
@@ -246,14 +246,14 @@ class Validator:
         done: set[int] = set()
         recovery = Recovery(f"validator {self.session.address} of task {self.task_id}")
         while not should_stop() and (max_rounds is None or len(done) < max_rounds):
-            task = ledger.task(self.task_id)
-            last = task.rounds_opened
             try:
+                task = ledger.task(self.task_id)
+                last = task.rounds_opened
                 if last:
                     state = self.step(last)
                     if state in (RoundState.FINALIZED, RoundState.SETTLED):
                         done.add(last)
-            except CHAIN_CHANGED as exc:  # a reorganisation: read the chain again
+            except RECOVERABLE as exc:  # a reorganisation, a restarting service: again
                 time.sleep(recovery.failed(exc))
                 continue
             recovery.succeeded()

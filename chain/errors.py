@@ -32,7 +32,7 @@ from eth_utils.address import to_checksum_address
 from web3 import Web3
 
 from chain.round_state import RoundState
-from loraledger.errors import ChainError
+from loraledger.errors import ChainError, ServiceUnavailable
 
 #: What a user can do about each error; shown by the CLI under the message.
 HINTS: dict[str, str] = {
@@ -248,6 +248,11 @@ class NonceTaken(ChainError):
     """Another transaction of the same account was mined with this transaction's nonce (two
     processes signing as one account): this one can never be mined, so nothing of it was sent.
     :meth:`chain.network.Chain.send` builds it again with the next nonce."""
+
+
+class ChainUnavailable(ChainError, ServiceUnavailable):
+    """The chain's RPC endpoint did not answer (connection refused, dropped or timed out)
+    after the provider's retries: the chain process may be restarting."""
 
 
 class ChainMoved(ChainError):

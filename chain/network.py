@@ -33,13 +33,14 @@ from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
 
 from chain.errors import (
+    ChainUnavailable,
     ContractRevert,
     ErrorDecoder,
     NonceTaken,
     TransactionNotMined,
     TransactionReverted,
 )
-from loraledger.errors import ChainError, ConfigError
+from loraledger.errors import ChainError, ConfigError, LoRALedgerError
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +233,8 @@ class Chain:
         for attempt in range(1, NONCE_ATTEMPTS + 1):
             try:
                 gas = fn.estimate_gas({"from": account.address})
+            except LoRALedgerError:
+                raise
             except Exception as exc:
                 mapped = self.decoder.from_exception(exc)
                 if mapped is None:
@@ -321,6 +324,8 @@ class Chain:
         self, what: str, exc: Exception, sender: str | None, nonce: int | None
     ) -> ChainError:
         """The error for a transaction the node does not have after sending failed."""
+        if isinstance(exc, ChainUnavailable):
+            return exc
         mapped = self.decoder.from_exception(exc)
         if isinstance(mapped, ContractRevert):
             return mapped
@@ -364,7 +369,7 @@ class Chain:
                 return self.w3.eth.get_transaction_receipt(cast("Any", tx_hash))
             except TransactionNotFound:
                 last = "not mined yet"
-            except (OSError, ValueError) as exc:  # connection errors, timeouts, HTTP errors
+            except (ChainUnavailable, OSError, ValueError) as exc:  # no answer, for now
                 last = f"{type(exc).__name__}: {exc}"
                 logger.info("%s: asking for receipt of %s failed: %s", what, tx_hash.hex(), last)
             if time.monotonic() > deadline:
@@ -401,6 +406,8 @@ class Chain:
         """Call a view function; reverts raise ``ContractRevert``."""
         try:
             return fn.call()
+        except LoRALedgerError:
+            raise
         except Exception as exc:
             mapped = self.decoder.from_exception(exc)
             if mapped is None:
@@ -489,6 +496,27 @@ def _index_embedded_lookups() -> None:
     pyevm._get_transaction_by_hash = lookup
 
 
+def _provider(url: str, **kwargs: Any) -> Any:
+    """web3's HTTP provider whose transport failures (after its retries) are one
+    :class:`ChainUnavailable` naming the endpoint, wherever the chain is read or written."""
+    import requests
+    from web3 import HTTPProvider
+
+    transport = (ConnectionError, requests.ConnectionError, requests.Timeout, requests.HTTPError)
+
+    class Provider(HTTPProvider):
+        def make_request(self, method: Any, params: Any) -> Any:
+            try:
+                return super().make_request(method, params)
+            except transport as exc:
+                raise ChainUnavailable(
+                    f"the chain at {url} does not answer ({method}: {type(exc).__name__})",
+                    hint="is the chain process running? (`loraledger chain status`)",
+                ) from exc
+
+    return Provider(url, **kwargs)
+
+
 def _retries() -> Any:
     """Requests to an RPC endpoint are sent again, up to :data:`RPC_ATTEMPTS` times with a
     doubling pause from 0.125 s, when the connection drops, is reset, times out or answers an
@@ -535,7 +563,7 @@ def connect(network: NetworkSpec | str | None, *, timeout: float = 5.0) -> Chain
                 "websocket RPC URLs are not supported; use the chain's http(s) endpoint"
             )
         w3 = Web3(
-            Web3.HTTPProvider(
+            _provider(
                 spec.url,
                 request_kwargs={"timeout": timeout},
                 exception_retry_configuration=_retries(),

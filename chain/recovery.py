@@ -1,4 +1,4 @@
-"""Long-running loops ride out a chain that changes under them.
+"""Long-running loops ride out a chain that changes under them, and services that restart.
 
 ``aggregator run``, ``node run`` and ``validator run`` read the chain, act, and read it again.
 A reorganisation (or an RPC node that lags behind another) can make what they read a moment ago
@@ -6,7 +6,9 @@ untrue: a round that was finalized is open again, an adapter a round starts from
 published, a commitment is gone. Each step of those loops is safe to repeat (journals and the
 contract's own state decide what is left to do), so such an error is not a reason to exit: the
 loop waits a little and reads the chain again, as a restart would, and gives up only when the
-chain keeps disagreeing for :attr:`Recovery.attempts` tries in a row.
+chain keeps disagreeing for :attr:`Recovery.attempts` tries in a row. The same holds for a
+chain RPC or an IPFS node that does not answer (:class:`ServiceUnavailable`, raised once one
+request's own retries are spent): a restarting daemon is waited for, with one line per wait.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from chain.errors import (
     NonceTaken,
     RoundStateRevert,
 )
+from loraledger.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +35,9 @@ CHAIN_CHANGED: tuple[type[Exception], ...] = (
     NonceTaken,
 )
 """Errors that say the chain is not what the loop read: read it again rather than exit."""
+
+RECOVERABLE: tuple[type[Exception], ...] = (*CHAIN_CHANGED, ServiceUnavailable)
+"""What a long-running loop waits out: the chain changed, or a service did not answer."""
 
 
 @dataclass
@@ -54,9 +60,15 @@ class Recovery:
             raise error
         self.recovered += 1
         pause = min(self.first * 2.0 ** (self.failures - 1), self.longest)
+        why = (
+            "a service does not answer"
+            if isinstance(error, ServiceUnavailable)
+            else "the chain changed under it"
+        )
         logger.warning(
-            "%s: the chain changed under it (%s); reading it again in %.1f s (%s of %s)",
+            "%s: %s (%s); trying again in %.1f s (%s of %s)",
             self.what,
+            why,
             error,
             pause,
             self.failures,

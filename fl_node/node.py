@@ -32,7 +32,7 @@ from chain import errors
 from chain.bindings import ClaimRequest, Member, Submission, Token, commitment_hash
 from chain.merkle import leaf_hash, verify
 from chain.progress import awaiting
-from chain.recovery import CHAIN_CHANGED, Recovery
+from chain.recovery import RECOVERABLE, Recovery
 from chain.round_state import RoundState
 from chain.session import Session
 from fl_node.data import NodeData
@@ -438,7 +438,7 @@ def run(
                 on_wait=on_wait,
                 poll_seconds=poll_seconds,
             )
-        except CHAIN_CHANGED as exc:  # a reorganisation: read the chain again, as a restart
+        except RECOVERABLE as exc:  # a reorganisation, a restarting service: as a restart
             time.sleep(recovery.failed(exc))
             continue
         if stop:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loraledger.errors import StorageError
+from loraledger.errors import ServiceUnavailable, StorageError
 
 __all__ = [
     "ContentMismatch",
@@ -17,7 +17,7 @@ __all__ = [
 ]
 
 
-class StorageUnavailable(StorageError):
+class StorageUnavailable(StorageError, ServiceUnavailable):
     """The IPFS node cannot be reached, or kept failing after the bounded retries."""
 
 

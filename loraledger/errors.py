@@ -30,6 +30,12 @@ class StorageError(LoRALedgerError):
     """Content-addressed storage failed: unreachable node, missing or corrupt content."""
 
 
+class ServiceUnavailable(LoRALedgerError):
+    """Marks an error that says a service (the chain's RPC, the IPFS node) did not answer,
+    after the bounded retries of one request: it may be restarting, so a long-running loop
+    waits and tries again rather than exit (:class:`chain.recovery.Recovery`)."""
+
+
 class UpdateRejected(LoRALedgerError):
     """A model update is malformed or fails verification; ``reason`` is a stable code."""
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import re
+import signal
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,7 +35,10 @@ from fl_node.node import (
     withdraw_stake,
 )
 from fl_node.train import TrainSettings
-from ipfs import EmbeddedConfig, EmbeddedStore, compute_cid
+from ipfs import ContentStore, EmbeddedConfig, EmbeddedStore, KuboConfig, KuboStore, compute_cid
+from ipfs.daemon import DaemonConfig
+from ipfs.daemon import start as start_daemon
+from ipfs.daemon import stop as stop_daemon
 from loraledger.display import chain_time
 from loraledger.errors import ChainError, StorageError, UpdateRejected
 from loraledger.report import RewardLine, RewardTable, RoundReport, SubmissionVerdict
@@ -39,6 +46,7 @@ from loraledger.update import Expected, PeftSpec, parse_update
 from sponsor.task import initial_global_adapter
 from tests.support.chain import TOKEN, LedgerEnv, reverts
 from tests.support.faults import disk_full_after
+from tests.support.ipfs import free_port
 
 SPEC = PeftSpec(rank=4, alpha=8.0)
 SETTINGS = TrainSettings(max_steps=2, batch_size=2, max_length=64)
@@ -51,7 +59,7 @@ def store(tmp_path: Path) -> EmbeddedStore:
 
 def _task(
     env: LedgerEnv,
-    store: EmbeddedStore,
+    store: ContentStore,
     model: LoadedModel,
     *,
     digest: bytes | None = None,
@@ -318,6 +326,50 @@ def test_a_full_disk_while_training_or_pinning_is_one_error_and_the_node_resumes
     revealed = reveal_round(session, task_id)  # room again: resumes from the journal
     assert revealed.revealed and revealed.digest == submitted.digest
     assert env.ledger.submission(task_id, 1, session.address).revealed
+
+
+@pytest.mark.slow
+@pytest.mark.ipfs_daemon
+def test_node_run_waits_out_an_ipfs_daemon_killed_and_restarted_before_its_reveal(
+    embedded: LedgerEnv,
+    tiny: LoadedModel,
+    ai_data: NodeData,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The node's IPFS daemon is killed (-9, its repo lock left behind) after the node
+    committed; `node run` waits for it with one line per try, and reveals once it is back."""
+    config = DaemonConfig(state_dir=tmp_path / "ipfs", api_port=free_port())
+    daemon = start_daemon(config)
+    assert daemon.api_url is not None and daemon.pid is not None
+    kubo = KuboStore(KuboConfig(api_url=daemon.api_url, retries=1, backoff_s=0.1))
+    try:
+        env = embedded
+        task_id = _task(env, kubo, tiny)
+        session = Session(
+            env.ledger, History(env.ledger), kubo, env.nodes[0], state_root=tmp_path / "journal"
+        )
+        join(session, task_id)
+        env.ledger.open_next_round(task_id, env.aggregator)
+        submitted = submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+        os.kill(daemon.pid, signal.SIGKILL)  # the only member committed: the round reveals now
+        restart = threading.Timer(1.0, lambda: start_daemon(config))
+        restart.start()
+
+        def train_one() -> node_mod.SubmittedUpdate:
+            raise AssertionError("committed already: nothing to train")
+
+        with caplog.at_level(logging.WARNING, logger="chain.recovery"):
+            done = node_mod.run(session, task_id, train_one, poll_seconds=0.05, max_rounds=1)
+        restart.join()
+        assert [(d.round, d.revealed, d.digest) for d in done] == [(1, True, submitted.digest)]
+        assert env.ledger.submission(task_id, 1, session.address).revealed
+        assert kubo.has(str(done[0].cid))
+        waits = [r.getMessage() for r in caplog.records if "does not answer" in r.getMessage()]
+        assert waits and all(daemon.api_url.rsplit(":", 1)[0] in w for w in waits)
+    finally:
+        kubo.close()
+        stop_daemon(config)
 
 
 def test_a_node_killed_between_commit_and_reveal_reveals_after_a_restart_and_is_paid(
