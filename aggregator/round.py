@@ -613,9 +613,11 @@ class RoundRunner:
     def _compute(self, round_: int, submissions: int) -> tuple[RoundReport, Finalization]:
         session, store = self.session, self.session.store
         began = time.perf_counter()
-        # read before the inputs: a change in between makes the journal stale, never wrong
-        key = self._inputs_key(round_, session.ledger.round(self.task_id, round_))
+        # the start and bitmap read before the inputs: a change in between makes the journal
+        # stale, never wrong; the commitments are the very ones aggregated
+        info = session.ledger.round(self.task_id, round_)
         inputs = self.inputs(round_, submissions)
+        key = self._inputs_key(round_, info, inputs.commitments)
         start, start_cid = inputs.start, inputs.start_cid
         self._checkpoint("collected")
 
@@ -1088,13 +1090,12 @@ class RoundRunner:
             return None
         return body if isinstance(body, dict) else None
 
-    def _inputs_key(self, round_: int, info: Round) -> str:
+    def _inputs_key(self, round_: int, info: Round, commitments: Sequence[Commitment]) -> str:
         """What identifies the inputs a result was computed from, read from the chain as it is
         now: the adapter the round starts from, every revealed commitment (node, digest, CID,
         examples, in commitment order) and every counted score sheet (validator, CID, digest).
         Counts alone are not enough: a reorganisation can replace a commitment or a sheet with
         another one and leave every count as it was."""
-        commitments = self._commitments(round_, info.reveals)
         sheets = sorted(
             (e.validator.lower(), e.cid, e.digest.hex())
             for e in self.session.history.scores(self.task_id, round_)
@@ -1113,7 +1114,9 @@ class RoundRunner:
                 return False
             if int(journal.get("scores_bitmap", -1)) != info.scores_bitmap:
                 return False  # a score sheet came in since: the result changes
-            if journal.get("inputs") != self._inputs_key(int(journal["round"]), info):
+            round_ = int(journal["round"])
+            now = self._inputs_key(round_, info, self._commitments(round_, info.reveals))
+            if journal.get("inputs") != now:
                 logger.warning(
                     "round %s: the journalled result was computed from other commitments or "
                     "sheets than the chain has now (a reorganisation?); recomputing",

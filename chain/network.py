@@ -230,16 +230,12 @@ class Chain:
         (same nonce, so at most one is ever mined); when another process of the same account
         took the nonce first (:class:`NonceTaken`), it is simulated, signed and sent again with
         the next one, at most :data:`NONCE_ATTEMPTS` times."""
-        for attempt in range(1, NONCE_ATTEMPTS + 1):
+        attempt = 1
+        while True:
             try:
                 gas = fn.estimate_gas({"from": account.address})
-            except LoRALedgerError:
-                raise
             except Exception as exc:
-                mapped = self.decoder.from_exception(exc)
-                if mapped is None:
-                    raise ChainError(f"{fn.fn_name} failed on {self.network.name}: {exc}") from exc
-                raise mapped from None
+                raise self._failed(fn, exc) from exc
             nonce = self.w3.eth.get_transaction_count(account.address, "pending")
             tx = fn.build_transaction(
                 {
@@ -257,10 +253,10 @@ class Chain:
             except NonceTaken:
                 if attempt == NONCE_ATTEMPTS:
                     raise
+                attempt += 1
                 logger.info(
                     "%s: nonce %s was taken by another transaction; again", fn.fn_name, nonce
                 )
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def deploy(
         self, abi: list[dict[str, Any]], bytecode: str, args: list[Any], account: LocalAccount
@@ -339,18 +335,15 @@ class Chain:
             hint="nothing was sent; check the chain's RPC endpoint and run the command again",
         )
 
-    def _nonce_taken(self, sender: str, nonce: int, wait: float = 5.0) -> bool:
-        """Whether another transaction of ``sender`` was mined with ``nonce``. One still being
-        mined ("can't be replaced, mining has already started") is waited for, up to ``wait``
-        seconds, while the pending count says the nonce is in use."""
+    def _nonce_taken(self, sender: str, nonce: int, wait: float = 3.0) -> bool:
+        """Whether another transaction of ``sender`` was mined with ``nonce``, waiting up to
+        ``wait`` seconds for one still being mined (Ganache answers "can't be replaced, mining
+        has already started" or "transaction underpriced" while it is)."""
         deadline = time.monotonic() + wait
         while True:
             try:
-                eth = self.w3.eth
-                if int(eth.get_transaction_count(cast("Any", sender), "latest")) > nonce:
+                if int(self.w3.eth.get_transaction_count(cast("Any", sender), "latest")) > nonce:
                     return True
-                if int(eth.get_transaction_count(cast("Any", sender), "pending")) <= nonce:
-                    return False  # nobody holds the nonce: the failure was something else
             except Exception:
                 return False
             if time.monotonic() > deadline:
@@ -406,13 +399,18 @@ class Chain:
         """Call a view function; reverts raise ``ContractRevert``."""
         try:
             return fn.call()
-        except LoRALedgerError:
-            raise
         except Exception as exc:
-            mapped = self.decoder.from_exception(exc)
-            if mapped is None:
-                raise ChainError(f"{fn.fn_name} failed on {self.network.name}: {exc}") from exc
-            raise mapped from None
+            raise self._failed(fn, exc) from exc
+
+    def _failed(self, fn: ContractFunction, exc: Exception) -> LoRALedgerError:
+        """What a failed call or gas estimate of ``fn`` raises: our own errors as they are
+        (``ChainUnavailable``), a revert decoded to its custom error, else one ChainError."""
+        if isinstance(exc, LoRALedgerError):
+            return exc
+        mapped = self.decoder.from_exception(exc)
+        if mapped is None:
+            return ChainError(f"{fn.fn_name} failed on {self.network.name}: {exc}")
+        return mapped
 
     # ------------------------------------------------------------ dev-chain helpers
 

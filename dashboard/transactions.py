@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from eth_abi.exceptions import DecodingError
-from eth_typing import ABIEvent
+from eth_typing import ABIEvent, HexStr
 from eth_utils.abi import event_abi_to_log_topic
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import BlockNotFound, TransactionNotFound
 
+from aggregator.audit import to_json
 from chain.bindings import Ledger
 
 __all__ = [
@@ -111,21 +112,6 @@ class Landings:
 # ------------------------------------------------------------------ transaction and block views
 
 
-def _plain(value: Any) -> Any:
-    """Decoded ABI values as JSON (bytes as 0x-hex, integers above 2**53 as decimal strings)."""
-    if isinstance(value, bytes):
-        return Web3.to_hex(value)
-    if isinstance(value, bool) or value is None or isinstance(value, str | float):
-        return value
-    if isinstance(value, int):
-        return value if abs(value) < 2**53 else str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return str(value)
-
-
 @dataclass(frozen=True)
 class KnownContract:
     """A contract whose calls and events the views decode (the ledger, the tasks' tokens)."""
@@ -161,7 +147,7 @@ class Decoder:
             fn, args = known.contract.decode_function_input(data)
         except (ValueError, DecodingError):  # no function has this selector, or bad arguments
             return None, None
-        return str(fn.fn_name), _plain(args)
+        return str(fn.fn_name), to_json(args)
 
     def events(self, logs: Iterable[Any]) -> list[dict[str, Any]]:
         """The receipt's logs, decoded where they come from a known contract."""
@@ -180,7 +166,7 @@ class Decoder:
             if found is not None:
                 known, name = found
                 decoded = getattr(known.contract.events, name)().process_log(log)
-                entry["event"], entry["args"] = name, _plain(dict(decoded["args"]))
+                entry["event"], entry["args"] = name, to_json(dict(decoded["args"]))
             out.append(entry)
         return out
 
@@ -188,11 +174,11 @@ class Decoder:
 def describe_transaction(w3: Web3, tx_hash: str, decoder: Decoder) -> dict[str, Any] | None:
     """A mined (or pending) transaction with its receipt as JSON; None when the chain has none."""
     try:
-        tx = w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+        tx = w3.eth.get_transaction(HexStr(tx_hash))
     except TransactionNotFound:
         return None
     try:
-        receipt: Any = w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        receipt: Any = w3.eth.get_transaction_receipt(HexStr(tx_hash))
     except TransactionNotFound:
         receipt = None
     to = tx.get("to")
@@ -232,10 +218,10 @@ def describe_block(w3: Web3, number: int, decoder: Decoder) -> dict[str, Any] | 
         block = w3.eth.get_block(number)
     except BlockNotFound:
         return None
-    hashes = list(block["transactions"])
+    listed: list[Any] = list(block["transactions"])
     transactions = []
-    for tx_hash in hashes[:MAX_BLOCK_TRANSACTIONS]:
-        tx = w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+    for tx_hash in listed[:MAX_BLOCK_TRANSACTIONS]:
+        tx = w3.eth.get_transaction(HexStr(Web3.to_hex(tx_hash)))
         to = tx.get("to")
         transactions.append(
             {
@@ -253,6 +239,6 @@ def describe_block(w3: Web3, number: int, decoder: Decoder) -> dict[str, Any] | 
         "timestamp": int(block["timestamp"]),
         "gas_used": int(block["gasUsed"]),
         "gas_limit": int(block["gasLimit"]),
-        "transaction_count": len(hashes),
+        "transaction_count": len(listed),
         "transactions": transactions,
     }

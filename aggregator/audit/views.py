@@ -11,7 +11,7 @@ adds the checks.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,14 +247,17 @@ class _RoundEvents:
 
 
 def to_json(value: Any) -> Any:
-    """A view as JSON-ready data; token amounts (ints above 2**53) become decimal strings."""
+    """A view (or decoded ABI values) as JSON-ready data; token amounts (ints above 2**53)
+    become decimal strings, bytes 0x-hex."""
     if hasattr(value, "__dataclass_fields__"):
         return {k: to_json(getattr(value, k)) for k in value.__dataclass_fields__}
     if isinstance(value, bool) or value is None or isinstance(value, str | float):
         return value
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
     if isinstance(value, int):
         return value if abs(value) < 2**53 else str(value)
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(k): to_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [to_json(v) for v in value]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from eth_account.signers.local import LocalAccount
 
 from aggregator.client_update import ClientUpdate
 from aggregator.combine import StrategyConfig
@@ -436,6 +437,19 @@ def test_an_open_window_and_a_wrong_account_fail_clearly(
     assert (finalized.proposer, finalized.report_cid) == (validator.address, outcome.report_cid)
 
 
+def _nodes_train_from_the_start(
+    world: RoundWorld, history: History, nodes: list[LocalAccount], round_: int
+) -> None:
+    """Each node commits and reveals the adapter ``round_`` starts from plus its own noise."""
+    start_digest = world.env.ledger.round(world.task_id, round_).start_digest
+    start_cid = history.global_adapter_at(world.task_id, start_digest)
+    start = parse_global_adapter(world.store.get_bytes(start_cid)).tensors
+    for i, node in enumerate(nodes):
+        g = torch.Generator().manual_seed(100 * round_ + i)
+        tensors = {k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in start.items()}
+        world.submit(round_, node, tensors)
+
+
 def test_run_goes_round_after_round_carrying_the_server_optimizer_state(
     embedded: LedgerEnv, tmp_path: Path
 ) -> None:
@@ -449,13 +463,7 @@ def test_run_goes_round_after_round_carrying_the_server_optimizer_state(
             embedded.settle(world.task_id, round_)
         if at != "opened":
             return
-        start_digest = embedded.ledger.round(world.task_id, round_).start_digest
-        start_cid = history.global_adapter_at(world.task_id, start_digest)
-        start = parse_global_adapter(world.store.get_bytes(start_cid)).tensors
-        for i, node in enumerate(nodes):
-            g = torch.Generator().manual_seed(100 * round_ + i)
-            tensors = {k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in start.items()}
-            world.submit(round_, node, tensors)
+        _nodes_train_from_the_start(world, history, nodes, round_)
 
     settings = RoundSettings(strategy=StrategyConfig(name="fedadam", server_lr=0.05))
     outcomes = world.runner(settings, checkpoint=nodes_submit).run(poll_seconds=0.01)
@@ -499,13 +507,7 @@ def test_run_rides_out_a_reorganisation_that_removes_a_finalization_and_the_next
             embedded.settle(world.task_id, round_)
         if at != "opened":
             return
-        start_digest = embedded.ledger.round(world.task_id, round_).start_digest
-        start_cid = history.global_adapter_at(world.task_id, start_digest)
-        start = parse_global_adapter(world.store.get_bytes(start_cid)).tensors
-        for i, node in enumerate(nodes):
-            g = torch.Generator().manual_seed(100 * round_ + i)
-            tensors = {k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in start.items()}
-            world.submit(round_, node, tensors)
+        _nodes_train_from_the_start(world, history, nodes, round_)
 
     runner = world.runner(checkpoint=nodes_submit_and_reorganise)
     outcomes = runner.run(poll_seconds=0.01)

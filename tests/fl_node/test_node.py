@@ -9,8 +9,11 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -83,6 +86,18 @@ def _session(env: LedgerEnv, store: EmbeddedStore, tmp_path: Path, i: int = 0) -
     return Session(
         env.ledger, History(env.ledger), store, env.nodes[i], state_root=tmp_path / "journal"
     )
+
+
+@contextmanager
+def killed_before_committing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The node dies after journalling its update and before its commit is sent."""
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt("killed between journalling and committing")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(node_mod, "_commit", crash)
+        yield
 
 
 def _journalled_update(tmp_path: Path, task_id: int, round_: int) -> bytes:
@@ -225,21 +240,15 @@ def test_a_node_killed_before_committing_resumes_without_training_again(
     join(session, task_id)
     env.ledger.open_next_round(task_id, env.aggregator)
 
-    real_commit = node_mod._commit
-
-    def crash(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt("killed between journalling and committing")
-
-    monkeypatch.setattr(node_mod, "_commit", crash)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_before_committing(monkeypatch), pytest.raises(KeyboardInterrupt):
         submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
     assert not env.ledger.submission(task_id, 1, session.address).committed
 
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("the resumed node trained again")
 
-    monkeypatch.setattr(node_mod, "_commit", real_commit)
     monkeypatch.setattr(node_mod, "train_round", no_training)
+
     resumed = submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
     assert resumed.resumed
     assert env.ledger.submission(task_id, 1, session.address).committed
@@ -265,13 +274,8 @@ def test_a_journal_trained_from_a_start_the_chain_no_longer_has_is_set_aside_not
     join(session, task_id)
     env.ledger.open_next_round(task_id, env.aggregator)
     first_start = env.ledger.round(task_id, 1).start_digest
-    real_commit = node_mod._commit
 
-    def crash(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt("killed between journalling and committing")
-
-    monkeypatch.setattr(node_mod, "_commit", crash)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_before_committing(monkeypatch), pytest.raises(KeyboardInterrupt):
         submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
     stale = hashlib.sha256(_journalled_update(tmp_path, task_id, 1)).hexdigest()
 
@@ -283,12 +287,12 @@ def test_a_journal_trained_from_a_start_the_chain_no_longer_has_is_set_aside_not
     trained: list[int] = []
     real_train = node_mod.train_round
 
-    def counted(*args: object, **kwargs: object) -> object:
+    def counted(*args: Any, **kwargs: Any) -> Any:
         trained.append(1)
-        return real_train(*args, **kwargs)  # type: ignore[arg-type]
+        return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(node_mod, "_commit", real_commit)
     monkeypatch.setattr(node_mod, "train_round", counted)
+
     submitted = submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
 
     assert not submitted.resumed and trained == [1]  # trained again, from the new start
