@@ -1,6 +1,7 @@
 # LoRA Ledger: everything a fresh machine needs comes from here (pip, npm), nothing by hand.
 #   make demo   set up and run the main job
 #   make test   set up and run every test (main suite + the brownie project)
+#   make load   one round with hundreds of nodes on Ganache and anvil (docs/results/load)
 
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +13,7 @@ PYTEST_ARGS ?=
 # pytest process leaves the second core idle; `make test PYTEST_WORKERS=0` runs it in-process
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup browser test pytest demo lint clean-state
+.PHONY: setup browser test pytest demo chaos lint clean-state
 
 setup: $(VENV_STAMP) node_modules ipfs-node
 
@@ -52,7 +53,7 @@ test: pytest brownie-test
 
 # Style and types, as CI checks them: ruff's lint rules and formatting (pyproject.toml), mypy
 # --strict on the product packages (scripts/ and tests/ are linted and formatted, not typed).
-TYPED := loraledger chain ipfs fl_node aggregator sponsor flower_app bench experiments dashboard demo
+TYPED := loraledger chain ipfs fl_node aggregator sponsor flower_app bench experiments dashboard demo chaos
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -79,3 +80,19 @@ DEMO_ARGS ?=
 demo: setup
 	$(LL) demo --network ganache $(DEMO_ARGS)
 	$(LL) audit verify 1 --network ganache
+
+# The long fault campaign whose result is committed (docs/results/chaos/): real processes on
+# anvil with the js-ipfs daemon and a flaky JSON-RPC proxy, faults for CHAOS_SECONDS, then the
+# task ends; compared with an uninterrupted run. Exit 1 if anything that must hold did not.
+CHAOS_SECONDS ?= 360
+CHAOS_ARGS ?= --chain anvil --ipfs daemon --nodes 3 --rounds 8 --rpc-fault-rate 0.05 --seed 1
+chaos: setup
+	$(LL) chaos $(CHAOS_ARGS) --duration $(CHAOS_SECONDS) --timeout 2400 --out docs/results/chaos
+
+# Load: one round with many nodes, each its own account, on fresh Ganache and anvil processes:
+# wall time, JSON-RPC requests and gas per node for each phase and the aggregator's peak memory,
+# one JSON per run in docs/results/load and the tables of its README (about an hour on 2 cores).
+LOAD_ARGS ?=
+load: setup
+	$(LL) bench load --chain ganache --nodes 25,50,100,200 $(LOAD_ARGS)
+	$(LL) bench load --chain anvil --nodes 100,250,500,1000 $(LOAD_ARGS)

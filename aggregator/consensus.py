@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from aggregator.errors import REASON_NO_CONTRIBUTION
 from loraledger.errors import ConfigError
-from loraledger.report import ScoreSheet
+from loraledger.report import ScoreSheet, SheetEntry
 
 __all__ = [
     "AGREEMENT_SCALE",
@@ -83,8 +83,16 @@ def _median(values: Sequence[float | None]) -> float | None:
     return float(statistics.median(known)) if known else None
 
 
-def _score(sheet: ScoreSheet, node: str) -> float:
-    entry = sheet.entry(node)
+def _entries(sheet: ScoreSheet) -> dict[str, SheetEntry]:
+    """The sheet's entries by lower-case node, the first of each (``ScoreSheet.entry``, looked
+    up once per sheet: a round looks up every node in every sheet)."""
+    index: dict[str, SheetEntry] = {}
+    for entry in sheet.entries:
+        index.setdefault(entry.node.lower(), entry)
+    return index
+
+
+def _score(entry: SheetEntry | None) -> float:
     if entry is None or entry.verdict != "accepted" or entry.score is None:
         return 0.0
     return entry.score
@@ -99,13 +107,14 @@ def decide(nodes: Sequence[str], sheets: Sequence[ScoreSheet], *, scored: bool) 
     if len(seen) != len(sheets):
         raise ConfigError("two score sheets of the same validator")
     decided: dict[str, NodeConsensus] = {}
+    books = [_entries(s) for s in sheets]
     for node in nodes:
-        entries = [s.entry(node) for s in sheets]
+        entries = [book.get(node.lower()) for book in books]
         rejecting = [e for e in entries if e is not None and e.verdict == "rejected"]
         if not sheets:
             accepted, score = True, None
         elif scored:
-            score = float(statistics.median([_score(s, node) for s in sheets]))
+            score = float(statistics.median([_score(e) for e in entries]))
             accepted = score > 0
         else:
             votes = sum(1 for e in entries if e is not None and e.verdict == "accepted")
@@ -131,7 +140,8 @@ def decide(nodes: Sequence[str], sheets: Sequence[ScoreSheet], *, scored: bool) 
             eval_loss=_median([e.eval_loss if e else None for e in entries]),
             loss_without=_median([e.loss_without if e else None for e in entries]),
         )
-    agreement = {s.validator: _agreement(s, decided, scored) for s in sheets}
+    pairs = zip(sheets, books, strict=True)
+    agreement = {s.validator: _agreement(book, decided, scored) for s, book in pairs}
     return Consensus(
         nodes=decided,
         agreement=agreement,
@@ -140,19 +150,21 @@ def decide(nodes: Sequence[str], sheets: Sequence[ScoreSheet], *, scored: bool) 
     )
 
 
-def _agreement(sheet: ScoreSheet, decided: Mapping[str, NodeConsensus], scored: bool) -> float:
+def _agreement(
+    book: Mapping[str, SheetEntry], decided: Mapping[str, NodeConsensus], scored: bool
+) -> float:
     if not decided:
         return 1.0
     if scored:
         medians = {key: c.score or 0.0 for key, c in decided.items()}
-        distance = sum(abs(_score(sheet, key) - m) for key, m in medians.items())
+        distance = sum(abs(_score(book.get(key)) - m) for key, m in medians.items())
         scale = sum(abs(m) for m in medians.values())
         if scale == 0:
             return 1.0 if distance == 0 else 0.0
         return max(0.0, 1.0 - distance / scale)
     same = 0
     for key, c in decided.items():
-        entry = sheet.entry(key)
+        entry = book.get(key)
         vote = entry is not None and entry.verdict == "accepted"
         same += vote == c.accepted
     return same / len(decided)

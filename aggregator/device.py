@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import mmap
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -46,6 +47,23 @@ def select_compute(gpu: bool | None = None, dtype: torch.dtype = torch.float32) 
             hint="drop --gpu to run on the CPU, or install a CUDA build of torch on a GPU host",
         )
     return Compute(torch.device("cpu"), dtype)
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """torch's intra-op threads set to one for the block (the setting is restored after).
+
+    Verification runs many small products and QRs per update and spreads the updates over
+    its workers (``VerifyPolicy.fetch_workers``): that is how it uses the cores it is given.
+    Intra-op threads on top of the workers oversubscribe the cores; on a busy 2-core machine
+    they made a round's verification 10-20x slower (docs/results/load/README.md).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def synchronize(compute: Compute) -> None:

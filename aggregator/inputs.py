@@ -11,7 +11,7 @@ copy of it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from chain.bindings import Ledger
 from chain.events import History
 from chain.round_state import RoundState
 from ipfs import ContentStore
-from loraledger.errors import ConfigError, StorageError, UpdateRejected
+from loraledger.errors import ConfigError, ServiceUnavailable, StorageError, UpdateRejected
 from loraledger.report import RoundReport, ScoreSheet, fetch_report, fetch_sheet
 from loraledger.update import (
     DEFAULT_MAX_BYTES,
@@ -193,6 +193,8 @@ def load_sheets(
         problem: str | None = None
         try:
             sheet = fetch_sheet(store, event.cid, event.digest)
+        except ServiceUnavailable:
+            raise  # our own IPFS node does not answer: the sheet is not empty, wait for it
         except (StorageError, UpdateRejected) as exc:
             problem = f"the sheet {event.cid} cannot be read: {exc}"
         if sheet is not None and (
@@ -230,7 +232,8 @@ def load_prior(
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Prior:
     """The global adapters and accepted updates of the last ``lookback`` reports, which a
-    round's updates are screened against (free riders, copies).
+    round's updates are screened against (free riders, copies). The adapters are held (at
+    most ``lookback``); the updates are read from the store when screening needs them.
 
     An earlier update that can no longer be fetched is skipped with a warning (its node may
     have unpinned it); its exact bytes stay covered by the replay check's tensor digests.
@@ -241,6 +244,8 @@ def load_prior(
     for report in recent:
         try:
             adapter = parse_global_adapter(store.get_bytes(report.global_cid, max_size=max_bytes))
+        except ServiceUnavailable:
+            raise
         except (StorageError, UpdateRejected) as exc:
             logger.warning("round %s: global adapter unavailable (%s)", report.round, exc)
         else:
@@ -249,10 +254,11 @@ def load_prior(
         for s in report.submissions:
             if s.verdict != "accepted":
                 continue
+            load = _stored_change(store, s.cid, s.digest, max_bytes)
             try:
-                parsed = parse_update(
-                    store.get_bytes(s.cid, max_size=max_bytes), Expected(digest=s.digest)
-                )
+                load()  # available now; read again when screening needs it
+            except ServiceUnavailable:
+                raise  # our own IPFS node does not answer: skipping would change verdicts
             except (StorageError, UpdateRejected) as exc:
                 logger.warning(
                     "round %s: the update of %s is unavailable (%s)", report.round, s.node, exc
@@ -262,10 +268,23 @@ def load_prior(
                 Candidate(
                     node=s.node,
                     order=(report.round, s.block or 0, s.tx_index or 0),
-                    change=Change(parsed.tensors, parsed.metadata.peft.delta_scaling),
+                    change=load,
                     step=s.norm or 0.0,
                     label=f"of {s.node} in round {report.round}",
                     current=False,
                 )
             )
     return Prior(tuple(globals_), tuple(updates))
+
+
+def _stored_change(
+    store: ContentStore, cid: str, digest: str, max_bytes: int
+) -> Callable[[], Change]:
+    """How to read an earlier round's update from the store (checked against its digest each
+    time), so that a round's screening never holds every earlier update at once."""
+
+    def load() -> Change:
+        parsed = parse_update(store.get_bytes(cid, max_size=max_bytes), Expected(digest=digest))
+        return Change(parsed.tensors, parsed.metadata.peft.delta_scaling)
+
+    return load

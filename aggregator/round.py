@@ -339,6 +339,13 @@ class RoundRunner:
             for validator in self.validators:
                 validator.post_sheet(round_)
             self._await_sheets(round_, poll_seconds)
+            self._await_confirmations(round_, poll_seconds)
+            reposted = [v for v in self.validators if v.post_sheet(round_) is not None]
+            if reposted:
+                # a sheet of ours was reorganised away while waiting (found by `loraledger
+                # chaos`: the round was then paid without it): posted again, wait again
+                logger.warning("round %s: a score sheet was gone; posted it again", round_)
+                continue
             info = ledger.round(self.task_id, round_)
             journal = self._read_journal(round_)
             resumed = False
@@ -402,6 +409,32 @@ class RoundRunner:
             return replace(outcome, resumed=resumed)
         raise ChainError(f"round {round_}: submissions kept arriving while finalizing; try again")
 
+    def _newest_input(self, round_: int) -> int:
+        """The block of the round's newest input event: its opening, a commitment, a reveal or
+        a score sheet."""
+        history = self.session.history
+        blocks = [history.opened_at(self.task_id, round_) or 0]
+        blocks += [e.block for e in history.commits(self.task_id, round_)]
+        blocks += [e.block for e in history.reveals(self.task_id, round_)]
+        blocks += [e.block for e in history.scores(self.task_id, round_)]
+        return max(blocks)
+
+    def _await_confirmations(self, round_: int, poll_seconds: float) -> None:
+        """With ``--confirmations N``: wait until the round's newest input is N blocks deep
+        before computing and proposing from the inputs (read again at every poll, so a
+        reorganisation that brings newer ones waits for those too)."""
+        chain = self.session.ledger.chain
+        if chain.confirmations <= 0 or chain.confirmed(self._newest_input(round_)):
+            return
+        logger.info(
+            "round %s: waiting for %s confirmations of its inputs", round_, chain.confirmations
+        )
+        self.wait(
+            round_,
+            poll_seconds=poll_seconds,
+            until=lambda: chain.confirmed(self._newest_input(round_)),
+        )
+
     def propose(self, round_: int, result: Finalization) -> bytes:
         """Propose ``result`` on chain (once: an identical proposal is not sent again); returns
         its hash, what validators sign."""
@@ -420,6 +453,8 @@ class RoundRunner:
         everyone = (1 << len(self._validators)) - 1
 
         def enough() -> bool:
+            for validator in self.validators:  # ours again, if a reorganisation took it away
+                validator.post_sheet(round_)
             bitmap = ledger.round(self.task_id, round_).scores_bitmap
             return bitmap == everyone or bitmap.bit_count() >= self.task.quorum
 
@@ -469,6 +504,7 @@ class RoundRunner:
         recovery = Recovery(f"aggregator of task {self.task_id}")
         while not should_stop() and (max_rounds is None or len(done) < max_rounds):
             try:
+                self._settle_last(poll_seconds)
                 round_ = self.open()
                 if round_ == 0:
                     break
@@ -487,6 +523,14 @@ class RoundRunner:
             recovery.succeeded()
         self.recovered = recovery.recovered
         return done
+
+    def _settle_last(self, poll_seconds: float) -> None:
+        """A round finalized before this run (a restart in its challenge window) settles
+        first: the next one cannot open until it has (found by ``loraledger chaos``: a restarted
+        aggregator tried to open the next round, was refused, and gave up)."""
+        last = self.session.ledger.task(self.task_id).rounds_opened
+        if last and self.session.ledger.round_state(self.task_id, last) is RoundState.FINALIZED:
+            self.settle(last, poll_seconds=poll_seconds)
 
     # ------------------------------------------------------------------ the work
 

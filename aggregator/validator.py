@@ -35,7 +35,7 @@ from chain.progress import awaiting
 from chain.recovery import RECOVERABLE, Recovery
 from chain.round_state import RoundState
 from chain.session import Session
-from loraledger.errors import ChainError, LoRALedgerError
+from loraledger.errors import ChainError, LoRALedgerError, ServiceUnavailable
 from loraledger.report import ScoreSheet, fetch_report
 
 __all__ = ["Validator", "post_bond"]
@@ -102,7 +102,12 @@ class Validator:
     def review(self, round_: int, result: Finalization) -> list[str]:
         """What is wrong with ``result`` as the result of ``round_`` (empty: sign it)."""
         session = self.session
-        auditor = Auditor(session.ledger, session.history, session.store)
+        auditor = Auditor(
+            session.ledger,
+            session.history,
+            session.store,
+            fetch_workers=self.settings.verify.fetch_workers,
+        )
         problems = [
             f"{c.name}: {c.detail}"
             for c in auditor.review(self.task_id, round_, result)
@@ -110,6 +115,8 @@ class Validator:
         ]
         try:
             report = fetch_report(session.store, result.report_cid)
+        except ServiceUnavailable:
+            raise  # our own IPFS node does not answer: no judgement on the result yet
         except LoRALedgerError as exc:
             return [*problems, f"the report cannot be read: {exc}"]
         params = report.params

@@ -40,6 +40,7 @@ from pydantic import Field, field_validator
 
 from aggregator.client_update import LORA_A, LORA_B, ClientUpdate, lora_modules
 from aggregator.consensus import Consensus
+from aggregator.device import single_threaded
 from aggregator.errors import (
     REASON_CHECK_FAILED,
     REASON_COPY,
@@ -57,7 +58,7 @@ from aggregator.isolate import IsolationLimits, run_isolated, worker_memory
 from aggregator.screening import Candidate, Change, find_copies, free_rider, trusted_outliers
 from aggregator.stats import OutlierPolicy, lora_delta_norm
 from ipfs import ContentStore, ContentTooLarge
-from loraledger.errors import ConfigError, StorageError, UpdateRejected
+from loraledger.errors import ConfigError, ServiceUnavailable, StorageError, UpdateRejected
 from loraledger.settings import Settings
 from loraledger.update import (
     DEFAULT_MAX_BYTES,
@@ -239,17 +240,13 @@ def verify_round(
     """Verify every commitment of a round; ``seen`` maps earlier rounds' tensor digests to
     where they were submitted (for the replay check), ``prior`` holds earlier rounds' global
     adapters and updates (free riders, copies)."""
-    workdir.mkdir(parents=True, exist_ok=True)
     expected = Expected(
         task_id=task_id,
         round=round_,
         base_model=start.metadata.base_model,
         max_rank=policy.max_rank,
     )
-    with ThreadPoolExecutor(max_workers=policy.fetch_workers, thread_name_prefix="verify") as pool:
-        checked = list(
-            pool.map(lambda c: check_one(store, c, expected, start, policy, workdir), commitments)
-        )
+    checked = check_all(store, commitments, expected, start, policy, workdir)
     start_loss = None
     loss_of: Callable[[Checked], float | None] | None = None
     if evaluator is not None:
@@ -301,8 +298,9 @@ def judge(
     evaluates on its data; an audit passes the losses the report published, and so re-derives
     every verdict with this same code.
     """
-    out = _replays(list(checked), seen)
-    out = _screen(out, start, prior, policy, round_)
+    with single_threaded():  # small maths, update by update (see check_all)
+        out = _replays(list(checked), seen)
+        out = _screen(out, start, prior, policy, round_)
     if loss_of is not None:
         out = _validation(out, loss_of, start_loss, policy)
     return _outliers(out, policy, start_loss)
@@ -332,6 +330,28 @@ def apply_consensus(checked: Sequence[Checked], consensus: Consensus) -> list[Ch
     return out
 
 
+def check_all(
+    store: ContentStore,
+    commitments: Sequence[Commitment],
+    expected: Expected,
+    start: GlobalAdapter,
+    policy: VerifyPolicy,
+    workdir: Path,
+) -> list[Checked]:
+    """:func:`check_one` of every commitment (in their order), ``policy.fetch_workers`` at
+    once: fetching, hashing and parsing overlap, and each worker runs its update's maths on one
+    torch thread (:func:`aggregator.device.single_threaded`), so the workers are the cores
+    verification uses."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    with (
+        single_threaded(),
+        ThreadPoolExecutor(max_workers=policy.fetch_workers, thread_name_prefix="verify") as pool,
+    ):
+        return list(
+            pool.map(lambda c: check_one(store, c, expected, start, policy, workdir), commitments)
+        )
+
+
 def check_one(
     store: ContentStore,
     commitment: Commitment,
@@ -342,12 +362,16 @@ def check_one(
 ) -> Checked:
     """Fetch and check one update on its own (step 1 of the module docstring).
 
-    Never raises: any unexpected error becomes a ``check_failed`` rejection, so no update can
-    stop a round (or an audit). The fetch is capped to the task's update size and the header
-    is first read in an isolated worker (:mod:`aggregator.isolate`, ``policy.isolate``).
+    Any unexpected error becomes a ``check_failed`` rejection, so no update can stop a round
+    (or an audit). The one error raised is :class:`ServiceUnavailable`: this process's own IPFS
+    node (or chain) does not answer, which says nothing about the update; the loops wait it
+    out. The fetch is capped to the task's update size and the header is first read in an
+    isolated worker (:mod:`aggregator.isolate`, ``policy.isolate``).
     """
     try:
         return _check_one(store, commitment, expected, start, policy, workdir)
+    except ServiceUnavailable:
+        raise
     except Exception as exc:
         logger.warning("checking %s of %s failed", commitment.cid, commitment.node, exc_info=True)
         detail = f"{type(exc).__name__}: {exc}"
@@ -370,6 +394,8 @@ def _check_one(
         data = store.get_bytes(commitment.cid, max_size=cap)
     except ContentTooLarge as exc:
         return item.reject(REASON_TOO_LARGE, f"over the task's cap of {cap} bytes: {exc}")
+    except ServiceUnavailable:
+        raise  # our own IPFS node does not answer: no verdict on the node; wait for it
     except StorageError as exc:
         return item.reject(REASON_UNAVAILABLE, f"cannot fetch {commitment.cid}: {exc}")
     try:
@@ -514,15 +540,16 @@ def _screen(
     if policy.free_rider_rtol is None and policy.copy_rtol is None:
         return checked
     start_change = Change(start.tensors, start.metadata.peft.delta_scaling)
-    changes: dict[int, Change] = {}
+    # one update's tensors at a time: each is read from its file when a check needs it
+    loaders: dict[int, Callable[[], Change]] = {}
     out = []
     for item in checked:
         if item.accepted and item.path is not None and item.metadata is not None:
-            change = Change(item.client_update().load(), item.metadata.peft.delta_scaling)
-            changes[id(item)] = change
+            load = _change_of(item, item.metadata.peft.delta_scaling)
+            loaders[id(item)] = load
             if policy.free_rider_rtol is not None:
                 why = free_rider(
-                    change,
+                    load(),
                     start_change,
                     prior.globals,
                     rtol=policy.free_rider_rtol,
@@ -537,13 +564,13 @@ def _screen(
         Candidate(
             node=item.commitment.node,
             order=(round_, *item.commitment.order),
-            change=changes[id(item)],
+            change=loaders[id(item)],
             step=item.norm or 0.0,
             label=f"of {item.commitment.node} in this round",
             current=True,
         )
         for item in out
-        if item.accepted and id(item) in changes
+        if item.accepted and id(item) in loaders
     ]
     copies = find_copies([*prior.updates, *current], rtol=policy.copy_rtol)
     return [
@@ -552,6 +579,16 @@ def _screen(
         else item
         for item in out
     ]
+
+
+def _change_of(item: Checked, scaling: float) -> Callable[[], Change]:
+    """How to read ``item``'s weight change from its file (memory-mapped, released when
+    dropped)."""
+
+    def load() -> Change:
+        return Change(item.client_update().load(), scaling)
+
+    return load
 
 
 def _validation(

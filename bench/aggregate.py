@@ -289,22 +289,24 @@ def stream_child(arguments: str) -> None:
         )
         for i, path in enumerate(paths)
     ]
-    _reset_peak_rss()
-    baseline = _rss_kib("VmRSS")
+    reset_peak_rss()
+    baseline = rss_kib("VmRSS")
     start = time.perf_counter()
     fedavg(updates, compute=compute)
     synchronize(compute)
     elapsed = time.perf_counter() - start
-    peak = _rss_kib("VmHWM")
+    peak = rss_kib("VmHWM")
     print(json.dumps({"seconds": elapsed, "baseline_kib": baseline, "peak_kib": peak}))
 
 
-def _reset_peak_rss() -> None:
+def reset_peak_rss() -> None:
+    """Start this process's peak RSS (``VmHWM``) over from its RSS now (Linux)."""
     with open("/proc/self/clear_refs", "w") as file:
         file.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
 
 
-def _rss_kib(field: str) -> int:
+def rss_kib(field: str) -> int:
+    """A memory figure of this process in KiB: ``VmRSS`` (now) or ``VmHWM`` (peak)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])

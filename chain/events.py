@@ -15,7 +15,7 @@ from web3 import Web3
 
 from chain.bindings import Finalization, Ledger, TaskParams
 from chain.errors import ChainMoved
-from loraledger.errors import ChainError
+from loraledger.errors import ChainError, ServiceUnavailable
 
 
 class BondSlashReason(IntEnum):
@@ -267,6 +267,8 @@ class History:
         event = getattr(self.ledger.contract.events, name)
         try:
             logs = self.ledger.chain.logs(event, self.from_block, filters or None)
+        except ServiceUnavailable:
+            raise  # the chain does not answer: the loops wait for it
         except Exception as exc:
             raise ChainError(
                 f"cannot read {name} events from {self.ledger.chain.network.name}: {exc}"
@@ -353,6 +355,11 @@ class History:
             )
             for log in self._logs("UpdateRevealed", **self._round_filters(task_id, round_))
         ]
+
+    def opened_at(self, task_id: int, round_: int) -> int | None:
+        """The block of the ``RoundOpened`` event of the round (None: not opened)."""
+        logs = self._logs("RoundOpened", taskId=task_id, round=round_)
+        return int(logs[-1]["blockNumber"]) if logs else None
 
     def submissions(self, task_id: int, round_: int | None = None) -> list[UpdateRevealed]:
         """The updates submitted to the task (or one round): its reveals. A commitment never

@@ -14,15 +14,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from web3.contract.contract import ContractFunction
-from web3.types import Nonce, TxParams, TxReceipt, Wei
+from web3.types import TxReceipt
 
 from chain.attest import sign_result
+from chain.batch import BatchSender
 from chain.bindings import (
     ClaimRequest,
     Finalization,
@@ -35,7 +36,6 @@ from chain.bindings import (
 from chain.compiler import load_artifact
 from chain.merkle import RewardEntry, RewardTree, SlashEntry, SlashTree
 from chain.network import Chain, dev_account
-from loraledger.errors import ChainError
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,6 @@ VALIDATOR_COUNTS = (1, 3, 5, 7)
 FINALIZE_NODES = (1, 100, 1000)
 WINDOW = 7 * 24 * 3600  # N joins and commitments take minutes on a slow chain; gas does not care
 CID = "bafy" + "x" * 55  # a 59-character CIDv1
-_IN_FLIGHT = 50  # transactions sent before waiting for them (a local chain's pool stays small)
 
 
 @dataclass(frozen=True)
@@ -75,9 +74,7 @@ class _Bench:
         self.aggregator = _account("aggregator")
         self.validators = [_account(f"validator-{i}") for i in range(max(VALIDATOR_COUNTS))]
         self._funded: set[str] = set()
-        # the price of set-up transactions, fixed once: on anvil, paying the suggested price
-        # with a margin raises the next suggestion
-        self.gas_price = 2 * chain.w3.eth.gas_price
+        self.sender = BatchSender(chain)  # set-up transactions, at one fixed price
         self.give_gas([self.deployer, self.aggregator, *self.validators])
         token_art, ledger_art = load_artifact("LedgerToken"), load_artifact("LoRALedger")
         receipt = chain.deploy(
@@ -97,62 +94,15 @@ class _Bench:
 
     def give_gas(self, accounts: Sequence[LocalAccount]) -> None:
         """Send gas money to accounts that have none yet."""
-        needy = [a for a in accounts if a.address not in self._funded]
-        if not needy:
-            return
-        nonce = self.chain.w3.eth.get_transaction_count(self.funder.address, "pending")
-        gas_price = self.gas_price
-        hashes = []
-        for i, account in enumerate(needy):
-            tx = {
-                "to": account.address,
-                "value": 10**18,
-                "gas": 21000,
-                "chainId": self.chain.chain_id,
-                "nonce": nonce + i,
-                "gasPrice": gas_price,
-            }
-            signed = self.funder.sign_transaction(cast("dict[str, Any]", tx))
-            hashes.append(self.chain.w3.eth.send_raw_transaction(signed.raw_transaction))
-            self._funded.add(account.address)
-            if len(hashes) == _IN_FLIGHT:
-                self._settle(hashes, "gas money")
-                hashes = []
-        self._settle(hashes, "gas money")
+        needy = [a.address for a in accounts if a.address not in self._funded]
+        if needy:
+            self.sender.value(self.funder, needy, 10**18)
+            self._funded.update(needy)
 
     def batch(self, calls: Sequence[tuple[ContractFunction, LocalAccount]], what: str) -> None:
         """Send transactions that are set-up, not measured (joins, commitments, reveals of
-        synthetic nodes) without simulating each: a fixed gas limit, nonces counted here, one
-        request per transaction; then check that every one succeeded."""
-        gas_price = self.gas_price
-        nonces: dict[str, int] = {}
-        hashes = []
-        for fn, account in calls:
-            if account.address not in nonces:
-                nonces[account.address] = self.chain.w3.eth.get_transaction_count(
-                    account.address, "pending"
-                )
-            params: TxParams = {
-                "from": account.address,
-                "nonce": Nonce(nonces[account.address]),
-                "gas": 1_000_000,
-                "gasPrice": Wei(gas_price),
-                "chainId": self.chain.chain_id,
-            }
-            tx = fn.build_transaction(params)
-            nonces[account.address] += 1
-            signed = account.sign_transaction(cast("dict[str, Any]", tx))
-            hashes.append(self.chain.w3.eth.send_raw_transaction(signed.raw_transaction))
-            if len(hashes) == _IN_FLIGHT:
-                self._settle(hashes, what)
-                hashes = []
-        self._settle(hashes, what)
-
-    def _settle(self, hashes: Sequence[Any], what: str) -> None:
-        for tx_hash in hashes:
-            receipt = self.chain.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
-            if receipt["status"] != 1:
-                raise ChainError(f"{what}: transaction {tx_hash.hex()} reverted")
+        synthetic nodes) without simulating each (:class:`chain.batch.BatchSender`)."""
+        self.sender.calls(calls, what)
 
     def join_all(self, task_id: int, nodes: Sequence[LocalAccount]) -> None:
         self.batch([(self.ledger.contract.functions.join(task_id), n) for n in nodes], "joins")

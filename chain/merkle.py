@@ -122,6 +122,7 @@ class RewardTree:
         self.entries = tuple(
             RewardEntry(node, e.amount) for node, e in zip(nodes, entries, strict=True)
         )
+        self._amounts = {e.node: e.amount for e in self.entries}  # a proof per line: O(1) each
         self._tree = MerkleTree(
             [leaf_hash(task_id, round_, e.node, e.amount) for e in self.entries]
         )
@@ -137,10 +138,10 @@ class RewardTree:
     def proof(self, node: str) -> list[bytes]:
         """Sibling hashes from the node's leaf up to the root."""
         address = to_checksum_address(node)
-        entry = next((e for e in self.entries if e.node == address), None)
-        if entry is None:
+        amount = self._amounts.get(address)
+        if amount is None:
             raise ConfigError(f"{address} has no entry in the reward table of round {self.round}")
-        return self._tree.proof(leaf_hash(self.task_id, self.round, address, entry.amount))
+        return self._tree.proof(leaf_hash(self.task_id, self.round, address, amount))
 
 
 class SlashTree:
@@ -154,6 +155,7 @@ class SlashTree:
             SlashEntry(node, e.amount, e.reason, e.evidence_cid)
             for node, e in zip(nodes, entries, strict=True)
         )
+        self._by_node = {e.node: e for e in self.entries}
         self._tree = MerkleTree([slash_leaf_hash(task_id, round_, e) for e in self.entries])
 
     @property
@@ -163,7 +165,7 @@ class SlashTree:
     def entry(self, node: str) -> SlashEntry:
         """The slash of ``node`` in this table."""
         address = to_checksum_address(node)
-        found = next((e for e in self.entries if e.node == address), None)
+        found = self._by_node.get(address)
         if found is None:
             raise ConfigError(f"{address} has no entry in the slash table of round {self.round}")
         return found

@@ -182,6 +182,9 @@ class Chain:
     # told of every transaction this connection got mined: what it was and its receipt (the
     # CLI prints hash, block and gas of every write through it)
     on_mined: Callable[[str, TxReceipt], None] | None = field(default=None, repr=False)
+    # blocks an event must have on top of it before the long-running loops act on it
+    # (``--confirmations``; 0: act on the head)
+    confirmations: int = 0
     _log_cache: dict[tuple[Any, ...], _CachedLogs] = field(
         default_factory=dict, init=False, repr=False
     )
@@ -414,6 +417,14 @@ class Chain:
 
     # ------------------------------------------------------------ dev-chain helpers
 
+    def depth(self, block: int) -> int:
+        """Blocks mined on top of ``block`` (0: it is the head)."""
+        return int(self.w3.eth.block_number) - block
+
+    def confirmed(self, block: int) -> bool:
+        """Whether ``block`` has :attr:`confirmations` blocks on top of it."""
+        return self.confirmations <= 0 or self.depth(block) >= self.confirmations
+
     def timestamp(self) -> int:
         """Timestamp of the latest block."""
         return int(self.w3.eth.get_block("latest")["timestamp"])
@@ -580,7 +591,7 @@ def connect(network: NetworkSpec | str | None, *, timeout: float = 5.0) -> Chain
                         if spec.kind in ("ganache", "anvil")
                         else None
                     )
-                    raise ChainError(
+                    raise ChainUnavailable(
                         f"no chain answers at {spec.url} ({type(exc).__name__})", hint=hint
                     ) from exc
                 time.sleep(0.2)

@@ -14,12 +14,16 @@ request's own retries are spent): a restarting daemon is waited for, with one li
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from chain.errors import (
     ChainMoved,
     LedgerCountMismatch,
     LedgerScoresMismatch,
+    LedgerUnknownProposal,
     NonceTaken,
     RoundStateRevert,
 )
@@ -32,6 +36,7 @@ CHAIN_CHANGED: tuple[type[Exception], ...] = (
     RoundStateRevert,
     LedgerCountMismatch,
     LedgerScoresMismatch,
+    LedgerUnknownProposal,  # a proposal just read or made was reorganised away
     NonceTaken,
 )
 """Errors that say the chain is not what the loop read: read it again rather than exit."""
@@ -79,3 +84,18 @@ class Recovery:
     def succeeded(self) -> None:
         """A step went through: the next error starts counting again."""
         self.failures = 0
+
+
+T = TypeVar("T")
+
+
+def outlast(start: Callable[[], T], what: str) -> T:
+    """``start()`` (a long-running command's setup: connect, open the store, read the task),
+    called again while a service does not answer, as the loops do (:class:`Recovery`): a command
+    started while its chain or IPFS node restarts waits for them instead of exiting."""
+    recovery = Recovery(what)
+    while True:
+        try:
+            return start()
+        except ServiceUnavailable as exc:
+            time.sleep(recovery.failed(exc))

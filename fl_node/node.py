@@ -179,6 +179,7 @@ def submit_round(
         raise RoundUnavailable(f"this node already committed in round {round_} of task {task_id}")
     info = ledger.round(task_id, round_)
     _check_window(session, task_id, round_, info.deadline)
+    _check_confirmed(session, task_id, round_)
 
     journal = _read_journal(session, task_id, round_)
     start = info.start_digest.hex()
@@ -274,6 +275,22 @@ def reveal_round(session: Session, task_id: int, round_: int | None = None) -> S
         "round %s: revealed %s (digest %s, %s examples)", round_, cid, digest.hex(), num_examples
     )
     return replace(_submitted(task_id, round_, journal, resumed=False), cid=cid, revealed=True)
+
+
+def _check_confirmed(session: Session, task_id: int, round_: int) -> None:
+    """With ``--confirmations N``: the round's opening (and so the result it starts from) must
+    be N blocks deep before this node trains for it or commits; :class:`RoundUnavailable`
+    (wait) until then."""
+    chain = session.ledger.chain
+    if chain.confirmations <= 0:
+        return
+    opened = session.history.opened_at(task_id, round_)
+    if opened is None or not chain.confirmed(opened):
+        depth = "not seen yet" if opened is None else f"{chain.depth(opened)} deep"
+        raise RoundUnavailable(
+            f"round {round_} of task {task_id}: waiting for its opening to have "
+            f"{chain.confirmations} confirmations (block {opened}: {depth})"
+        )
 
 
 def _check_window(session: Session, task_id: int, round_: int, deadline: int) -> None:

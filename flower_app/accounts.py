@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from chain.batch import BatchSender
 from chain.bindings import Token
 from chain.network import (
     ANVIL_MNEMONIC,
@@ -60,25 +60,16 @@ def fund_accounts(
     ether: int,
     tokens: int,
 ) -> None:
-    """Send gas money (wei, only to accounts that have less) and ``tokens`` token units to each."""
+    """Send gas money (wei, only to accounts that have less) and ``tokens`` token units to each,
+    in batches (:class:`chain.batch.BatchSender`)."""
+    sender = BatchSender(chain)
     w3 = chain.w3
-    nonce = int(w3.eth.get_transaction_count(funder.address, "pending"))
-    hashes = []
-    for address in addresses:
-        if w3.eth.get_balance(Web3.to_checksum_address(address)) >= ether:
-            continue
-        tx: dict[str, Any] = {
-            "to": address,
-            "value": ether,
-            "gas": 21_000,
-            "gasPrice": w3.eth.gas_price,
-            "nonce": nonce,
-            "chainId": chain.chain_id,
-        }
-        hashes.append(w3.eth.send_raw_transaction(funder.sign_transaction(tx).raw_transaction))
-        nonce += 1
-    for tx_hash in hashes:
-        w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
-    for address in addresses:
-        if tokens:
-            token.transfer(address, tokens, funder)
+    needy = [a for a in addresses if w3.eth.get_balance(Web3.to_checksum_address(a)) < ether]
+    if needy:
+        sender.value(funder, needy, ether)
+    if tokens:
+        transfer = token.contract.functions.transfer
+        sender.calls(
+            [(transfer(Web3.to_checksum_address(a), tokens), funder) for a in addresses],
+            "token transfers",
+        )

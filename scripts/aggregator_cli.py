@@ -25,6 +25,7 @@ from loraledger.display import chain_time, tokens
 from scripts.console import console
 from scripts.console import table as new_table
 from scripts.options import (
+    ConfirmationsOption,
     IpfsOption,
     JsonOption,
     NetworkOption,
@@ -419,23 +420,30 @@ def run_command(
     network: str = NetworkOption,
     account: str = AggregatorAccountOption,
     ipfs: str | None = IpfsOption,
+    confirmations: int = ConfirmationsOption,
     *,
     opts: RoundOptions,
 ) -> None:
     """Open, wait for, verify, aggregate and propose rounds, see each signed by the validators'
     quorum and settled after its challenge window, until the task is complete."""
+    from chain.recovery import outlast
     from chain.round_state import RoundState
 
-    runner = _runner(
-        task,
-        network,
-        account,
-        ipfs,
-        opts,
-        sheet_timeout=sheet_timeout,
-        quorum_timeout=quorum_timeout,
+    # started while the chain or the IPFS node restarts: wait for them, as the loop does
+    runner = outlast(
+        lambda: _runner(
+            task,
+            network,
+            account,
+            ipfs,
+            opts,
+            sheet_timeout=sheet_timeout,
+            quorum_timeout=quorum_timeout,
+        ),
+        f"aggregator run of task {task}",
     )
     ledger = runner.session.ledger
+    ledger.chain.confirmations = confirmations
     with _bond_hint(task), console.status(f"running task {task}") as status:
         runner.on_wait = lambda text: status.update(f"task {task}: {text}")
         done = runner.run(

@@ -26,6 +26,7 @@ from scripts.options import NetworkOption, open_chain
 
 if TYPE_CHECKING:
     from bench.aggregate import Shape
+    from bench.load import LoadResult
     from bench.report import Section
 
 app = typer.Typer(no_args_is_help=True)
@@ -439,6 +440,146 @@ def contribution_command(
         "stays flat when it grows linearly in nodes. Baseline and scoring come from the same "
         "round.[/]"
     )
+
+
+# --------------------------------------------------------------------------- load
+
+
+LOAD_RESULTS = Path("docs") / "results" / "load"
+
+
+@app.command("load")
+def load_command(
+    nodes: str = typer.Option(
+        "25", "--nodes", help="Node counts, comma-separated: one round each, on a fresh chain."
+    ),
+    chain: str = typer.Option("anvil", "--chain", help="ganache or anvil (started afresh)."),
+    adapter: str = typer.Option(
+        "smollm2", "--adapter", help="The task's LoRA: smollm2 (3.7 MB), small (0.5 MB), tiny."
+    ),
+    workers: int = typer.Option(
+        8, "--workers", min=1, help="Nodes acting at once (threads, each node its own connection)."
+    ),
+    fetch_workers: int = typer.Option(
+        2, "--fetch-workers", min=1, help="The aggregator's verification workers."
+    ),
+    out: Path = typer.Option(
+        LOAD_RESULTS, "--out", "-o", help="Folder of each run's JSON and of the README's tables."
+    ),
+) -> None:
+    """One round with many nodes, each its own account, on a fresh Ganache or anvil: wall time,
+    JSON-RPC requests and gas per node for each phase, the aggregator's peak memory.
+
+    Every node joins, commits, reveals and claims with its own account and connection; the
+    aggregator (its own validator, quorum 1) verifies, aggregates and finalizes in a child
+    process whose peak RSS is recorded. Updates are synthetic (the start adapter plus noise).
+    Each run writes load-CHAIN-NODES-ADAPTER.json into --out and rewrites the tables of its
+    README.md."""
+    from bench.load import ADAPTERS, LoadConfig, run_load, update_readme, write_result
+
+    counts = parse_counts(nodes)
+    if chain not in ("ganache", "anvil"):
+        raise ConfigError(f"--chain must be ganache or anvil, got {chain!r}")
+    if adapter not in ADAPTERS:
+        raise ConfigError(f"--adapter must be one of {', '.join(ADAPTERS)}, got {adapter!r}")
+    for count in counts:
+        config = LoadConfig(
+            nodes=count,
+            chain="ganache" if chain == "ganache" else "anvil",
+            adapter=ADAPTERS[adapter],
+            workers=workers,
+            fetch_workers=fetch_workers,
+        )
+        command = shlex.join(
+            [
+                "loraledger",
+                "bench",
+                "load",
+                "--nodes",
+                str(count),
+                "--chain",
+                chain,
+                "--adapter",
+                adapter,
+                "--workers",
+                str(workers),
+                "--fetch-workers",
+                str(fetch_workers),
+            ]
+        )
+        with console.status(f"{count} nodes on {chain}") as status:
+
+            def show(phase: str, what: str = f"{count} nodes on {chain}") -> None:
+                status.update(f"{what}: {phase}")
+
+            result = run_load(config, command=command, progress=show)
+        _print_load(result)
+        path = write_result(out, result)
+        console.print(f"wrote {path} and {update_readme(out)}")
+
+
+def _print_load(result: LoadResult) -> None:
+    from bench.load import ROUND_PHASES
+
+    table = new_table(
+        "phase",
+        "seconds",
+        "ms per node",
+        "RPC per node",
+        "RPC most",
+        "RPC aggregator",
+        "gas per node",
+        "gas aggregator",
+        title=f"{result.nodes} nodes on {result.chain} ({result.adapter})",
+    )
+    for name in ("setup", "join", *ROUND_PHASES):
+        phase = result.phase(name)
+        rpc, gas = phase.per_node(result.nodes)
+        table.add_row(
+            name,
+            f"{phase.seconds:.2f}",
+            f"{1000 * phase.seconds / result.nodes:.1f}",
+            f"{rpc:.1f}",
+            str(phase.node_rpc_max),
+            str(phase.other_rpc),
+            f"{gas:,.0f}",
+            f"{phase.other_gas:,}",
+        )
+    console.print(table)
+    run = result.aggregator
+    above = (run.peak_kib - run.baseline_kib) / 1024
+    console.print(
+        f"aggregator: peak RSS {run.peak_kib / 1024:.0f} MB ({above:.0f} MB above its "
+        f"baseline); {run.accepted} accepted, {run.rejected} rejected; "
+        f"{result.paid_once} of {result.nodes} nodes paid exactly once"
+    )
+
+
+@app.command("aggregator-memory")
+def aggregator_memory(
+    updates: str = typer.Option("25,100", "--updates", help="Update counts, comma-separated."),
+    adapter: str = typer.Option("smollm2", "--adapter", help="smollm2, small or tiny."),
+    fetch_workers: int = typer.Option(2, "--fetch-workers", min=1),
+) -> None:
+    """Peak RSS of verifying and aggregating N updates (fresh process each): flat in N."""
+    from bench.load import ADAPTERS, verify_memory
+
+    if adapter not in ADAPTERS:
+        raise ConfigError(f"--adapter must be one of {', '.join(ADAPTERS)}, got {adapter!r}")
+    table = new_table(
+        "updates", "MB of updates", "peak RSS above baseline MB", "in updates", "seconds"
+    )
+    for count in parse_counts(updates):
+        with console.status(f"verifying {count} updates"):
+            figures = verify_memory(count, ADAPTERS[adapter], fetch_workers=fetch_workers)
+        table.add_row(
+            str(count),
+            f"{count * figures.update_bytes / 1e6:.0f}",
+            f"{figures.above_kib * 1024 / 1e6:.0f}",
+            f"{figures.above_kib * 1024 / figures.update_bytes:.1f}",
+            f"{figures.seconds:.1f}",
+        )
+    console.print(table)
 
 
 # --------------------------------------------------------------------------- all

@@ -92,6 +92,11 @@ _GROUPS: list[tuple[str, str | None, str]] = [
     ),
     ("scripts.bench_cli", "bench", "Benchmarks that print ratios against a same-run baseline."),
     (
+        "scripts.chaos_cli",
+        None,
+        "A seeded fault campaign on real processes: kills, restarts, reorgs, a flaky RPC.",
+    ),
+    (
         "scripts.experiment_cli",
         "experiment",
         "Research experiments: tables and plots under docs/results/.",

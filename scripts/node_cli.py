@@ -14,6 +14,7 @@ from loraledger.display import chain_time, tokens
 from scripts.console import console
 from scripts.console import table as new_table
 from scripts.options import (
+    ConfirmationsOption,
     IpfsOption,
     JsonOption,
     NetworkOption,
@@ -270,15 +271,19 @@ def run_command(
     account: str = NodeAccountOption,
     ipfs: str | None = IpfsOption,
     poll: float = typer.Option(2.0, "--poll", help="Seconds between chain polls."),
+    confirmations: int = ConfirmationsOption,
     *,
     opts: _TrainOptions,
 ) -> None:
     """Take part in every round until the task is complete: commit, then reveal (resumes
     after a restart, never commits twice)."""
+    from chain.recovery import outlast
     from fl_node.node import run
 
-    session = _session(network, account, ipfs)
-    trainer = _trainer(session, task, opts)
+    # started while the chain or the IPFS node restarts: wait for them, as the loop does
+    session = outlast(lambda: _session(network, account, ipfs), f"node run of task {task}")
+    session.ledger.chain.confirmations = confirmations
+    trainer = outlast(lambda: _trainer(session, task, opts), f"node run of task {task}")
     waiting = _Waiting()
 
     def train_one() -> SubmittedUpdate:

@@ -46,6 +46,14 @@ AccountOption = typer.Option(
     "a 0x address to look at an account read-only (status).",
 )
 YesOption = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
+ConfirmationsOption = typer.Option(
+    0,
+    "--confirmations",
+    min=0,
+    envvar="LORALEDGER_CONFIRMATIONS",
+    help="Blocks a round's inputs (for a node: the round's opening) must have on top of them "
+    "before this process acts on them (0: the head; docs/operating.md).",
+)
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 

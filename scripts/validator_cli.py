@@ -171,10 +171,14 @@ def run_command(
     to be made with: it signs no result made otherwise.
     """
     from aggregator.validator import Validator
+    from chain.recovery import outlast
     from loraledger.errors import ChainError
 
     settings = opts.settings()
-    session = _validator_session(task, network, account, ipfs)
+    # started while the chain or the IPFS node restarts: wait for them, as the loop does
+    session = outlast(
+        lambda: _validator_session(task, network, account, ipfs), f"validator run of task {task}"
+    )
     bond = session.ledger.bond_of(task, session.address)
     if not bond.posted or bond.slashed:
         raise ChainError(

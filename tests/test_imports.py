@@ -20,6 +20,7 @@ LAYERS = {
     "experiments": 3,
     "dashboard": 3,
     "demo": 3,
+    "chaos": 3,
     "scripts": 4,
 }
 SAME_LAYER = {

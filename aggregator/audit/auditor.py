@@ -119,13 +119,13 @@ from aggregator.verify import (
     Commitment,
     VerifyPolicy,
     apply_consensus,
-    check_one,
+    check_all,
     judge,
 )
 from chain.bindings import Finalization, Ledger
 from chain.events import History
 from ipfs import ContentStore
-from loraledger.errors import LoRALedgerError, UpdateRejected
+from loraledger.errors import LoRALedgerError, ServiceUnavailable, UpdateRejected
 from loraledger.report import RoundReport
 from loraledger.update import (
     DEFAULT_MAX_BYTES,
@@ -160,9 +160,12 @@ class Auditor(HistoryReader):
         tolerance: Tolerance = TOLERANCE,
         compute: Compute | None = None,
         device: torch.device | None = None,
+        fetch_workers: int | None = None,
     ) -> None:
         super().__init__(ledger, history, store)
         self.tolerance = tolerance
+        # updates checked at once (``VerifyPolicy.fetch_workers``; None: its default)
+        self.fetch_workers = fetch_workers
         # re-aggregation: in ``compute`` when given, else in the dtype each report records
         # (params.compute) on ``device`` (the CPU by default)
         self.compute = compute
@@ -317,6 +320,8 @@ class Auditor(HistoryReader):
             report = self.report(record.report_cid)
         except UpdateRejected as exc:
             return None, [f"the report {record.report_cid} is not a valid report: {exc}"]
+        except ServiceUnavailable:
+            raise  # the auditor's own IPFS node or chain does not answer: an error, no verdict
         except LoRALedgerError as exc:
             return None, [f"the report {record.report_cid} cannot be fetched: {exc}"]
         problems = []
@@ -335,6 +340,8 @@ class Auditor(HistoryReader):
         digest = facts.info.start_digest
         try:
             _, adapter = load_start_adapter(self.history, self.store, facts.info.task_id, digest)
+        except ServiceUnavailable:
+            raise
         except LoRALedgerError as exc:
             return None, f"the start adapter (digest {digest.hex()}) cannot be read: {exc}"
         return adapter, None
@@ -369,6 +376,7 @@ class Auditor(HistoryReader):
         order = {c.node.lower(): (c.block, c.tx_index) for c in facts.commits}
         said = {s.node.lower(): s for s in report.submissions}
         checked: list[Checked] = []
+        to_check: list[Commitment] = []
         for event in facts.events:
             block, tx_index = order.get(event.node.lower(), (event.block, 0))
             commitment = Commitment(
@@ -378,8 +386,11 @@ class Auditor(HistoryReader):
             if verdict is not None and verdict.reason in _CIRCUMSTANTIAL:
                 # availability and resources change with time: the report's word stands
                 checked.append(Checked(commitment, verdict.reason, verdict.detail))
-                continue
-            checked.append(check_one(self.store, commitment, expected, start, policy, workdir))
+            else:
+                to_check.append(commitment)
+        if self.fetch_workers is not None:
+            policy = policy.model_copy(update={"fetch_workers": self.fetch_workers})
+        checked += check_all(self.store, to_check, expected, start, policy, workdir)
         previous = previous_reports(self.history, self.store, facts.info.task_id, facts.info.round)
         seen = {
             s.tensor_digest: f"of {s.node} in round {r.round}"
@@ -498,6 +509,8 @@ class Auditor(HistoryReader):
                 compute=compute,
             )
             data = self.store.get_bytes(record.global_cid, max_size=DEFAULT_MAX_BYTES)
+        except ServiceUnavailable:
+            raise
         except LoRALedgerError as exc:
             return result(n, "aggregate", [f"cannot re-aggregate: {exc}"], "")
         if sha256_hex(data) != record.global_digest.hex():
@@ -545,6 +558,8 @@ class Auditor(HistoryReader):
         if combined.server_state is not None and isinstance(out_cid, str):
             try:
                 saved = self._server_state(config, out_cid, workdir / "state-out.safetensors")
+            except ServiceUnavailable:
+                raise
             except LoRALedgerError as exc:
                 problems.append(f"the optimizer state {out_cid} cannot be read: {exc}")
             else:

@@ -18,7 +18,7 @@ from chain.bindings import Ledger
 from chain.events import History
 from ipfs import ContentStore
 from loraledger.display import tokens
-from loraledger.errors import LoRALedgerError
+from loraledger.errors import LoRALedgerError, ServiceUnavailable
 from loraledger.report import fetch_report
 
 __all__ = ["RewardChallenge", "reward_challenges"]
@@ -53,6 +53,8 @@ def reward_challenges(
         return []
     try:
         report = fetch_report(store, record.report_cid)
+    except ServiceUnavailable:
+        raise  # our own IPFS node does not answer: not "nothing to challenge"
     except LoRALedgerError:
         return []
     revealed = {e.node.lower() for e in history.reveals(task_id, round_)}

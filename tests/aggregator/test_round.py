@@ -667,3 +667,143 @@ def test_the_contribution_rule_without_validation_data_is_refused_before_anythin
 
     assert History(embedded.ledger).proposals(world.task_id, round_) == []
     assert embedded.ledger.round_state(world.task_id, round_) is RoundState.CLOSED
+
+
+def test_with_confirmations_a_result_is_proposed_only_once_its_inputs_are_deep_enough(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    """``--confirmations 3``: the aggregator waits (telling what for) until the round's newest
+    input (opening, commitment, reveal, score sheet) has 3 blocks on top before it proposes."""
+    world = make_world(embedded, tmp_path, nodes=2)
+    runner = world.runner()
+    round_ = runner.open()
+    for i, node in enumerate(embedded.nodes[:2]):
+        world.submit(round_, node, world.honest(i), examples=10)
+    waits: list[str] = []
+
+    def others_mine_a_block(text: str) -> None:  # meanwhile, the chain goes on
+        waits.append(text)
+        embedded.chain.advance_time(1)
+
+    runner.on_wait = others_mine_a_block
+    embedded.chain.confirmations = 3
+    try:
+        runner.finalize(round_, poll_seconds=0.01)
+    finally:
+        embedded.chain.confirmations = 0
+    history = History(embedded.ledger)
+    newest = max(
+        e.block
+        for e in [
+            *history.commits(world.task_id, round_),
+            *history.reveals(world.task_id, round_),
+            *history.scores(world.task_id, round_),
+        ]
+    )
+    (proposal,) = history.proposals(world.task_id, round_)
+    assert proposal.block - newest >= 3 + 1  # 3 on top, then the proposal's own block
+    assert len(waits) >= 3
+    assert embedded.ledger.round_state(world.task_id, round_) in (
+        RoundState.FINALIZED,
+        RoundState.SETTLED,
+    )
+
+
+def test_an_ipfs_node_that_does_not_answer_is_waited_for_never_a_verdict(
+    embedded: LedgerEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The aggregator's own IPFS node not answering (a restarting daemon) says nothing about
+    the node whose update it fetches: the round is not proposed with that update rejected as
+    'unavailable' (found by `loraledger chaos`); it raises StorageUnavailable, which
+    `aggregator run` waits out, and once the node answers the update is accepted."""
+    from ipfs.errors import StorageUnavailable
+
+    world = make_world(embedded, tmp_path, nodes=2)
+    runner = world.runner()
+    round_ = runner.open()
+    for i, node in enumerate(embedded.nodes[:2]):
+        world.submit(round_, node, world.honest(i), examples=10)
+    (victim, *_) = History(embedded.ledger).reveals(world.task_id, round_)
+    real = world.store.get_bytes
+
+    def down(cid: str, **kwargs: object) -> bytes:
+        if cid == victim.cid:
+            raise StorageUnavailable("IPFS node at http://127.0.0.1:5001 failed: ConnectError")
+        return real(cid, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(world.store, "get_bytes", down)
+    with pytest.raises(StorageUnavailable):
+        runner.finalize(round_)
+    assert embedded.ledger.round_state(world.task_id, round_) is RoundState.CLOSED
+    assert History(embedded.ledger).proposals(world.task_id, round_) == []
+
+    monkeypatch.setattr(world.store, "get_bytes", real)
+    outcome = runner.finalize(round_)
+    assert [s.verdict for s in outcome.report.submissions] == ["accepted", "accepted"]
+
+
+def test_run_restarted_in_a_challenge_window_settles_the_round_before_opening_the_next(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    """An aggregator killed after finalizing round 1 and started again while its challenge
+    window runs waits for the window (one line per poll) and then opens round 2; it does not
+    try to open round 2 early, get refused and give up (found by `loraledger chaos`)."""
+    world = make_world(embedded, tmp_path, nodes=2, max_rounds=2)
+    nodes = embedded.nodes[:2]
+    history = History(embedded.ledger)
+    first = world.runner()
+    round_ = first.open()
+    _nodes_train_from_the_start(world, history, nodes, round_)
+    first.finalize(round_, poll_seconds=0.01)  # ... then the process is killed
+    assert embedded.ledger.round_state(world.task_id, 1) is RoundState.FINALIZED
+    heard: list[str] = []
+
+    def window_passes(text: str) -> None:
+        heard.append(text)
+        if embedded.ledger.round_state(world.task_id, 1) is RoundState.FINALIZED:
+            embedded.settle(world.task_id, 1)
+
+    def nodes_submit(at: str) -> None:
+        if at == "opened":
+            opened = embedded.ledger.task(world.task_id).rounds_opened
+            _nodes_train_from_the_start(world, history, nodes, opened)
+        if at == "finalized":
+            embedded.settle(world.task_id, embedded.ledger.task(world.task_id).rounds_opened)
+
+    again = world.runner(checkpoint=nodes_submit, on_wait=window_passes)
+    outcomes = again.run(poll_seconds=0.01)
+
+    assert again.recovered == 0  # no refused opening ridden out: it waited
+    assert heard and "challenge" in heard[0]
+    assert [o.round for o in outcomes] == [2]
+    assert embedded.ledger.is_complete(world.task_id)
+
+
+def test_run_rides_out_a_reorganisation_that_removes_its_proposal_before_it_is_signed(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    """Found by `loraledger chaos` on anvil: blocks replaced right after the proposal took it
+    away, the validators' signatures failed with LedgerUnknownProposal and `aggregator run`
+    exited. It now reads the chain again, proposes again and the round is finalized once."""
+    world = make_world(embedded, tmp_path, nodes=2, max_rounds=1)
+    nodes = embedded.nodes[:2]
+    history = History(embedded.ledger)
+    marks: dict[str, object] = {}
+
+    def reorganise_the_proposal_away(at: str) -> None:
+        if at == "opened":
+            _nodes_train_from_the_start(world, history, nodes, 1)
+        if at == "journaled" and "before" not in marks:
+            marks["before"] = embedded.snapshot()
+        if at == "proposed" and "reorganised" not in marks:
+            marks["reorganised"] = True
+            embedded.revert(marks["before"])  # the proposal is gone
+        if at == "finalized":
+            embedded.settle(world.task_id, 1)
+
+    runner = world.runner(checkpoint=reorganise_the_proposal_away)
+    outcomes = runner.run(poll_seconds=0.01)
+
+    assert marks.get("reorganised") and runner.recovered >= 1
+    assert [o.round for o in outcomes] == [1]
+    assert [f.round for f in history.finalized(world.task_id)] == [1]

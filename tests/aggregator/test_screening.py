@@ -217,3 +217,102 @@ def test_no_capped_weight_exceeds_the_median_claim(claims: dict[str, int]) -> No
     at_or_above = sum(1 for v in claims.values() if v >= median)
     assert max(capped.values()) / sum(capped.values()) <= 1 / at_or_above + 1e-12
     assert math.isfinite(sum(capped.values()))
+
+
+# ----------------------------------------------------------------------------- copies at scale
+
+
+def _wide(seed: int) -> Change:
+    """An adapter of modules wide enough for the probes to see a generic change (64 inputs)."""
+    modules = (("q_proj", 48, 64), ("v_proj", 32, 64))
+    return Change(lora_tensors(seed, rank=8, modules=modules, scale=0.3), SCALING)
+
+
+def _moved(x: Change, distance: float, seed: int) -> Change:
+    """``x`` with one more rank component in one module, whose weight change has norm
+    ``distance``: exactly that far from ``x``, with other factors and another rank."""
+    module = next(k for k in sorted(x.tensors) if k.endswith("lora_A.weight"))[
+        : -len(".lora_A.weight")
+    ]
+    g = torch.Generator().manual_seed(seed)
+    a = x.tensors[module + ".lora_A.weight"]
+    b = x.tensors[module + ".lora_B.weight"]
+    extra_a = torch.randn(1, a.shape[1], generator=g)
+    extra_b = torch.randn(b.shape[0], 1, generator=g)
+    extra_b *= distance / (x.scaling * float(extra_a.norm()) * float(extra_b.norm()))
+    tensors = {k: v.repeat(1, 1) for k, v in x.tensors.items()}
+    for key in tensors:
+        if key.endswith("lora_A.weight"):
+            rows = extra_a if key.startswith(module) else torch.zeros(1, tensors[key].shape[1])
+            tensors[key] = torch.cat([tensors[key], rows])
+        elif key.endswith("lora_B.weight"):
+            cols = extra_b if key.startswith(module) else torch.zeros(tensors[key].shape[0], 1)
+            tensors[key] = torch.cat([tensors[key], cols], dim=1)
+    return Change(tensors, x.scaling)
+
+
+def _pair_by_pair(candidates: list[Candidate], rtol: float) -> dict[str, str]:
+    """The copy rule applied to every pair, in order (a reference for the pruned search)."""
+    ordered = sorted(candidates, key=lambda c: c.order)
+    found = {}
+    for i, item in enumerate(ordered):
+        if not item.current:
+            continue
+        for earlier in ordered[:i]:
+            if change_distance(item.load(), earlier.load()) <= rtol * earlier.step:
+                found[item.node] = earlier.label
+                break
+    return found
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    factors=st.lists(st.sampled_from([0.3, 0.97, 1.03, 3.0]), min_size=1, max_size=4),
+)
+def test_the_bounds_skip_no_copy_that_every_pair_would_find(
+    seed: int, factors: list[float]
+) -> None:
+    start = _wide(seed)
+    honest = [plus(start, _wide(seed + 100 + i), 0.5) for i in range(6)]
+    steps = [change_distance(h, start) for h in honest]
+    items = [
+        candidate(10 + i, h, order=i, step=s)
+        for i, (h, s) in enumerate(zip(honest, steps, strict=True))
+    ]
+    for k, factor in enumerate(factors):  # near copies of honest updates, around the tolerance
+        target = (seed + k) % len(honest)
+        copy = _moved(honest[target], factor * 0.1 * steps[target], seed + k)
+        items.append(candidate(50 + k, copy, order=10 + k, step=steps[target]))
+    found = find_copies(items, rtol=0.1)
+    expected = _pair_by_pair(items, 0.1)
+    assert {n: d.split("update ", 1)[1].split(" again")[0] for n, d in found.items()} == expected
+    assert {addr(50 + k) for k, f in enumerate(factors) if f < 1} <= set(found)
+
+
+def test_honest_updates_are_told_apart_by_their_bounds_each_loaded_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    start = _wide(1)
+    loads: dict[int, int] = {}
+
+    def loader(i: int, change: Change) -> Callable[[], Change]:
+        def load() -> Change:
+            loads[i] = loads.get(i, 0) + 1
+            return change
+
+        return load
+
+    items = []
+    for i in range(40):
+        update = plus(start, _wide(200 + i), 0.5)
+        step = change_distance(update, start)
+        items.append(Candidate(addr(i), (1, i, 0), loader(i, update), step, f"of {i}", True))
+    exact = []
+    monkeypatch.setattr(
+        "aggregator.screening.change_distance",
+        lambda x, y: exact.append(1) or change_distance(x, y),
+    )
+    assert find_copies(items, rtol=0.1) == {}
+    assert exact == []  # 780 pairs, none needed its exact distance
+    assert loads == dict.fromkeys(range(40), 1)  # one at a time, once each

@@ -8,6 +8,7 @@ import statistics
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
 import torch
 
 from aggregator.audit import Auditor, reward_challenges
@@ -268,3 +269,72 @@ def test_a_colluding_quorum_paying_a_non_submitter_is_caught_challenged_and_void
     ledger.leave(world.task_id, node)
     ledger.withdraw_stake(world.task_id, node)
     assert embedded.token.balance_of(node.address) - before == stake
+
+
+def test_a_sheet_the_ipfs_node_cannot_serve_now_is_waited_for_not_counted_empty(
+    embedded: LedgerEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sheet whose content is gone counts as an empty sheet; one the aggregator's own IPFS
+    node cannot serve because it does not answer is not (`loraledger chaos` found rounds paid
+    by the examples rule instead of the contribution rule that way): StorageUnavailable."""
+    from ipfs.errors import ContentNotFound, StorageUnavailable
+
+    world = make_world(embedded, tmp_path, nodes=NODES)
+    play_round(world, world.runner(RoundSettings(), validators=validators(world)))
+    ledger = embedded.ledger
+
+    def load() -> list[object]:
+        return [
+            p.sheet
+            for p in load_sheets(
+                History(ledger), world.store, world.task_id, 1, ledger.validators(world.task_id)
+            )
+        ]
+
+    assert all(sheet is not None for sheet in load())
+
+    def fails(error: Exception) -> None:
+        def get_bytes(cid: str, **kwargs: object) -> bytes:
+            raise error
+
+        monkeypatch.setattr(world.store, "get_bytes", get_bytes)
+
+    fails(ContentNotFound("no content under that CID"))
+    assert load() == [None, None, None]
+    fails(StorageUnavailable("IPFS node at http://127.0.0.1:5001 failed: ConnectError"))
+    with pytest.raises(StorageUnavailable):
+        load()
+
+
+def test_a_sheet_reorganised_away_while_waiting_for_confirmations_is_posted_again(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    """Found by `loraledger chaos` on anvil: the in-process validators' sheets were posted,
+    then a reorganisation took them away while the aggregator waited for confirmations, and
+    the round was proposed and paid without any sheet (by examples instead of scores). The
+    sheets are now posted again and the round is paid by the validators' scores."""
+    world = make_world(embedded, tmp_path, nodes=NODES)
+    runner = world.runner(RoundSettings(), validators=validators(world))
+    round_ = runner.open()
+    good = targets(world, 1)[0]
+    for i, node in enumerate(embedded.nodes[:NODES]):
+        tensors = {k: v + (0.5 + 0.1 * i) * (good[k] - v) for k, v in world.start.items()}
+        world.submit(round_, node, tensors, examples=10 + i)
+    before_sheets = embedded.snapshot()
+    marks: list[str] = []
+
+    def reorganise_then_mine(text: str) -> None:
+        if not marks and embedded.ledger.round(world.task_id, round_).scores_bitmap:
+            marks.append("reorganised")
+            embedded.revert(before_sheets)  # the sheets are gone
+        embedded.chain.advance_time(1)  # the chain goes on
+
+    runner.on_wait = reorganise_then_mine
+    embedded.chain.confirmations = 2
+    try:
+        outcome = runner.finalize(round_, poll_seconds=0.01)
+    finally:
+        embedded.chain.confirmations = 0
+    assert marks == ["reorganised"]
+    assert outcome.report.params["reward_rule"] == "contribution"
+    assert outcome.finalization.scores_bitmap == 0b111

@@ -18,8 +18,8 @@ from chain.bindings import Token
 from chain.deployments import deploy
 from chain.errors import ChainUnavailable, NonceTaken
 from chain.network import Chain, NetworkSpec, connect, dev_account
+from chaos.flaky_rpc import FAULTS, FlakyRpc
 from tests.support.chain import free_port
-from tests.support.flaky_rpc import FAULTS, FlakyRpc
 
 TRANSFERS = 20
 

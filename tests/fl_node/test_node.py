@@ -652,3 +652,30 @@ def test_a_leaving_node_gets_its_stake_back_only_after_the_slash_window_of_its_l
     member = withdraw_stake(session, task_id)
     assert not member.joined and member.stake == 0
     assert env.token.balance_of(session.address) == balance + stake
+
+
+def test_with_confirmations_a_node_trains_only_once_the_rounds_opening_is_deep_enough(
+    embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel, ai_data: NodeData, tmp_path: Path
+) -> None:
+    """``--confirmations 2``: the node does not train (nor commit) for a round whose opening
+    has fewer than 2 blocks on top of it; a reorganisation could still replace what it starts
+    from. Once it is deep enough, it trains and commits."""
+    env = embedded
+    task_id = _task(env, store, tiny)
+    session = _session(env, store, tmp_path)
+    join(session, task_id)
+    env.ledger.open_next_round(task_id, env.aggregator)
+    env.chain.confirmations = 2
+    try:
+        with pytest.raises(RoundUnavailable, match=r"2 confirmations \(block \d+: 0 deep\)"):
+            submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+        env.chain.advance_time(1)  # one block on top
+        with pytest.raises(RoundUnavailable, match="1 deep"):
+            submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+        assert not list((tmp_path / "journal").rglob("*.safetensors"))  # nothing trained
+        env.chain.advance_time(1)
+        submitted = submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+    finally:
+        env.chain.confirmations = 0
+    assert submitted.round == 1
+    assert env.ledger.submission(task_id, 1, env.nodes[0].address).committed

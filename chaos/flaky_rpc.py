@@ -1,4 +1,5 @@
-"""A JSON-RPC proxy in front of a real chain that misbehaves like a bad network.
+"""A JSON-RPC proxy in front of a real chain that misbehaves like a bad network (the tests and
+``loraledger chaos --rpc-fault-rate``).
 
 Each request is forwarded to the chain, or, with probability ``rate`` (seeded), suffers one
 fault:
@@ -107,10 +108,14 @@ class FlakyRpc:
                 if fault in ("drop", "reset"):
                     self._close(reset=fault == "reset")
                     return
-                reply = proxy._forward(body)
-                if fault == "duplicate":
+                try:
                     reply = proxy._forward(body)
-                elif fault == "lost_reply":
+                    if fault == "duplicate":
+                        reply = proxy._forward(body)
+                except httpx.HTTPError:  # the chain itself is down: the client sees a drop
+                    self._close()
+                    return
+                if fault == "lost_reply":
                     self._close()
                     return
                 elif fault == "late":
