@@ -516,7 +516,10 @@ class RoundRunner:
                 if on_round is not None:
                     on_round(outcome)
                 if not self.settle(round_, poll_seconds=poll_seconds):
-                    break
+                    # not settled: voided by a challenge, or its finalization reorganised away
+                    # (found by `loraledger chaos`: the run ended with the task incomplete);
+                    # the round is proposed again
+                    continue
             except RECOVERABLE as exc:
                 time.sleep(recovery.failed(exc))
                 continue

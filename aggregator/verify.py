@@ -21,6 +21,14 @@ saying what differed. Checks, in order:
    submitter controls), else every update.
 
 Accepted updates are kept as files in a work folder, so aggregation streams them from disk.
+
+Memory does not grow with the number of updates, beyond a little bookkeeping each: at most
+``fetch_workers`` updates are fetched and parsed at once (:func:`check_all`), screening reads
+one update at a time from its file (the copy screen keeps a small sketch of each, spilled to a
+temporary file past 16 MB: :func:`aggregator.screening.find_copies`), and FedAvg streams them.
+A whole round (a validator's sheet, the result, the validator's review) peaks at about
+``100 MB + (2 fetch_workers + 4) x update + 0.2 MB x updates`` above the process's baseline
+(measured in docs/results/load/README.md, checked by tests/bench/test_load.py).
 """
 
 from __future__ import annotations

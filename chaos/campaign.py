@@ -694,7 +694,10 @@ class _Run:
             ):
                 return True
             for party in self.parties.values():
-                if party.process is not None and party.process.poll() not in (None, 0):
+                code = None if party.process is None else party.process.poll()
+                if code == 0 and "complete" not in party.last_line():
+                    code = -1  # it ended while the task goes on: as much a failure
+                if party.process is not None and code not in (None, 0):
                     self.exits.append(f"{party.name} (exit {party.process.returncode})")
                     self.say(f"{self.label}: {party.name} exited: {party.last_line()}")
                     party.start()

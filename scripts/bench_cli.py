@@ -458,7 +458,11 @@ def load_command(
         "smollm2", "--adapter", help="The task's LoRA: smollm2 (3.7 MB), small (0.5 MB), tiny."
     ),
     workers: int = typer.Option(
-        8, "--workers", min=1, help="Nodes acting at once (threads, each node its own connection)."
+        8,
+        "--workers",
+        min=1,
+        help="Nodes acting at once (threads, each node its own connection); Ganache answers one "
+        "request at a time: 2 there.",
     ),
     fetch_workers: int = typer.Option(
         2, "--fetch-workers", min=1, help="The aggregator's verification workers."

@@ -807,3 +807,37 @@ def test_run_rides_out_a_reorganisation_that_removes_its_proposal_before_it_is_s
     assert marks.get("reorganised") and runner.recovered >= 1
     assert [o.round for o in outcomes] == [1]
     assert [f.round for f in history.finalized(world.task_id)] == [1]
+
+
+def test_run_goes_on_when_a_reorganisation_removes_a_finalization_in_its_challenge_window(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    """Found by `loraledger chaos` on anvil: the finalization was reorganised away while the
+    run waited for the challenge window; the run ended (exit 0) with the task incomplete. It
+    now finalizes the round again and completes the task."""
+    world = make_world(embedded, tmp_path, nodes=2, max_rounds=1)
+    nodes = embedded.nodes[:2]
+    history = History(embedded.ledger)
+    marks: dict[str, object] = {}
+
+    def nodes_submit(at: str) -> None:
+        if at == "opened":
+            _nodes_train_from_the_start(world, history, nodes, 1)
+        if at == "journaled" and "before" not in marks:
+            marks["before"] = embedded.snapshot()
+
+    def challenge_window(text: str) -> None:  # the run waits for it to pass
+        if embedded.ledger.round_state(world.task_id, 1) is not RoundState.FINALIZED:
+            return
+        if "reorganised" not in marks:
+            marks["reorganised"] = True
+            embedded.revert(marks["before"])  # the proposal and finalization are gone
+        else:
+            embedded.settle(world.task_id, 1)
+
+    runner = world.runner(checkpoint=nodes_submit, on_wait=challenge_window)
+    runner.run(poll_seconds=0.01)
+
+    assert marks.get("reorganised")
+    assert embedded.ledger.is_complete(world.task_id)
+    assert [f.round for f in history.finalized(world.task_id)] == [1]

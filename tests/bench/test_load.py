@@ -55,7 +55,7 @@ def test_a_round_of_nodes_each_with_its_own_account_is_measured_phase_by_phase(
     assert 0 < result.aggregator.baseline_kib <= result.aggregator.peak_kib
     steps = list(result.aggregator.steps)
     assert steps[:2] == ["ready", "sheet posted"] and steps[-2:] == ["finalized", "done"]
-    assert chain in result.chain_version.lower() or result.chain_version
+    assert chain in result.chain_version.lower()  # the client that answered
 
     out = tmp_path / "results"
     path = write_result(out, result)
