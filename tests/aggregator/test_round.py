@@ -726,10 +726,10 @@ def test_an_ipfs_node_that_does_not_answer_is_waited_for_never_a_verdict(
     (victim, *_) = History(embedded.ledger).reveals(world.task_id, round_)
     real = world.store.get_bytes
 
-    def down(cid: str, **kwargs: object) -> bytes:
+    def down(cid: str, **kwargs: int) -> bytes:
         if cid == victim.cid:
             raise StorageUnavailable("IPFS node at http://127.0.0.1:5001 failed: ConnectError")
-        return real(cid, **kwargs)  # type: ignore[arg-type]
+        return real(cid, **kwargs)
 
     monkeypatch.setattr(world.store, "get_bytes", down)
     with pytest.raises(StorageUnavailable):

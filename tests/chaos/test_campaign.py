@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ ROUNDS = 2
 
 
 def _round(r: int, **changes: object) -> RoundOutcome:
-    values: dict[str, object] = dict(
+    values: dict[str, Any] = dict(
         round=r,
         finalizations=1,
         global_digest="aa" * 32,
@@ -39,11 +40,11 @@ def _round(r: int, **changes: object) -> RoundOutcome:
         finalized_after_s=10.0 * r,
     )
     values.update(changes)
-    return RoundOutcome(**values)  # type: ignore[arg-type]
+    return RoundOutcome(**values)
 
 
 def _run(label: str = "chaos", **changes: object) -> RunResult:
-    values: dict[str, object] = dict(
+    values: dict[str, Any] = dict(
         label=label,
         chain="ganache",
         ipfs="embedded",
@@ -62,7 +63,7 @@ def _run(label: str = "chaos", **changes: object) -> RunResult:
         complete=True,
     )
     values.update(changes)
-    return RunResult(**values)  # type: ignore[arg-type]
+    return RunResult(**values)
 
 
 def _config(tmp_path: Path) -> dict[str, object]:
