@@ -4,12 +4,14 @@ each phase cost; the aggregator's memory does not grow with the number of update
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from bench.load import (
     ADAPTERS,
     PHASES,
+    ChainKind,
     LoadConfig,
     load_results,
     run_load,
@@ -27,9 +29,9 @@ NODES = 8
     "chain", [pytest.param("ganache", marks=pytest.mark.ganache), pytest.param("anvil")]
 )
 def test_a_round_of_nodes_each_with_its_own_account_is_measured_phase_by_phase(
-    chain: str, tmp_path: Path
+    chain: ChainKind, tmp_path: Path
 ) -> None:
-    config = LoadConfig(nodes=NODES, chain=chain, adapter=ADAPTERS["tiny"], workers=4)  # type: ignore[arg-type]
+    config = LoadConfig(nodes=NODES, chain=chain, adapter=ADAPTERS["tiny"], workers=4)
     seen: list[str] = []
     result = run_load(config, command="test", progress=seen.append, work=tmp_path / "work")
 
@@ -73,7 +75,7 @@ def test_a_load_run_needs_nodes_a_local_chain_and_workers() -> None:
     with pytest.raises(ConfigError, match=r"nodes must be in 1\.\.1000"):
         LoadConfig(nodes=0)
     with pytest.raises(ConfigError, match="chain must be ganache or anvil"):
-        LoadConfig(nodes=1, chain="embedded")  # type: ignore[arg-type]
+        LoadConfig(nodes=1, chain=cast("ChainKind", "embedded"))
     with pytest.raises(ConfigError, match="workers must be positive"):
         LoadConfig(nodes=1, workers=0)
 

@@ -77,6 +77,43 @@ def test_gpu_flag_runs_on_cuda_or_refuses_clearly_without_it():
         assert "Traceback" not in completed.stderr
 
 
+# --------------------------------------------------------------------------- load
+
+
+@pytest.mark.slow
+def test_load_prints_each_phase_and_writes_the_runs_json_and_readme(tmp_path):
+    from bench.load import LoadResult
+
+    completed = _loraledger(
+        "bench", "load", "--nodes", "3", "--chain", "anvil", "--adapter", "tiny",
+        "--workers", "3", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    for phase in ("join", "open", "commit", "reveal", "aggregate", "settle", "claim"):
+        assert re.search(rf"^\s*{phase}\s", completed.stdout, re.M), completed.stdout
+    result = LoadResult.from_json((tmp_path / "load-anvil-3-tiny.json").read_text())
+    assert result.paid_once == 3 and result.command.startswith("loraledger bench load --nodes 3")
+    assert "### anvil, tiny" in (tmp_path / "README.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--chain", "embedded", "error: --chain must be ganache or anvil, got 'embedded'"),
+        ("--adapter", "7b", "error: --adapter must be one of smollm2, small, tiny, got '7b'"),
+    ],
+)
+def test_load_refuses_a_chain_or_adapter_it_cannot_run_before_starting_anything(
+    option, value, message, tmp_path
+):
+    completed = _loraledger("bench", "load", "--nodes", "2", option, value, "--out", str(tmp_path))
+    assert completed.returncode == 1
+    assert completed.stderr.startswith(message), completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- train
 
 
