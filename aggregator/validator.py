@@ -181,7 +181,10 @@ class Validator:
         ledger = self.session.ledger
         state = ledger.round_state(self.task_id, round_)
         if state is RoundState.CLOSED:
-            self.post_sheet(round_)
+            # with --confirmations: score and propose only from inputs N blocks deep
+            ready = ledger.chain.confirmed(self.runner._newest_input(round_))
+            if ready:
+                self.post_sheet(round_)
             signed = False
             epoch = ledger.round(self.task_id, round_).epoch
             for proposal in self.session.history.proposals(self.task_id, round_):
@@ -189,7 +192,7 @@ class Validator:
                     continue
                 signed = self.attest(round_, proposal.result) or signed
             since = self._closed_since.setdefault(round_, time.monotonic())
-            if not signed and time.monotonic() - since > self.propose_after:
+            if not signed and ready and time.monotonic() - since > self.propose_after:
                 logger.info("round %s: no result to sign yet; proposing its own", round_)
                 try:
                     reveals = ledger.round(self.task_id, round_).reveals

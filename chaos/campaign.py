@@ -198,6 +198,7 @@ class RunResult:
     audit_tail: str
     wall_s: float
     complete: bool
+    unfinished: dict[str, str] = field(default_factory=dict)  # party -> its last line, if late
 
 
 @dataclass
@@ -222,7 +223,10 @@ class CampaignResult:
                 continue
             tag = f"{run.label}: "
             if not run.complete:
-                out.append(tag + "the task did not complete in time")
+                where = "; ".join(f"{name} at: {line}" for name, line in run.unfinished.items())
+                out.append(
+                    tag + "the task did not complete in time" + (f" ({where})" if where else "")
+                )
             for outcome in run.rounds:
                 if outcome.finalizations != 1:
                     out.append(
@@ -432,6 +436,7 @@ class _Run:
         self.faults: list[Fault] = []
         self.moments: list[float] = []  # when each fault's restart began (monotonic)
         self.exits: list[str] = []
+        self.unfinished: dict[str, str] = {}
         self.start = time.monotonic()
         self.chain_port = _free_port()
         self.network_url = f"http://127.0.0.1:{self.chain_port}"
@@ -662,6 +667,9 @@ class _Run:
             for party in self.parties.values():
                 party.start()
             complete = self._supervise(monitor)
+            self.unfinished = {
+                name: party.last_line() for name, party in self.parties.items() if party.running
+            }
             self._claims()
             for fault, moment in zip(self.faults, self.moments, strict=True):
                 fault.recovery_s = self._recovery(fault, moment, monitor)
@@ -912,6 +920,7 @@ class _Run:
             audit_tail=(audit.stdout + audit.stderr)[-600:],
             wall_s=round(self._elapsed(), 1),
             complete=complete,
+            unfinished=self.unfinished,
         )
 
     def _teardown(self) -> None:

@@ -22,6 +22,7 @@ from loraledger.display import chain_time, tokens
 from scripts.console import console, err_console
 from scripts.console import table as new_table
 from scripts.options import (
+    ConfirmationsOption,
     IpfsOption,
     JsonOption,
     NetworkOption,
@@ -161,6 +162,7 @@ def run_command(
     network: str = NetworkOption,
     account: str = ValidatorAccountOption,
     ipfs: str | None = IpfsOption,
+    confirmations: int = ConfirmationsOption,
     *,
     opts: RoundOptions,
 ) -> None:
@@ -179,6 +181,7 @@ def run_command(
     session = outlast(
         lambda: _validator_session(task, network, account, ipfs), f"validator run of task {task}"
     )
+    session.ledger.chain.confirmations = confirmations
     bond = session.ledger.bond_of(task, session.address)
     if not bond.posted or bond.slashed:
         raise ChainError(

@@ -338,3 +338,29 @@ def test_a_sheet_reorganised_away_while_waiting_for_confirmations_is_posted_agai
     assert marks == ["reorganised"]
     assert outcome.report.params["reward_rule"] == "contribution"
     assert outcome.finalization.scores_bitmap == 0b111
+
+
+def test_a_validator_run_with_confirmations_scores_only_inputs_deep_enough(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    """`validator run --confirmations N`: a sheet made on reveals a reorganisation could still
+    take away is not posted; once the round's newest input has N blocks on top, it is."""
+    world = make_world(embedded, tmp_path, nodes=NODES)
+    runner = world.runner(RoundSettings(), validators=[])
+    standalone = validators(world, count=1)[0]
+    round_ = runner.open()
+    for node in embedded.nodes[:NODES]:
+        world.submit(round_, node, world.honest(seed=7), examples=10)
+    assert embedded.ledger.round_state(world.task_id, round_) is RoundState.CLOSED
+    embedded.chain.confirmations = 2
+    try:
+        assert standalone.step(round_) is RoundState.CLOSED
+        assert embedded.ledger.round(world.task_id, round_).scores_bitmap == 0  # 0 deep
+        embedded.chain.advance_time(1)
+        standalone.step(round_)
+        assert embedded.ledger.round(world.task_id, round_).scores_bitmap == 0  # 1 deep
+        embedded.chain.advance_time(1)
+        standalone.step(round_)
+        assert embedded.ledger.round(world.task_id, round_).scores_bitmap == 0b1  # 2 deep
+    finally:
+        embedded.chain.confirmations = 0
