@@ -1,7 +1,9 @@
 """What every experiment shares: its configuration, the base model and the node shards.
 
 :class:`ExperimentConfig` is validated on construction and written, whole, into every
-result, so a table can always be traced to the settings and seed that produced it.
+result, so a table can always be traced to the settings and seeds that produced it. An
+experiment runs once per seed of ``seeds``; a run's configuration holds that one seed
+(:meth:`ExperimentConfig.for_seed`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from typing import Any, Self, get_args
 import torch
 from pydantic import ValidationInfo, field_validator, model_validator
 
-from fl_node.data import NodeData, Strategy, sample_examples, split_shards, train_eval_split
+from fl_node.data import (
+    Example,
+    NodeData,
+    Strategy,
+    sample_examples,
+    split_shards,
+    train_eval_split,
+)
 from fl_node.model import LoadedModel, ModelConfig, create_tiny_model, load_base_model
 from fl_node.train import TrainSettings
 from loraledger.errors import ConfigError
@@ -37,13 +46,16 @@ class ExperimentConfig(Settings):
     ``steps`` is optimizer steps per node per round. ``examples`` keeps a seeded random
     subset of the bundled corpus (``None``: all 2,180 Q/A pairs); ``eval_examples`` caps
     each node's held-out split (taken first, ``eval_fraction`` of its shard).
+    ``seeds``: one run per seed; the first is the seed a run uses (:attr:`seed`).
+    ``pooled_examples``: a pooled test set of that many distinct examples drawn from the data
+    before it is split over the nodes (:func:`split_data`); 0 draws none.
     """
 
     model: str = "smollm2"
     nodes: int = 4
     rounds: int = 4
     steps: int = 5
-    seed: int = 0
+    seeds: tuple[int, ...] = (0,)
     batch_size: int = 4
     max_length: int = 128
     learning_rate: float = 5e-4
@@ -53,6 +65,7 @@ class ExperimentConfig(Settings):
     eval_fraction: float = 0.1
     eval_examples: int = 32
     examples: int | None = None
+    pooled_examples: int = 0
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
 
     @field_validator("nodes", "rounds", "steps", "batch_size", "rank", "eval_examples")
@@ -60,6 +73,22 @@ class ExperimentConfig(Settings):
     def _positive(cls, value: int, info: ValidationInfo) -> int:
         if value < 1:
             raise ValueError(f"{info.field_name} must be positive, got {value}")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value:
+            raise ValueError("seeds needs at least one seed")
+        if len(set(value)) != len(value) or min(value) < 0:
+            raise ValueError(f"seeds must be distinct and >= 0, got {list(value)}")
+        return value
+
+    @field_validator("pooled_examples")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"pooled_examples must be >= 0, got {value}")
         return value
 
     @field_validator("max_length")
@@ -92,13 +121,22 @@ class ExperimentConfig(Settings):
 
     @model_validator(mode="after")
     def _enough_examples(self) -> Self:
-        if self.examples is not None and self.examples < 2 * self.nodes:
+        if self.examples is not None and self.examples - self.pooled_examples < 2 * self.nodes:
             raise Invalid(
                 f"{self.examples} examples cannot give {self.nodes} nodes a training and a "
-                "held-out example each",
-                hint=f"use at least {2 * self.nodes} examples",
+                f"held-out example each besides {self.pooled_examples} pooled test examples",
+                hint=f"use at least {2 * self.nodes + self.pooled_examples} examples",
             )
         return self
+
+    @property
+    def seed(self) -> int:
+        """The seed of a run: the first of ``seeds`` (the only one in :meth:`for_seed`)."""
+        return self.seeds[0]
+
+    def for_seed(self, seed: int) -> ExperimentConfig:
+        """The configuration of the run with ``seed``."""
+        return self.replace(seeds=(seed,))
 
     @property
     def tiny(self) -> bool:
@@ -161,16 +199,47 @@ class Participant:
     spec: PeftSpec
 
 
-def node_shards(config: ExperimentConfig, nodes: int | None = None) -> list[NodeData]:
-    """The bundled corpus split into ``nodes`` non-IID shards, each with a held-out split.
+@dataclass(frozen=True)
+class Split:
+    """The nodes' data and the pooled test set (no example of which any node trains on)."""
 
-    The split (``config.split``) and the hold-out are seeded; every shard must keep at
-    least one training and one held-out example.
+    nodes: list[NodeData]
+    pooled: tuple[Example, ...]
+
+
+def node_shards(config: ExperimentConfig, nodes: int | None = None) -> list[NodeData]:
+    """The nodes' shards of :func:`split_data`."""
+    return split_data(config, nodes).nodes
+
+
+def split_data(config: ExperimentConfig, nodes: int | None = None) -> Split:
+    """The bundled corpus split into ``nodes`` non-IID shards, each with a held-out split,
+    and a pooled test set of ``config.pooled_examples`` distinct examples.
+
+    The pooled set is a seeded sample of the distinct examples of the data; every copy of
+    them (the corpus repeats some Q/A pairs) is taken out before the rest is split over the
+    nodes, so no node trains on, or holds out, an example of the pooled set. The split
+    (``config.split``) and the hold-out are seeded; every shard must keep at least one
+    training and one held-out example.
     """
     count = nodes or config.nodes
     examples = sample_examples()
     if config.examples is not None and config.examples < len(examples):
         examples = random.Random(config.seed).sample(examples, config.examples)
+    pooled: tuple[Example, ...] = ()
+    if config.pooled_examples:
+        distinct = list(dict.fromkeys(examples))
+        if config.pooled_examples >= len(distinct):
+            raise ConfigError(
+                f"a pooled test set of {config.pooled_examples} examples leaves nothing to "
+                f"train on: the data has {len(distinct)} distinct examples",
+                hint="use fewer pooled examples or more --examples",
+            )
+        pooled = tuple(
+            random.Random(f"pooled:{config.seed}").sample(distinct, config.pooled_examples)
+        )
+        held = set(pooled)
+        examples = [e for e in examples if e not in held]
     shards = split_shards(
         examples, count, config.split, alpha=config.dirichlet_alpha, seed=config.seed
     )
@@ -184,7 +253,7 @@ def node_shards(config: ExperimentConfig, nodes: int | None = None) -> list[Node
             )
         data = train_eval_split(shard, config.eval_fraction, seed=config.seed + index)
         out.append(NodeData(train=data.train, eval=data.eval[: config.eval_examples]))
-    return out
+    return Split(out, pooled)
 
 
 def participants(

@@ -24,12 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import field_validator
+
 from aggregator.consensus import split_round_pool
 from demo.attacks import ATTACKS, AttackName, parse_attacks
 from demo.run import DemoConfig, DemoResult, run_demo
 from experiments.config import environment
 from experiments.report import Report, bar_plot
 from experiments.runner import Hooks
+from experiments.stats import Interval, mean_interval
 from loraledger.errors import ConfigError
 from loraledger.report import RoundReport
 from loraledger.settings import Settings
@@ -47,7 +50,14 @@ class IncentivesConfig(Settings):
     steps: int = 4
     tiny: bool = True
     attacks: tuple[AttackName, ...] = ATTACKS
-    seed: int = 0
+    seeds: tuple[int, ...] = (0,)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or len(set(value)) != len(value) or min(value) < 0:
+            raise ValueError(f"seeds must be distinct and >= 0, got {list(value)}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -187,10 +197,13 @@ def alternatives(result: DemoResult) -> dict[str, dict[str, float | None]]:
 
 
 def demo_config(
-    config: IncentivesConfig, rule: str, attack: AttackName | Literal["clean+1"] | None
+    config: IncentivesConfig,
+    rule: str,
+    attack: AttackName | Literal["clean+1"] | None,
+    seed: int = 0,
 ) -> DemoConfig:
-    """The demo settings of one run (``attack=None``: a clean run; ``"clean+1"`` the clean run
-    that pairs with ``inflate``)."""
+    """The demo settings of one run with ``seed`` (``attack=None``: a clean run;
+    ``"clean+1"`` the clean run that pairs with ``inflate``)."""
     tiny: dict[str, Any] = (
         {"task_rank": 4, "ranks": (4,), "max_length": 64, "batch_size": 2, "learning_rate": 5e-3}
         if config.tiny
@@ -210,7 +223,7 @@ def demo_config(
         legacy_rewards=rule == "old",
         steps=config.steps,
         strategy="fedavg",
-        seed=config.seed,
+        seed=seed,
         **tiny,
     )
 
@@ -226,24 +239,43 @@ def run(
     unknown = [a for a in config.attacks if a not in ATTACKS]
     if unknown or not config.attacks:
         raise ConfigError(f"unknown attacks {unknown}", hint=f"choose from {list(ATTACKS)}")
-    results: dict[tuple[str, str], Outcome] = {}
+    results: Results = {}
     with tempfile.TemporaryDirectory(prefix="loraledger-incentives-") as tmp:
-        for rule in RULES:
-            plan: list[AttackName | Literal["clean", "clean+1"]] = ["clean", *config.attacks]
-            if "inflate" in config.attacks:
-                plan.insert(1, "clean+1")
-            for attack in plan:
-                if hooks is not None:
-                    hooks.phase(f"{rule} rule: {attack}")
-                demo = demo_config(config, rule, None if attack == "clean" else attack)
-                result = runner(demo, Path(tmp) / f"{rule}-{attack}")
-                results[(rule, attack)] = outcome(rule, attack, demo, result)
-                if hooks is not None:
-                    hooks.step()
+        for seed in config.seeds:
+            runs: dict[tuple[str, str], Outcome] = {}
+            for rule in RULES:
+                plan: list[AttackName | Literal["clean", "clean+1"]] = ["clean", *config.attacks]
+                if "inflate" in config.attacks:
+                    plan.insert(1, "clean+1")
+                for attack in plan:
+                    if hooks is not None:
+                        hooks.phase(f"seed {seed}, {rule} rule: {attack}")
+                    demo = demo_config(config, rule, None if attack == "clean" else attack, seed)
+                    result = runner(demo, Path(tmp) / f"{seed}-{rule}-{attack}")
+                    runs[(rule, attack)] = outcome(rule, attack, demo, result)
+                    if hooks is not None:
+                        hooks.step()
+            results[seed] = runs
     out.mkdir(parents=True, exist_ok=True)
     report = _report(config, results, command, out)
     report.write(out)
     return report
+
+
+Results = dict[int, dict[tuple[str, str], Outcome]]
+"""Per seed, per (rule, attack): the run's outcome."""
+
+
+def _over(per_seed: list[float | None]) -> Interval | None:
+    """A figure's per-seed values over the seeds (those that have it; ``None`` if none do)."""
+    values = [v for v in per_seed if v is not None]
+    return mean_interval(values) if values else None
+
+
+def _loss_ratio(runs: dict[tuple[str, str], Outcome], rule: str, attack: str) -> float | None:
+    o = runs[(rule, attack)]
+    clean = runs[(rule, "clean+1" if attack == "inflate" else "clean")]
+    return (o.loss / clean.loss) if o.loss and clean.loss else None
 
 
 def inflate_gain(results: dict[tuple[str, str], Outcome], rule: str) -> float | None:
@@ -257,20 +289,23 @@ def inflate_gain(results: dict[tuple[str, str], Outcome], rule: str) -> float | 
     return attacked.earned[attacker] / truthful if truthful else None
 
 
-def _report(
-    config: IncentivesConfig, results: dict[tuple[str, str], Outcome], command: str, out: Path
-) -> Report:
+def _report(config: IncentivesConfig, results: Results, command: str, out: Path) -> Report:
     rows = []
     for attack in config.attacks:
         row: list[object] = [attack]
         for rule in RULES:
-            o = results[(rule, attack)]
-            clean = results[(rule, "clean+1" if attack == "inflate" else "clean")]
-            ratio = (o.loss / clean.loss) if o.loss and clean.loss else None
-            row += [o.honest_share, o.attackers_share, ratio]
-        gain = inflate_gain(results, "new") if attack == "inflate" else None
+            row += [
+                _over([r[(rule, attack)].honest_share for r in results.values()]),
+                _over([r[(rule, attack)].attackers_share for r in results.values()]),
+                _over([_loss_ratio(r, rule, attack) for r in results.values()]),
+            ]
+        gain = (
+            _over([inflate_gain(r, "new") for r in results.values()])
+            if attack == "inflate"
+            else None
+        )
         row.append(gain)
-        row.append(results[("new", attack)].audit_ok)
+        row.append(all(runs[("new", attack)].audit_ok for runs in results.values()))
         rows.append(row)
     report = Report(
         experiment=NAME,
@@ -296,19 +331,23 @@ def _report(
             "old: attackers' share",
             "old: loss / clean",
             "inflate: earned / truthful",
-            "new: audit passes",
+            "new: audit passes (every seed)",
         ],
         rows,
     )
     alt_rows = []
-    runs: list[str] = ["clean", *config.attacks]
-    for run_name in runs:
-        alts = results[("new", run_name)].alternatives
-        if alts:
+    for run_name in ["clean", *config.attacks]:
+        if all(runs[("new", run_name)].alternatives for runs in results.values()):
+
+            def alt(rule: str, key: str, run_name: str = run_name) -> Interval | None:
+                return _over(
+                    [r[("new", run_name)].alternatives[rule][key] for r in results.values()]
+                )
+
             alt_rows.append(
                 [run_name]
-                + [alts[r]["attackers"] for r in ALTERNATIVES]
-                + [alts[r]["honest_spread"] for r in ALTERNATIVES]
+                + [alt(r, "attackers") for r in ALTERNATIVES]
+                + [alt(r, "honest_spread") for r in ALTERNATIVES]
             )
     report.add_table(
         "Candidate scoring rules on the same rounds (from the published losses)",
@@ -321,7 +360,10 @@ def _report(
         out / "attackers_share.png",
         list(config.attacks),
         {
-            f"{rule} rule": [results[(rule, a)].attackers_share for a in config.attacks]
+            f"{rule} rule": [
+                mean_interval([runs[(rule, a)].attackers_share for runs in results.values()])
+                for a in config.attacks
+            ]
             for rule in RULES
         },
         title="Attackers' share of the pool",
@@ -330,8 +372,28 @@ def _report(
     report.plots.append(
         ("attackers_share.png", "the attackers' share of the pool, old vs new rule")
     )
-    report.data = {f"{rule}/{attack}": o.to_json() for (rule, attack), o in results.items()}
+    first = next(iter(results.values()))
+    report.data = {
+        f"{rule}/{attack}": {
+            "honest_share": mean_interval(
+                [runs[(rule, attack)].honest_share for runs in results.values()]
+            ).to_json(),
+            "attackers_share": mean_interval(
+                [runs[(rule, attack)].attackers_share for runs in results.values()]
+            ).to_json(),
+            "per_seed": {
+                str(seed): runs[(rule, attack)].to_json() for seed, runs in results.items()
+            },
+        }
+        for rule, attack in first
+    }
     report.notes += _verdicts(config, results)
+    report.notes.append(
+        "Figures are means over the seeds "
+        f"({', '.join(map(str, config.seeds))}) ± the half-width of their 95% Student t "
+        "interval (none for one seed); the targets are read on the means. results.json keeps "
+        "every seed's run under `per_seed`."
+    )
     report.notes.append(
         "The old rule cannot be replayed for `frontrun` and `malformed`: commit-reveal and the "
         "hardened parsers are the protocol, not a setting. Before them (main before issue 13) "
@@ -342,31 +404,33 @@ def _report(
     return report
 
 
-def _verdicts(config: IncentivesConfig, results: dict[tuple[str, str], Outcome]) -> list[str]:
-    """The issue's targets, each with its figure and whether it is met (new rule)."""
+def _verdicts(config: IncentivesConfig, results: Results) -> list[str]:
+    """The issue's targets, each with its figure (the mean over seeds, with its interval) and
+    whether the mean meets it (new rule)."""
     notes = []
     for attack in config.attacks:
-        new = results[("new", attack)]
-        clean = results[("new", "clean+1" if attack == "inflate" else "clean")]
         if attack == "inflate":
-            gain = inflate_gain(results, "new")
-            ok = gain is not None and gain <= 1.05
+            gain = _over([inflate_gain(r, "new") for r in results.values()])
+            ok = gain is not None and gain.mean <= 1.05
+            shown = gain.cell() if gain is not None else "None"
             notes.append(
-                f"{'met' if ok else 'NOT met'}: the inflating node earns {gain} of what it "
+                f"{'met' if ok else 'NOT met'}: the inflating node earns {shown} of what it "
                 "earns with its true count (target <= 1.05)"
             )
         else:
-            ok = new.honest_share >= 0.95 and new.attackers_share <= 0.01
+            honest = mean_interval([r[("new", attack)].honest_share for r in results.values()])
+            bad = mean_interval([r[("new", attack)].attackers_share for r in results.values()])
+            ok = honest.mean >= 0.95 and bad.mean <= 0.01
             notes.append(
-                f"{'met' if ok else 'NOT met'}: {attack}: honest nodes {new.honest_share:.4f} of "
-                f"the pool (target >= 0.95), attackers {new.attackers_share:.4f} (<= 0.01)"
+                f"{'met' if ok else 'NOT met'}: {attack}: honest nodes {honest.cell()} of "
+                f"the pool (target >= 0.95), attackers {bad.cell()} (<= 0.01)"
             )
-        if new.loss is not None and clean.loss is not None:
-            ratio = new.loss / clean.loss
-            ok = abs(ratio - 1) <= 0.02
+        ratio = _over([_loss_ratio(r, "new", attack) for r in results.values()])
+        if ratio is not None:
+            ok = abs(ratio.mean - 1) <= 0.02
             notes.append(
                 f"{'met' if ok else 'NOT met'}: {attack}: global validation loss "
-                f"{ratio:.4f} x the clean run's (target within 2%)"
+                f"{ratio.cell()} x the clean run's (target within 2%)"
             )
     return notes
 

@@ -3,7 +3,8 @@
 Nodes train the ranks given (cycled over the nodes, alpha = 2 x rank). FlexLoRA and
 zero-padding publish one global adapter per rank (:mod:`aggregator.flexlora`); the
 baseline has every node train the smallest rank, averaged with FedAvg. Each node is
-evaluated with the global adapter of its own rank.
+evaluated with the global adapter of its own rank. One run per seed; figures are means over
+the seeds with 95% intervals.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ from pathlib import Path
 from experiments.aggregation import heterogeneous, homogeneous
 from experiments.config import (
     ExperimentConfig,
+    Participant,
     environment,
     load_model,
     node_shards,
     participants,
 )
 from experiments.report import Report, Series, line_plot
-from experiments.runner import Hooks, TrainingCache, run_federated
+from experiments.runner import Aggregate, Hooks, RunResult, TrainingCache, run_federated
+from experiments.seeds import band_note, by_key
+from experiments.stats import mean_interval
 from loraledger.errors import ConfigError
 
 NAME = "ranks"
@@ -30,7 +34,7 @@ DEFAULT_RANKS = (2, 4, 8)
 
 
 def planned_steps(config: ExperimentConfig) -> int:
-    return 3 * config.nodes * config.rounds * config.steps
+    return len(config.seeds) * 3 * config.nodes * config.rounds * config.steps
 
 
 def run(
@@ -44,41 +48,29 @@ def run(
     if not ranks or min(ranks) < 1:
         raise ConfigError(f"ranks must be positive, got {list(ranks)}")
     per_node = [ranks[i % len(ranks)] for i in range(config.nodes)]
+    per_seed: list[dict[str, RunResult]] = []
     with tempfile.TemporaryDirectory(prefix="loraledger-experiment-") as tmp:
         model = load_model(config, Path(tmp))
-        shards = node_shards(config)
-        mixed = participants(config, shards, per_node)
-        smallest = participants(config, shards, [min(ranks)] * config.nodes)
-        cache = TrainingCache()  # round 1 is the same training for all three methods
-        runs = [
-            run_federated(
-                "FlexLoRA",
-                model,
-                config,
-                mixed,
-                heterogeneous("flexlora"),
-                hooks=hooks,
-                cache=cache,
-            ),
-            run_federated(
-                "zero-padding",
-                model,
-                config,
-                mixed,
-                heterogeneous("zero-pad"),
-                hooks=hooks,
-                cache=cache,
-            ),
-            run_federated(
-                f"all at rank {min(ranks)}",
-                model,
-                config,
-                smallest,
-                homogeneous("fedavg"),
-                hooks=hooks,
-                cache=cache,
-            ),
-        ]
+        for seed in config.seeds:
+            seeded = config.for_seed(seed)
+            shards = node_shards(seeded)
+            mixed = participants(seeded, shards, per_node)
+            smallest = participants(seeded, shards, [min(ranks)] * config.nodes)
+            cache = TrainingCache()  # round 1 is the same training for all three methods
+            methods: list[tuple[str, list[Participant], Aggregate]] = [
+                ("FlexLoRA", mixed, heterogeneous("flexlora")),
+                ("zero-padding", mixed, heterogeneous("zero-pad")),
+                (f"all at rank {min(ranks)}", smallest, homogeneous("fedavg")),
+            ]
+            per_seed.append(
+                {
+                    label: run_federated(
+                        label, model, seeded, members, aggregate, hooks=hooks, cache=cache
+                    )
+                    for label, members, aggregate in methods
+                }
+            )
+    runs = list(by_key(config.seeds, per_seed).values())
     report = Report(
         experiment=NAME,
         title="Heterogeneous LoRA ranks",
@@ -98,7 +90,7 @@ def run(
                 r.std,
                 r.min,
                 *(
-                    statistics.fmean(x for x, k in zip(r.final, per_node, strict=True) if k == rank)
+                    mean_interval([_mean_at(one, per_node, rank) for one in r.runs])
                     for rank in distinct
                 ),
             ]
@@ -118,6 +110,12 @@ def run(
         xlabel="round",
     )
     report.plots.append(("loss_per_round.png", "mean held-out loss per round by method"))
+    report.notes.append(band_note(config.seeds))
     report.data = {r.label: r.to_json() for r in runs}
     report.write(out)
     return report
+
+
+def _mean_at(run: RunResult, per_node: Sequence[int], rank: int) -> float:
+    """The mean final loss of the nodes at ``rank``."""
+    return statistics.fmean(x for x, k in zip(run.final, per_node, strict=True) if k == rank)

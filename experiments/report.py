@@ -1,8 +1,10 @@
 """Writing an experiment's results: ``results.md``, ``results.json`` and PNG plots.
 
 ``results.md`` carries the tables, the configuration, where it ran and the exact command
-that reproduces it; ``results.json`` the same numbers for scripts. Plots use matplotlib's
-Agg backend (no display needed).
+that reproduces it; ``results.json`` the same numbers for scripts. Figures over several seeds
+are :class:`~experiments.stats.Interval` cells (mean ± half-width); plots draw the mean with
+the interval as a band (lines) or error bars (bars). Plots use matplotlib's Agg backend (no
+display needed).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.stats import Interval
 from loraledger.errors import ConfigError
 
 FORMAT_VERSION = 1
@@ -21,11 +24,11 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class Series:
-    """One line of a plot: y per x, with a label."""
+    """One line of a plot: the mean over seeds per x (with its interval as a band), labelled."""
 
     label: str
     x: Sequence[float]
-    y: Sequence[float]
+    y: Sequence[Interval]
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,9 @@ def _flat(values: Mapping[str, Any]) -> list[list[object]]:
 
 
 def fmt(value: object) -> str:
-    """Numbers with 4 significant decimals; everything else as text."""
+    """Numbers with 4 decimals, intervals as ``mean ± half-width``; everything else as text."""
+    if isinstance(value, Interval):
+        return value.cell()
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ConfigError(f"a result is not finite ({value})")
@@ -122,7 +127,7 @@ def line_plot(
     xlabel: str,
     ylabel: str = "held-out eval loss",
 ) -> Path:
-    """A PNG with one line per series."""
+    """A PNG with one line per series: the means, and their intervals as bands."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,7 +135,18 @@ def line_plot(
 
     figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     for s in series:
-        axes.plot(list(s.x), list(s.y), marker="o", markersize=3, label=s.label)
+        (line,) = axes.plot(
+            list(s.x), [i.mean for i in s.y], marker="o", markersize=3, label=s.label
+        )
+        if all(i.low is not None and i.high is not None for i in s.y):
+            axes.fill_between(
+                list(s.x),
+                [i.low or 0.0 for i in s.y],
+                [i.high or 0.0 for i in s.y],
+                color=line.get_color(),
+                alpha=0.2,
+                linewidth=0,
+            )
     axes.set_title(title)
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
@@ -146,12 +162,13 @@ def line_plot(
 def bar_plot(
     path: Path,
     groups: Sequence[str],
-    bars: Mapping[str, Sequence[float]],
+    bars: Mapping[str, Sequence[Interval]],
     *,
     title: str,
     ylabel: str = "held-out eval loss",
 ) -> Path:
-    """A PNG of grouped bars: one group per entry of ``groups``, one bar per key of ``bars``."""
+    """A PNG of grouped bars: one group per entry of ``groups``, one bar per key of ``bars``;
+    each bar the mean over seeds, with its interval as error bars where there is one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -161,7 +178,19 @@ def bar_plot(
     width = 0.8 / max(1, len(bars))
     for k, (label, values) in enumerate(bars.items()):
         xs = [g + (k - (len(bars) - 1) / 2) * width for g in range(len(groups))]
-        axes.bar(xs, list(values), width=width, label=label)
+        errors = [
+            [i.mean - i.low if i.low is not None else 0.0 for i in values],
+            [i.high - i.mean if i.high is not None else 0.0 for i in values],
+        ]
+        shown = any(i.available for i in values)
+        axes.bar(
+            xs,
+            [i.mean for i in values],
+            width=width,
+            label=label,
+            yerr=errors if shown else None,
+            capsize=3 if shown else 0,
+        )
     axes.set_xticks(range(len(groups)), list(groups), fontsize=8)
     axes.set_title(title)
     axes.set_ylabel(ylabel)

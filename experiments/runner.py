@@ -92,15 +92,33 @@ class TrainingCache:
 
 
 @dataclass(frozen=True)
+class Start:
+    """Where a run begins: the global adapters (per LoRA spec) published after ``round``."""
+
+    round: int
+    adapters: Mapping[PeftSpec, bytes]
+
+
+@dataclass(frozen=True)
 class RunResult:
     """One training run's eval losses: ``curve[r][i]`` is node ``i``'s held-out loss after
-    round ``r`` (round 0: before any training), for the model that node ``i`` would use."""
+    the run's round ``r`` (row 0: before the run trains), for the model node ``i`` would use.
+
+    ``adapters[i]`` is that model after the last round (global-adapter bytes) and
+    ``last_round`` the round it was published at (:meth:`start_for` continues from it).
+    """
 
     label: str
     nodes: tuple[str, ...]
     curve: tuple[tuple[float, ...], ...]
     steps: int
     seconds: float
+    adapters: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
+    last_round: int = 0
+
+    def start_for(self, node: int, spec: PeftSpec) -> Start:
+        """A run that continues from node ``node``'s final model (trained with ``spec``)."""
+        return Start(self.last_round, {spec: self.adapters[node]})
 
     @property
     def final(self) -> tuple[float, ...]:
@@ -189,9 +207,14 @@ def run_federated(
     poisoned: Mapping[str, Poison] | None = None,
     hooks: Hooks | None = None,
     cache: TrainingCache | None = None,
+    start: Start | None = None,
+    rounds: int | None = None,
 ) -> RunResult:
-    """``config.rounds`` rounds of federated training; per-node held-out losses per round.
+    """``rounds`` (default ``config.rounds``) rounds of federated training; per-node held-out
+    losses per round.
 
+    ``start``: the global adapters to start from (default: the task's initial adapter, seeded
+    by ``config.seed``, as round 0); rounds are numbered on from ``start.round``.
     ``steps``: optimizer steps per member per round (default ``config.steps``).
     ``eval_sets``: where to evaluate each round's global adapter (default: each member on its
     own held-out split; members then need one). ``poisoned``: member name -> the poison
@@ -201,12 +224,18 @@ def run_federated(
     """
     hooks = hooks or Hooks()
     steps = steps or config.steps
+    rounds = config.rounds if rounds is None else rounds
     poisoned = poisoned or {}
     began = time.perf_counter()
     specs = sorted({m.spec for m in members}, key=lambda s: s.rank)
-    globals_: dict[PeftSpec, bytes] = {
-        spec: initial_global_adapter(model, spec, TASK_ID, seed=config.seed) for spec in specs
-    }
+    first = start.round if start is not None else 0
+    globals_: dict[PeftSpec, bytes] = (
+        {spec: start.adapters[spec] for spec in specs}
+        if start is not None
+        else {
+            spec: initial_global_adapter(model, spec, TASK_ID, seed=config.seed) for spec in specs
+        }
+    )
     own = eval_sets is None
     evaluated = [m for m in members if m.name not in poisoned] if own else []
     if own and any(not m.data.eval for m in evaluated):
@@ -228,12 +257,12 @@ def run_federated(
 
     if not own:
         curve.append(explicit_eval(0))
-    for round_ in range(1, config.rounds + 1):
+    for round_ in range(first + 1, first + rounds + 1):
         updates: list[bytes] = []
         before: dict[str, float] = {}
         current = {spec: parse_global_adapter(data).tensors for spec, data in globals_.items()}
         for member in members:
-            hooks.phase(f"{label}: round {round_}/{config.rounds}, {member.name} training")
+            hooks.phase(f"{label}: round {round_}/{first + rounds}, {member.name} training")
             node_config = NodeTrainConfig(
                 task_id=TASK_ID,
                 round=round_,
@@ -267,7 +296,7 @@ def run_federated(
             updates.append(update)
         if own:
             curve.append(tuple(before[m.name] for m in evaluated))
-        hooks.phase(f"{label}: round {round_}/{config.rounds}, aggregating")
+        hooks.phase(f"{label}: round {round_}/{first + rounds}, aggregating")
         received = []
         for data in updates:
             parsed = parse_update(
@@ -288,9 +317,15 @@ def run_federated(
         if not own:
             curve.append(explicit_eval(round_))
     if own:
-        curve.append(explicit_eval(config.rounds))
-    total = steps * config.rounds * len(members)
-    return RunResult(label, names, tuple(curve), total, time.perf_counter() - began)
+        curve.append(explicit_eval(first + rounds))
+    total = steps * rounds * len(members)
+    if own:
+        adapters = tuple(globals_[m.spec] for m in evaluated)
+    else:
+        adapters = tuple(globals_[specs[0]] for _ in names)
+    return RunResult(
+        label, names, tuple(curve), total, time.perf_counter() - began, adapters, first + rounds
+    )
 
 
 def run_local(
@@ -313,6 +348,8 @@ def run_local(
         curve,
         sum(run.steps for run in runs),
         sum(run.seconds for run in runs),
+        tuple(run.adapters[0] for run in runs),
+        config.rounds,
     )
 
 
@@ -339,3 +376,62 @@ def run_centralized(
         hooks=hooks,
     )
     return result
+
+
+def run_personalized(
+    model: LoadedModel,
+    config: ExperimentConfig,
+    members: Sequence[Participant],
+    federated: RunResult,
+    aggregate: Aggregate,
+    *,
+    steps: int,
+    hooks: Hooks | None = None,
+) -> RunResult:
+    """Each node fine-tunes the federation's final global adapter on its own training data
+    for ``steps`` optimizer steps (one more round, kept local: a federation of one), and is
+    evaluated on its own held-out split; ``steps=0`` keeps the global adapter as it is.
+
+    ``curve`` has two rows: each node's start (the global adapter, as measured before its
+    fine-tune), then its personalized adapter.
+    """
+    if steps < 0:
+        raise TrainingError(f"personalization steps must be >= 0, got {steps}")
+    names = [m.name for m in members]
+    if list(federated.nodes) != names:
+        raise TrainingError(f"the federated run evaluated {federated.nodes}, not {names}")
+    runs = [
+        run_federated(
+            f"personalized {m.name}",
+            model,
+            config,
+            [m],
+            aggregate,
+            steps=steps or None,
+            hooks=hooks,
+            start=federated.start_for(i, m.spec),
+            rounds=1 if steps else 0,
+        )
+        for i, m in enumerate(members)
+    ]
+    return RunResult(
+        "personalized",
+        tuple(names),
+        (tuple(run.curve[0][0] for run in runs), tuple(run.final[0] for run in runs)),
+        sum(run.steps for run in runs),
+        sum(run.seconds for run in runs),
+        tuple(run.adapters[0] for run in runs),
+        federated.last_round + (1 if steps else 0),
+    )
+
+
+def score(
+    model: LoadedModel, config: ExperimentConfig, run: RunResult, examples: Sequence[Example]
+) -> tuple[float, ...]:
+    """Each node's final model of ``run`` evaluated on ``examples`` (a model shared by several
+    nodes is evaluated once)."""
+    losses: dict[bytes, float] = {}
+    for adapter in run.adapters:
+        if adapter not in losses:
+            losses[adapter] = evaluate_global(model, config, adapter, examples)
+    return tuple(losses[adapter] for adapter in run.adapters)

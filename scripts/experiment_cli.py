@@ -36,7 +36,14 @@ TinyOption = typer.Option(
 )
 RoundsOption = typer.Option(4, "--rounds", "-r", help="Federated rounds.")
 StepsOption = typer.Option(5, "--steps", "-S", help="Optimizer steps per node per round.")
-SeedOption = typer.Option(0, "--seed", help="Seed of the split, the LoRA init and the batches.")
+SeedsOption = typer.Option(
+    "0",
+    "--seeds",
+    "--seed",
+    help="Seeds, comma-separated (e.g. 0,1,2): one run per seed, each seeding the split, the "
+    "LoRA init and the batches; figures are means over the seeds with 95% Student t intervals "
+    "(none for one seed). --seed N is the same as --seeds N.",
+)
 OutOption = typer.Option(
     None,
     "--out",
@@ -66,7 +73,7 @@ def _config(
     nodes: int,
     rounds: int,
     steps: int,
-    seed: int,
+    seeds: tuple[int, ...],
     batch_size: int,
     max_length: int,
     lr: float,
@@ -83,7 +90,7 @@ def _config(
         nodes=nodes,
         rounds=rounds,
         steps=steps,
-        seed=seed,
+        seeds=seeds,
         batch_size=batch_size,
         max_length=max_length,
         learning_rate=lr,
@@ -108,8 +115,8 @@ def _command(
         str(config.rounds),
         "--steps",
         str(config.steps),
-        "--seed",
-        str(config.seed),
+        "--seeds",
+        _seeds_text(config.seeds),
         "--batch-size",
         str(config.batch_size),
         "--max-length",
@@ -131,6 +138,17 @@ def _command(
     if out is not None:
         parts += ["--out", str(out)]
     return shlex.join(parts)
+
+
+def _seeds_text(seeds: Sequence[int]) -> str:
+    return ",".join(map(str, seeds))
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    values = _int_list(text, "--seeds")
+    if len(set(values)) != len(values) or min(values) < 0:
+        raise ConfigError(f"--seeds must be distinct seeds >= 0, got {text!r}")
+    return tuple(values)
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -170,7 +188,7 @@ def fl_vs_local(
     nodes: int = typer.Option(4, "--nodes", "-N", help="Nodes (shards of the bundled data)."),
     rounds: int = RoundsOption,
     steps: int = StepsOption,
-    seed: int = SeedOption,
+    seeds: str = SeedsOption,
     out: Path | None = OutOption,
     batch_size: int = BatchOption,
     max_length: int = LengthOption,
@@ -180,8 +198,21 @@ def fl_vs_local(
     dirichlet_alpha: float = AlphaOption,
     eval_examples: int = EvalOption,
     examples: int | None = ExamplesOption,
+    pooled_examples: int = typer.Option(
+        64,
+        "--pooled-examples",
+        help="Size of the pooled test set: distinct examples drawn from all nodes' data "
+        "(seeded), none of which any node trains on.",
+    ),
+    personalize_steps: int = typer.Option(
+        5,
+        "--personalize-steps",
+        help="Personalized approach: steps each node fine-tunes the final global adapter on "
+        "its own data (0: the global adapter as is).",
+    ),
 ) -> None:
-    """Federated vs each node alone vs centralized: mean, std and min of held-out loss."""
+    """Federated vs each node alone vs centralized vs personalized (the global adapter
+    fine-tuned by each node): held-out loss on each node's own split and on a pooled test set."""
     from experiments import fl_vs_local as experiment
 
     config = _config(
@@ -190,7 +221,7 @@ def fl_vs_local(
         nodes,
         rounds,
         steps,
-        seed,
+        _seeds(seeds),
         batch_size,
         max_length,
         lr,
@@ -199,14 +230,22 @@ def fl_vs_local(
         dirichlet_alpha,
         eval_examples,
         examples,
-    )
+    ).replace(pooled_examples=pooled_examples)
     folder = out or RESULTS / experiment.NAME
-    command = _command(experiment.NAME, config, out)
+    extra = [
+        "--pooled-examples",
+        str(pooled_examples),
+        "--personalize-steps",
+        str(personalize_steps),
+    ]
+    command = _command(experiment.NAME, config, out, extra)
     _execute(
         "fl-vs-local",
-        experiment.planned_steps(config),
+        experiment.planned_steps(config, personalize_steps),
         folder,
-        lambda hooks: experiment.run(config, folder, command, hooks),
+        lambda hooks: experiment.run(
+            config, folder, command, hooks, personalize_steps=personalize_steps
+        ),
     )
 
 
@@ -217,7 +256,7 @@ def nodes_command(
     tiny: bool = TinyOption,
     rounds: int = typer.Option(3, "--rounds", "-r", help="Federated rounds."),
     steps: int = typer.Option(2, "--steps", "-S", help="Optimizer steps per node per round."),
-    seed: int = SeedOption,
+    seeds: str = SeedsOption,
     out: Path | None = OutOption,
     batch_size: int = typer.Option(2, "--batch-size", "-b", help="Examples per optimizer step."),
     max_length: int = LengthOption,
@@ -242,7 +281,7 @@ def nodes_command(
         max(values),
         rounds,
         steps,
-        seed,
+        _seeds(seeds),
         batch_size,
         max_length,
         lr,
@@ -272,7 +311,7 @@ def ranks_command(
     nodes: int = typer.Option(6, "--nodes", "-N", help="Nodes (shards of the bundled data)."),
     rounds: int = RoundsOption,
     steps: int = typer.Option(3, "--steps", "-S", help="Optimizer steps per node per round."),
-    seed: int = SeedOption,
+    seeds: str = SeedsOption,
     out: Path | None = OutOption,
     batch_size: int = typer.Option(2, "--batch-size", "-b", help="Examples per optimizer step."),
     max_length: int = LengthOption,
@@ -292,7 +331,7 @@ def ranks_command(
         nodes,
         rounds,
         steps,
-        seed,
+        _seeds(seeds),
         batch_size,
         max_length,
         lr,
@@ -331,7 +370,7 @@ def robustness_command(
     nodes: int = typer.Option(8, "--nodes", "-N", help="Nodes (shards of the bundled data)."),
     rounds: int = typer.Option(2, "--rounds", "-r", help="Federated rounds."),
     steps: int = typer.Option(3, "--steps", "-S", help="Optimizer steps per node per round."),
-    seed: int = SeedOption,
+    seeds: str = SeedsOption,
     out: Path | None = OutOption,
     batch_size: int = typer.Option(2, "--batch-size", "-b", help="Examples per optimizer step."),
     max_length: int = LengthOption,
@@ -352,14 +391,14 @@ def robustness_command(
 
     counts = _int_list(poisoned, "--poisoned")
     names = [s.strip() for s in strategies.split(",") if s.strip()]
-    threat = Attack(attack, factor, seed)
+    threat = Attack(attack, factor)
     config = _config(
         model,
         tiny,
         nodes,
         rounds,
         steps,
-        seed,
+        _seeds(seeds),
         batch_size,
         max_length,
         lr,
@@ -396,7 +435,7 @@ def quantization_command(
     nodes: int = typer.Option(4, "--nodes", "-N", help="Nodes (shards of the bundled data)."),
     rounds: int = RoundsOption,
     steps: int = StepsOption,
-    seed: int = SeedOption,
+    seeds: str = SeedsOption,
     out: Path | None = OutOption,
     batch_size: int = BatchOption,
     max_length: int = LengthOption,
@@ -417,7 +456,7 @@ def quantization_command(
         nodes,
         rounds,
         steps,
-        seed,
+        _seeds(seeds),
         batch_size,
         max_length,
         lr,
@@ -451,7 +490,7 @@ def incentives_command(
     tiny: bool = typer.Option(
         True, "--tiny/--smollm2", help="The tiny model (minutes) or SmolLM2-135M (an hour)."
     ),
-    seed: int = SeedOption,
+    seeds: str = SeedsOption,
     out: Path | None = OutOption,
 ) -> None:
     """Every attack on the pool under the old reward rule and the new one: who is paid."""
@@ -466,15 +505,16 @@ def incentives_command(
         steps=steps,
         tiny=tiny,
         attacks=experiment.attacks_from(attacks),
-        seed=seed,
+        seeds=_seeds(seeds),
     )
     folder = out or RESULTS / experiment.NAME
     command = (
         f"loraledger experiment incentives --attacks {attacks} --honest {honest} "
         f"--sybils {sybils} --rounds {rounds} --steps {steps} "
-        f"{'--tiny' if tiny else '--smollm2'} --seed {seed}" + (f" --out {out}" if out else "")
+        f"{'--tiny' if tiny else '--smollm2'} --seeds {_seeds_text(config.seeds)}"
+        + (f" --out {out}" if out else "")
     )
-    runs = 2 * (1 + len(config.attacks) + int("inflate" in config.attacks))
+    runs = len(config.seeds) * 2 * (1 + len(config.attacks) + int("inflate" in config.attacks))
 
     def work(hooks: Hooks) -> Report:
         with tempfile.TemporaryDirectory(prefix="loraledger-incentives-") as tmp:
