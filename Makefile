@@ -84,8 +84,8 @@ demo: setup
 # The long fault campaign whose result is committed (docs/results/chaos/): real processes on
 # anvil with the js-ipfs daemon and a flaky JSON-RPC proxy, faults for CHAOS_SECONDS, then the
 # task ends; compared with an uninterrupted run. Exit 1 if anything that must hold did not.
-CHAOS_SECONDS ?= 360
-CHAOS_ARGS ?= --chain anvil --ipfs daemon --nodes 3 --rounds 8 --rpc-fault-rate 0.05 --seed 1
+CHAOS_SECONDS ?= 600
+CHAOS_ARGS ?= --chain anvil --ipfs daemon --nodes 3 --rounds 30 --rpc-fault-rate 0.05 --seed 1
 chaos: setup
 	$(LL) chaos $(CHAOS_ARGS) --duration $(CHAOS_SECONDS) --timeout 2400 --out docs/results/chaos
 

@@ -172,6 +172,16 @@ class RoundNotReady(ChainError):
     """The round's window is still open and not every joined node has submitted."""
 
 
+class RoundNotOpened(ChainError):
+    """The round has not been opened (or, in :meth:`RoundRunner.run`, which read it opened: its
+    opening was reorganised away)."""
+
+
+RUN_RECOVERABLE: tuple[type[Exception], ...] = (*RECOVERABLE, RoundNotOpened)
+"""What :meth:`RoundRunner.run` rides out: besides :data:`RECOVERABLE`, a round it opened or
+read opened that is not (its opening was reorganised away)."""
+
+
 class QuorumNotReached(ChainError):
     """The round's result did not gather the signatures of the task's quorum of validators."""
 
@@ -249,8 +259,14 @@ class RoundRunner:
 
     def ready(self, round_: int) -> bool:
         """Whether ``round_`` can be proposed now (``CLOSED``: the commit phase is over and every
-        commitment is revealed or the reveal window is over) or already is finalized."""
+        commitment is revealed or the reveal window is over) or already is finalized. Raises
+        :class:`RoundNotOpened` for a round not opened (a wait for it would never end)."""
         state = self.session.ledger.round_state(self.task_id, round_)
+        if state is RoundState.UNOPENED:
+            raise RoundNotOpened(
+                f"round {round_} of task {self.task_id} has not been opened",
+                hint=f"see the task's rounds: `loraledger task show {self.task_id}`",
+            )
         return state in (RoundState.CLOSED, RoundState.FINALIZED, RoundState.SETTLED)
 
     def wait(
@@ -310,7 +326,7 @@ class RoundRunner:
             if state in (RoundState.FINALIZED, RoundState.SETTLED):
                 return self._finalized_outcome(round_)
             if state is RoundState.UNOPENED:
-                raise ChainError(
+                raise RoundNotOpened(
                     f"round {round_} of task {self.task_id} has not been opened",
                     hint=f"see the task's rounds: `loraledger task show {self.task_id}`",
                 )
@@ -520,7 +536,7 @@ class RoundRunner:
                     # (found by `loraledger chaos`: the run ended with the task incomplete);
                     # the round is proposed again
                     continue
-            except RECOVERABLE as exc:
+            except RUN_RECOVERABLE as exc:
                 time.sleep(recovery.failed(exc))
                 continue
             recovery.succeeded()
@@ -1096,8 +1112,8 @@ class RoundRunner:
 
     def _record(self, round_: int) -> RoundFinalized:
         record = self.session.history.finalization(self.task_id, round_)
-        if record is None:
-            raise ChainError(
+        if record is None:  # read as finalized a moment ago: reorganised away since (chaos)
+            raise errors.ChainMoved(
                 f"round {round_} of task {self.task_id} is finalized but its event was not found"
             )
         return record

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from eth_account.signers.local import LocalAccount
 from aggregator.client_update import ClientUpdate
 from aggregator.combine import StrategyConfig
 from aggregator.flexlora import RankTarget, flexlora
-from aggregator.round import STEPS, RoundNotReady, RoundRunner, RoundSettings
+from aggregator.round import STEPS, RoundNotOpened, RoundNotReady, RoundRunner, RoundSettings
 from aggregator.verify import VerifyPolicy
 from chain import errors
 from chain.events import History
@@ -403,7 +404,8 @@ def test_finalizing_a_round_never_opened_fails_clearly(embedded: LedgerEnv, tmp_
     runner = world.runner()
     with pytest.raises(ChainError, match=r"round 1 of task .* has not been opened"):
         runner.finalize(1)
-    assert not runner.ready(1)
+    with pytest.raises(RoundNotOpened, match=r"round 1 of task .* has not been opened"):
+        runner.ready(1)  # a wait for it would never end
 
 
 def test_an_open_window_and_a_wrong_account_fail_clearly(
@@ -841,3 +843,74 @@ def test_run_goes_on_when_a_reorganisation_removes_a_finalization_in_its_challen
     assert marks.get("reorganised")
     assert embedded.ledger.is_complete(world.task_id)
     assert [f.round for f in history.finalized(world.task_id)] == [1]
+
+
+def test_run_rides_out_a_finalization_reorganised_away_between_its_state_and_its_event(
+    embedded: LedgerEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the long `make chaos` run on anvil: the round read as finalized, then blocks
+    were replaced before its RoundFinalized event was read, and `aggregator run` exited with
+    "round 4 of task 1 is finalized but its event was not found". That is the chain moving
+    under the run: it reads the chain again and finalizes the round (once)."""
+    world = make_world(embedded, tmp_path, nodes=2, max_rounds=1)
+    nodes = embedded.nodes[:2]
+    history = History(embedded.ledger)
+    marks: dict[str, object] = {}
+
+    def nodes_submit(at: str) -> None:
+        if at == "opened":
+            _nodes_train_from_the_start(world, history, nodes, 1)
+        if at == "journaled" and "before" not in marks:
+            marks["before"] = embedded.snapshot()
+        if at == "finalized":
+            embedded.settle(world.task_id, 1)
+
+    runner = world.runner(checkpoint=nodes_submit)
+    read = runner.session.history.finalization
+
+    def finalization_read_after_a_reorganisation(task_id: int, round_: int) -> object:
+        if "reorganised" not in marks:
+            marks["reorganised"] = True
+            embedded.revert(marks["before"])  # the proposal and its finalization are gone
+        return read(task_id, round_)
+
+    monkeypatch.setattr(
+        runner.session.history, "finalization", finalization_read_after_a_reorganisation
+    )
+    outcomes = runner.run(poll_seconds=0.01)
+
+    assert marks.get("reorganised") and runner.recovered >= 1
+    assert [o.round for o in outcomes] == [1]
+    assert embedded.ledger.is_complete(world.task_id)
+    assert [f.round for f in history.finalized(world.task_id)] == [1]
+
+
+def test_run_rides_out_a_reorganisation_that_removes_the_opening_it_just_made(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    """The round the run opened is gone before it is finalized (blocks replaced): "has not
+    been opened" is the chain moving under the run, not a reason to exit; it opens it again."""
+    world = make_world(embedded, tmp_path, nodes=2, max_rounds=1)
+    nodes = embedded.nodes[:2]
+    history = History(embedded.ledger)
+    marks: dict[str, object] = {"before": embedded.snapshot()}
+
+    def reorganise_the_opening_away(at: str) -> None:
+        if at == "opened" and "reorganised" not in marks:
+            marks["reorganised"] = True
+            embedded.revert(marks["before"])  # round 1 was never opened
+            return
+        if at == "opened":
+            _nodes_train_from_the_start(world, history, nodes, 1)
+        if at == "finalized":
+            embedded.settle(world.task_id, 1)
+
+    runner = world.runner(checkpoint=reorganise_the_opening_away)
+    deadline = time.monotonic() + 120  # without the fix it waited for the round forever
+    outcomes = runner.run(poll_seconds=0.01, should_stop=lambda: time.monotonic() > deadline)
+
+    assert marks.get("reorganised") and runner.recovered >= 1
+    assert [o.round for o in outcomes] == [1]
+    assert [f.round for f in history.finalized(world.task_id)] == [1]
+    with pytest.raises(RoundNotOpened, match="round 2 of task 1 has not been opened"):
+        runner.finalize(2)  # asked by hand, it is the user's error
