@@ -356,12 +356,6 @@ class RoundRunner:
                 validator.post_sheet(round_)
             self._await_sheets(round_, poll_seconds)
             self._await_confirmations(round_, poll_seconds)
-            reposted = [v for v in self.validators if v.post_sheet(round_) is not None]
-            if reposted:
-                # a sheet of ours was reorganised away while waiting (found by `loraledger
-                # chaos`: the round was then paid without it): posted again, wait again
-                logger.warning("round %s: a score sheet was gone; posted it again", round_)
-                continue
             info = ledger.round(self.task_id, round_)
             journal = self._read_journal(round_)
             resumed = False
@@ -370,6 +364,14 @@ class RoundRunner:
                 logger.info("round %s: proposing from the journal of an interrupted run", round_)
             else:
                 _, result = self._compute(round_, info.reveals)
+            # checked after the result was computed (found by `loraledger chaos`: a sheet of
+            # ours reorganised away while waiting, or just before the computation read the
+            # sheets, and the round was paid without it): posted again, computed again. One
+            # gone after this check makes the proposal revert (LedgerScoresMismatch): again.
+            if [v for v in self.validators if v.post_sheet(round_) is not None]:
+                logger.warning("round %s: a score sheet was gone; posted it again", round_)
+                self._journal_path(round_).unlink(missing_ok=True)
+                continue
             try:
                 result_hash = self.propose(round_, result)
             except (errors.LedgerCountMismatch, errors.LedgerScoresMismatch) as exc:

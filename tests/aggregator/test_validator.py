@@ -364,3 +364,34 @@ def test_a_validator_run_with_confirmations_scores_only_inputs_deep_enough(
         assert embedded.ledger.round(world.task_id, round_).scores_bitmap == 0b1  # 2 deep
     finally:
         embedded.chain.confirmations = 0
+
+
+def test_a_sheet_reorganised_away_just_before_the_result_is_computed_is_posted_again(
+    embedded: LedgerEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the long `make chaos` run on anvil (0 confirmations): the in-process
+    validator's sheet was reorganised away after the last check and before the computation
+    read the sheets; the round was proposed without it and paid by examples, unlike the
+    uninterrupted run. The check now comes after the computation."""
+    world = make_world(embedded, tmp_path, nodes=NODES)
+    runner = world.runner(RoundSettings(), validators=validators(world))
+    round_ = runner.open()
+    good = targets(world, 1)[0]
+    for i, node in enumerate(embedded.nodes[:NODES]):
+        tensors = {k: v + (0.5 + 0.1 * i) * (good[k] - v) for k, v in world.start.items()}
+        world.submit(round_, node, tensors, examples=10 + i)
+    before_sheets = embedded.snapshot()
+    compute = runner._compute
+    marks: list[str] = []
+
+    def compute_after_a_reorganisation(number: int, reveals: int) -> object:
+        if not marks and embedded.ledger.round(world.task_id, number).scores_bitmap:
+            marks.append("reorganised")
+            embedded.revert(before_sheets)  # the sheets are gone
+        return compute(number, reveals)
+
+    monkeypatch.setattr(runner, "_compute", compute_after_a_reorganisation)
+    outcome = runner.finalize(round_, poll_seconds=0.01)
+    assert marks == ["reorganised"]
+    assert outcome.report.params["reward_rule"] == "contribution"
+    assert outcome.finalization.scores_bitmap == 0b111
