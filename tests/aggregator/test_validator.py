@@ -64,6 +64,14 @@ def validators(
     return out
 
 
+def submit_towards_good(world: RoundWorld, round_: int) -> None:
+    """Every node steps halfway (and a little more each) towards the good direction."""
+    good = targets(world, 1)[0]
+    for i, node in enumerate(world.env.nodes[:NODES]):
+        tensors = {k: v + (0.5 + 0.1 * i) * (good[k] - v) for k, v in world.start.items()}
+        world.submit(round_, node, tensors, examples=10 + i)
+
+
 def play_round(world: RoundWorld, runner: RoundRunner) -> RoundOutcome:
     """Every node steps halfway towards the good direction from the start adapter."""
     round_ = runner.open()
@@ -316,10 +324,7 @@ def test_a_sheet_reorganised_away_while_waiting_for_confirmations_is_posted_agai
     world = make_world(embedded, tmp_path, nodes=NODES)
     runner = world.runner(RoundSettings(), validators=validators(world))
     round_ = runner.open()
-    good = targets(world, 1)[0]
-    for i, node in enumerate(embedded.nodes[:NODES]):
-        tensors = {k: v + (0.5 + 0.1 * i) * (good[k] - v) for k, v in world.start.items()}
-        world.submit(round_, node, tensors, examples=10 + i)
+    submit_towards_good(world, round_)
     before_sheets = embedded.snapshot()
     marks: list[str] = []
 
@@ -376,10 +381,7 @@ def test_a_sheet_reorganised_away_just_before_the_result_is_computed_is_posted_a
     world = make_world(embedded, tmp_path, nodes=NODES)
     runner = world.runner(RoundSettings(), validators=validators(world))
     round_ = runner.open()
-    good = targets(world, 1)[0]
-    for i, node in enumerate(embedded.nodes[:NODES]):
-        tensors = {k: v + (0.5 + 0.1 * i) * (good[k] - v) for k, v in world.start.items()}
-        world.submit(round_, node, tensors, examples=10 + i)
+    submit_towards_good(world, round_)
     before_sheets = embedded.snapshot()
     compute = runner._compute
     marks: list[str] = []
