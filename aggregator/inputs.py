@@ -71,14 +71,16 @@ def load_start_adapter(
 @dataclass(frozen=True)
 class PublishedAdapter:
     """A task's global adapter as published: after ``round`` (0: the task's initial one), at
-    ``cid``, checked against the digest the chain recorded. ``settled`` is False while the
-    round's challenge window runs (a challenge may still void it)."""
+    ``cid``, checked against the digest the chain recorded (``data``: its exact bytes).
+    ``settled`` is False while the round's challenge window runs (a challenge may still void
+    it)."""
 
     task_id: int
     round: int
     cid: str
     adapter: GlobalAdapter
     settled: bool
+    data: bytes
 
 
 def load_published_adapter(
@@ -120,11 +122,11 @@ def load_published_adapter(
         digest = ledger.round(task_id, round_).result_digest
         settled = state is RoundState.SETTLED
     cid = history.global_adapter_at(task_id, digest)
+    data = store.get_bytes(cid, max_size=max_bytes)
     adapter = parse_global_adapter(
-        store.get_bytes(cid, max_size=max_bytes),
-        Expected(task_id=task_id, round=round_, digest=digest.hex()),
+        data, Expected(task_id=task_id, round=round_, digest=digest.hex())
     )
-    return PublishedAdapter(task_id, round_, cid, adapter, settled)
+    return PublishedAdapter(task_id, round_, cid, adapter, settled, data)
 
 
 def previous_reports(

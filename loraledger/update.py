@@ -572,6 +572,21 @@ def pack_adapter_folder(
     return build_global_adapter(tensors, metadata)
 
 
+def check_adapter_folder(folder: Path, *, replace: bool) -> tuple[Path, Path]:
+    """The two files an adapter folder at ``folder`` is written as; a
+    :class:`~loraledger.errors.ConfigError` when ``folder`` is a file, or already holds an
+    adapter and ``replace`` is False (nothing is written)."""
+    targets = (folder / ADAPTER_CONFIG_NAME, folder / ADAPTER_WEIGHTS_NAME)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder} exists and is not a folder")
+    if not replace and any(path.exists() for path in targets):
+        raise ConfigError(
+            f"{folder} already holds an adapter",
+            hint="pass --force to replace it, or pick another --out",
+        )
+    return targets
+
+
 def unpack_global_adapter(adapter: GlobalAdapter, folder: Path) -> Path:
     """Write ``adapter`` as a folder that ``PeftModel.from_pretrained(model, folder)`` loads."""
     folder.mkdir(parents=True, exist_ok=True)

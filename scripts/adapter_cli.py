@@ -13,8 +13,12 @@ from pathlib import Path
 
 import typer
 
-from loraledger.errors import ConfigError
-from loraledger.update import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, unpack_global_adapter
+from loraledger.update import (
+    ADAPTER_CONFIG_NAME,
+    ADAPTER_WEIGHTS_NAME,
+    check_adapter_folder,
+    unpack_global_adapter,
+)
 from scripts.console import console
 from scripts.options import (
     IpfsOption,
@@ -61,14 +65,7 @@ def export_command(
     task_id = one_task(task, task_option)
     from aggregator.inputs import load_published_adapter
 
-    targets = [out / ADAPTER_CONFIG_NAME, out / ADAPTER_WEIGHTS_NAME]
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} exists and is not a folder")
-    if not force and any(path.exists() for path in targets):
-        raise ConfigError(
-            f"{out} already holds an adapter",
-            hint="pass --force to replace it, or pick another --out",
-        )
+    targets = check_adapter_folder(out, replace=force)
     session = open_cli_session(network, ipfs)
     published = load_published_adapter(
         session.ledger, session.history, session.store, task_id, round_

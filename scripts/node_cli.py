@@ -3,6 +3,8 @@ them, claim rewards."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,7 +13,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from loraledger.display import chain_time, tokens
-from scripts.console import console
+from scripts.console import console, err_console
 from scripts.console import table as new_table
 from scripts.options import (
     ConfirmationsOption,
@@ -24,11 +26,15 @@ from scripts.options import (
 )
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.status import Status
 
     from chain.bindings import ClaimRequest
     from chain.session import Session
+    from fl_node.data import NodeData
+    from fl_node.model import LoadedModel
     from fl_node.node import SubmittedUpdate
+    from fl_node.train import ProgressCallback, StepReport, TrainSettings
 
 NodeAccountOption = typer.Option(
     "dev:2",
@@ -47,15 +53,46 @@ def _session(network: str, account: str, ipfs: str | None) -> Session:
     return open_cli_session(network, ipfs, account)
 
 
+_DATA = typer.Option(
+    ...,
+    "--data",
+    "-d",
+    help="Your data: JSON/JSONL (Alpaca or chat messages), CSV, or a folder.",
+)
+_MODEL = typer.Option(
+    "smollm2",
+    "--model",
+    "-m",
+    help="smollm2 (bundled), tiny (built from the bundled corpus), a local folder or a hub id.",
+)
+_QUANTIZATION = typer.Option(
+    "none", "--quantization", help="none, 4bit or 8bit (QLoRA; bitsandbytes)."
+)
+_STEPS = typer.Option(None, "--steps", help="Optimizer steps (overrides --epochs).")
+_EPOCHS = typer.Option(1.0, "--epochs", help="Epochs over the local training data.")
+_LR = typer.Option(2e-4, "--lr", help="Learning rate.")
+_BATCH_SIZE = typer.Option(4, "--batch-size", help="Examples per micro-batch.")
+_GRAD_ACCUM = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step.")
+_MAX_LENGTH = typer.Option(256, "--max-length", help="Tokens per example (longer ones are cut).")
+_SEED = typer.Option(0, "--seed", help="Random seed.")
+_FEDPROX_MU = typer.Option(
+    0.0,
+    "--fedprox-mu",
+    help="Weight of a proximal term that keeps the adapter near the global one it starts from "
+    "(FedProx in rounds, Ditto-style in personalize; 0: off).",
+)
+_EVAL_FRACTION = typer.Option(
+    0.1, "--eval-fraction", help="Share of the data held out for local eval."
+)
+
+
 @dataclass(frozen=True)
-class _TrainOptions:
+class _TuneOptions:
+    """Data, model and schedule: what any training of a node needs besides the LoRA shape."""
+
     data: Path
     model: str
     quantization: str
-    rank: int
-    alpha: float
-    dropout: float
-    targets: str
     steps: int | None
     epochs: float
     lr: float
@@ -66,55 +103,49 @@ class _TrainOptions:
     fedprox_mu: float
     eval_fraction: float
 
+    def settings(self) -> TrainSettings:
+        from fl_node.train import TrainSettings
 
-def _train_options(
-    data: Path = typer.Option(
-        ...,
-        "--data",
-        "-d",
-        help="Your data: JSON/JSONL (Alpaca or chat messages), CSV, or a folder.",
-    ),
-    model: str = typer.Option(
-        "smollm2",
-        "--model",
-        "-m",
-        help="smollm2 (bundled), tiny (built from the bundled corpus), a local folder or a hub id.",
-    ),
-    quantization: str = typer.Option(
-        "none", "--quantization", help="none, 4bit or 8bit (QLoRA; bitsandbytes)."
-    ),
-    rank: int = typer.Option(8, "--rank", help="LoRA rank (at most the task's)."),
-    alpha: float = typer.Option(16.0, "--alpha", help="LoRA alpha."),
-    dropout: float = typer.Option(0.0, "--dropout", help="LoRA dropout."),
-    targets: str = typer.Option(
-        "q_proj,k_proj,v_proj,o_proj", "--targets", help="LoRA target modules."
-    ),
-    steps: int | None = typer.Option(
-        None, "--steps", help="Optimizer steps per round (overrides --epochs)."
-    ),
-    epochs: float = typer.Option(1.0, "--epochs", help="Epochs over the local data per round."),
-    lr: float = typer.Option(2e-4, "--lr", help="Learning rate."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Examples per micro-batch."),
-    grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step."),
-    max_length: int = typer.Option(
-        256, "--max-length", help="Tokens per example (longer ones are cut)."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
-    fedprox_mu: float = typer.Option(
-        0.0, "--fedprox-mu", help="FedProx proximal term weight (0: off)."
-    ),
-    eval_fraction: float = typer.Option(
-        0.1, "--eval-fraction", help="Share of the data held out for local eval."
-    ),
-) -> _TrainOptions:
-    return _TrainOptions(
+        return TrainSettings(
+            max_steps=self.steps,
+            epochs=self.epochs,
+            learning_rate=self.lr,
+            batch_size=self.batch_size,
+            grad_accum=self.grad_accum,
+            max_length=self.max_length,
+            seed=self.seed,
+            fedprox_mu=self.fedprox_mu,
+        )
+
+    def load(self) -> tuple[NodeData, LoadedModel]:
+        """The node's data split (seeded) and the base model, loaded once."""
+        from fl_node.data import load_examples, train_eval_split
+        from fl_node.model import ModelConfig, load_base_model
+
+        data = train_eval_split(load_examples(self.data), self.eval_fraction, seed=self.seed)
+        with console.status(f"loading {self.model}"):
+            model = load_base_model(ModelConfig(source=self.model, quantization=self.quantization))
+        return data, model
+
+
+def _tune_options(
+    data: Path = _DATA,
+    model: str = _MODEL,
+    quantization: str = _QUANTIZATION,
+    steps: int | None = _STEPS,
+    epochs: float = _EPOCHS,
+    lr: float = _LR,
+    batch_size: int = _BATCH_SIZE,
+    grad_accum: int = _GRAD_ACCUM,
+    max_length: int = _MAX_LENGTH,
+    seed: int = _SEED,
+    fedprox_mu: float = _FEDPROX_MU,
+    eval_fraction: float = _EVAL_FRACTION,
+) -> _TuneOptions:
+    return _TuneOptions(
         data,
         model,
         quantization,
-        rank,
-        alpha,
-        dropout,
-        targets,
         steps,
         epochs,
         lr,
@@ -127,17 +158,66 @@ def _train_options(
     )
 
 
+@dataclass(frozen=True)
+class _TrainOptions:
+    """A round's training: the LoRA shape this node trains, and data, model and schedule."""
+
+    rank: int
+    alpha: float
+    dropout: float
+    targets: str
+    tune: _TuneOptions
+
+
+def _train_options(
+    data: Path = _DATA,
+    model: str = _MODEL,
+    quantization: str = _QUANTIZATION,
+    rank: int = typer.Option(8, "--rank", help="LoRA rank (at most the task's)."),
+    alpha: float = typer.Option(16.0, "--alpha", help="LoRA alpha."),
+    dropout: float = typer.Option(0.0, "--dropout", help="LoRA dropout."),
+    targets: str = typer.Option(
+        "q_proj,k_proj,v_proj,o_proj", "--targets", help="LoRA target modules."
+    ),
+    steps: int | None = _STEPS,
+    epochs: float = _EPOCHS,
+    lr: float = _LR,
+    batch_size: int = _BATCH_SIZE,
+    grad_accum: int = _GRAD_ACCUM,
+    max_length: int = _MAX_LENGTH,
+    seed: int = _SEED,
+    fedprox_mu: float = _FEDPROX_MU,
+    eval_fraction: float = _EVAL_FRACTION,
+) -> _TrainOptions:
+    tune = _tune_options(
+        data,
+        model,
+        quantization,
+        steps,
+        epochs,
+        lr,
+        batch_size,
+        grad_accum,
+        max_length,
+        seed,
+        fedprox_mu,
+        eval_fraction,
+    )
+    return _TrainOptions(rank, alpha, dropout, targets, tune)
+
+
 with_train_options = with_option_group(_train_options)
 """The training options, declared once for ``node train`` and ``node run``."""
+
+with_tune_options = with_option_group(_tune_options)
+"""The options of ``node personalize``: the training options without the LoRA shape (a
+personalized adapter has the global adapter's)."""
 
 
 def _trainer(session, task_id: int, opts: _TrainOptions):
     """Load model and data once; return a function that trains the open round and commits to
     the update (hidden until ``node reveal``)."""
-    from fl_node.data import load_examples, train_eval_split
-    from fl_node.model import ModelConfig, load_base_model
     from fl_node.node import submit_round
-    from fl_node.train import TrainSettings
     from loraledger.update import PeftSpec
 
     peft = PeftSpec(
@@ -146,57 +226,55 @@ def _trainer(session, task_id: int, opts: _TrainOptions):
         dropout=opts.dropout,
         target_modules=tuple(t.strip() for t in opts.targets.split(",") if t.strip()),
     )
-    settings = TrainSettings(
-        max_steps=opts.steps,
-        epochs=opts.epochs,
-        learning_rate=opts.lr,
-        batch_size=opts.batch_size,
-        grad_accum=opts.grad_accum,
-        max_length=opts.max_length,
-        seed=opts.seed,
-        fedprox_mu=opts.fedprox_mu,
-    )
-    data = train_eval_split(load_examples(opts.data), opts.eval_fraction, seed=opts.seed)
-    with console.status(f"loading {opts.model}"):
-        model = load_base_model(ModelConfig(source=opts.model, quantization=opts.quantization))
+    settings = opts.tune.settings()
+    data, model = opts.tune.load()
 
     def train_one():
         round_ = session.ledger.open_round(task_id)  # once, not on every step: it costs RPC calls
-        # a spinner until the first step (start adapter, checks, evaluation before), then the
-        # bar: nothing is drawn for a round that fails its checks before training
-        waiting = console.status(
-            f"round {round_}: fetching the start adapter, checking, evaluating"
-        )
-        bar: Progress | None = None
-        job = None
-
-        def progress(step) -> None:
-            nonlocal bar, job
-            if bar is None:
-                waiting.stop()
-                bar = Progress(
-                    TextColumn("{task.description}"),
-                    BarColumn(),
-                    TextColumn("{task.completed}/{task.total}"),
-                    TextColumn("loss {task.fields[loss]}"),
-                    TimeRemainingColumn(),
-                    console=console,
-                )
-                bar.start()
-                job = bar.add_task(f"round {round_}", total=step.total_steps, loss="-")
-            bar.update(job, total=step.total_steps, completed=step.step, loss=f"{step.loss:.3f}")
-
-        waiting.start()
-        try:
+        with _training_progress(
+            f"round {round_}", f"round {round_}: fetching the start adapter, checking, evaluating"
+        ) as progress:
             return submit_round(
                 session, task_id, model, data, peft=peft, settings=settings, progress=progress
             )
-        finally:
-            waiting.stop()
-            if bar is not None:
-                bar.stop()
 
     return train_one
+
+
+@contextmanager
+def _training_progress(
+    label: str, before: str, *, to: Console = console
+) -> Iterator[ProgressCallback]:
+    """A spinner reading ``before`` until the first optimizer step (start adapter, checks,
+    evaluation before), then a bar with the loss, on ``to`` (stderr where stdout is JSON):
+    nothing is drawn for training that fails its checks before the first step."""
+    waiting = to.status(before)
+    bar: Progress | None = None
+    job = None
+
+    def progress(step: StepReport) -> None:
+        nonlocal bar, job
+        if bar is None:
+            waiting.stop()
+            bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TextColumn("loss {task.fields[loss]}"),
+                TimeRemainingColumn(),
+                console=to,
+            )
+            bar.start()
+            job = bar.add_task(label, total=step.total_steps, loss="-")
+        bar.update(job, total=step.total_steps, completed=step.step, loss=f"{step.loss:.3f}")
+
+    waiting.start()
+    try:
+        yield progress
+    finally:
+        waiting.stop()
+        if bar is not None:
+            bar.stop()
 
 
 def _report_submitted(s) -> None:
@@ -261,6 +339,121 @@ def reveal_command(
 
     session = _session(network, account, ipfs)
     _report_revealed(reveal_round(session, task, round_))
+
+
+@app.command("personalize")
+@with_tune_options
+def personalize_command(
+    task: int = TaskOption,
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Folder to write the personalized adapter into (adapter_config.json, the weights, "
+        "personalization.json).",
+    ),
+    round_: int | None = typer.Option(
+        None,
+        "--round",
+        "-r",
+        help="Start from this round's global adapter (0: the task's initial one; default: the "
+        "latest finalized round's).",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace the adapter files of a folder that already has them."
+    ),
+    network: str = NetworkOption,
+    ipfs: str | None = IpfsOption,
+    as_json: bool = JsonOption,
+    *,
+    opts: _TuneOptions,
+) -> None:
+    """Fine-tune the task's global adapter a little on your own data, for your own use: the
+    result is written to --out as a folder plain peft loads and is never pinned, committed or
+    sent anywhere (no account needed). Both adapters are measured on your held-out split."""
+    import json
+
+    from aggregator.inputs import load_published_adapter
+    from fl_node.personalize import PERSONALIZATION_NAME, personalize
+    from loraledger.paths import write_json_atomic
+    from loraledger.update import (
+        ADAPTER_CONFIG_NAME,
+        ADAPTER_WEIGHTS_NAME,
+        check_adapter_folder,
+        unpack_global_adapter,
+    )
+
+    check_adapter_folder(out, replace=force)  # before anything is loaded or trained
+    session = open_cli_session(network, ipfs)  # read-only: nothing is signed or sent
+    published = load_published_adapter(session.ledger, session.history, session.store, task, round_)
+    data, model = opts.load()
+    what = "the initial adapter" if published.round == 0 else f"round {published.round}'s adapter"
+    with _training_progress(
+        "personalizing",
+        f"checking and evaluating {what} on your held-out data",
+        to=err_console if as_json else console,
+    ) as progress:
+        result = personalize(
+            model,
+            data,
+            published.data,
+            published.adapter.digest,
+            task_id=task,
+            settings=opts.settings(),
+            progress=progress,
+        )
+    unpack_global_adapter(result.adapter, out)
+    record = {
+        "task_id": task,
+        "round": published.round,
+        "start_cid": published.cid,
+        "start_digest": published.adapter.digest,
+        "start_settled": published.settled,
+        "digest": result.adapter.digest,
+        "base_model": result.adapter.metadata.base_model,
+        "peft": result.adapter.metadata.peft.model_dump(mode="json"),
+        "steps": result.steps,
+        "train_examples": result.num_examples,
+        "eval_examples": len(data.eval),
+        "eval_loss_global": result.eval_loss_global,
+        "eval_loss_personal": result.eval_loss_personal,
+        "train_loss_first": result.train_loss_first,
+        "train_loss_last": result.train_loss_last,
+        "train_seconds": round(result.train_seconds, 3),
+        "settings": opts.settings().model_dump(mode="json"),
+        "submitted": False,
+    }
+    write_json_atomic(out / PERSONALIZATION_NAME, record)
+    files = [out / ADAPTER_CONFIG_NAME, out / ADAPTER_WEIGHTS_NAME, out / PERSONALIZATION_NAME]
+    if as_json:
+        console.print_json(json.dumps({**record, "files": [str(path) for path in files]}))
+        return
+    console.print(
+        f"task {task}: fine-tuned {what} ({published.cid}, checked against its on-chain "
+        f"digest) for {result.steps} steps on {result.num_examples} of your examples",
+        highlight=False,
+    )
+    before, after = result.eval_loss_global, result.eval_loss_personal
+    if before is None or after is None:
+        console.print("no held-out examples to compare on (raise --eval-fraction)")
+    else:
+        console.print(
+            f"your held-out loss ({len(data.eval)} examples): global {before:.4f}, "
+            f"personalized {after:.4f}",
+            highlight=False,
+        )
+        if after >= before:
+            console.print(
+                "[yellow]note:[/] the personalized adapter is not better than the global one "
+                "on your held-out data: try fewer --steps or a lower --lr, or use the global "
+                "adapter as it is (`loraledger adapter export`)",
+                highlight=False,
+            )
+    console.print(
+        f"written to {out}/ ({', '.join(path.name for path in files)}); it stays on this "
+        "machine: nothing was pinned or sent to the chain",
+        highlight=False,
+    )
 
 
 @app.command("run")

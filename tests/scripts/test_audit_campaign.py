@@ -59,9 +59,12 @@ def test_honest_rounds_of_every_strategy_pass_every_audit_in_either_dtype_and_th
     result = run_demo(chain, store, tiny, config, tmp_path / "out")
 
     assert [r.round for r in result.rounds] == list(range(1, ROUNDS + 1))
-    # the verification may screen out an honest node now and then (norm outlier): the audit
-    # must agree with whatever was decided; enough updates are aggregated to mean something
-    assert all(r.submitted == 5 and r.accepted >= 3 for r in result.rounds), result.rounds
+    # the verification may screen out an honest node now and then (norm outlier), and with one
+    # step of a tiny model a node's leave-one-out score under a robust rule (median) is often
+    # noise at or below 0 (no_contribution): the audit must agree with whatever was decided; every
+    # round still combines at least two updates, and most updates over the campaign are kept
+    assert all(r.submitted == 5 and r.accepted >= 2 for r in result.rounds), result.rounds
+    assert sum(r.accepted for r in result.rounds) > 5 * ROUNDS // 2, result.rounds
     failed = [c for c in result.audit if not c["ok"]]
     assert result.audit_ok, failed
 

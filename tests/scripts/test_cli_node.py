@@ -32,8 +32,11 @@ def invoke(*args: str) -> str:
 
 
 @pytest.mark.slow
-def test_join_train_status_and_claim_from_the_command_line(
-    ganache_process: local.ChainProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_join_train_status_claim_and_personalize_from_the_command_line(
+    ganache_process: local.ChainProcess,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("LORALEDGER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("COLUMNS", "200")
@@ -128,6 +131,45 @@ def test_join_train_status_and_claim_from_the_command_line(
     assert "round 1: claimed 25" in invoke("node", "claim", *node)
     assert env.token.balance_of(submitted.node) == before + 25 * TOKEN
     assert "nothing to claim" in invoke("node", "claim", *node)
+
+    # personalization: the task's initial adapter fine-tuned on this node's data, for its own
+    # use; nothing is signed or sent (no account), the folder loads with plain peft
+    where = ["--task", "1", "--network", network, "--ipfs", store_spec]
+    tune = [*where, "--data", str(data), "--model", str(model_dir), "--steps", "3"]
+    tune += ["--batch-size", "2", "--max-length", "64", "--eval-fraction", "0.2"]
+    mine, head = tmp_path / "mine", chain.w3.eth.block_number
+    code, out, err = run_cli(
+        capsys, "node", "personalize", *tune, "--round", "0", "--out", str(mine), "--json"
+    )
+    assert code == 0, err
+    body = json.loads(out)
+    initial = History(ledger, deployment.block).task_created(1).initial_global_digest.hex()
+    assert (body["round"], body["start_digest"], body["steps"]) == (0, initial, 3)
+    assert body["submitted"] is False and body["digest"] != initial
+    assert body["eval_examples"] > 0 and body["eval_loss_personal"] is not None
+    recorded = json.loads((mine / "personalization.json").read_text())
+    assert recorded == {k: v for k, v in body.items() if k != "files"}
+    assert chain.w3.eth.block_number == head  # not a transaction
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    loaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), mine)
+    assert loaded.peft_config["default"].r == 4
+
+    # bad input: one error line each, nothing trained or written
+    written = {p.name: p.stat().st_mtime_ns for p in mine.iterdir()}
+    for args, message in [
+        (["--round", "0", "--out", str(mine)], "already holds an adapter"),
+        (["--round", "9", "--out", str(tmp_path / "other")], "has no round 9"),
+        (["--out", str(data)], "is not a folder"),
+    ]:
+        code, _, err = run_cli(capsys, "node", "personalize", *tune, *args)
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert code == 1 and len(errors) == 1 and message in errors[0], err
+        assert "Traceback" not in err
+    assert {p.name: p.stat().st_mtime_ns for p in mine.iterdir()} == written
+    assert not (tmp_path / "other").exists()
 
 
 def test_status_of_any_address_is_read_only(

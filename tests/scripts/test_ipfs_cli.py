@@ -101,7 +101,7 @@ def test_push_pinned_moves_embedded_content_to_a_node_unchanged(
         (["ipfs", "put", "/no/such/file"], "is not a file"),
         (["ipfs", "put", __file__, "--ipfs", "ftp://host"], "unknown store"),
         (["ipfs", "has", "bafy"], "not a valid CID"),
-        (["ipfs", "push", "--to", "embedded:/tmp/x"], "nothing to copy"),
+        (["ipfs", "push", "--to", "embedded:{tmp}/elsewhere"], "nothing to copy"),
     ],
 )
 def test_bad_input_is_one_error_line_and_exit_code_1(
@@ -113,7 +113,7 @@ def test_bad_input_is_one_error_line_and_exit_code_1(
     message: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    code, _, err = run_cli(capsys, *args)
+    code, _, err = run_cli(capsys, *(a.replace("{tmp}", str(tmp_path)) for a in args))
     assert code == 1
     assert "Traceback" not in err
     assert err.startswith("error:") and message in err.splitlines()[0]
