@@ -79,13 +79,21 @@ class Settings(BaseModel):
 
     @classmethod
     def _refuse(cls, exc: ValidationError) -> NoReturn:
-        lines: list[str] = []
-        hint: str | None = None
-        for error in exc.errors():
-            line, error_hint = _describe(error, exc.title)
-            lines.append(line)
-            hint = hint or error_hint
-        raise cls.error_type("; ".join(lines), hint=hint) from None
+        raise refusal(exc, cls.error_type) from None
+
+
+def refusal(
+    exc: ValidationError, error_type: type[LoRALedgerError] = ConfigError
+) -> LoRALedgerError:
+    """A pydantic validation error as one of ours: one line per bad value, naming the field and
+    the value (for models that are not :class:`Settings`, such as a ``PeftSpec`` from options)."""
+    lines: list[str] = []
+    hint: str | None = None
+    for error in exc.errors():
+        line, error_hint = _describe(error, exc.title)
+        lines.append(line)
+        hint = hint or error_hint
+    return error_type("; ".join(lines), hint=hint)
 
 
 def _describe(error: ErrorDetails, model: str) -> tuple[str, str | None]:

@@ -21,9 +21,12 @@ from loraledger.update import (
 )
 from scripts.console import console
 from scripts.options import (
+    AdapterFolderOption,
+    AdapterRoundOption,
     IpfsOption,
     JsonOption,
     NetworkOption,
+    ReplaceAdapterOption,
     TaskArgument,
     TaskOrOption,
     one_task,
@@ -42,19 +45,9 @@ def _group() -> None:
 def export_command(
     task: int | None = TaskArgument,
     task_option: int | None = TaskOrOption,
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="Folder to write adapter_config.json and the weights into."
-    ),
-    round_: int | None = typer.Option(
-        None,
-        "--round",
-        "-r",
-        help="The round whose result to export (0: the task's initial adapter; default: the "
-        "latest finalized round's).",
-    ),
-    force: bool = typer.Option(
-        False, "--force", help="Replace the adapter files of a folder that already has them."
-    ),
+    out: Path = AdapterFolderOption,
+    round_: int | None = AdapterRoundOption,
+    force: bool = ReplaceAdapterOption,
     network: str = NetworkOption,
     ipfs: str | None = IpfsOption,
     as_json: bool = JsonOption,

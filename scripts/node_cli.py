@@ -16,10 +16,13 @@ from loraledger.display import chain_time, tokens
 from scripts.console import console, err_console
 from scripts.console import table as new_table
 from scripts.options import (
+    AdapterFolderOption,
+    AdapterRoundOption,
     ConfirmationsOption,
     IpfsOption,
     JsonOption,
     NetworkOption,
+    ReplaceAdapterOption,
     TaskOption,
     open_cli_session,
     with_option_group,
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
     from fl_node.model import LoadedModel
     from fl_node.node import SubmittedUpdate
     from fl_node.train import ProgressCallback, StepReport, TrainSettings
+    from loraledger.update import PeftSpec
 
 NodeAccountOption = typer.Option(
     "dev:2",
@@ -158,76 +162,45 @@ def _tune_options(
     )
 
 
-@dataclass(frozen=True)
-class _TrainOptions:
-    """A round's training: the LoRA shape this node trains, and data, model and schedule."""
-
-    rank: int
-    alpha: float
-    dropout: float
-    targets: str
-    tune: _TuneOptions
-
-
-def _train_options(
-    data: Path = _DATA,
-    model: str = _MODEL,
-    quantization: str = _QUANTIZATION,
+def _lora_options(
     rank: int = typer.Option(8, "--rank", help="LoRA rank (at most the task's)."),
     alpha: float = typer.Option(16.0, "--alpha", help="LoRA alpha."),
     dropout: float = typer.Option(0.0, "--dropout", help="LoRA dropout."),
     targets: str = typer.Option(
         "q_proj,k_proj,v_proj,o_proj", "--targets", help="LoRA target modules."
     ),
-    steps: int | None = _STEPS,
-    epochs: float = _EPOCHS,
-    lr: float = _LR,
-    batch_size: int = _BATCH_SIZE,
-    grad_accum: int = _GRAD_ACCUM,
-    max_length: int = _MAX_LENGTH,
-    seed: int = _SEED,
-    fedprox_mu: float = _FEDPROX_MU,
-    eval_fraction: float = _EVAL_FRACTION,
-) -> _TrainOptions:
-    tune = _tune_options(
-        data,
-        model,
-        quantization,
-        steps,
-        epochs,
-        lr,
-        batch_size,
-        grad_accum,
-        max_length,
-        seed,
-        fedprox_mu,
-        eval_fraction,
-    )
-    return _TrainOptions(rank, alpha, dropout, targets, tune)
+) -> PeftSpec:
+    from pydantic import ValidationError
+
+    from loraledger.settings import refusal
+    from loraledger.update import PeftSpec
+
+    try:
+        return PeftSpec(
+            rank=rank,
+            alpha=alpha,
+            dropout=dropout,
+            target_modules=tuple(t.strip() for t in targets.split(",") if t.strip()),
+        )
+    except ValidationError as exc:
+        raise refusal(exc) from None
 
 
-with_train_options = with_option_group(_train_options)
-"""The training options, declared once for ``node train`` and ``node run``."""
+with_tune_options = with_option_group(_tune_options, "tune")
+"""Data, model and schedule: ``node train``, ``node run`` and ``node personalize`` (whose
+adapter has the global adapter's LoRA shape)."""
 
-with_tune_options = with_option_group(_tune_options)
-"""The options of ``node personalize``: the training options without the LoRA shape (a
-personalized adapter has the global adapter's)."""
+with_lora_options = with_option_group(_lora_options, "peft")
+"""The LoRA shape a node trains its round updates in: ``node train`` and ``node run``."""
 
 
-def _trainer(session, task_id: int, opts: _TrainOptions):
+def _trainer(session, task_id: int, peft: PeftSpec, tune: _TuneOptions):
     """Load model and data once; return a function that trains the open round and commits to
     the update (hidden until ``node reveal``)."""
     from fl_node.node import submit_round
-    from loraledger.update import PeftSpec
 
-    peft = PeftSpec(
-        rank=opts.rank,
-        alpha=opts.alpha,
-        dropout=opts.dropout,
-        target_modules=tuple(t.strip() for t in opts.targets.split(",") if t.strip()),
-    )
-    settings = opts.tune.settings()
-    data, model = opts.tune.load()
+    settings = tune.settings()
+    data, model = tune.load()
 
     def train_one():
         round_ = session.ledger.open_round(task_id)  # once, not on every step: it costs RPC calls
@@ -308,19 +281,21 @@ def join_command(
 
 
 @app.command("train")
-@with_train_options
+@with_lora_options
+@with_tune_options
 def train_command(
     task: int = TaskOption,
     network: str = NetworkOption,
     account: str = NodeAccountOption,
     ipfs: str | None = IpfsOption,
     *,
-    opts: _TrainOptions,
+    tune: _TuneOptions,
+    peft: PeftSpec,
 ) -> None:
     """Train one round on your data from the round's global adapter and commit to the update
     (a hash: nothing is pinned or published until `node reveal`)."""
     session = _session(network, account, ipfs)
-    _report_submitted(_trainer(session, task, opts)())
+    _report_submitted(_trainer(session, task, peft, tune)())
 
 
 @app.command("reveal")
@@ -345,32 +320,19 @@ def reveal_command(
 @with_tune_options
 def personalize_command(
     task: int = TaskOption,
-    out: Path = typer.Option(
-        ...,
-        "--out",
-        "-o",
-        help="Folder to write the personalized adapter into (adapter_config.json, the weights, "
-        "personalization.json).",
-    ),
-    round_: int | None = typer.Option(
-        None,
-        "--round",
-        "-r",
-        help="Start from this round's global adapter (0: the task's initial one; default: the "
-        "latest finalized round's).",
-    ),
-    force: bool = typer.Option(
-        False, "--force", help="Replace the adapter files of a folder that already has them."
-    ),
+    out: Path = AdapterFolderOption,
+    round_: int | None = AdapterRoundOption,
+    force: bool = ReplaceAdapterOption,
     network: str = NetworkOption,
     ipfs: str | None = IpfsOption,
     as_json: bool = JsonOption,
     *,
-    opts: _TuneOptions,
+    tune: _TuneOptions,
 ) -> None:
     """Fine-tune the task's global adapter a little on your own data, for your own use: the
-    result is written to --out as a folder plain peft loads and is never pinned, committed or
-    sent anywhere (no account needed). Both adapters are measured on your held-out split."""
+    result is written to --out as a folder plain peft loads, with personalization.json (where it
+    started, how it was trained, both adapters' loss on your held-out split), and is never
+    pinned, committed or sent anywhere (no account needed)."""
     import json
 
     from aggregator.inputs import load_published_adapter
@@ -384,9 +346,10 @@ def personalize_command(
     )
 
     check_adapter_folder(out, replace=force)  # before anything is loaded or trained
+    settings = tune.settings()
     session = open_cli_session(network, ipfs)  # read-only: nothing is signed or sent
     published = load_published_adapter(session.ledger, session.history, session.store, task, round_)
-    data, model = opts.load()
+    data, model = tune.load()
     what = "the initial adapter" if published.round == 0 else f"round {published.round}'s adapter"
     with _training_progress(
         "personalizing",
@@ -399,7 +362,7 @@ def personalize_command(
             published.data,
             published.adapter.digest,
             task_id=task,
-            settings=opts.settings(),
+            settings=settings,
             progress=progress,
         )
     unpack_global_adapter(result.adapter, out)
@@ -420,7 +383,7 @@ def personalize_command(
         "train_loss_first": result.train_loss_first,
         "train_loss_last": result.train_loss_last,
         "train_seconds": round(result.train_seconds, 3),
-        "settings": opts.settings().model_dump(mode="json"),
+        "settings": settings.model_dump(mode="json"),
         "submitted": False,
     }
     write_json_atomic(out / PERSONALIZATION_NAME, record)
@@ -457,7 +420,8 @@ def personalize_command(
 
 
 @app.command("run")
-@with_train_options
+@with_lora_options
+@with_tune_options
 def run_command(
     task: int = TaskOption,
     network: str = NetworkOption,
@@ -466,7 +430,8 @@ def run_command(
     poll: float = typer.Option(2.0, "--poll", help="Seconds between chain polls."),
     confirmations: int = ConfirmationsOption,
     *,
-    opts: _TrainOptions,
+    tune: _TuneOptions,
+    peft: PeftSpec,
 ) -> None:
     """Take part in every round until the task is complete: commit, then reveal (resumes
     after a restart, never commits twice)."""
@@ -476,7 +441,7 @@ def run_command(
     # started while the chain or the IPFS node restarts: wait for them, as the loop does
     session = outlast(lambda: _session(network, account, ipfs), f"node run of task {task}")
     session.ledger.chain.confirmations = confirmations
-    trainer = outlast(lambda: _trainer(session, task, opts), f"node run of task {task}")
+    trainer = outlast(lambda: _trainer(session, task, peft, tune), f"node run of task {task}")
     waiting = _Waiting()
 
     def train_one() -> SubmittedUpdate:

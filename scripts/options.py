@@ -166,6 +166,26 @@ TaskOrOption = typer.Option(None, "--task", "-t", help="Task id (or the TASK arg
 ``task show --task 1`` (see :func:`one_task`)."""
 
 
+AdapterRoundOption = typer.Option(
+    None,
+    "--round",
+    "-r",
+    help="The round whose published global adapter to use (0: the task's initial adapter; "
+    "default: the latest finalized round's).",
+)
+AdapterFolderOption = typer.Option(
+    ...,
+    "--out",
+    "-o",
+    help="Folder to write the adapter into: adapter_config.json and adapter_model.safetensors, "
+    "which plain peft loads.",
+)
+ReplaceAdapterOption = typer.Option(
+    False, "--force", help="Replace the adapter files of a folder that already has them."
+)
+"""``adapter export`` and ``node personalize``: which published adapter, and where it goes."""
+
+
 def one_task(argument: int | None, option: int | None) -> int:
     """The task id given as the TASK argument or as ``--task`` (a usage error: neither, or two
     different ones)."""
@@ -177,23 +197,27 @@ def one_task(argument: int | None, option: int | None) -> int:
 
 
 def with_option_group(
-    builder: Callable[..., Any],
+    builder: Callable[..., Any], name: str = "opts"
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Give a command the options ``builder`` declares, written once for every command that
-    shares them: the command takes ``opts`` (what ``builder`` returns from those options) after
-    its own parameters, and its ``--help`` lists both."""
+    shares them: the command takes ``name`` (what ``builder`` returns from those options,
+    keyword-only) besides its own parameters, and its ``--help`` lists both. Groups stack: a
+    command can take several under different names."""
     extra = list(inspect.signature(builder).parameters.values())
     names = [p.name for p in extra]
 
     def decorate(command: Callable[..., None]) -> Callable[..., None]:
-        own = [p for p in inspect.signature(command).parameters.values() if p.name != "opts"]
+        own = [p for p in inspect.signature(command).parameters.values() if p.name != name]
 
         @functools.wraps(command)
         def wrapper(**kwargs: Any) -> None:
-            opts = builder(**{name: kwargs.pop(name) for name in names})
-            command(opts=opts, **kwargs)
+            group = builder(**{option: kwargs.pop(option) for option in names})
+            command(**{name: group}, **kwargs)
 
-        params = own + extra
+        merged = own + extra
+        # keyword-only parameters (other groups not built yet) go last, as a signature wants
+        params = [p for p in merged if p.kind is not p.KEYWORD_ONLY]
+        params += [p for p in merged if p.kind is p.KEYWORD_ONLY]
         wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in params}
         del wrapper.__wrapped__  # typer must read the merged signature, not the original

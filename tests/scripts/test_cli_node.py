@@ -203,3 +203,29 @@ def test_status_of_any_address_is_read_only(
     )
     assert code == 1 and "is an address without its key" in " ".join(err.split())
     assert not task.ledger.member(1, someone).joined
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "message"),
+    [
+        ("train", ["--rank", "0"], "rank: input should be greater than or equal to 1, got 0"),
+        ("run", ["--alpha", "-1"], "alpha: input should be greater than 0"),
+        ("train", ["--targets", ","], "target_modules must name at least one module"),
+        ("personalize", ["--lr", "-1", "--out", "mine"], "learning rate must be positive"),
+        ("personalize", ["--steps", "0", "--out", "mine"], "max_steps"),
+    ],
+)
+def test_bad_training_options_are_one_error_line_before_anything_runs(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    args: list[str],
+    message: str,
+) -> None:
+    monkeypatch.setenv("LORALEDGER_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "node", command, "--task", "1", "--data", "none.jsonl", *args)
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith("error:") and message in err.splitlines()[0], err
+    assert not (tmp_path / "mine").exists()
