@@ -64,6 +64,11 @@ _GROUPS: list[tuple[str, str | None, str]] = [
         "validator",
         "Score rounds on private held-out data and sign the results that hold.",
     ),
+    (
+        "scripts.privacy_cli",
+        "privacy",
+        "Plan differential privacy: the epsilon a schedule spends, the noise a target needs.",
+    ),
     ("scripts.round_cli", "round", "Abandon a round nobody finalized in time (anyone may)."),
     (
         "scripts.challenge_cli",
