@@ -23,7 +23,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,12 +37,19 @@ from chain.round_state import RoundState
 from chain.session import Session
 from fl_node.data import NodeData
 from fl_node.model import LoadedModel
-from fl_node.train import NodeTrainConfig, ProgressCallback, TrainSettings, train_round
+from fl_node.train import (
+    ExampleDP,
+    NodeTrainConfig,
+    ProgressCallback,
+    TrainSettings,
+    train_round,
+)
 from loraledger.display import chain_time
 from loraledger.errors import ChainError, ConfigError, LoRALedgerError, StorageError
 from loraledger.paths import write_bytes_atomic, write_json_atomic
+from loraledger.privacy import Stretch, epsilon
 from loraledger.report import RoundReport, fetch_report
-from loraledger.update import PeftSpec, sha256_hex
+from loraledger.update import PeftSpec, PrivacyRecord, sha256_hex
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +75,7 @@ class SubmittedUpdate:
     eval_loss_after: float | None
     resumed: bool  # from the journal, without training again
     revealed: bool = False
+    epsilon: float | None = None  # what this update's DP-SGD spent (None: trained without DP)
 
 
 @dataclass(frozen=True)
@@ -82,10 +90,27 @@ class RoundStatus:
 
 
 @dataclass(frozen=True)
+class SpentRound:
+    """A round whose update this node trained with DP-SGD and went on to commit: what it
+    spent (:class:`~loraledger.update.PrivacyRecord`), keyed by the update's digest."""
+
+    round: int
+    digest: str
+    record: PrivacyRecord
+
+
+@dataclass(frozen=True)
 class NodeStatus:
     task_id: int
     member: Member
     rounds: tuple[RoundStatus, ...]
+    privacy: tuple[SpentRound, ...] = ()
+
+    @property
+    def epsilon(self) -> float | None:
+        """The epsilon this node's committed DP-SGD updates of the task spent together (at the
+        latest one's delta, by its accountant); ``None`` when it trained none with DP."""
+        return privacy_total(self.privacy)
 
     @property
     def claimable(self) -> int:
@@ -202,12 +227,17 @@ def submit_round(
         _load_update(journal)  # the bytes are still there and match the digest
         return _commit(session, task_id, round_, journal, info.deadline, resumed=True)
 
+    if settings.privacy is not None:
+        _check_budget(session, task_id, settings.privacy)
     start_cid = session.history.global_adapter_at(task_id, info.start_digest)
     global_bytes = session.store.get_bytes(start_cid)
     config = NodeTrainConfig(
         task_id=task_id, round=round_, node=session.address, peft=peft, train=settings
     )
     result = train_round(config, model, data, global_bytes, info.start_digest.hex(), progress)
+    record = result.metadata.metrics.privacy
+    if record is not None and settings.privacy is not None:
+        _spend(session, task_id, round_, result.digest, record, settings.privacy)
     path = _journal_path(session, task_id, round_).with_suffix(".safetensors")
     write_bytes_atomic(path, result.update)
     metrics = result.metadata.metrics
@@ -220,6 +250,7 @@ def submit_round(
         "start_digest": start,  # what it was trained from: a journal for another start is stale
         "eval_loss_before": metrics.eval_loss_before,
         "eval_loss_after": metrics.eval_loss_after,
+        "epsilon": None if record is None else record.epsilon,
     }
     _write_journal(session, task_id, round_, journal)  # before committing: the salt survives
     return _commit(session, task_id, round_, journal, info.deadline, resumed=False)
@@ -332,6 +363,7 @@ def _submitted(
         loss("eval_loss_before"),
         loss("eval_loss_after"),
         resumed,
+        epsilon=loss("epsilon"),
     )
 
 
@@ -359,6 +391,80 @@ def _commit(
         "round %s: committed to an update (digest %s, %s examples)", round_, digest, num_examples
     )
     return _submitted(task_id, round_, journal, resumed=resumed)
+
+
+class PrivacyBudgetExceeded(ConfigError):
+    """Committing this update would take the node's epsilon on the task past its budget."""
+
+
+def privacy_total(spent: Sequence[SpentRound], extra: PrivacyRecord | None = None) -> float | None:
+    """The epsilon of ``spent`` (and ``extra``) composed, at the last record's delta and by its
+    accountant; ``None`` for no records."""
+    records = [s.record for s in spent] + ([extra] if extra is not None else [])
+    if not records:
+        return None
+    last = records[-1]
+    stretches = [Stretch(r.noise_multiplier, r.sample_rate, r.steps) for r in records]
+    return epsilon(stretches, last.delta, last.accountant)
+
+
+def _privacy_path(session: Session, task_id: int) -> Path:
+    return session.state_dir("nodes", task_id) / "privacy.json"
+
+
+def privacy_spent(session: Session, task_id: int) -> tuple[SpentRound, ...]:
+    """What this node's committed DP-SGD updates of ``task_id`` spent, round by round (kept in
+    its state folder: the chain does not know how an update was trained)."""
+    path = _privacy_path(session, task_id)
+    try:
+        body = json.loads(path.read_text())
+        return tuple(
+            SpentRound(int(e["round"]), str(e["digest"]), PrivacyRecord.model_validate(e["record"]))
+            for e in body["rounds"]
+        )
+    except FileNotFoundError:
+        return ()
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"the node's privacy ledger {path} is unreadable: {exc}",
+            hint="it records the epsilon spent; restore it rather than delete it",
+        ) from exc
+
+
+def _check_budget(session: Session, task_id: int, dp: ExampleDP) -> None:
+    """Refuse to train when the updates already committed spent the whole budget."""
+    if dp.epsilon_budget is None:
+        return
+    spent = privacy_total(privacy_spent(session, task_id)) or 0.0
+    if spent >= dp.epsilon_budget:
+        raise PrivacyBudgetExceeded(
+            f"this node already spent epsilon {spent:.3f} of its budget {dp.epsilon_budget:g} "
+            f"on task {task_id}: it trains no more rounds",
+            hint="leave the task, or raise --dp-budget knowing what it means",
+        )
+
+
+def _spend(
+    session: Session, task_id: int, round_: int, digest: str, record: PrivacyRecord, dp: ExampleDP
+) -> None:
+    """Add a trained update to the privacy ledger before it is journalled and committed, or
+    raise :class:`PrivacyBudgetExceeded` (nothing journalled, nothing committed)."""
+    spent = privacy_spent(session, task_id)
+    if any(s.digest == digest for s in spent):
+        return  # the same update, trained again after a restart: spent once
+    total = privacy_total(spent, record)
+    if dp.epsilon_budget is not None and total is not None and total > dp.epsilon_budget:
+        raise PrivacyBudgetExceeded(
+            f"round {round_}'s update would bring this node's epsilon on task {task_id} to "
+            f"{total:.3f}, over its budget {dp.epsilon_budget:g} (delta {dp.delta:g}); it was "
+            "not committed",
+            hint="more noise (--dp-noise-multiplier), fewer --steps or a smaller --batch-size",
+        )
+    entries = [
+        {"round": s.round, "digest": s.digest, "record": s.record.model_dump(mode="json")}
+        for s in (*spent, SpentRound(round_, digest, record))
+    ]
+    write_json_atomic(_privacy_path(session, task_id), {"rounds": entries})
 
 
 def _journal_path(session: Session, task_id: int, round_: int) -> Path:
@@ -599,7 +705,8 @@ def status(session: Session, task_id: int) -> NodeStatus:
                 settled,
             )
         )
-    return NodeStatus(task_id, ledger.member(task_id, session.address), tuple(rows))
+    member = ledger.member(task_id, session.address)
+    return NodeStatus(task_id, member, tuple(rows), privacy_spent(session, task_id))
 
 
 def claim(session: Session, task_id: int) -> list[ClaimRequest]:

@@ -19,9 +19,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import torch
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -30,6 +31,7 @@ from fl_node.data import IGNORE_INDEX, DataError, Encoded, NodeData, encode_all
 from fl_node.model import LoadedModel
 from loraledger.errors import ConfigError, TrainingError, UpdateRejected
 from loraledger.lowrank import factored_svd
+from loraledger.privacy import Stretch, epsilon
 from loraledger.settings import Invalid, Settings
 from loraledger.update import (
     FORMAT_VERSION,
@@ -39,6 +41,7 @@ from loraledger.update import (
     GlobalAdapter,
     LocalMetrics,
     PeftSpec,
+    PrivacyRecord,
     UpdateMetadata,
     build_update,
     parse_global_adapter,
@@ -49,11 +52,41 @@ from loraledger.versions import software_versions
 logger = logging.getLogger(__name__)
 
 
+class ExampleDP(Settings):
+    """Example-level DP-SGD (Opacus): every optimizer step draws a Poisson sample of the node's
+    examples at rate ``batch_size / examples``, clips each example's gradient of the trainable
+    parameters to ``clip_norm`` and adds Gaussian noise of ``noise_multiplier * clip_norm`` to
+    their sum. ``epsilon_budget`` is the most the node spends over all its rounds of a task (at
+    ``delta``, by ``accountant``): a round that would exceed it is refused before training."""
+
+    noise_multiplier: float
+    clip_norm: float = 1.0
+    delta: float = 1e-5
+    accountant: Literal["rdp", "prv"] = "rdp"
+    epsilon_budget: float | None = None
+
+    @field_validator("noise_multiplier", "clip_norm", "epsilon_budget")
+    @classmethod
+    def _positive_finite(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            name = str(info.field_name).replace("_", " ")
+            raise ValueError(f"{name} must be positive, got {value}")
+        return value
+
+    @field_validator("delta")
+    @classmethod
+    def _probability(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError(f"delta must be in (0, 1), got {value}")
+        return value
+
+
 class TrainSettings(Settings):
     """How long and how to train. ``max_steps``, when set, overrides ``epochs``.
 
     ``fedprox_mu`` > 0 adds FedProx's ``mu/2 * ||w - w_global||^2`` over the trained
-    parameters. ``max_grad_norm=None`` disables clipping.
+    parameters. ``max_grad_norm=None`` disables clipping. ``privacy`` trains with example-level
+    DP-SGD (:class:`ExampleDP`; its per-example clipping replaces ``max_grad_norm``).
     """
 
     max_steps: int | None = None
@@ -68,6 +101,27 @@ class TrainSettings(Settings):
     max_grad_norm: float | None = 1.0
     eval_batch_size: int = 8
     gradient_checkpointing: bool = False
+    privacy: ExampleDP | None = None
+
+    @model_validator(mode="after")
+    def _private_training_is_one_batch_a_step(self) -> Self:
+        if self.privacy is None:
+            return self
+        if self.grad_accum != 1:
+            raise Invalid(
+                "DP-SGD takes one Poisson-sampled batch per step, got "
+                f"grad_accum={self.grad_accum}",
+                hint="use --grad-accum 1 and a larger --batch-size",
+            )
+        if self.fedprox_mu > 0:
+            raise Invalid(
+                "FedProx's proximal term is not clipped or noised, so it cannot be combined "
+                "with DP-SGD",
+                hint="leave --fedprox-mu at 0 with differential privacy",
+            )
+        if self.gradient_checkpointing:
+            raise Invalid("DP-SGD's per-example gradients do not work with gradient checkpointing")
+        return self
 
     @field_validator("max_steps", "batch_size", "grad_accum", "eval_batch_size", "max_grad_norm")
     @classmethod
@@ -226,6 +280,7 @@ def train_round(
             train_loss_last=losses[-1],
             steps=len(losses),
             train_tokens=tokens,
+            privacy=privacy_record(settings, len(train_set), len(losses)),
         ),
         software=software_versions(),
     )
@@ -463,6 +518,10 @@ def _train_loop(
     settings: TrainSettings,
     progress: ProgressCallback | None,
 ) -> tuple[list[float], int]:
+    if settings.privacy is not None:
+        return _private_train_loop(
+            peft_model, model, examples, settings, settings.privacy, progress
+        )
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         params, lr=settings.learning_rate, weight_decay=settings.weight_decay
@@ -501,5 +560,109 @@ def _train_loop(
         losses.append(step_loss)
         if progress is not None:
             progress(StepReport(step=step, total_steps=steps, loss=step_loss, tokens=tokens))
+    peft_model.eval()
+    return losses, tokens
+
+
+def privacy_record(settings: TrainSettings, num_examples: int, steps: int) -> PrivacyRecord | None:
+    """What a round trained with ``settings`` on ``num_examples`` examples for ``steps`` steps
+    spent (``None`` without DP-SGD)."""
+    dp = settings.privacy
+    if dp is None:
+        return None
+    rate = sample_rate(settings, num_examples)
+    spent = epsilon([Stretch(dp.noise_multiplier, rate, steps)], dp.delta, dp.accountant)
+    return PrivacyRecord(
+        noise_multiplier=dp.noise_multiplier,
+        clip_norm=dp.clip_norm,
+        sample_rate=rate,
+        steps=steps,
+        delta=dp.delta,
+        accountant=dp.accountant,
+        epsilon=spent,
+    )
+
+
+def sample_rate(settings: TrainSettings, num_examples: int) -> float:
+    """DP-SGD's Poisson sampling rate: the batch size over the examples (at most 1)."""
+    return min(1.0, settings.batch_size / max(1, num_examples))
+
+
+def _per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each example's token-mean loss on its targets (0 for an example without targets)."""
+    shifted, targets = logits[:, :-1], labels[:, 1:]
+    per_token = torch.nn.functional.cross_entropy(
+        shifted.reshape(-1, shifted.shape[-1]).float(),
+        targets.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
+    ).view(targets.shape)
+    mask = (targets != IGNORE_INDEX).to(per_token.dtype)
+    return (per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+
+
+def _private_train_loop(
+    peft_model: Any,
+    model: LoadedModel,
+    examples: Sequence[Encoded],
+    settings: TrainSettings,
+    dp: ExampleDP,
+    progress: ProgressCallback | None,
+) -> tuple[list[float], int]:
+    """DP-SGD with Opacus: per-example gradients of the trainable parameters
+    (``GradSampleModule``), clipped, summed and noised by ``DPOptimizer`` around AdamW, over
+    Poisson samples of ``examples``. Seeded: the samples and the noise come from generators
+    seeded by ``settings.seed``, so the same inputs give the same update on CPU."""
+    from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
+
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    rate = sample_rate(settings, len(examples))
+    steps = total_steps(settings, len(examples))
+    sampler = torch.Generator().manual_seed(settings.seed)
+    noise = torch.Generator(device=model.device).manual_seed(settings.seed + 1)
+    wrapped = GradSampleModule(peft_model, loss_reduction="mean")
+    optimizer = DPOptimizer(
+        torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay),
+        noise_multiplier=dp.noise_multiplier,
+        max_grad_norm=dp.clip_norm,
+        expected_batch_size=max(1, round(rate * len(examples))),
+        loss_reduction="mean",
+        generator=noise,
+    )
+    pad_id = model.tokenizer.pad_token_id
+    losses: list[float] = []
+    tokens = 0
+    wrapped.train()
+    try:
+        for step in range(1, steps + 1):
+            chosen = (torch.rand(len(examples), generator=sampler) < rate).nonzero().flatten()
+            step_loss = 0.0
+            if len(chosen):
+                batch = next(batches([examples[int(i)] for i in chosen], len(chosen), pad_id, None))
+                batch = {k: v.to(model.device, non_blocking=True) for k, v in batch.items()}
+                out = wrapped(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                per_example = _per_example_loss(out.logits, batch["labels"])
+                with warnings.catch_warnings():
+                    # the first LoRA layer's input needs no gradient: Opacus reads the outputs'
+                    warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                    per_example.mean().backward()
+                step_loss = float(per_example.detach().mean())
+                tokens += int(batch["attention_mask"].sum())
+            else:  # an empty sample still takes its noisy step, as the accountant assumes
+                for p in params:
+                    p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
+            if not math.isfinite(step_loss):
+                raise TrainingError(
+                    f"training loss became {step_loss} at step {step}",
+                    hint="lower the learning rate",
+                )
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(step_loss)
+            if progress is not None:
+                progress(StepReport(step=step, total_steps=steps, loss=step_loss, tokens=tokens))
+    finally:
+        wrapped._close()  # hooks and per-example gradients go: the peft model is as it was
     peft_model.eval()
     return losses, tokens

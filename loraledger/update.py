@@ -81,7 +81,7 @@ HEADER_MAX_DEPTH = 3
 """JSON nesting of a safetensors header: ``{name: {"shape": [...]}}``; deeper is malformed."""
 
 METADATA_MAX_DEPTH = 16
-"""JSON nesting allowed in the metadata (updates need 3, a peft ``adapter_config`` ~5)."""
+"""JSON nesting allowed in the metadata (updates need 4, a peft ``adapter_config`` ~5)."""
 
 METADATA_BUDGET = 64 << 10
 """Header bytes allowed for ``__metadata__`` (64 KiB). A real update's metadata is < 1 KiB:
@@ -245,8 +245,28 @@ class PeftSpec(BaseModel):
         return max_rank is not None and self.traits.low_rank and self.rank > max_rank
 
 
+class PrivacyRecord(BaseModel):
+    """How a node trained an update with example-level DP-SGD: each step clipped every
+    example's gradient to ``clip_norm`` and added Gaussian noise of ``noise_multiplier *
+    clip_norm`` to their sum, over a Poisson sample of the node's examples at ``sample_rate``;
+    ``epsilon`` is what this round's ``steps`` spent alone, at ``delta``, by ``accountant``
+    (:mod:`loraledger.privacy`). Stated by the node: noise cannot be checked from outside."""
+
+    model_config = _FROZEN
+
+    mode: Literal["example"] = "example"
+    noise_multiplier: float = Field(gt=0, allow_inf_nan=False)
+    clip_norm: float = Field(gt=0, allow_inf_nan=False)
+    sample_rate: float = Field(gt=0, le=1)
+    steps: int = Field(ge=0)
+    delta: float = Field(gt=0, lt=1)
+    accountant: Literal["rdp", "prv"] = "rdp"
+    epsilon: float = Field(ge=0, allow_inf_nan=False)
+
+
 class LocalMetrics(BaseModel):
-    """What a node measured locally; ``None`` where there was nothing to measure."""
+    """What a node measured locally; ``None`` where there was nothing to measure
+    (``privacy``: the update was trained without differential privacy)."""
 
     model_config = _FROZEN
 
@@ -256,6 +276,7 @@ class LocalMetrics(BaseModel):
     train_loss_last: float | None = None
     steps: int = Field(default=0, ge=0)
     train_tokens: int = Field(default=0, ge=0)
+    privacy: PrivacyRecord | None = None
 
     @field_validator(
         "eval_loss_before",

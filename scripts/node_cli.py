@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from loraledger.display import chain_time, tokens
+from loraledger.errors import ConfigError
 from scripts.console import console, err_console
 from scripts.console import table as new_table
 from scripts.options import (
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from fl_node.data import NodeData
     from fl_node.model import LoadedModel
     from fl_node.node import SubmittedUpdate
-    from fl_node.train import ProgressCallback, StepReport, TrainSettings
+    from fl_node.train import ExampleDP, ProgressCallback, StepReport, TrainSettings
     from loraledger.update import PeftSpec
 
 NodeAccountOption = typer.Option(
@@ -186,6 +187,48 @@ def _lora_options(
         raise refusal(exc) from None
 
 
+def _privacy_options(
+    noise_multiplier: float | None = typer.Option(
+        None,
+        "--dp-noise-multiplier",
+        help="Train with example-level DP-SGD (Opacus) at this noise multiplier: Gaussian noise "
+        "of this times --dp-clip-norm on each step's clipped per-example gradients (off when "
+        "not given; `loraledger privacy noise` finds one for a target epsilon).",
+    ),
+    clip_norm: float = typer.Option(
+        1.0, "--dp-clip-norm", help="DP-SGD: each example's gradient is clipped to this L2 norm."
+    ),
+    delta: float = typer.Option(1e-5, "--dp-delta", help="DP-SGD: delta of (epsilon, delta)."),
+    accountant: str = typer.Option(
+        "rdp", "--dp-accountant", help="DP-SGD: rdp or prv (tighter) counts epsilon."
+    ),
+    budget: float | None = typer.Option(
+        None,
+        "--dp-budget",
+        help="DP-SGD: the most epsilon this node spends on the task over all its rounds; an "
+        "update that would exceed it is not committed.",
+    ),
+) -> ExampleDP | None:
+    from fl_node.train import ExampleDP
+
+    if noise_multiplier is None:
+        if (clip_norm, delta, accountant, budget) != (1.0, 1e-5, "rdp", None):
+            raise ConfigError(
+                "the --dp-* options set DP-SGD up, which --dp-noise-multiplier switches on",
+                hint="give --dp-noise-multiplier too",
+            )
+        return None
+    return ExampleDP.model_validate(
+        {
+            "noise_multiplier": noise_multiplier,
+            "clip_norm": clip_norm,
+            "delta": delta,
+            "accountant": accountant,
+            "epsilon_budget": budget,
+        }
+    )
+
+
 with_tune_options = with_option_group(_tune_options, "tune")
 """Data, model and schedule: ``node train``, ``node run`` and ``node personalize`` (whose
 adapter has the global adapter's LoRA shape)."""
@@ -193,13 +236,15 @@ adapter has the global adapter's LoRA shape)."""
 with_lora_options = with_option_group(_lora_options, "peft")
 """The LoRA shape a node trains its round updates in: ``node train`` and ``node run``."""
 
+with_privacy_options = with_option_group(_privacy_options, "privacy")
+"""Example-level DP-SGD for the round updates of ``node train`` and ``node run``."""
 
-def _trainer(session, task_id: int, peft: PeftSpec, tune: _TuneOptions):
+
+def _trainer(session, task_id: int, peft: PeftSpec, tune: _TuneOptions, settings: TrainSettings):
     """Load model and data once; return a function that trains the open round and commits to
     the update (hidden until ``node reveal``)."""
     from fl_node.node import submit_round
 
-    settings = tune.settings()
     data, model = tune.load()
 
     def train_one():
@@ -255,9 +300,10 @@ def _report_submitted(s) -> None:
     losses = ""
     if s.eval_loss_before is not None and s.eval_loss_after is not None:
         losses = f", local eval loss {s.eval_loss_before:.3f} -> {s.eval_loss_after:.3f}"
+    spent = "" if s.epsilon is None else f", DP-SGD epsilon {s.epsilon:.3f} this round"
     console.print(
         f"round {s.round}: committed to update {s.digest[:16]}… ({s.num_examples} examples"
-        f"{losses}){resumed}; reveal it once the commit window ends"
+        f"{losses}{spent}){resumed}; reveal it once the commit window ends"
     )
 
 
@@ -281,6 +327,7 @@ def join_command(
 
 
 @app.command("train")
+@with_privacy_options
 @with_lora_options
 @with_tune_options
 def train_command(
@@ -291,11 +338,13 @@ def train_command(
     *,
     tune: _TuneOptions,
     peft: PeftSpec,
+    privacy: ExampleDP | None,
 ) -> None:
     """Train one round on your data from the round's global adapter and commit to the update
     (a hash: nothing is pinned or published until `node reveal`)."""
+    settings = tune.settings().replace(privacy=privacy)  # refused before anything connects
     session = _session(network, account, ipfs)
-    _report_submitted(_trainer(session, task, peft, tune)())
+    _report_submitted(_trainer(session, task, peft, tune, settings)())
 
 
 @app.command("reveal")
@@ -420,6 +469,7 @@ def personalize_command(
 
 
 @app.command("run")
+@with_privacy_options
 @with_lora_options
 @with_tune_options
 def run_command(
@@ -432,16 +482,20 @@ def run_command(
     *,
     tune: _TuneOptions,
     peft: PeftSpec,
+    privacy: ExampleDP | None,
 ) -> None:
     """Take part in every round until the task is complete: commit, then reveal (resumes
     after a restart, never commits twice)."""
     from chain.recovery import outlast
     from fl_node.node import run
 
+    settings = tune.settings().replace(privacy=privacy)  # refused before anything connects
     # started while the chain or the IPFS node restarts: wait for them, as the loop does
     session = outlast(lambda: _session(network, account, ipfs), f"node run of task {task}")
     session.ledger.chain.confirmations = confirmations
-    trainer = outlast(lambda: _trainer(session, task, peft, tune), f"node run of task {task}")
+    trainer = outlast(
+        lambda: _trainer(session, task, peft, tune, settings), f"node run of task {task}"
+    )
     waiting = _Waiting()
 
     def train_one() -> SubmittedUpdate:
@@ -627,6 +681,17 @@ def status_command(
                         }
                         for r in st.rounds
                     ],
+                    "privacy": None
+                    if st.epsilon is None
+                    else {
+                        "epsilon": st.epsilon,
+                        "delta": st.privacy[-1].record.delta,
+                        "accountant": st.privacy[-1].record.accountant,
+                        "rounds": [
+                            {"round": p.round, "digest": p.digest, **p.record.model_dump()}
+                            for p in st.privacy
+                        ],
+                    },
                 }
             )
         )
@@ -661,3 +726,11 @@ def status_command(
         f"claimable {tokens(st.claimable)}, waiting for a challenge window "
         f"{tokens(st.pending)}, claimed {tokens(st.claimed)}"
     )
+    if st.epsilon is not None:
+        last = st.privacy[-1].record
+        console.print(
+            f"differential privacy: epsilon {st.epsilon:.3f} spent on this task at delta "
+            f"{last.delta:g} ({last.accountant}) by {len(st.privacy)} DP-SGD update(s) "
+            f"(rounds {', '.join(str(p.round) for p in st.privacy)})",
+            highlight=False,
+        )

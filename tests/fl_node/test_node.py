@@ -37,13 +37,14 @@ from fl_node.node import (
     submit_round,
     withdraw_stake,
 )
-from fl_node.train import TrainSettings
+from fl_node.train import ExampleDP, TrainSettings
 from ipfs import ContentStore, EmbeddedConfig, EmbeddedStore, KuboConfig, KuboStore, compute_cid
 from ipfs.daemon import DaemonConfig
 from ipfs.daemon import start as start_daemon
 from ipfs.daemon import stop as stop_daemon
 from loraledger.display import chain_time
 from loraledger.errors import ChainError, StorageError, UpdateRejected
+from loraledger.privacy import Stretch, epsilon
 from loraledger.report import RewardLine, RewardTable, RoundReport, SubmissionVerdict
 from loraledger.update import Expected, PeftSpec, parse_update
 from sponsor.task import initial_global_adapter
@@ -679,3 +680,76 @@ def test_with_confirmations_a_node_trains_only_once_the_rounds_opening_is_deep_e
         env.chain.confirmations = 0
     assert submitted.round == 1
     assert env.ledger.submission(task_id, 1, env.nodes[0].address).committed
+
+
+def _finalize_unchanged(env: LedgerEnv, session: Session, task_id: int, round_: int) -> None:
+    """The node reveals; the round is finalized and settled keeping the initial adapter (its
+    one update rejected), and the next round opens."""
+    reveal_round(session, task_id, round_)
+    env.close(task_id, round_)
+    created = History(env.ledger).task_created(task_id)
+    result = Finalization(
+        created.initial_global_cid, created.initial_global_digest, "bafy-report", 0, 1,
+        b"\x00" * 32, 0,
+    )  # fmt: skip
+    attestations = env.sign(task_id, round_, result)
+    env.ledger.finalize_round(task_id, round_, result, attestations, env.aggregator)
+    env.settle(task_id, round_)
+    env.ledger.open_next_round(task_id, env.aggregator)
+
+
+def test_a_private_node_keeps_its_epsilon_and_refuses_a_round_past_its_budget(
+    embedded: LedgerEnv,
+    store: EmbeddedStore,
+    tiny: LoadedModel,
+    ai_data: NodeData,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = embedded
+    task_id = _task(env, store, tiny, max_rounds=3)
+    session = _session(env, store, tmp_path)
+    join(session, task_id)
+    env.ledger.open_next_round(task_id, env.aggregator)
+    dp = ExampleDP(noise_multiplier=1.0, clip_norm=1.0)
+    private = SETTINGS.replace(privacy=dp)
+
+    first = submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=private)
+    (spent,) = node_mod.privacy_spent(session, task_id)
+    assert (spent.round, spent.digest) == (1, first.digest)
+    update = parse_update(_journalled_update(tmp_path, task_id, 1))
+    assert spent.record == update.metadata.metrics.privacy
+    one = status(session, task_id).epsilon
+    assert one is not None and one == pytest.approx(spent.record.epsilon)
+    _finalize_unchanged(env, session, task_id, 1)
+
+    # round 2 would compose past the budget: trained, refused, nothing kept
+    r = spent.record
+    both = epsilon([Stretch(r.noise_multiplier, r.sample_rate, 2 * r.steps)], r.delta)
+    tight = private.replace(privacy=dp.replace(epsilon_budget=(one + both) / 2))
+    with pytest.raises(node_mod.PrivacyBudgetExceeded, match="over its budget"):
+        submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=tight)
+    assert not env.ledger.submission(task_id, 2, session.address).committed
+    assert not list((tmp_path / "journal").rglob("round-2.json"))
+    assert len(node_mod.privacy_spent(session, task_id)) == 1
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a node with no budget left trained")
+
+    # a budget already spent: refused before any training
+    with monkeypatch.context() as patched:
+        patched.setattr(node_mod, "train_round", no_training)
+        spent_budget = private.replace(privacy=dp.replace(epsilon_budget=one))
+        with pytest.raises(node_mod.PrivacyBudgetExceeded, match="trains no more rounds"):
+            submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=spent_budget)
+
+    # room for it: killed before committing, resumed, counted once
+    roomy = private.replace(privacy=dp.replace(epsilon_budget=one * 3))
+    with killed_before_committing(monkeypatch), pytest.raises(KeyboardInterrupt):
+        submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=roomy)
+    resumed = submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=roomy)
+    assert resumed.resumed and env.ledger.submission(task_id, 2, session.address).committed
+    rounds = node_mod.privacy_spent(session, task_id)
+    assert [(s.round, s.digest) for s in rounds] == [(1, first.digest), (2, resumed.digest)]
+    two = status(session, task_id).epsilon
+    assert two == pytest.approx(both)  # composed by the accountant, not added

@@ -93,8 +93,12 @@ def test_join_train_status_claim_and_personalize_from_the_command_line(
         "2",
         "--max-length",
         "64",
+        "--dp-noise-multiplier",
+        "1.0",
+        "--dp-budget",
+        "50",
     )
-    assert "round 1: committed" in out
+    assert "round 1: committed" in out and "DP-SGD epsilon" in out
     (committed,) = History(ledger, deployment.block).commits(1, 1)
     assert committed.node == dev_account(chain.network, 2).address
     assert History(ledger, deployment.block).reveals(1, 1) == []  # hidden until revealed
@@ -123,6 +127,9 @@ def test_join_train_status_claim_and_personalize_from_the_command_line(
 
     status = json.loads(invoke("node", "status", *node, "--json"))
     assert (status["pending"], status["rounds"][0]["verdict"]) == (str(25 * TOKEN), "accepted")
+    privacy = status["privacy"]  # what the node's DP-SGD spent, from its own ledger
+    assert [r["round"] for r in privacy["rounds"]] == [1] and 0 < privacy["epsilon"] < 50
+    assert privacy["rounds"][0]["digest"] == submitted.digest.hex()
     assert "nothing to claim" in invoke("node", "claim", *node)  # the challenge window runs
     chain.advance_time(61)
     status = json.loads(invoke("node", "status", *node, "--json"))
@@ -213,6 +220,11 @@ def test_status_of_any_address_is_read_only(
         ("train", ["--targets", ","], "target_modules must name at least one module"),
         ("personalize", ["--lr", "-1", "--out", "mine"], "learning rate must be positive"),
         ("personalize", ["--steps", "0", "--out", "mine"], "max_steps"),
+        ("train", ["--dp-budget", "3"], "which --dp-noise-multiplier switches on"),
+        ("run", ["--dp-noise-multiplier", "0"], "noise multiplier must be positive"),
+        ("train", ["--dp-noise-multiplier", "1", "--grad-accum", "2"], "Poisson-sampled batch"),
+        ("train", ["--dp-noise-multiplier", "1", "--fedprox-mu", "0.1"], "cannot be combined"),
+        ("run", ["--dp-noise-multiplier", "1", "--dp-accountant", "x"], "accountant"),
     ],
 )
 def test_bad_training_options_are_one_error_line_before_anything_runs(
