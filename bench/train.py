@@ -126,7 +126,7 @@ def _compare(
     for _ in range(repeats):
         for path in (PLAIN, NODE):
             progress.update(task, description=f"{path}")
-            with _peak_memory(loaded.device) as peak:
+            with peak_memory(loaded.device) as peak:
                 began = time.perf_counter()
                 if path == PLAIN:
                     seconds, tokens, last = _plain_loop(
@@ -197,7 +197,7 @@ def _plain_loop(
 
 
 @contextlib.contextmanager
-def _peak_memory(device: torch.device) -> Iterator[Callable[[], int | None]]:
+def peak_memory(device: torch.device) -> Iterator[Callable[[], int | None]]:
     """Yield a callable giving the peak memory in bytes seen inside the block."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

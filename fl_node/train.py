@@ -588,7 +588,7 @@ def sample_rate(settings: TrainSettings, num_examples: int) -> float:
     return min(1.0, settings.batch_size / max(1, num_examples))
 
 
-def _per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Each example's token-mean loss on its targets (0 for an example without targets)."""
     shifted, targets = logits[:, :-1], labels[:, 1:]
     per_token = torch.nn.functional.cross_entropy(
@@ -642,7 +642,7 @@ def _private_train_loop(
                 batch = next(batches([examples[int(i)] for i in chosen], len(chosen), pad_id, None))
                 batch = {k: v.to(model.device, non_blocking=True) for k, v in batch.items()}
                 out = wrapped(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-                per_example = _per_example_loss(out.logits, batch["labels"])
+                per_example = per_example_loss(out.logits, batch["labels"])
                 with warnings.catch_warnings():
                     # the first LoRA layer's input needs no gradient: Opacus reads the outputs'
                     warnings.filterwarnings("ignore", message="Full backward hook is firing")

@@ -185,6 +185,73 @@ def train(
     )
 
 
+@app.command("privacy")
+def privacy(
+    model: str = typer.Option("tiny", "--model", "-m", help="tiny (built on the fly) or smollm2."),
+    steps: int | None = typer.Option(
+        None, "--steps", help="Optimizer steps per run (tiny 40, smollm2 6)."
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", "-b"),
+    max_length: int = typer.Option(128, "--max-length"),
+    rank: int = typer.Option(8, "--rank", help="LoRA rank (q/k/v/o)."),
+    noise_multiplier: float = typer.Option(
+        1.0, "--noise-multiplier", help="DP-SGD's noise multiplier (clipping bound 1)."
+    ),
+    repeats: int = typer.Option(2, "--repeats", help="Timed runs per path; the best is kept."),
+) -> None:
+    """What example-level DP-SGD costs the node: train_round's tokens/s with and without it
+    (same run), and where a DP-SGD step spends its time (forward, backward with per-example
+    gradients, clip and noise, update)."""
+    import torch
+
+    from bench.privacy import PHASES, measure
+
+    steps = steps or (40 if model == "tiny" else 6)
+    with step_progress() as progress:
+        bench = measure(
+            model, steps, batch_size, max_length, rank, noise_multiplier, repeats, progress
+        )
+    table = new_table(
+        "path", "tokens", "train s", "tokens/s", "peak mem", "last loss", "ratio",
+        title=f"{model}: DP-SGD vs clear",
+    )  # fmt: skip
+    for m in (bench.clear, bench.private):
+        table.add_row(
+            m.path,
+            str(m.tokens),
+            f"{m.seconds:.2f}",
+            f"{m.tokens_per_s:,.0f}",
+            _mib(m.peak_bytes),
+            f"{m.last_loss:.4f}",
+            "1.00" if m is bench.clear else f"{bench.ratio:.3f}",
+        )
+    console.print(table)
+    phases = new_table("phase", "clear ms", "DP-SGD ms", "DP-SGD / clear", title="one step")
+    for name, c, p in zip(
+        (*PHASES, "step"),
+        (*bench.clear_phases.as_tuple(), bench.clear_phases.step),
+        (*bench.private_phases.as_tuple(), bench.private_phases.step),
+        strict=True,
+    ):
+        ratio = f"{p / c:.2f}" if c > 1e-4 else "-"  # clear steps do not clip or add noise
+        phases.add_row(name, f"{c * 1e3:.1f}", f"{p * 1e3:.1f}", ratio)
+    console.print(phases)
+    costliest = max(
+        zip(PHASES, bench.private_phases.as_tuple(), bench.clear_phases.as_tuple(), strict=True),
+        key=lambda row: row[1] - row[2],
+    )
+    console.print(
+        f"model {model}, {steps} steps x batch {batch_size} (DP-SGD: Poisson samples of that "
+        f"expected size), max length {max_length}, LoRA r={rank} q/k/v/o, noise multiplier "
+        f"{noise_multiplier:g}, clip 1, best of {repeats}; one private run spent epsilon "
+        f"{bench.epsilon:.2f} (delta 1e-5); DP-SGD runs at {bench.ratio:.2f}x the clear "
+        f"tokens/s; most of the extra time is in {costliest[0]} "
+        f"(+{(costliest[1] - costliest[2]) * 1e3:.1f} ms a step); torch threads "
+        f"{torch.get_num_threads()}",
+        highlight=False,
+    )
+
+
 def _mib(value: int | None) -> str:
     return "n/a" if not value else f"{value / 2**20:,.0f} MiB"
 

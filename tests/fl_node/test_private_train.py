@@ -12,11 +12,11 @@ from fl_node.train import (
     ExampleDP,
     NodeTrainConfig,
     TrainSettings,
-    _per_example_loss,
     attach_adapter,
     batches,
     detach_adapter,
     encode_all,
+    per_example_loss,
     sample_rate,
     train_round,
 )
@@ -57,14 +57,14 @@ def test_opacus_gives_each_examples_own_gradient_of_the_lora_factors(
         wrapped = GradSampleModule(peft_model, loss_reduction="mean")
         batch = next(batches(encoded, 3, pad, None))
         out = wrapped(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        _per_example_loss(out.logits, batch["labels"]).mean().backward()
+        per_example_loss(out.logits, batch["labels"]).mean().backward()
         sampled = {n: p.grad_sample.clone() for n, p in params.items()}
         wrapped._close()
         for i, example in enumerate(encoded):  # each example alone, without hooks
             peft_model.zero_grad(set_to_none=True)
             alone = next(batches([example], 1, pad, None))
             out = peft_model(input_ids=alone["input_ids"], attention_mask=alone["attention_mask"])
-            _per_example_loss(out.logits, alone["labels"]).sum().backward()
+            per_example_loss(out.logits, alone["labels"]).sum().backward()
             for name, p in params.items():
                 assert p.grad is not None
                 torch.testing.assert_close(sampled[name][i], p.grad, rtol=1e-4, atol=1e-6)

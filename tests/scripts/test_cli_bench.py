@@ -143,6 +143,17 @@ def test_bench_train_gpu_variant_refuses_clearly_without_cuda(
     assert "needs a CUDA device" in str(result.exception)
 
 
+@pytest.mark.slow
+def test_bench_privacy_prints_both_paths_the_phases_and_what_costs_most() -> None:
+    result = CliRunner().invoke(
+        app, ["privacy", "--steps", "3", "--repeats", "1"], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "train_round DP-SGD" in result.output and "clip + noise" in result.output
+    assert re.search(r"DP-SGD runs at \d+\.\d+x the clear tokens/s", result.output)
+    assert re.search(r"spent epsilon \d+\.\d+", result.output)
+
+
 # --------------------------------------------------------------------------- all
 
 
