@@ -1110,6 +1110,7 @@ class RoundRunner:
             weight_examples=kept.num_examples if kept is not None else None,
             loss_without=scored.without.get(node) if scored is not None else None,
             score=scored.scores.get(node) if scored is not None else None,
+            epsilon=item.metadata.epsilon if item.metadata else None,
         )
 
     def _record(self, round_: int) -> RoundFinalized:

@@ -86,6 +86,7 @@ class SubmissionVerdict(_Frozen):
     weight_examples: int | None = None  # examples it weighs with (claim capped at the median)
     loss_without: float | None = None  # validation loss of the aggregate without it
     score: float | None = None  # contribution score (aggregator.contribution); None: unscored
+    epsilon: float | None = None  # DP-SGD epsilon its update states its round spent (self-reported)
 
 
 class RewardLine(_Frozen):

@@ -310,6 +310,11 @@ class UpdateMetadata(_Header):
     num_examples: int = Field(ge=1)
     metrics: LocalMetrics = LocalMetrics()
 
+    @property
+    def epsilon(self) -> float | None:
+        """The DP-SGD epsilon the node states this update's round spent (``None``: no DP)."""
+        return None if self.metrics.privacy is None else self.metrics.privacy.epsilon
+
 
 class GlobalAdapterMetadata(_Header):
     """Metadata of a global adapter; ``adapter_config`` is peft's ``adapter_config.json``."""

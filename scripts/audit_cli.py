@@ -188,6 +188,7 @@ def round_command(
         console.print(f"[red]report unreadable:[/] {r.report_error}")
     # narrow terminals: the digest stays in --json, each verdict's detail goes under the table
     full = wide()
+    private = any(s.epsilon is not None for s in detail.submissions)
     table = new_table(
         "node",
         "cid",
@@ -197,6 +198,7 @@ def round_command(
         "reason",
         *(["detail"] if full else []),
         "weight",
+        *(["epsilon"] if private else []),
         "reward (LLT)",
         "claimed (LLT)",
         text=(
@@ -215,6 +217,7 @@ def round_command(
             s.reason or "-",
             *([s.detail or "-"] if full else []),
             f"{s.weight:.3f}" if s.weight is not None else "-",
+            *([f"{s.epsilon:.3f}" if s.epsilon is not None else "-"] if private else []),
             tokens(s.reward, unit=False),
             "yes" if s.claimed else "no",
         )

@@ -444,6 +444,12 @@ class Auditor(HistoryReader):
                     f"{verdict.reason or 'accepted'}"
                 )
                 continue
+            stated = item.metadata.epsilon if item.metadata else None
+            if item.metadata is not None and verdict.epsilon != stated:
+                problems.append(
+                    f"{node}: its update states DP-SGD epsilon {stated}, the report says "
+                    f"{verdict.epsilon}"
+                )
             if reason is None:
                 if (
                     verdict.tensor_digest is not None

@@ -121,6 +121,7 @@ class SubmissionView:
     score: float | None = None  # contribution score (the contribution reward rule)
     weight_examples: int | None = None  # examples it weighed with (the claim capped)
     slashed: int = 0  # stake the report slashes for proven cheating
+    epsilon: float | None = None  # DP-SGD epsilon its update states (None: trained without DP)
 
 
 @dataclass(frozen=True)
@@ -450,6 +451,7 @@ class HistoryReader:
                     score=verdict.score if verdict else None,
                     weight_examples=verdict.weight_examples if verdict else None,
                     slashed=slashed.get(key, 0),
+                    epsilon=verdict.epsilon if verdict else None,
                 )
             )
         reasons = (

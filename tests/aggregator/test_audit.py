@@ -30,7 +30,13 @@ from chain.session import Session
 from fl_node.node import claim
 from loraledger.display import tokens
 from loraledger.report import RewardLine, RewardTable, RoundReport
-from loraledger.update import Expected, build_global_adapter, parse_global_adapter
+from loraledger.update import (
+    Expected,
+    LocalMetrics,
+    PrivacyRecord,
+    build_global_adapter,
+    parse_global_adapter,
+)
 from tests.aggregator.round_builders import RoundWorld, make_world, raw_update, update_metadata
 from tests.support.chain import TOKEN, LedgerEnv
 
@@ -691,3 +697,54 @@ def test_contribution_rewards_pass_the_audit_and_a_forged_score_fails_it(
     assert list(failed) == [(round_, "updates")]
     assert f"{favourite}: score " in failed[(round_, "updates")]
     assert "the sheets' median is" in failed[(round_, "updates")]
+
+
+PRIVATE = PrivacyRecord(
+    noise_multiplier=1.1, clip_norm=1.0, sample_rate=0.05, steps=20, delta=1e-5, epsilon=2.5
+)
+
+
+def test_the_report_carries_each_updates_stated_epsilon_and_the_audit_holds_it_to_them(
+    embedded: LedgerEnv, tmp_path: Path
+) -> None:
+    world = make_world(embedded, tmp_path, nodes=3, max_rounds=2)
+    runner = world.runner()
+    nodes = embedded.nodes[:3]
+
+    def submit(round_: int) -> None:  # two nodes trained with DP-SGD, the third without
+        for i, node in enumerate(nodes):
+            private = {"metrics": LocalMetrics(privacy=PRIVATE)} if i < 2 else {}
+            world.submit(round_, node, world.honest(10 * round_ + i), **private)
+
+    round_ = runner.open()
+    submit(round_)
+    report = runner.finalize(round_).report
+    assert [s.epsilon for s in report.submissions] == [2.5, 2.5, None]
+    assert failures(auditor(world).verify(world.task_id)) == {}
+    rows = {s.node: s for s in auditor(world).round_detail(world.task_id, round_).submissions}
+    assert [rows[n.address].epsilon for n in nodes] == [2.5, 2.5, None]
+    world.settle(runner, round_)
+
+    # a colluding majority publishes a report that calls the third node private (or lowers
+    # what the others spent): whoever reads it would trust a privacy nobody provided
+    round_ = runner.open()
+    submit(round_)
+
+    def misstate(honest: RoundReport) -> Finalization:
+        said = {nodes[0].address: 0.5, nodes[2].address: 1.0}
+        subs = tuple(
+            s.model_copy(update={"epsilon": said.get(s.node, s.epsilon)})
+            for s in honest.submissions
+        )
+        return finalization(world, honest.model_copy(update={"submissions": subs}))
+
+    forge(world, round_, misstate)
+    failed = failures(auditor(world).verify(world.task_id))
+    assert set(failed) == {(round_, "updates")}
+    detail = failed[(round_, "updates")]
+    assert (
+        f"{nodes[0].address}: its update states DP-SGD epsilon 2.5, the report says 0.5" in detail
+    )
+    assert (
+        f"{nodes[2].address}: its update states DP-SGD epsilon None, the report says 1.0" in detail
+    )
