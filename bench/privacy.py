@@ -94,7 +94,7 @@ def measure(
     if repeats < 1 or steps < 1:
         raise ConfigError(f"--repeats and --steps must be positive, got {repeats} and {steps}")
     progress = progress or Progress(console=Console(quiet=True), disable=True)
-    dp = ExampleDP(noise_multiplier=noise_multiplier, clip_norm=1.0)
+    dp = ExampleDP(noise_multiplier=noise_multiplier, clip_norm=1.0, noise_seed=0)  # repeatable
     clear = TrainSettings(
         max_steps=steps, batch_size=batch_size, max_length=max_length, learning_rate=1e-3
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -57,13 +58,20 @@ class ExampleDP(Settings):
     examples at rate ``batch_size / examples``, clips each example's gradient of the trainable
     parameters to ``clip_norm`` and adds Gaussian noise of ``noise_multiplier * clip_norm`` to
     their sum. ``epsilon_budget`` is the most the node spends over all its rounds of a task (at
-    ``delta``, by ``accountant``): a round that would exceed it is refused before training."""
+    ``delta``, by ``accountant``): a round that would exceed it is refused before training.
+
+    The samples and the noise must be secret for the guarantee to hold (who knows them can
+    replay the noise and see which examples a step used): with ``noise_seed=None`` (the
+    default) they come from a seed drawn from the operating system's secret randomness for
+    each round. A fixed ``noise_seed`` makes a run reproducible, for tests and benchmarks
+    only: it voids the guarantee against anyone who knows the seed."""
 
     noise_multiplier: float
     clip_norm: float = 1.0
     delta: float = 1e-5
     accountant: Literal["rdp", "prv"] = "rdp"
     epsilon_budget: float | None = None
+    noise_seed: int | None = None
 
     @field_validator("noise_multiplier", "clip_norm", "epsilon_budget")
     @classmethod
@@ -611,16 +619,17 @@ def _private_train_loop(
 ) -> tuple[list[float], int]:
     """DP-SGD with Opacus: per-example gradients of the trainable parameters
     (``GradSampleModule``), clipped, summed and noised by ``DPOptimizer`` around AdamW, over
-    Poisson samples of ``examples``. Seeded: the samples and the noise come from generators
-    seeded by ``settings.seed``, so the same inputs give the same update on CPU."""
+    Poisson samples of ``examples``. The samples and the noise come from generators seeded by
+    ``dp.noise_seed``, or by a secret seed drawn for this call when it is ``None``."""
     from opacus import GradSampleModule
     from opacus.optimizers import DPOptimizer
 
     params = [p for p in peft_model.parameters() if p.requires_grad]
     rate = sample_rate(settings, len(examples))
     steps = total_steps(settings, len(examples))
-    sampler = torch.Generator().manual_seed(settings.seed)
-    noise = torch.Generator(device=model.device).manual_seed(settings.seed + 1)
+    seed = dp.noise_seed if dp.noise_seed is not None else secrets.randbits(62)
+    sampler = torch.Generator().manual_seed(seed)
+    noise = torch.Generator(device=model.device).manual_seed(seed + 1)
     wrapped = GradSampleModule(peft_model, loss_reduction="mean")
     optimizer = DPOptimizer(
         torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay),

@@ -30,7 +30,7 @@ PRIVATE = TrainSettings(
     learning_rate=1e-2,
     batch_size=8,
     max_length=64,
-    privacy=ExampleDP(noise_multiplier=1.0, clip_norm=1.0),
+    privacy=ExampleDP(noise_multiplier=1.0, clip_norm=1.0, noise_seed=0),  # reproducible
 )
 
 
@@ -89,8 +89,13 @@ def test_a_private_round_records_what_it_spent_and_learns_less_than_a_clear_one(
     assert m.eval_loss_before == c.eval_loss_before
     assert m.eval_loss_after is not None and c.eval_loss_after is not None
     assert c.eval_loss_after < m.eval_loss_after < m.eval_loss_before  # learns, but less
-    # seeded: the same inputs give the same bytes; the base model is as it was, hooks gone
+    # a fixed noise seed gives the same bytes (tests only); without one the samples and the
+    # noise are secret, drawn afresh: the same inputs give another update
     assert train_round(config(), tiny, ai_data).digest == private.digest
+    secret = PRIVATE.replace(privacy=ExampleDP(noise_multiplier=1.0, clip_norm=1.0))
+    first, second = (train_round(config(secret), tiny, ai_data) for _ in range(2))
+    assert len({first.digest, second.digest, private.digest}) == 3
+    # the base model is as it was, the hooks are gone
     assert all(torch.equal(base_weights(tiny)[k], before[k]) for k in before)
     assert not any(hasattr(p, "grad_sample") for p in tiny.model.parameters())
     assert not any("lora" in name for name, _ in tiny.model.named_modules())
@@ -99,7 +104,7 @@ def test_a_private_round_records_what_it_spent_and_learns_less_than_a_clear_one(
 def test_more_noise_spends_less_and_empty_samples_still_take_a_noisy_step(
     tiny: LoadedModel, ai_data: NodeData
 ) -> None:
-    quiet = ExampleDP(noise_multiplier=4.0, clip_norm=1.0)
+    quiet = ExampleDP(noise_multiplier=4.0, clip_norm=1.0, noise_seed=0)
     # batch 1 over ~84 examples: about a third of the Poisson samples are empty
     sparse = PRIVATE.replace(batch_size=1, max_steps=12, privacy=quiet)
     result = train_round(config(sparse), tiny, ai_data)
