@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -91,12 +92,13 @@ class RoundStatus:
 
 @dataclass(frozen=True)
 class SpentRound:
-    """A round whose update this node trained with DP-SGD and went on to commit: what it
-    spent (:class:`~loraledger.update.PrivacyRecord`), keyed by the update's digest."""
+    """A round whose update this node trained and went on to commit, keyed by the update's
+    digest: what its DP-SGD spent (:class:`~loraledger.update.PrivacyRecord`), or ``None`` for
+    an update trained without differential privacy (it spent without bound)."""
 
     round: int
     digest: str
-    record: PrivacyRecord
+    record: PrivacyRecord | None
 
 
 @dataclass(frozen=True)
@@ -108,8 +110,9 @@ class NodeStatus:
 
     @property
     def epsilon(self) -> float | None:
-        """The epsilon this node's committed DP-SGD updates of the task spent together (at the
-        latest one's delta, by its accountant); ``None`` when it trained none with DP."""
+        """The epsilon this node's committed updates of the task spent together (at the latest
+        one's delta, by its accountant): ``inf`` when one of them was trained without DP-SGD;
+        ``None`` when none was trained with it."""
         return privacy_total(self.privacy)
 
     @property
@@ -236,8 +239,7 @@ def submit_round(
     )
     result = train_round(config, model, data, global_bytes, info.start_digest.hex(), progress)
     record = result.metadata.metrics.privacy
-    if record is not None and settings.privacy is not None:
-        _spend(session, task_id, round_, result.digest, record, settings.privacy)
+    _spend(session, task_id, round_, result.digest, record, settings.privacy)
     path = _journal_path(session, task_id, round_).with_suffix(".safetensors")
     write_bytes_atomic(path, result.update)
     metrics = result.metadata.metrics
@@ -398,11 +400,15 @@ class PrivacyBudgetExceeded(ConfigError):
 
 
 def privacy_total(spent: Sequence[SpentRound], extra: PrivacyRecord | None = None) -> float | None:
-    """The epsilon of ``spent`` (and ``extra``) composed, at the last record's delta and by its
-    accountant; ``None`` for no records."""
-    records = [s.record for s in spent] + ([extra] if extra is not None else [])
+    """The epsilon of ``spent`` (and ``extra``) composed, at the last DP-SGD record's delta and
+    by its accountant: ``None`` without any DP-SGD record, ``inf`` when a round was trained
+    without DP (its update was released with no guarantee)."""
+    records = [s.record for s in spent if s.record is not None]
+    records += [extra] if extra is not None else []
     if not records:
         return None
+    if any(s.record is None for s in spent):
+        return math.inf
     last = records[-1]
     stretches = [Stretch(r.noise_multiplier, r.sample_rate, r.steps) for r in records]
     return epsilon(stretches, last.delta, last.accountant)
@@ -419,7 +425,11 @@ def privacy_spent(session: Session, task_id: int) -> tuple[SpentRound, ...]:
     try:
         body = json.loads(path.read_text())
         return tuple(
-            SpentRound(int(e["round"]), str(e["digest"]), PrivacyRecord.model_validate(e["record"]))
+            SpentRound(
+                int(e["round"]),
+                str(e["digest"]),
+                None if e["record"] is None else PrivacyRecord.model_validate(e["record"]),
+            )
             for e in body["rounds"]
         )
     except FileNotFoundError:
@@ -432,36 +442,59 @@ def privacy_spent(session: Session, task_id: int) -> tuple[SpentRound, ...]:
 
 
 def _check_budget(session: Session, task_id: int, dp: ExampleDP) -> None:
-    """Refuse to train when the updates already committed spent the whole budget."""
+    """Refuse to train when the updates already committed spent the whole budget (or one of
+    them was trained without DP: nothing bounds what it released)."""
     if dp.epsilon_budget is None:
         return
-    spent = privacy_total(privacy_spent(session, task_id)) or 0.0
-    if spent >= dp.epsilon_budget:
+    spent = privacy_spent(session, task_id)
+    clear = [s.round for s in spent if s.record is None]
+    if clear:
         raise PrivacyBudgetExceeded(
-            f"this node already spent epsilon {spent:.3f} of its budget {dp.epsilon_budget:g} "
+            f"this node committed round(s) {', '.join(map(str, clear))} of task {task_id} "
+            "without DP-SGD: those updates carry no guarantee, so no epsilon budget holds",
+            hint="a budget means something only for a node that trains every round with DP",
+        )
+    total = privacy_total(spent) or 0.0
+    if total >= dp.epsilon_budget:
+        raise PrivacyBudgetExceeded(
+            f"this node already spent epsilon {total:.3f} of its budget {dp.epsilon_budget:g} "
             f"on task {task_id}: it trains no more rounds",
             hint="leave the task, or raise --dp-budget knowing what it means",
         )
 
 
 def _spend(
-    session: Session, task_id: int, round_: int, digest: str, record: PrivacyRecord, dp: ExampleDP
+    session: Session,
+    task_id: int,
+    round_: int,
+    digest: str,
+    record: PrivacyRecord | None,
+    dp: ExampleDP | None,
 ) -> None:
     """Add a trained update to the privacy ledger before it is journalled and committed, or
-    raise :class:`PrivacyBudgetExceeded` (nothing journalled, nothing committed)."""
+    raise :class:`PrivacyBudgetExceeded` (nothing journalled, nothing committed). An update
+    trained without DP (``record`` None) is recorded once the node has a ledger: its rounds
+    then read as unbounded."""
     spent = privacy_spent(session, task_id)
     if any(s.digest == digest for s in spent):
         return  # the same update, trained again after a restart: spent once
+    if record is None and not spent:
+        return  # a node that never trained with DP keeps no ledger
     total = privacy_total(spent, record)
-    if dp.epsilon_budget is not None and total is not None and total > dp.epsilon_budget:
+    budget = dp.epsilon_budget if dp is not None else None
+    if record is not None and budget is not None and total is not None and total > budget:
         raise PrivacyBudgetExceeded(
             f"round {round_}'s update would bring this node's epsilon on task {task_id} to "
-            f"{total:.3f}, over its budget {dp.epsilon_budget:g} (delta {dp.delta:g}); it was "
-            "not committed",
+            f"{total:.3f}, over its budget {budget:g} (delta {record.delta:g}); it was not "
+            "committed",
             hint="more noise (--dp-noise-multiplier), fewer --steps or a smaller --batch-size",
         )
     entries = [
-        {"round": s.round, "digest": s.digest, "record": s.record.model_dump(mode="json")}
+        {
+            "round": s.round,
+            "digest": s.digest,
+            "record": None if s.record is None else s.record.model_dump(mode="json"),
+        }
         for s in (*spent, SpentRound(round_, digest, record))
     ]
     write_json_atomic(_privacy_path(session, task_id), {"rounds": entries})

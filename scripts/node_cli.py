@@ -3,6 +3,7 @@ them, claim rewards."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from chain.session import Session
     from fl_node.data import NodeData
     from fl_node.model import LoadedModel
-    from fl_node.node import SubmittedUpdate
+    from fl_node.node import NodeStatus, SubmittedUpdate
     from fl_node.train import ExampleDP, ProgressCallback, StepReport, TrainSettings
     from loraledger.update import PeftSpec
 
@@ -642,6 +643,29 @@ def _locked_until(session: Session, exc: Exception) -> str:
     return f"is locked until {chain_time(unlocks_at, session.ledger.chain.timestamp())}"
 
 
+def _privacy_json(st: NodeStatus) -> dict[str, object] | None:
+    """``node status --json``'s privacy: the composed epsilon (``null`` with ``unbounded`` when
+    a round was committed without DP-SGD) and every committed round's record."""
+    if st.epsilon is None:
+        return None
+    private = [p.record for p in st.privacy if p.record is not None]
+    return {
+        "epsilon": None if math.isinf(st.epsilon) else st.epsilon,
+        "unbounded": math.isinf(st.epsilon),
+        "delta": private[-1].delta,
+        "accountant": private[-1].accountant,
+        "rounds": [
+            {
+                "round": p.round,
+                "digest": p.digest,
+                "private": p.record is not None,
+                **(p.record.model_dump() if p.record is not None else {}),
+            }
+            for p in st.privacy
+        ],
+    }
+
+
 @app.command("status")
 def status_command(
     task: int = TaskOption,
@@ -681,17 +705,7 @@ def status_command(
                         }
                         for r in st.rounds
                     ],
-                    "privacy": None
-                    if st.epsilon is None
-                    else {
-                        "epsilon": st.epsilon,
-                        "delta": st.privacy[-1].record.delta,
-                        "accountant": st.privacy[-1].record.accountant,
-                        "rounds": [
-                            {"round": p.round, "digest": p.digest, **p.record.model_dump()}
-                            for p in st.privacy
-                        ],
-                    },
+                    "privacy": _privacy_json(st),
                 }
             )
         )
@@ -726,11 +740,20 @@ def status_command(
         f"claimable {tokens(st.claimable)}, waiting for a challenge window "
         f"{tokens(st.pending)}, claimed {tokens(st.claimed)}"
     )
-    if st.epsilon is not None:
-        last = st.privacy[-1].record
+    private = [p for p in st.privacy if p.record is not None]
+    clear = [str(p.round) for p in st.privacy if p.record is None]
+    if st.epsilon is not None and clear:
+        console.print(
+            f"differential privacy: [yellow]no bound[/]: round(s) {', '.join(clear)} were "
+            f"committed without DP-SGD (rounds {', '.join(str(p.round) for p in private)} with it)",
+            highlight=False,
+        )
+    elif st.epsilon is not None:
+        last = private[-1].record
+        assert last is not None
         console.print(
             f"differential privacy: epsilon {st.epsilon:.3f} spent on this task at delta "
-            f"{last.delta:g} ({last.accountant}) by {len(st.privacy)} DP-SGD update(s) "
-            f"(rounds {', '.join(str(p.round) for p in st.privacy)})",
+            f"{last.delta:g} ({last.accountant}) by {len(private)} DP-SGD update(s) "
+            f"(rounds {', '.join(str(p.round) for p in private)})",
             highlight=False,
         )

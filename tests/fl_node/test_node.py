@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import re
 import signal
@@ -126,6 +127,7 @@ def test_node_commits_hidden_then_pins_and_reveals_an_update_the_contract_accept
     assert hashlib.sha256(update).hexdigest() == submitted.digest
     assert not store.has(compute_cid(update))
     assert History(env.ledger).reveals(task_id, round_) == []
+    assert not list((tmp_path / "journal").rglob("privacy.json"))  # no DP, no privacy ledger
     with pytest.raises(RoundUnavailable, match="already committed"):
         submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
 
@@ -707,7 +709,7 @@ def test_a_private_node_keeps_its_epsilon_and_refuses_a_round_past_its_budget(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     env = embedded
-    task_id = _task(env, store, tiny, max_rounds=3)
+    task_id = _task(env, store, tiny, max_rounds=4)
     session = _session(env, store, tmp_path)
     join(session, task_id)
     env.ledger.open_next_round(task_id, env.aggregator)
@@ -753,3 +755,16 @@ def test_a_private_node_keeps_its_epsilon_and_refuses_a_round_past_its_budget(
     assert [(s.round, s.digest) for s in rounds] == [(1, first.digest), (2, resumed.digest)]
     two = status(session, task_id).epsilon
     assert two == pytest.approx(both)  # composed by the accountant, not added
+    _finalize_unchanged(env, session, task_id, 2)
+
+    # a round committed without DP: nothing bounds what it released, and no budget holds after
+    clear = submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+    assert clear.epsilon is None
+    assert node_mod.privacy_spent(session, task_id)[-1] == node_mod.SpentRound(
+        3, clear.digest, None
+    )
+    assert status(session, task_id).epsilon == math.inf
+    _finalize_unchanged(env, session, task_id, 3)
+    with pytest.raises(node_mod.PrivacyBudgetExceeded, match=r"round\(s\) 3 .* without DP-SGD"):
+        submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=roomy)
+    assert not env.ledger.submission(task_id, 4, session.address).committed
