@@ -473,13 +473,11 @@ def _spend(
 ) -> None:
     """Add a trained update to the privacy ledger before it is journalled and committed, or
     raise :class:`PrivacyBudgetExceeded` (nothing journalled, nothing committed). An update
-    trained without DP (``record`` None) is recorded once the node has a ledger: its rounds
-    then read as unbounded."""
+    trained without DP (``record`` None) is recorded too: should the node turn DP on later,
+    its epsilon reads as unbounded and no budget holds."""
     spent = privacy_spent(session, task_id)
     if any(s.digest == digest for s in spent):
         return  # the same update, trained again after a restart: spent once
-    if record is None and not spent:
-        return  # a node that never trained with DP keeps no ledger
     total = privacy_total(spent, record)
     budget = dp.epsilon_budget if dp is not None else None
     if record is not None and budget is not None and total is not None and total > budget:

@@ -127,7 +127,11 @@ def test_node_commits_hidden_then_pins_and_reveals_an_update_the_contract_accept
     assert hashlib.sha256(update).hexdigest() == submitted.digest
     assert not store.has(compute_cid(update))
     assert History(env.ledger).reveals(task_id, round_) == []
-    assert not list((tmp_path / "journal").rglob("privacy.json"))  # no DP, no privacy ledger
+    # the privacy ledger lists the round as trained without DP; no epsilon is claimed
+    assert node_mod.privacy_spent(session, task_id) == (
+        node_mod.SpentRound(round_, submitted.digest, None),
+    )
+    assert status(session, task_id).epsilon is None
     with pytest.raises(RoundUnavailable, match="already committed"):
         submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
 
