@@ -228,6 +228,7 @@ def submit_round(
     if journal is not None:
         logger.info("round %s: committing the update journalled before a restart", round_)
         _load_update(journal)  # the bytes are still there and match the digest
+        _record_spent(session, task_id, round_, journal)  # killed before it was recorded
         return _commit(session, task_id, round_, journal, info.deadline, resumed=True)
 
     if settings.privacy is not None:
@@ -239,7 +240,7 @@ def submit_round(
     )
     result = train_round(config, model, data, global_bytes, info.start_digest.hex(), progress)
     record = result.metadata.metrics.privacy
-    _spend(session, task_id, round_, result.digest, record, settings.privacy)
+    _check_spend(session, task_id, round_, result.digest, record, settings.privacy)
     path = _journal_path(session, task_id, round_).with_suffix(".safetensors")
     write_bytes_atomic(path, result.update)
     metrics = result.metadata.metrics
@@ -253,8 +254,10 @@ def submit_round(
         "eval_loss_before": metrics.eval_loss_before,
         "eval_loss_after": metrics.eval_loss_after,
         "epsilon": None if record is None else record.epsilon,
+        "privacy": None if record is None else record.model_dump(mode="json"),
     }
     _write_journal(session, task_id, round_, journal)  # before committing: the salt survives
+    _record_spent(session, task_id, round_, journal)  # once journalled: it will be committed
     return _commit(session, task_id, round_, journal, info.deadline, resumed=False)
 
 
@@ -463,7 +466,7 @@ def _check_budget(session: Session, task_id: int, dp: ExampleDP) -> None:
         )
 
 
-def _spend(
+def _check_spend(
     session: Session,
     task_id: int,
     round_: int,
@@ -471,22 +474,38 @@ def _spend(
     record: PrivacyRecord | None,
     dp: ExampleDP | None,
 ) -> None:
-    """Add a trained update to the privacy ledger before it is journalled and committed, or
-    raise :class:`PrivacyBudgetExceeded` (nothing journalled, nothing committed). An update
-    trained without DP (``record`` None) is recorded too: should the node turn DP on later,
-    its epsilon reads as unbounded and no budget holds."""
+    """Raise :class:`PrivacyBudgetExceeded` when committing this update would take the node past
+    its budget (before anything is journalled: a refused update is never released)."""
     spent = privacy_spent(session, task_id)
-    if any(s.digest == digest for s in spent):
-        return  # the same update, trained again after a restart: spent once
-    total = privacy_total(spent, record)
     budget = dp.epsilon_budget if dp is not None else None
-    if record is not None and budget is not None and total is not None and total > budget:
+    if record is None or budget is None or any(s.digest == digest for s in spent):
+        return
+    total = privacy_total(spent, record)
+    if total is not None and total > budget:
         raise PrivacyBudgetExceeded(
             f"round {round_}'s update would bring this node's epsilon on task {task_id} to "
             f"{total:.3f}, over its budget {budget:g} (delta {record.delta:g}); it was not "
             "committed",
             hint="more noise (--dp-noise-multiplier), fewer --steps or a smaller --batch-size",
         )
+
+
+def _record_spent(session: Session, task_id: int, round_: int, journal: dict[str, Any]) -> None:
+    """Add a journalled update (which the node commits next) to the privacy ledger, once per
+    digest: a clear one too (``privacy`` null), so that turning DP on later reads as
+    unbounded."""
+    spent = privacy_spent(session, task_id)
+    digest = str(journal["digest"])
+    if any(s.digest == digest for s in spent):
+        return  # recorded before a restart: spent once
+    raw = journal.get("privacy")
+    try:
+        record = None if raw is None else PrivacyRecord.model_validate(raw)
+    except ValueError as exc:
+        raise ConfigError(
+            f"the journal of round {round_} has an unreadable privacy record: {exc}",
+            hint="delete the round's journal to train the round again (before committing)",
+        ) from exc
     entries = [
         {
             "round": s.round,

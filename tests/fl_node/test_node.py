@@ -772,3 +772,32 @@ def test_a_private_node_keeps_its_epsilon_and_refuses_a_round_past_its_budget(
     with pytest.raises(node_mod.PrivacyBudgetExceeded, match=r"round\(s\) 3 .* without DP-SGD"):
         submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=roomy)
     assert not env.ledger.submission(task_id, 4, session.address).committed
+
+
+def test_a_node_killed_between_its_journal_and_its_privacy_ledger_records_the_round_on_resume(
+    embedded: LedgerEnv,
+    store: EmbeddedStore,
+    tiny: LoadedModel,
+    ai_data: NodeData,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = embedded
+    task_id = _task(env, store, tiny)
+    session = _session(env, store, tmp_path)
+    join(session, task_id)
+    env.ledger.open_next_round(task_id, env.aggregator)
+    private = SETTINGS.replace(privacy=ExampleDP(noise_multiplier=1.0))
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt("killed after journalling, before the privacy ledger")
+
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(node_mod, "_record_spent", killed)
+        submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=private)
+    assert node_mod.privacy_spent(session, task_id) == ()
+    resumed = submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=private)
+    assert resumed.resumed and resumed.epsilon is not None
+    (spent,) = node_mod.privacy_spent(session, task_id)
+    assert (spent.round, spent.digest) == (1, resumed.digest)
+    assert spent.record is not None and spent.record.epsilon == resumed.epsilon
