@@ -141,7 +141,10 @@ def measure(
         progress.remove_task(task)
         encoded = encode_all(loaded.tokenizer, data.train, max_length)
         phases = progress.add_task("phases", total=4 * steps)
-        step = lambda: progress.advance(phases)  # noqa: E731
+
+        def step() -> None:
+            progress.advance(phases)
+
         _phases(loaded, encoded, spec, clear, None, 1, step)  # warm-up
         _phases(loaded, encoded, spec, clear, dp, 1, step)
         clear_phases = _phases(loaded, encoded, spec, clear, None, steps, step)

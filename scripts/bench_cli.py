@@ -211,10 +211,8 @@ def privacy(
         bench = measure(
             model, steps, batch_size, max_length, rank, noise_multiplier, repeats, progress
         )
-    table = new_table(
-        "path", "tokens", "train s", "tokens/s", "peak mem", "last loss", "ratio",
-        title=f"{model}: DP-SGD vs clear",
-    )  # fmt: skip
+    columns = ("path", "tokens", "train s", "tokens/s", "peak mem", "last loss", "ratio")
+    table = new_table(*columns, title=f"{model}: DP-SGD vs clear")
     for m in (bench.clear, bench.private):
         table.add_row(
             m.path,

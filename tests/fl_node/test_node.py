@@ -694,10 +694,8 @@ def _finalize_unchanged(env: LedgerEnv, session: Session, task_id: int, round_: 
     reveal_round(session, task_id, round_)
     env.close(task_id, round_)
     created = History(env.ledger).task_created(task_id)
-    result = Finalization(
-        created.initial_global_cid, created.initial_global_digest, "bafy-report", 0, 1,
-        b"\x00" * 32, 0,
-    )  # fmt: skip
+    unchanged = (created.initial_global_cid, created.initial_global_digest, "bafy-report")
+    result = Finalization(*unchanged, 0, 1, b"\x00" * 32, 0)
     attestations = env.sign(task_id, round_, result)
     env.ledger.finalize_round(task_id, round_, result, attestations, env.aggregator)
     env.settle(task_id, round_)
