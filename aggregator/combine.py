@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +34,7 @@ from aggregator.robust import clipped_fedavg, coordinate_median, krum, trimmed_m
 from aggregator.server_opt import FedAdam, FedAvgM, FedYogi, ServerOptimizer, ServerState
 from aggregator.strategies import AggregationResult, fedavg
 from loraledger.errors import ConfigError
+from loraledger.privacy import TaskPrivacy
 from loraledger.update import PeftSpec
 
 
@@ -42,6 +44,8 @@ class StrategyConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: StrategyName = "fedavg"
+    # fedavg and the server optimizers: by claimed examples, or equal (node-level DP needs it)
+    weighting: Literal["examples", "equal"] = "examples"
     clip_norm: float | None = Field(default=None, gt=0)  # clip: None = the round's median norm
     trim_ratio: float = Field(default=0.1, ge=0, lt=0.5)  # trimmed-mean: per side
     byzantine: int = Field(default=1, ge=0)  # krum: assumed attackers f
@@ -62,6 +66,24 @@ class StrategyConfig(BaseModel):
                 server_lr=self.server_lr or 0.01, beta1=self.beta1, beta2=self.beta2, tau=self.tau
             )
         return None
+
+
+def strategy_for(privacy: TaskPrivacy, config: StrategyConfig) -> StrategyConfig:
+    """``config`` as a task's privacy policy allows it: node-level DP's noise shares add up
+    only in a plain sum of equally weighted updates (weights by claimed examples would let one
+    node count for more than its clipping bound, and robust rules drop updates and their noise
+    with them), so such a task takes FedAvg with equal weights; any other policy takes
+    ``config`` as it is. The aggregator runs what this returns and an audit checks that a
+    report's recorded strategy is it."""
+    if privacy.mode != "node":
+        return config
+    if config.name != "fedavg":
+        raise ConfigError(
+            f"the task requires node-level DP, whose noise shares add up only in FedAvg; "
+            f"got --strategy {config.name}",
+            hint="run the aggregator with --strategy fedavg (its weights are then equal)",
+        )
+    return config.model_copy(update={"weighting": "equal"})
 
 
 @dataclass(frozen=True)
@@ -136,7 +158,8 @@ def _factorwise(
     config: StrategyConfig, updates: Sequence[ClientUpdate], start: Tensors, compute: Compute | None
 ) -> AggregationResult:
     if config.name in ("fedavg", *SERVER_OPTIMIZERS):
-        return fedavg(updates, compute=compute)
+        equal = {u.node: 1.0 for u in updates} if config.weighting == "equal" else None
+        return fedavg(updates, weights=equal, compute=compute)
     if config.name == "clip":
         return clipped_fedavg(updates, reference=start, max_norm=config.clip_norm, compute=compute)
     if config.name == "median":

@@ -26,6 +26,9 @@ REASON_COPY = "copied_update"  # (near) the weight change of an earlier commitme
 REASON_NO_CONTRIBUTION = "no_contribution"  # its contribution score on validation data is <= 0
 REASON_UNREVEALED = "unrevealed"  # committed on chain, never revealed (no verdict, no reward)
 REASON_CHECK_FAILED = "check_failed"  # checking it raised an unexpected error
+# Codes of the task's privacy policy (loraledger.privacy, docs/privacy.md)
+REASON_PRIVACY_POLICY = "privacy_policy"  # its stated DP does not meet the task's policy
+REASON_CLIP_BOUND = "clip_bound"  # node-level DP: its change is past the clipping allowance
 # Codes of the isolated worker that reads an update's header first (aggregator.isolate)
 REASON_CHECKER_CRASHED = "checker_crashed"  # the worker died on a signal (e.g. SIGSEGV)
 REASON_CHECKER_MEMORY = "checker_memory"  # the worker went over its memory bound
@@ -35,7 +38,8 @@ REASON_CHECKER_TIMEOUT = "checker_timeout"  # the worker ran past its time limit
 # aggregator slashes the node's stake for them, with the code below in the NodeSlashed event.
 # Not slashed: an unavailable CID (the network may be at fault), a norm outlier, a worse
 # validation loss, a free ride or no contribution (a broken but honest node can do those), a
-# failed check.
+# failed check, a breach of the task's privacy policy (it exposes the node's own data; the
+# rejection keeps it out of the global adapter and unpaid).
 SLASH_CODES: dict[str, int] = {
     "unrevealed": 1,  # committed, never revealed (the chain shows it)
     "copied_update": 2,  # the weight change of an earlier commitment

@@ -47,7 +47,7 @@ import torch
 from pydantic import Field, InstanceOf
 
 from aggregator.client_update import ClientUpdate
-from aggregator.combine import Combined, StrategyConfig, combine
+from aggregator.combine import Combined, StrategyConfig, combine, strategy_for
 from aggregator.consensus import Consensus, decide, split_round_pool, validator_amounts
 from aggregator.contribution import Scored, score_updates
 from aggregator.device import Compute
@@ -93,6 +93,7 @@ from chain.session import Session
 from loraledger.display import chain_time
 from loraledger.errors import ChainError, ConfigError, LoRALedgerError
 from loraledger.paths import write_json_atomic
+from loraledger.privacy import publishes
 from loraledger.report import (
     RoundReport,
     ScoreSheet,
@@ -101,6 +102,7 @@ from loraledger.report import (
     SubmissionVerdict,
     ValidatorLine,
     fetch_report,
+    node_round_privacy,
 )
 from loraledger.settings import Settings
 from loraledger.update import GlobalAdapter, pack_next_global, sha256_hex
@@ -237,6 +239,12 @@ class RoundRunner:
                 hint=f"run with the account the task names (`loraledger task show {task_id}`)",
             )
         self._base_model_hash = task.base_model_hash
+        # the task's privacy policy (its TaskCreated event): what verification and the
+        # aggregation must honour (docs/privacy.md)
+        self.privacy = session.history.task_created(task_id).params.privacy
+        self.settings = self.settings.model_copy(
+            update={"strategy": strategy_for(self.privacy, self.settings.strategy)}
+        )
         # validators run in this process (each with its own account and held-out data); the
         # others run `loraledger validator run` and act through the chain
         self.validators = list(validators)
@@ -427,22 +435,14 @@ class RoundRunner:
             return replace(outcome, resumed=resumed)
         raise ChainError(f"round {round_}: submissions kept arriving while finalizing; try again")
 
-    def _newest_input(self, round_: int) -> int:
-        """The block of the round's newest input event: its opening, a commitment, a reveal or
-        a score sheet."""
-        history = self.session.history
-        blocks = [history.opened_at(self.task_id, round_) or 0]
-        blocks += [e.block for e in history.commits(self.task_id, round_)]
-        blocks += [e.block for e in history.reveals(self.task_id, round_)]
-        blocks += [e.block for e in history.scores(self.task_id, round_)]
-        return max(blocks)
-
     def _await_confirmations(self, round_: int, poll_seconds: float) -> None:
         """With ``--confirmations N``: wait until the round's newest input is N blocks deep
         before computing and proposing from the inputs (read again at every poll, so a
         reorganisation that brings newer ones waits for those too)."""
         chain = self.session.ledger.chain
-        if chain.confirmations <= 0 or chain.confirmed(self._newest_input(round_)):
+        if chain.confirmations <= 0 or chain.confirmed(
+            self.session.history.newest_input(self.task_id, round_)
+        ):
             return
         logger.info(
             "round %s: waiting for %s confirmations of its inputs", round_, chain.confirmations
@@ -450,7 +450,7 @@ class RoundRunner:
         self.wait(
             round_,
             poll_seconds=poll_seconds,
-            until=lambda: chain.confirmed(self._newest_input(round_)),
+            until=lambda: chain.confirmed(self.session.history.newest_input(self.task_id, round_)),
         )
 
     def propose(self, round_: int, result: Finalization) -> bytes:
@@ -603,6 +603,7 @@ class RoundRunner:
             seen=inputs.seen,
             evaluator=evaluator,
             prior=inputs.prior,
+            privacy=self.privacy,
         )
 
     def _aggregator_fn(
@@ -722,7 +723,16 @@ class RoundRunner:
         scored_at = time.perf_counter()
         accepted = verification.accepted
         weighed = self._weighed(accepted)
-        combined = aggregate([weighed[c.commitment.node] for c in accepted]) if accepted else None
+        publish = bool(accepted) and publishes(self.privacy, len(accepted))
+        combined = aggregate([weighed[c.commitment.node] for c in accepted]) if publish else None
+        if accepted and not publish:
+            logger.warning(
+                "round %s: %s update(s) accepted, fewer than the %s whose noise shares the "
+                "task's node-level DP needs: the task keeps its adapter",
+                round_,
+                len(accepted),
+                self.privacy.min_nodes,
+            )
         aggregated_at = time.perf_counter()
         self._checkpoint("aggregated")
 
@@ -805,6 +815,9 @@ class RoundRunner:
             validators=validators,
             metrics=metrics,
             software=software_versions(),
+            privacy=node_round_privacy(
+                self.privacy, inputs.previous, len(accepted) if combined is not None else 0
+            ),
         )
         report_cid = store.put_bytes(report.to_bytes())
         store.pin(report_cid)

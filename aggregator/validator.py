@@ -182,7 +182,8 @@ class Validator:
         state = ledger.round_state(self.task_id, round_)
         if state is RoundState.CLOSED:
             # with --confirmations: score and propose only from inputs N blocks deep
-            ready = ledger.chain.confirmed(self.runner._newest_input(round_))
+            newest = self.session.history.newest_input(self.task_id, round_)
+            ready = ledger.chain.confirmed(newest)
             if ready:
                 self.post_sheet(round_)
             signed = False

@@ -8,7 +8,9 @@ saying what differed. Checks, in order:
    round and base model within the task's largest rank, all values finite
    (:func:`loraledger.update.parse_update`'s codes), made by the node that committed it
    (``wrong_node``), on the number of examples it committed (``examples_mismatch``), with the
-   task's peft method, target modules and layer shapes (``spec_mismatch``).
+   task's peft method, target modules and layer shapes (``spec_mismatch``), meeting the task's
+   privacy policy (``privacy_policy``; under node-level DP a change within the clipping
+   allowance, ``clip_bound``: :func:`privacy_breach`).
 2. *Against the others* (:mod:`aggregator.screening`, on weight changes): the same tensors as
    an earlier round's or an earlier commitment's update (``replayed_update``); (near) no
    weight change, or the start or an earlier global adapter again (``free_rider``); (near)
@@ -51,11 +53,13 @@ from aggregator.consensus import Consensus
 from aggregator.device import single_threaded
 from aggregator.errors import (
     REASON_CHECK_FAILED,
+    REASON_CLIP_BOUND,
     REASON_COPY,
     REASON_EXAMPLES_MISMATCH,
     REASON_FREE_RIDER,
     REASON_NO_CONTRIBUTION,
     REASON_NORM_OUTLIER,
+    REASON_PRIVACY_POLICY,
     REASON_REPLAYED,
     REASON_SPEC_MISMATCH,
     REASON_UNAVAILABLE,
@@ -67,6 +71,13 @@ from aggregator.screening import Candidate, Change, find_copies, free_rider, tru
 from aggregator.stats import OutlierPolicy, lora_delta_norm
 from ipfs import ContentStore, ContentTooLarge
 from loraledger.errors import ConfigError, ServiceUnavailable, StorageError, UpdateRejected
+from loraledger.privacy import (
+    NO_PRIVACY,
+    TaskPrivacy,
+    change_norm,
+    clip_allowance,
+    example_breach,
+)
 from loraledger.settings import Settings
 from loraledger.update import (
     DEFAULT_MAX_BYTES,
@@ -244,6 +255,7 @@ def verify_round(
     seen: Mapping[str, str] | None = None,
     evaluator: Evaluator | None = None,
     prior: Prior | None = None,
+    privacy: TaskPrivacy = NO_PRIVACY,
 ) -> Verification:
     """Verify every commitment of a round; ``seen`` maps earlier rounds' tensor digests to
     where they were submitted (for the replay check), ``prior`` holds earlier rounds' global
@@ -254,7 +266,7 @@ def verify_round(
         base_model=start.metadata.base_model,
         max_rank=policy.max_rank,
     )
-    checked = check_all(store, commitments, expected, start, policy, workdir)
+    checked = check_all(store, commitments, expected, start, policy, workdir, privacy)
     start_loss = None
     loss_of: Callable[[Checked], float | None] | None = None
     if evaluator is not None:
@@ -345,18 +357,22 @@ def check_all(
     start: GlobalAdapter,
     policy: VerifyPolicy,
     workdir: Path,
+    privacy: TaskPrivacy = NO_PRIVACY,
 ) -> list[Checked]:
     """:func:`check_one` of every commitment (in their order), ``policy.fetch_workers`` at
     once: fetching, hashing and parsing overlap, and each worker runs its update's maths on one
     torch thread (:func:`aggregator.device.single_threaded`), so the workers are the cores
-    verification uses."""
+    verification uses. ``privacy`` is the task's policy (from its ``TaskCreated`` event)."""
     workdir.mkdir(parents=True, exist_ok=True)
     with (
         single_threaded(),
         ThreadPoolExecutor(max_workers=policy.fetch_workers, thread_name_prefix="verify") as pool,
     ):
         return list(
-            pool.map(lambda c: check_one(store, c, expected, start, policy, workdir), commitments)
+            pool.map(
+                lambda c: check_one(store, c, expected, start, policy, workdir, privacy),
+                commitments,
+            )
         )
 
 
@@ -367,6 +383,7 @@ def check_one(
     start: GlobalAdapter,
     policy: VerifyPolicy,
     workdir: Path,
+    privacy: TaskPrivacy = NO_PRIVACY,
 ) -> Checked:
     """Fetch and check one update on its own (step 1 of the module docstring).
 
@@ -377,7 +394,7 @@ def check_one(
     isolated worker (:mod:`aggregator.isolate`, ``policy.isolate``).
     """
     try:
-        return _check_one(store, commitment, expected, start, policy, workdir)
+        return _check_one(store, commitment, expected, start, policy, workdir, privacy)
     except ServiceUnavailable:
         raise
     except Exception as exc:
@@ -393,6 +410,7 @@ def _check_one(
     start: GlobalAdapter,
     policy: VerifyPolicy,
     workdir: Path,
+    privacy: TaskPrivacy,
 ) -> Checked:
     item = Checked(commitment)
     expected = replace(expected, digest=commitment.digest, max_bytes=policy.max_bytes)
@@ -428,6 +446,9 @@ def _check_one(
     mismatch = spec_mismatch(parsed.tensors, meta.peft, start)
     if mismatch is not None:
         return item.reject(REASON_SPEC_MISMATCH, mismatch)
+    breach = privacy_breach(privacy, meta, parsed.tensors, start)
+    if breach is not None:
+        return item.reject(*breach)
     try:
         norm = update_norm(commitment.node, parsed.tensors, meta.peft, start)
     except UpdateRejected as exc:
@@ -437,6 +458,44 @@ def _check_one(
     return replace(
         item, path=path, metadata=meta, tensor_digest=tensor_digest(parsed.tensors), norm=norm
     )
+
+
+def privacy_breach(
+    privacy: TaskPrivacy,
+    meta: UpdateMetadata,
+    tensors: Mapping[str, torch.Tensor],
+    start: GlobalAdapter,
+) -> tuple[str, str] | None:
+    """The reason code and sentence for an update that breaks the task's privacy policy, or
+    ``None``: under example-level DP its stated DP-SGD record
+    (:func:`loraledger.privacy.example_breach`); under node-level DP a noise-share record, the
+    task's rank and alpha, and a change from the start adapter within the clipping allowance
+    (:func:`loraledger.privacy.clip_allowance`: the bound plus the noise share's norm but for a
+    chance of 1e-9; the noise itself cannot be checked)."""
+    if privacy.mode == "example":
+        why = example_breach(privacy, meta.metrics.privacy)
+        return None if why is None else (REASON_PRIVACY_POLICY, why)
+    if privacy.mode != "node":
+        return None
+    record = meta.metrics.privacy
+    if record is None or record.mode != "node":
+        return REASON_PRIVACY_POLICY, "states no node-level noise share; the task requires one"
+    task = start.metadata.peft
+    if meta.peft.aggregation_shape != task.aggregation_shape:
+        return (
+            REASON_PRIVACY_POLICY,
+            f"rank and alpha {meta.peft.aggregation_shape}; node-level DP clips updates at the "
+            f"task's {task.aggregation_shape}",
+        )
+    norm = change_norm(tensors, start.tensors)
+    allowance = clip_allowance(privacy, sum(t.numel() for t in tensors.values()))
+    if norm > allowance:
+        return (
+            REASON_CLIP_BOUND,
+            f"its change from the start adapter has norm {norm:.6g}, past the {allowance:.6g} "
+            f"that a change clipped to {privacy.clip_norm:g} plus its noise share reaches",
+        )
+    return None
 
 
 def spec_mismatch(

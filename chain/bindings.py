@@ -23,6 +23,8 @@ from chain.compiler import load_artifact
 from chain.merkle import SlashEntry
 from chain.network import Chain
 from chain.round_state import RoundState
+from loraledger.errors import ConfigError
+from loraledger.privacy import ACCOUNTANTS, NO_PRIVACY, PRIVACY_MODES, TaskPrivacy
 
 ZERO_DIGEST = b"\x00" * 32
 #: Most examples a node may claim per round when a task does not say (``TaskParams``).
@@ -38,6 +40,60 @@ DEFAULT_GRACE_PERIOD = 3600
 def base_model_hash(model_id: str) -> bytes:
     """keccak256 of a base model identifier, as tasks record it."""
     return bytes(Web3.keccak(text=model_id))
+
+
+_FIELD = (1 << 52) - 1  # a packed privacy policy's fixed-point fields (ILoRALedger.sol)
+_MILLIONTHS = 1_000_000
+_DELTA_UNITS = 10**15
+
+
+def _fixed(value: float, units: int, what: str) -> int:
+    scaled = round(value * units)
+    if not 0 < scaled <= _FIELD:
+        raise ConfigError(
+            f"the privacy policy's {what} {value:g} is outside what the chain records "
+            f"(1/{units:g} to {_FIELD / units:g})"
+        )
+    return scaled
+
+
+def pack_privacy(policy: TaskPrivacy) -> int:
+    """``policy`` as ``TaskParams.privacy`` records it (one word: ILoRALedger.sol's layout).
+    Numbers are rounded to the chain's fixed point: :func:`unpack_privacy` of the result is
+    the policy nodes and auditors will read, so a task's creator checks that one."""
+    if not policy.required:
+        return 0
+    if policy.min_nodes > 0xFFFFFFFF:
+        raise ConfigError(
+            f"the privacy policy's minimum of {policy.min_nodes} nodes is more than the chain "
+            "records (2^32 - 1)"
+        )
+    return (
+        PRIVACY_MODES.index(policy.mode)
+        | ACCOUNTANTS.index(policy.accountant) << 8
+        | policy.min_nodes << 16
+        | _fixed(policy.clip_norm, _MILLIONTHS, "clipping bound") << 48
+        | _fixed(policy.noise_multiplier, _MILLIONTHS, "noise multiplier") << 100
+        | _fixed(policy.target_epsilon, _MILLIONTHS, "target epsilon") << 152
+        | _fixed(policy.delta, _DELTA_UNITS, "delta") << 204
+    )
+
+
+def unpack_privacy(word: int) -> TaskPrivacy:
+    """The policy a ``TaskParams.privacy`` word records (the contract checked its shape)."""
+    mode = word & 0xFF
+    accountant = word >> 8 & 0xFF
+    if mode >= len(PRIVACY_MODES) or accountant >= len(ACCOUNTANTS):
+        raise ConfigError(f"unknown privacy policy word {word:#x}")
+    return TaskPrivacy(
+        mode=PRIVACY_MODES[mode],
+        accountant=ACCOUNTANTS[accountant],
+        min_nodes=word >> 16 & 0xFFFFFFFF,
+        clip_norm=(word >> 48 & _FIELD) / _MILLIONTHS,
+        noise_multiplier=(word >> 100 & _FIELD) / _MILLIONTHS,
+        target_epsilon=(word >> 152 & _FIELD) / _MILLIONTHS,
+        delta=(word >> 204 & _FIELD) / _DELTA_UNITS,
+    )
 
 
 def commitment_hash(
@@ -82,6 +138,7 @@ class TaskParams:
     challenge_window: int = DEFAULT_CHALLENGE_WINDOW
     slash_window: int = DEFAULT_SLASH_WINDOW
     grace_period: int = DEFAULT_GRACE_PERIOD
+    privacy: TaskPrivacy = NO_PRIVACY  # what DP the task requires (docs/privacy.md)
 
     def __post_init__(self) -> None:
         # a list is welcome; kept as a tuple so the params stay hashable and immutable
@@ -112,6 +169,7 @@ class TaskParams:
             self.challenge_window,
             self.slash_window,
             self.grace_period,
+            pack_privacy(self.privacy),
         )
 
 

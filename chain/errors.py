@@ -657,6 +657,15 @@ class LedgerInvalidMaxRounds(ContractRevert):
     max_rounds: int
 
 
+class LedgerInvalidPrivacy(ContractRevert):
+    """``LedgerInvalidPrivacy(uint8 mode, uint8 accountant)``"""
+
+    FIELDS = ("mode", "accountant")
+    TYPES = ("uint8", "uint8")
+    mode: int
+    accountant: int
+
+
 class LedgerInvalidProof(ContractRevert):
     """``LedgerInvalidProof(uint256 taskId, uint32 round, address node, uint256 amount)``"""
 
@@ -1132,6 +1141,7 @@ CONTRACT_ERRORS: dict[str, type[ContractRevert]] = {
         LedgerInvalidDuration,
         LedgerInvalidMaxExamples,
         LedgerInvalidMaxRounds,
+        LedgerInvalidPrivacy,
         LedgerInvalidProof,
         LedgerInvalidQuorum,
         LedgerInvalidRevealWindow,

@@ -13,7 +13,7 @@ from typing import Any
 
 from web3 import Web3
 
-from chain.bindings import Finalization, Ledger, TaskParams
+from chain.bindings import Finalization, Ledger, TaskParams, unpack_privacy
 from chain.errors import ChainMoved
 from loraledger.errors import ChainError, ServiceUnavailable
 
@@ -306,6 +306,7 @@ class History:
             challenge_window=int(p["challengeWindow"]),
             slash_window=int(p["slashWindow"]),
             grace_period=int(p["gracePeriod"]),
+            privacy=unpack_privacy(int(p["privacy"])),
         )
         return TaskCreated(
             task_id,
@@ -360,6 +361,15 @@ class History:
         """The block of the ``RoundOpened`` event of the round (None: not opened)."""
         logs = self._logs("RoundOpened", taskId=task_id, round=round_)
         return int(logs[-1]["blockNumber"]) if logs else None
+
+    def newest_input(self, task_id: int, round_: int) -> int:
+        """The block of the round's newest input event: its opening, a commitment, a reveal or
+        a score sheet (what a result computed from the round's inputs must wait to confirm)."""
+        blocks = [self.opened_at(task_id, round_) or 0]
+        blocks += [e.block for e in self.commits(task_id, round_)]
+        blocks += [e.block for e in self.reveals(task_id, round_)]
+        blocks += [e.block for e in self.scores(task_id, round_)]
+        return max(blocks)
 
     def submissions(self, task_id: int, round_: int | None = None) -> list[UpdateRevealed]:
         """The updates submitted to the task (or one round): its reveals. A commitment never

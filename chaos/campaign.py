@@ -480,7 +480,7 @@ class _Run:
             how = "SIGTERM (anvil saves its state on exit)"
         time.sleep(self.random.uniform(0.5, 2.0))
         self._start_chain(fresh=False)
-        self.base_block = int(Web3(Web3.HTTPProvider(self.network_url)).eth.block_number)
+        self.base_block = self._head()
         return how
 
     def _daemon_config(self) -> Any:
@@ -662,7 +662,7 @@ class _Run:
             )
             # reorganisations reach back to here at most: the deployment, the task and the
             # joins stay (a node whose join is reorganised away must join again: by hand)
-            self.base_block = int(Web3(Web3.HTTPProvider(self.network_url)).eth.block_number)
+            self.base_block = self._head()
             self.start = time.monotonic()
             for party in self.parties.values():
                 party.start()
@@ -766,10 +766,17 @@ class _Run:
         """Blocks the campaign may reorganise: those mined since the processes started and
         since anvil last started (a restarted anvil loads the state of its head only and
         refuses to reorganise past it)."""
-        return int(Web3(Web3.HTTPProvider(self.network_url)).eth.block_number) - self.base_block
+        return self._head() - self.base_block
+
+    def _web3(self) -> Web3:
+        """A plain connection to the campaign's chain, for what it reads and injects itself."""
+        return Web3(Web3.HTTPProvider(self.network_url))
+
+    def _head(self) -> int:
+        return int(self._web3().eth.block_number)
 
     def _reorg(self, depth: int) -> str:
-        w3 = Web3(Web3.HTTPProvider(self.network_url))
+        w3 = self._web3()
         before = w3.eth.block_number
         removed = sum(len(w3.eth.get_block(before - k)["transactions"]) for k in range(depth))
         reply = w3.provider.make_request(RPCEndpoint("anvil_reorg"), [depth, []])

@@ -97,6 +97,7 @@ contract LoRALedger is ILoRALedger, EIP712, ReentrancyGuard {
         if (count == 0 || count > _MAX_VALIDATORS) revert LedgerInvalidValidatorCount(count);
         if (p.quorum <= count / 2 || p.quorum > count) revert LedgerInvalidQuorum(p.quorum, count);
         if (p.validatorShareBps > _MAX_VALIDATOR_SHARE_BPS) revert LedgerInvalidShare(p.validatorShareBps);
+        _checkPrivacy(p.privacy);
 
         taskId = ++_taskCount;
         address[] storage validators = _validators[taskId];
@@ -1038,6 +1039,19 @@ contract LoRALedger is ILoRALedger, EIP712, ReentrancyGuard {
         if (last == 0) return 0;
         RoundState state = _roundState(task, last, _rounds[taskId][last]);
         return state == RoundState.Settled || state == RoundState.Abandoned ? last : last - 1;
+    }
+
+    /// @dev The privacy policy's shape (ILoRALedger, `TaskParams.privacy`); whether its noise meets its target epsilon
+    /// depends on the nodes' data and is checked off-chain (docs/privacy.md).
+    function _checkPrivacy(uint256 policy) private pure {
+        uint8 mode = uint8(policy);
+        uint256 mask = (1 << 52) - 1;
+        bool valid = mode == 0
+            ? policy == 0
+            : mode <= 2 && uint8(policy >> 8) <= 1 && (mode == 1) == (uint32(policy >> 16) == 0)
+                && (policy >> 48) & mask != 0 && (policy >> 100) & mask != 0 && (policy >> 152) & mask != 0
+                && policy >> 204 != 0 && policy >> 204 < 1e15;
+        if (!valid) revert LedgerInvalidPrivacy(mode, uint8(policy >> 8));
     }
 
     function _isComplete(uint256 taskId, Task storage task) private view returns (bool) {

@@ -7,7 +7,8 @@ costs a few RPC calls); one snapshot is shared by the requests of ``min_interval
 The snapshot adds to the audit's views what the page shows beside them: the chain's latest block
 and time, the token's symbol and decimals (read once from the token contract), the transaction of
 every event the page links (:mod:`dashboard.transactions`) and, per task, what its round waits for
-in the CLI's words (:func:`chain.progress.awaiting`). It names the store without local paths.
+in the CLI's words (:func:`chain.progress.awaiting`), its privacy policy in words and each round's
+epsilon as ``loraledger audit rounds`` shows it. It names the store without local paths.
 Only GET and HEAD are answered; the server binds to loopback unless told otherwise.
 """
 
@@ -221,6 +222,13 @@ class HistoryFeed:
         )
         entry["token"] = to_json(self.token(history.task.token))
         entry["live"] = live_round(auditor.ledger, history.task, now)
+        # the task's privacy policy in words, and each round's epsilon as `audit rounds` shows it
+        entry["privacy"] = {
+            "line": history.task.privacy.describe(),
+            "epsilon_shown": history.epsilon_shown,
+        }
+        for detail, shown in zip(entry["rounds"], history.rounds, strict=True):
+            detail["epsilon"] = history.epsilon(shown.round)
         return entry
 
     def _decoder(self) -> Decoder:

@@ -24,6 +24,7 @@ __all__ = [
     "config",
     "fl_vs_local",
     "nodes",
+    "privacy",
     "quantization",
     "ranks",
     "report",

@@ -40,6 +40,7 @@ from fl_node.data import NodeData
 from fl_node.model import LoadedModel
 from fl_node.train import (
     ExampleDP,
+    NodeShare,
     NodeTrainConfig,
     ProgressCallback,
     TrainSettings,
@@ -48,7 +49,7 @@ from fl_node.train import (
 from loraledger.display import chain_time
 from loraledger.errors import ChainError, ConfigError, LoRALedgerError, StorageError
 from loraledger.paths import write_bytes_atomic, write_json_atomic
-from loraledger.privacy import Stretch, epsilon
+from loraledger.privacy import Stretch, TaskPrivacy, epsilon
 from loraledger.report import RoundReport, fetch_report
 from loraledger.update import PeftSpec, PrivacyRecord, sha256_hex
 
@@ -231,6 +232,7 @@ def submit_round(
         _record_spent(session, task_id, round_, journal)  # killed before it was recorded
         return _commit(session, task_id, round_, journal, info.deadline, resumed=True)
 
+    settings = as_policy_requires(settings, session.history.task_created(task_id).params.privacy)
     if settings.privacy is not None:
         _check_budget(session, task_id, settings.privacy)
     start_cid = session.history.global_adapter_at(task_id, info.start_digest)
@@ -396,6 +398,62 @@ def _commit(
         "round %s: committed to an update (digest %s, %s examples)", round_, digest, num_examples
     )
     return _submitted(task_id, round_, journal, resumed=resumed)
+
+
+class PrivacyPolicyUnmet(ConfigError):
+    """The node's privacy settings do not meet what its task requires (refused before training)."""
+
+
+def as_policy_requires(settings: TrainSettings, policy: TaskPrivacy) -> TrainSettings:
+    """``settings`` as the task's privacy ``policy`` requires them, checked before training.
+
+    - example-level: DP-SGD at the task's noise multiplier, clipping bound, delta and
+      accountant, with the task's target epsilon as the node's budget, unless the node set its
+      own DP-SGD: then it must add at least the task's noise at the task's delta and
+      accountant, and its budget is the smaller of the two;
+    - node-level: the task's noise share (:class:`~fl_node.train.NodeShare`), and no DP-SGD;
+    - none: the settings as they are, but a noise share for another policy is refused.
+
+    :class:`PrivacyPolicyUnmet` names what differs.
+    """
+    dp, share = settings.privacy, settings.node_share
+    if policy.mode == "example":
+        if dp is None:
+            dp = ExampleDP(
+                noise_multiplier=policy.noise_multiplier,
+                clip_norm=policy.clip_norm,
+                delta=policy.delta,
+                accountant=policy.accountant,
+            )
+        elif dp.noise_multiplier < policy.noise_multiplier:
+            raise PrivacyPolicyUnmet(
+                f"--dp-noise-multiplier {dp.noise_multiplier:g} is below the task's "
+                f"{policy.noise_multiplier:g}",
+                hint="leave the --dp-* options out to train as the task requires",
+            )
+        elif (dp.delta, dp.accountant) != (policy.delta, policy.accountant):
+            raise PrivacyPolicyUnmet(
+                f"the task states epsilon at delta {policy.delta:g} by the "
+                f"{policy.accountant} accountant; this node at {dp.delta:g} by {dp.accountant}",
+                hint="leave --dp-delta and --dp-accountant out",
+            )
+        budget = min(dp.epsilon_budget or math.inf, policy.target_epsilon)
+        return settings.replace(privacy=dp.replace(epsilon_budget=budget))
+    if policy.mode == "node":
+        if dp is not None:
+            raise PrivacyPolicyUnmet(
+                "the task requires node-level DP (noise shares of the clipped update); "
+                "example-level DP-SGD is not combined with it",
+                hint="leave the --dp-* options out",
+            )
+        if share is None:
+            return settings.replace(node_share=NodeShare(policy=policy))
+        if share.policy != policy:
+            raise PrivacyPolicyUnmet("the node's noise share follows another task's policy")
+        return settings
+    if share is not None:
+        raise PrivacyPolicyUnmet("the task requires no node-level DP: a noise share would be lost")
+    return settings
 
 
 class PrivacyBudgetExceeded(ConfigError):
@@ -764,13 +822,23 @@ def claim(session: Session, task_id: int) -> list[ClaimRequest]:
     for its share), in one transaction. Rounds still in their challenge window wait.
 
     Each proof comes from the round's report and is checked against the on-chain root first,
-    so a wrong or tampered report is reported as such and costs no gas.
+    so a wrong or tampered report is reported as such and costs no gas. With ``--confirmations
+    N`` a round whose finalization is not N blocks deep waits too (a reorganisation could still
+    replace its reward root).
     """
     ledger = session.ledger
+    chain = ledger.chain
     requests = []
     for record in session.history.finalized(task_id):
         if ledger.round_state(task_id, record.round) is not RoundState.SETTLED:
             continue  # challenge window still running
+        if chain.confirmations > 0 and not chain.confirmed(record.block):
+            logger.info(
+                "round %s: its finalization is not %s blocks deep yet; claimed later",
+                record.round,
+                chain.confirmations,
+            )
+            continue
         if ledger.has_claimed(task_id, record.round, session.address):
             continue
         report = _report(session, task_id, record.round, record.report_cid)

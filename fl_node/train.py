@@ -32,7 +32,7 @@ from fl_node.data import IGNORE_INDEX, DataError, Encoded, NodeData, encode_all
 from fl_node.model import LoadedModel
 from loraledger.errors import ConfigError, TrainingError, UpdateRejected
 from loraledger.lowrank import factored_svd
-from loraledger.privacy import Stretch, epsilon
+from loraledger.privacy import Stretch, TaskPrivacy, clip_and_noise, epsilon
 from loraledger.settings import Invalid, Settings
 from loraledger.update import (
     FORMAT_VERSION,
@@ -89,12 +89,34 @@ class ExampleDP(Settings):
         return value
 
 
+class NodeShare(Settings):
+    """Node-level DP-FedAvg's share of a task whose policy (``policy``, mode ``"node"``) asks
+    for it: once trained, the update's change from the round's start adapter is clipped to an
+    L2 norm of ``policy.clip_norm`` and Gaussian noise of ``policy.share_multiplier *
+    policy.clip_norm`` is added to every weight (:func:`loraledger.privacy.clip_and_noise`).
+    The noise must be secret (whoever knows it can take it out of the update): with
+    ``noise_seed=None`` (the default) it comes from the operating system's secret randomness
+    every round; a fixed seed is for tests and experiments only."""
+
+    policy: TaskPrivacy
+    noise_seed: int | None = None
+
+    @field_validator("policy")
+    @classmethod
+    def _node_level(cls, value: TaskPrivacy) -> TaskPrivacy:
+        if value.mode != "node":
+            raise ValueError(f"a noise share follows a node-level policy, got mode {value.mode!r}")
+        return value
+
+
 class TrainSettings(Settings):
     """How long and how to train. ``max_steps``, when set, overrides ``epochs``.
 
     ``fedprox_mu`` > 0 adds FedProx's ``mu/2 * ||w - w_global||^2`` over the trained
     parameters. ``max_grad_norm=None`` disables clipping. ``privacy`` trains with example-level
-    DP-SGD (:class:`ExampleDP`; its per-example clipping replaces ``max_grad_norm``).
+    DP-SGD (:class:`ExampleDP`; its per-example clipping replaces ``max_grad_norm``);
+    ``node_share`` clips and noises the trained update for a task with node-level DP
+    (:class:`NodeShare`). A round takes one of the two.
     """
 
     max_steps: int | None = None
@@ -110,11 +132,18 @@ class TrainSettings(Settings):
     eval_batch_size: int = 8
     gradient_checkpointing: bool = False
     privacy: ExampleDP | None = None
+    node_share: NodeShare | None = None
 
     @model_validator(mode="after")
     def _private_training_is_one_batch_a_step(self) -> Self:
         if self.privacy is None:
             return self
+        if self.node_share is not None:
+            raise Invalid(
+                "a round trains with example-level DP-SGD or adds a node-level noise share, "
+                "not both",
+                hint="a task with node-level DP takes no --dp-noise-multiplier",
+            )
         if self.grad_accum != 1:
             raise Invalid(
                 "DP-SGD takes one Poisson-sampled batch per step, got "
@@ -251,6 +280,9 @@ def train_round(
                 f"the task trains {start.metadata.peft.method}, this node is set to "
                 f"{config.peft.method}"
             )
+    share_start = None
+    if settings.node_share is not None:
+        share_start = _check_share_start(start, config.peft)
     train_set = encode_all(model.tokenizer, data.train, settings.max_length)
     if not train_set:
         raise DataError(
@@ -269,6 +301,8 @@ def train_round(
         began = time.perf_counter()
         losses, tokens = _train_loop(peft_model, model, train_set, settings, progress)
         train_seconds = time.perf_counter() - began
+        if settings.node_share is not None and share_start is not None:
+            _add_noise_share(peft_model, share_start, settings.node_share)
         after = evaluate(peft_model, model, eval_set, settings.eval_batch_size)
         tensors = adapter_tensors(peft_model)
     finally:
@@ -572,9 +606,47 @@ def _train_loop(
     return losses, tokens
 
 
+def _check_share_start(start: GlobalAdapter | None, spec: PeftSpec) -> GlobalAdapter:
+    """The start adapter a node-level noise share is measured from, checked before training."""
+    if start is None:
+        raise ConfigError("a node-level noise share is measured from the round's start adapter")
+    task = start.metadata.peft
+    if spec.aggregation_shape != task.aggregation_shape:
+        raise ConfigError(
+            f"node-level DP clips updates at the task's rank and alpha ({task.rank}, "
+            f"{task.alpha:g}); this node trains ({spec.rank}, {spec.alpha:g})",
+            hint="train at the task's --rank and --alpha",
+        )
+    return start
+
+
+def _add_noise_share(peft_model: Any, start: GlobalAdapter, share: NodeShare) -> None:
+    """Replace the trained adapter in ``peft_model`` by its clipped and noised version
+    (:class:`NodeShare`), so that what the node evaluates is what it publishes."""
+    from peft import set_peft_model_state_dict
+
+    seed = share.noise_seed if share.noise_seed is not None else secrets.randbits(63)
+    generator = torch.Generator().manual_seed(seed)
+    noised = clip_and_noise(adapter_tensors(peft_model), start.tensors, share.policy, generator)
+    set_peft_model_state_dict(peft_model, noised)
+
+
 def privacy_record(settings: TrainSettings, num_examples: int, steps: int) -> PrivacyRecord | None:
     """What a round trained with ``settings`` on ``num_examples`` examples for ``steps`` steps
-    spent (``None`` without DP-SGD)."""
+    spent (``None`` without DP): DP-SGD's steps, or a node-level share's one release."""
+    if settings.node_share is not None:
+        policy = settings.node_share.policy
+        share = Stretch(policy.share_multiplier, 1.0, 1)
+        return PrivacyRecord(
+            mode="node",
+            noise_multiplier=policy.share_multiplier,
+            clip_norm=policy.clip_norm,
+            sample_rate=1.0,
+            steps=1,
+            delta=policy.delta,
+            accountant=policy.accountant,
+            epsilon=epsilon([share], policy.delta, policy.accountant),
+        )
     dp = settings.privacy
     if dp is None:
         return None

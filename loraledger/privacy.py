@@ -15,6 +15,12 @@ accountant (Gopi et al.; numerical composition of privacy random variables, tigh
 rather than dp-accounting: it is also what DP-SGD on the node needs, and dp-accounting would add
 dm-tree, absl-py and a pin of ``attrs<24`` for the same two accountants (docs/privacy.md).
 
+A task's policy (:class:`TaskPrivacy`, recorded on chain when the task is created) and the
+rules every participant applies to it live here too, so that the node, the aggregator and an
+audit decide with one copy: :func:`example_breach` (an update's DP-SGD record against an
+example-level policy), :func:`clip_allowance` (the norm past which a node-level update was not
+clipped), :func:`publishes` and :func:`global_epsilon` (what node-level global adapters spend).
+
 Everything here is pure: numbers in, numbers out, a :class:`~loraledger.errors.ConfigError`
 for an impossible input. :func:`gaussian_epsilon` is the exact epsilon of the full-batch
 Gaussian mechanism (Balle & Wang 2018, via its mu-GDP form), against which the tests check the
@@ -25,15 +31,20 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 from scipy.optimize import brentq
 from scipy.stats import norm
 
 from loraledger.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+    from loraledger.update import PrivacyRecord
 
 Accountant = Literal["rdp", "prv"]
 ACCOUNTANTS: tuple[Accountant, ...] = get_args(Accountant)
@@ -70,7 +81,7 @@ def _quiet() -> Iterator[None]:
     (the bound is then looser than it could be, still a bound)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+        warnings.filterwarnings("ignore", message="Optimal order is the (largest|smallest) alpha")
         yield
 
 
@@ -190,3 +201,243 @@ def gaussian_epsilon(noise_multiplier: float, steps: int, delta: float) -> float
     while excess(high) > 0:
         high *= 2
     return float(brentq(excess, 0.0, high, xtol=1e-12))
+
+
+# --------------------------------------------------------------------------- a task's policy
+
+PrivacyMode = Literal["none", "example", "node"]
+PRIVACY_MODES: tuple[PrivacyMode, ...] = get_args(PrivacyMode)
+
+#: How far below the clipping allowance an honest node-level update falls but for this chance.
+CLIP_TAIL = 1e-9
+
+
+@dataclass(frozen=True)
+class TaskPrivacy:
+    """The differential privacy a task requires, fixed on chain when it is created.
+
+    - ``"none"``: nothing required (a node may still train with DP-SGD for its own sake);
+    - ``"example"``: every update is trained with DP-SGD (:class:`fl_node.train.ExampleDP`) at a
+      noise multiplier of at least ``noise_multiplier``, stated at ``delta`` by ``accountant``,
+      and no node spends more than ``target_epsilon`` on the task; ``clip_norm`` is the
+      per-example bound nodes use (any bound gives the same epsilon at one noise multiplier);
+    - ``"node"``: node-level DP-FedAvg with noise shares. Each node clips its update's change
+      to an L2 norm of ``clip_norm`` and adds Gaussian noise of ``noise_multiplier * clip_norm /
+      sqrt(min_nodes)`` per weight (its share, from a secret seed); the global adapter is the
+      equal-weight mean of at least ``min_nodes`` such updates, so the sum carries noise of at
+      least ``noise_multiplier * clip_norm`` that nobody can remove, and the task's global
+      adapters together spend at most ``target_epsilon`` at ``delta``.
+    """
+
+    mode: PrivacyMode = "none"
+    noise_multiplier: float = 0.0
+    clip_norm: float = 0.0
+    target_epsilon: float = 0.0
+    delta: float = 0.0
+    accountant: Accountant = "rdp"
+    min_nodes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in PRIVACY_MODES:
+            raise ConfigError(f"unknown privacy mode {self.mode!r}: use {', '.join(PRIVACY_MODES)}")
+        accountant_named(self.accountant)
+        if self.mode == "none":
+            if (
+                self.noise_multiplier,
+                self.clip_norm,
+                self.target_epsilon,
+                self.delta,
+                self.min_nodes,
+            ) != (0, 0, 0, 0, 0):
+                raise ConfigError("a task without a privacy mode takes no privacy settings")
+            return
+        for name, value in (
+            ("noise multiplier", self.noise_multiplier),
+            ("clipping bound", self.clip_norm),
+            ("target epsilon", self.target_epsilon),
+        ):
+            if not (value > 0 and math.isfinite(value)):
+                raise ConfigError(f"{self.mode}-level DP needs a positive {name}, got {value}")
+        _check_delta(self.delta)
+        if self.mode == "node" and self.min_nodes < 1:
+            raise ConfigError(
+                f"node-level DP needs at least 1 node per round, got {self.min_nodes}",
+                hint="the updates whose noise shares add up to the full noise",
+            )
+        if self.mode == "example" and self.min_nodes != 0:
+            raise ConfigError("example-level DP takes no minimum number of nodes")
+
+    @property
+    def required(self) -> bool:
+        """Whether the task requires differential privacy at all."""
+        return self.mode != "none"
+
+    @property
+    def share_multiplier(self) -> float:
+        """Node-level: the noise multiplier of one node's share (``z / sqrt(min_nodes)``)."""
+        return self.noise_multiplier / math.sqrt(self.min_nodes) if self.min_nodes else 0.0
+
+    def describe(self) -> str:
+        """One line for people: what the task requires."""
+        if self.mode == "none":
+            return "none required"
+        what = (
+            "example-level DP-SGD on each node"
+            if self.mode == "example"
+            else f"node-level DP-FedAvg, noise shares of >= {self.min_nodes} node(s)"
+        )
+        whose = "per node" if self.mode == "example" else "by the global adapters"
+        return (
+            f"{what}: noise multiplier {self.noise_multiplier:g}, clipping bound "
+            f"{self.clip_norm:g}, epsilon <= {self.target_epsilon:g} {whose} at delta "
+            f"{self.delta:g} ({self.accountant})"
+        )
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "mode": self.mode,
+            "noise_multiplier": self.noise_multiplier,
+            "clip_norm": self.clip_norm,
+            "target_epsilon": self.target_epsilon,
+            "delta": self.delta,
+            "accountant": self.accountant,
+            "min_nodes": self.min_nodes,
+        }
+
+
+#: The policy of a task that requires no differential privacy.
+NO_PRIVACY = TaskPrivacy()
+
+
+def global_round_stretch(policy: TaskPrivacy, summed: int) -> Stretch | None:
+    """Node-level: the mechanism one global adapter of ``summed`` equal-weight updates runs
+    (``None`` when it sums none and so spends nothing). Adding or removing one node moves the
+    sum of clipped changes by at most ``clip_norm``; ``summed`` noise shares add up to a
+    standard deviation of ``noise_multiplier * clip_norm * sqrt(summed / min_nodes)``."""
+    if policy.mode != "node":
+        raise ConfigError(f"a task with privacy mode {policy.mode!r} has no node-level rounds")
+    if summed < 1:
+        return None
+    return Stretch(policy.noise_multiplier * math.sqrt(summed / policy.min_nodes), 1.0, 1)
+
+
+def global_epsilon(policy: TaskPrivacy, summed_by_round: Sequence[int]) -> float:
+    """Node-level: the epsilon the task's global adapters spent together, one per round that
+    summed the given numbers of updates (at the policy's delta, by its accountant)."""
+    stretches = [s for s in (global_round_stretch(policy, k) for k in summed_by_round) if s]
+    return epsilon(stretches, policy.delta, policy.accountant)
+
+
+def publishes(policy: TaskPrivacy, accepted: int) -> bool:
+    """Whether a round that accepted ``accepted`` updates publishes their aggregate. Under
+    node-level DP fewer than ``min_nodes`` updates carry less than the full noise, so such a
+    round keeps the task's adapter (and spends nothing)."""
+    return accepted >= (policy.min_nodes if policy.mode == "node" else 1)
+
+
+def schedule_epsilon(policy: TaskPrivacy, rounds: int) -> float:
+    """Node-level: what ``rounds`` rounds spend at the least noise the policy allows (each
+    summing exactly ``min_nodes`` updates): the figure a task's creator checks against its
+    target."""
+    return global_epsilon(policy, [policy.min_nodes] * rounds)
+
+
+def clip_allowance(policy: TaskPrivacy, weights: int, tail: float = CLIP_TAIL) -> float:
+    """Node-level: the largest L2 norm an honest node's noised change of ``weights`` weights
+    has but for a chance of ``tail``: ``clip_norm`` plus the ``1 - tail`` quantile of its noise
+    share's norm (a chi distribution with ``weights`` degrees of freedom)."""
+    if policy.mode != "node":
+        raise ConfigError(f"a task with privacy mode {policy.mode!r} clips no node updates")
+    from scipy.stats import chi2
+
+    share = policy.share_multiplier * policy.clip_norm
+    return policy.clip_norm + share * math.sqrt(float(chi2.isf(tail, weights)))
+
+
+def example_breach(policy: TaskPrivacy, record: PrivacyRecord | None) -> str | None:
+    """Example-level: why an update's stated DP-SGD record does not meet the task's policy
+    (``None`` when it does): no record, another mode, less noise, another delta or
+    accountant, an epsilon that its own settings do not give, or one round alone past the
+    target. What a node spends over several rounds is its own ledger's to bound."""
+    if policy.mode != "example":
+        return None
+    if record is None:
+        return "trained without DP-SGD; the task requires example-level DP"
+    if record.mode != "example":
+        return f"its privacy record is {record.mode}-level; the task requires example-level DP"
+    if record.noise_multiplier < policy.noise_multiplier * (1 - 1e-9):
+        return (
+            f"noise multiplier {record.noise_multiplier:g} is below the task's "
+            f"{policy.noise_multiplier:g}"
+        )
+    if not math.isclose(record.delta, policy.delta, rel_tol=1e-9):
+        return f"epsilon stated at delta {record.delta:g}, the task's delta is {policy.delta:g}"
+    if record.accountant != policy.accountant:
+        return f"epsilon by the {record.accountant} accountant, the task's is {policy.accountant}"
+    spent = epsilon(
+        [Stretch(record.noise_multiplier, record.sample_rate, record.steps)],
+        record.delta,
+        record.accountant,
+    )
+    if not math.isclose(record.epsilon, spent, rel_tol=1e-6, abs_tol=1e-9):
+        return f"states epsilon {record.epsilon:.6g}, its own settings spend {spent:.6g}"
+    if spent > policy.target_epsilon * (1 + 1e-9):
+        return (
+            f"one round alone spends epsilon {spent:.4g}, past the task's {policy.target_epsilon:g}"
+        )
+    return None
+
+
+def change_norm(tensors: Mapping[str, torch.Tensor], start: Mapping[str, torch.Tensor]) -> float:
+    """The L2 norm, over every weight, of ``tensors`` minus ``start`` (computed in float64):
+    the size of a node-level update's change. Both must hold the same names and shapes (a
+    ``ConfigError`` otherwise)."""
+    import torch
+
+    _check_alike(tensors, start)
+    total = 0.0
+    for name, tensor in tensors.items():
+        change = tensor.to(torch.float64) - start[name].to(torch.float64)
+        total += float(torch.dot(change.flatten(), change.flatten()))
+    return math.sqrt(total)
+
+
+def clip_and_noise(
+    tensors: Mapping[str, torch.Tensor],
+    start: Mapping[str, torch.Tensor],
+    policy: TaskPrivacy,
+    generator: torch.Generator,
+) -> dict[str, torch.Tensor]:
+    """Node-level: ``start`` plus the change of ``tensors`` from it, scaled down to an L2 norm
+    of at most ``clip_norm``, plus the node's noise share (Gaussian, standard deviation
+    ``share_multiplier * clip_norm`` per weight, drawn from ``generator``, which must be seeded
+    from secret randomness for the guarantee to hold). Each tensor keeps its dtype."""
+    import torch
+
+    if policy.mode != "node":
+        raise ConfigError(f"a task with privacy mode {policy.mode!r} takes no noise shares")
+    norm = change_norm(tensors, start)
+    scale = min(1.0, policy.clip_norm / norm) if norm > 0 else 1.0
+    std = policy.share_multiplier * policy.clip_norm
+    out: dict[str, torch.Tensor] = {}
+    for name in sorted(tensors):  # a fixed order: one generator, reproducible given its seed
+        base = start[name].to(torch.float64)
+        change = (tensors[name].to(torch.float64) - base) * scale
+        noise = torch.randn(base.shape, generator=generator, dtype=torch.float64) * std
+        out[name] = (base + change + noise).to(tensors[name].dtype).contiguous()
+    return out
+
+
+def _check_alike(tensors: Mapping[str, torch.Tensor], start: Mapping[str, torch.Tensor]) -> None:
+    if set(tensors) != set(start):
+        raise ConfigError(
+            "an update's change is measured against an adapter with the same tensors: "
+            f"{sorted(set(tensors) ^ set(start))[:3]} differ"
+        )
+    for name, tensor in tensors.items():
+        if tensor.shape != start[name].shape:
+            raise ConfigError(
+                f"tensor {name} has shape {tuple(tensor.shape)}, the start adapter's is "
+                f"{tuple(start[name].shape)}",
+                hint="node-level DP compares updates at the task's LoRA rank",
+            )

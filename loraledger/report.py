@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import (
@@ -24,6 +25,7 @@ from pydantic import (
 )
 
 from loraledger.errors import UpdateRejected
+from loraledger.privacy import TaskPrivacy, global_epsilon
 
 REPORT_VERSION: Literal[1] = 1
 REASON_BAD_REPORT = "bad_report"
@@ -86,7 +88,7 @@ class SubmissionVerdict(_Frozen):
     weight_examples: int | None = None  # examples it weighs with (claim capped at the median)
     loss_without: float | None = None  # validation loss of the aggregate without it
     score: float | None = None  # contribution score (aggregator.contribution); None: unscored
-    epsilon: float | None = None  # DP-SGD epsilon its update states its round spent (self-reported)
+    epsilon: float | None = None  # epsilon its update states it spent (self-reported)
 
 
 class RewardLine(_Frozen):
@@ -131,6 +133,35 @@ class ValidatorLine(_Frozen):
     reward: TokenAmount = Field(ge=0)
 
 
+class RoundPrivacy(_Frozen):
+    """What a round of a task with node-level DP spent (:mod:`loraledger.privacy`): its
+    global adapter sums ``summed`` updates' noise shares (0: fewer than the task's minimum were
+    accepted and the round kept the task's adapter), which spends ``epsilon`` about any one
+    node; ``total`` is what the task's global adapters spent through this round."""
+
+    mode: Literal["node"] = "node"
+    summed: int = Field(ge=0)
+    epsilon: float = Field(ge=0, allow_inf_nan=False)
+    total: float = Field(ge=0, allow_inf_nan=False)
+
+
+def node_round_privacy(
+    policy: TaskPrivacy, previous: Sequence[RoundReport], summed: int
+) -> RoundPrivacy | None:
+    """What a round whose global adapter sums ``summed`` updates spends under the task's
+    node-level ``policy``, composed with the task's earlier finalized rounds (``previous``, their
+    reports); ``None`` for a task without node-level DP. The aggregator writes it and an audit
+    recomputes it with this function."""
+    if policy.mode != "node":
+        return None
+    earlier = [r.privacy.summed for r in previous if r.privacy is not None]
+    return RoundPrivacy(
+        summed=summed,
+        epsilon=global_epsilon(policy, [summed]),
+        total=global_epsilon(policy, [*earlier, summed]),
+    )
+
+
 class RoundReport(_Frozen):
     version: Literal[1] = REPORT_VERSION
     task_id: int = Field(ge=1)
@@ -150,12 +181,15 @@ class RoundReport(_Frozen):
     validators: tuple[ValidatorLine, ...] = ()
     metrics: dict[str, float] = Field(default_factory=dict)
     software: dict[str, str] = Field(default_factory=dict)
+    privacy: RoundPrivacy | None = None  # node-level DP only: what the global adapter spent
 
     def to_bytes(self) -> bytes:
-        """Canonical JSON: the bytes that are pinned and digested."""
-        return json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
-        ).encode()
+        """Canonical JSON: the bytes that are pinned and digested (``privacy`` left out when
+        the task has no node-level DP, as reports were before it existed)."""
+        data = self.model_dump(mode="json")
+        if data["privacy"] is None:
+            del data["privacy"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RoundReport:

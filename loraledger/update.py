@@ -246,15 +246,24 @@ class PeftSpec(BaseModel):
 
 
 class PrivacyRecord(BaseModel):
-    """How a node trained an update with example-level DP-SGD: each step clipped every
-    example's gradient to ``clip_norm`` and added Gaussian noise of ``noise_multiplier *
-    clip_norm`` to their sum, over a Poisson sample of the node's examples at ``sample_rate``;
-    ``epsilon`` is what this round's ``steps`` spent alone, at ``delta``, by ``accountant``
-    (:mod:`loraledger.privacy`). Stated by the node: noise cannot be checked from outside."""
+    """How a node made an update differentially private (:mod:`loraledger.privacy`).
+
+    - ``mode="example"`` (DP-SGD): each step clipped every example's gradient to ``clip_norm``
+      and added Gaussian noise of ``noise_multiplier * clip_norm`` to their sum, over a Poisson
+      sample of the node's examples at ``sample_rate``; ``epsilon`` is what this round's
+      ``steps`` spent alone, at ``delta``, by ``accountant``.
+    - ``mode="node"`` (a node-level noise share): the update's change from the round's start
+      adapter was clipped to an L2 norm of ``clip_norm`` and Gaussian noise of
+      ``noise_multiplier * clip_norm`` added to each weight (``sample_rate`` 1, ``steps`` 1);
+      ``epsilon`` is what this update alone spends about its node (the global adapter spends
+      less: the shares of several nodes add up).
+
+    Stated by the node: noise cannot be checked from outside (a node-level update's norm can,
+    :func:`loraledger.privacy.clip_allowance`)."""
 
     model_config = _FROZEN
 
-    mode: Literal["example"] = "example"
+    mode: Literal["example", "node"] = "example"
     noise_multiplier: float = Field(gt=0, allow_inf_nan=False)
     clip_norm: float = Field(gt=0, allow_inf_nan=False)
     sample_rate: float = Field(gt=0, le=1)
@@ -312,7 +321,7 @@ class UpdateMetadata(_Header):
 
     @property
     def epsilon(self) -> float | None:
-        """The DP-SGD epsilon the node states this update's round spent (``None``: no DP)."""
+        """The epsilon the node states this update spent (``None``: no DP)."""
         return None if self.metrics.privacy is None else self.metrics.privacy.epsilon
 
 

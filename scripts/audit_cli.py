@@ -115,21 +115,29 @@ def rounds_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Per round: state, submitted / accepted / rejected (with reasons), eval loss of the
-    aggregate (the validators' median), rewards, report CID."""
+    aggregate (the validators' median), rewards, report CID; and the epsilon its report states
+    when the task has a privacy policy or an update states one: under node-level DP what the
+    task's global adapters spent through the round, otherwise the most an accepted update
+    states it spent (--json: epsilon_total and epsilon_max_update, null when absent)."""
     from aggregator.audit import to_json
 
     task_id = one_task(task, task_option)
-    rounds = open_auditor(network, ipfs).rounds(task_id)
+    history = open_auditor(network, ipfs).history_of(task_id)
+    rounds = [detail.round for detail in history.rounds]
+    privacy = history.task.privacy
     if as_json:
-        console.print_json(json.dumps({"task_id": task_id, "rounds": to_json(rounds)}))
+        body = {"task_id": task_id, "privacy": privacy.as_json(), "rounds": to_json(rounds)}
+        console.print_json(json.dumps(body))
         return
     full = wide()
+    shown = history.epsilon_shown
     table = new_table(
         "round",
         "state",
         "submitted / accepted / rejected",
         "reasons",
         "eval loss",
+        *([f"epsilon ({shown})"] if shown else []),
         "reserved (LLT)",
         "claimed (LLT)",
         *(["report"] if full else []),
@@ -140,16 +148,20 @@ def rounds_command(
     )
     for r in rounds:
         reasons = ", ".join(f"{k} x{v}" for k, v in r.reasons.items()) or "-"
+        epsilon = history.epsilon(r)
         table.add_row(
             str(r.round),
             _state(r),
             f"{r.submitted}/{r.accepted}/{r.rejected}",
             reasons if not r.report_error else "report unreadable",
             _loss(r.global_eval_loss if r.global_eval_loss is not None else r.scored_eval_loss),
+            *([f"{epsilon:.3f}" if epsilon is not None else "-"] if shown else []),
             tokens(r.reward_total, unit=False),
             tokens(r.claimed, unit=False),
             *([r.report_cid or "-"] if full else []),
         )
+    if privacy.required:
+        console.print(f"privacy: {privacy.describe()}", highlight=False)
     console.print(table if rounds else f"task {task_id} has no rounds yet")
 
 

@@ -194,7 +194,9 @@ def _privacy_options(
         "--dp-noise-multiplier",
         help="Train with example-level DP-SGD (Opacus) at this noise multiplier: Gaussian noise "
         "of this times --dp-clip-norm on each step's clipped per-example gradients (off when "
-        "not given; `loraledger privacy noise` finds one for a target epsilon).",
+        "not given; `loraledger privacy noise` finds one for a target epsilon). A task that "
+        "requires DP sets it up by itself: leave the --dp-* options out, or give at least its "
+        "noise at its delta and accountant (`loraledger task show`).",
     ),
     clip_norm: float = typer.Option(
         1.0, "--dp-clip-norm", help="DP-SGD: each example's gradient is clipped to this L2 norm."
@@ -244,8 +246,12 @@ with_privacy_options = with_option_group(_privacy_options, "privacy")
 def _trainer(session, task_id: int, peft: PeftSpec, tune: _TuneOptions, settings: TrainSettings):
     """Load model and data once; return a function that trains the open round and commits to
     the update (hidden until ``node reveal``)."""
-    from fl_node.node import submit_round
+    from fl_node.node import as_policy_requires, submit_round
 
+    policy = session.history.task_created(task_id).params.privacy
+    if policy.required:
+        as_policy_requires(settings, policy)  # refused before the model loads
+        err_console.print(f"task {task_id} requires {policy.describe()}", highlight=False)
     data, model = tune.load()
 
     def train_one():
@@ -301,7 +307,7 @@ def _report_submitted(s) -> None:
     losses = ""
     if s.eval_loss_before is not None and s.eval_loss_after is not None:
         losses = f", local eval loss {s.eval_loss_before:.3f} -> {s.eval_loss_after:.3f}"
-    spent = "" if s.epsilon is None else f", DP-SGD epsilon {s.epsilon:.3f} this round"
+    spent = "" if s.epsilon is None else f", DP epsilon {s.epsilon:.3f} this round"
     console.print(
         f"round {s.round}: committed to update {s.digest[:16]}… ({s.num_examples} examples"
         f"{losses}{spent}){resumed}; reveal it once the commit window ends"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
@@ -22,10 +24,13 @@ from chain.bindings import (
     TaskParams,
     Token,
     base_model_hash,
+    pack_privacy,
+    unpack_privacy,
 )
 from chain.deployments import load_deployment
 from loraledger.display import chain_time, compact_time, tokens
 from loraledger.errors import ChainError, ConfigError
+from loraledger.privacy import ACCOUNTANTS, DEFAULT_DELTA, PRIVACY_MODES, TaskPrivacy
 from scripts.console import account, console, err_console
 from scripts.console import table as new_table
 from scripts.options import (
@@ -36,11 +41,13 @@ from scripts.options import (
     TaskArgument,
     TaskOrOption,
     dev_labels,
+    one_of,
     one_task,
     open_chain,
     open_cli_session,
     parse_amount,
     signer,
+    with_option_group,
 )
 
 if TYPE_CHECKING:
@@ -63,7 +70,163 @@ def _digest(text: str) -> bytes:
     return digest
 
 
+@dataclass(frozen=True)
+class _PrivacyOptions:
+    """The ``--dp-*`` options of ``task create`` as given (``None``: left out)."""
+
+    mode: str
+    noise_multiplier: float | None
+    clip_norm: float | None
+    target_epsilon: float | None
+    delta: float | None
+    accountant: str | None
+    min_nodes: int | None
+
+    def policy(self, max_rounds: int) -> tuple[TaskPrivacy, float | None]:
+        """The task's policy as the chain will record it (rounded to its fixed point), and under
+        node-level DP what ``max_rounds`` rounds spend at the least noise it allows, checked
+        against its target epsilon. Node-level DP without ``--dp-noise-multiplier`` takes the
+        smallest noise that meets the target over ``max_rounds`` rounds."""
+        from loraledger.privacy import accountant_named, noise_multiplier, schedule_epsilon
+
+        if self.mode == "none":
+            return TaskPrivacy(), None
+        accountant = accountant_named(self.accountant or "rdp")
+        target = self.target_epsilon or 0.0
+        delta = DEFAULT_DELTA if self.delta is None else self.delta
+        sigma = self.noise_multiplier
+        if sigma is None:  # node-level (example-level DP requires it): the least noise, rounded up
+            sigma = _rounded_up(noise_multiplier(target, delta, 1.0, max_rounds, accountant), 6)
+        given = TaskPrivacy(
+            mode=self.mode,
+            noise_multiplier=sigma,
+            clip_norm=1.0 if self.clip_norm is None else self.clip_norm,
+            target_epsilon=target,
+            delta=delta,
+            accountant=accountant,
+            min_nodes=self.min_nodes or 0,
+        )
+        recorded = unpack_privacy(pack_privacy(given))  # what nodes and auditors will read
+        if recorded.mode != "node":
+            return recorded, None
+        spent = schedule_epsilon(recorded, max_rounds)
+        if spent > recorded.target_epsilon:
+            needed = noise_multiplier(
+                recorded.target_epsilon, recorded.delta, 1.0, max_rounds, recorded.accountant
+            )
+            shown = f"{_rounded_up(needed, 4):.4f}".rstrip("0").rstrip(".")
+            raise ConfigError(
+                f"node-level DP at noise multiplier {recorded.noise_multiplier:g} spends epsilon "
+                f"{spent:.4g} over the task's {max_rounds} round(s) of {recorded.min_nodes} "
+                f"node(s), past --dp-epsilon {recorded.target_epsilon:g}: that target needs a "
+                f"noise multiplier of {shown}",
+                hint=f"give --dp-noise-multiplier {shown} or more, or leave it out for the "
+                "smallest that meets --dp-epsilon",
+            )
+        return recorded, spent
+
+
+def _rounded_up(value: float, decimals: int) -> float:
+    """``value`` rounded up to ``decimals`` decimals (more noise, never less)."""
+    scale = 10**decimals
+    return math.ceil(value * scale) / scale
+
+
+def _privacy_options(
+    mode: str = typer.Option(
+        "none",
+        "--dp-mode",
+        help="The differential privacy the task requires of its updates (docs/privacy.md): "
+        "none, example (DP-SGD on each node) or node (node-level DP-FedAvg: each node adds a "
+        "share of the noise). Recorded on chain; the --dp-* options need it.",
+        callback=one_of(PRIVACY_MODES, "privacy mode"),
+    ),
+    noise_multiplier: float | None = typer.Option(
+        None,
+        "--dp-noise-multiplier",
+        help="Noise standard deviation over the clipping bound that updates must carry at "
+        "least. Example-level: required (what a round spends depends on each node's data). "
+        "Node-level: default the smallest with which --max-rounds rounds of --dp-min-nodes "
+        "nodes spend at most --dp-epsilon.",
+    ),
+    clip_norm: float | None = typer.Option(
+        None,
+        "--dp-clip-norm",
+        help="L2 clipping bound: of each example's gradient (example-level) or of each node's "
+        "update (node-level). Default 1.0.",
+    ),
+    target_epsilon: float | None = typer.Option(
+        None,
+        "--dp-epsilon",
+        help="Target epsilon (required with a mode). Example-level: the most each node spends "
+        "on the task, which its own privacy ledger bounds (`node run --dp-budget`). "
+        "Node-level: the most the task's global adapters spend together over --max-rounds.",
+    ),
+    delta: float | None = typer.Option(
+        None, "--dp-delta", help="Delta of (epsilon, delta)-DP. Default 1e-5."
+    ),
+    accountant: str | None = typer.Option(
+        None,
+        "--dp-accountant",
+        help="How epsilon is counted: rdp (default) or prv (tighter).",
+        callback=one_of(ACCOUNTANTS, "accountant"),
+    ),
+    min_nodes: int | None = typer.Option(
+        None,
+        "--dp-min-nodes",
+        help="Node-level only (required there): the updates a round must accept to publish "
+        "its aggregate; each node adds noise of 1/sqrt(this) of the full noise.",
+    ),
+) -> _PrivacyOptions:
+    given = {
+        "--dp-noise-multiplier": noise_multiplier,
+        "--dp-clip-norm": clip_norm,
+        "--dp-epsilon": target_epsilon,
+        "--dp-delta": delta,
+        "--dp-accountant": accountant,
+        "--dp-min-nodes": min_nodes,
+    }
+    named = [option for option, value in given.items() if value is not None]
+    if mode == "none" and named:
+        raise ConfigError(
+            f"{', '.join(named)} {'sets' if len(named) == 1 else 'set'} a privacy policy, "
+            "which --dp-mode chooses",
+            hint="give --dp-mode example or --dp-mode node, or leave the --dp-* options out",
+        )
+    if mode != "none" and target_epsilon is None:
+        raise ConfigError(
+            f"--dp-mode {mode} needs --dp-epsilon, the target epsilon",
+            hint="`loraledger privacy epsilon` says what a schedule spends",
+        )
+    if mode == "example" and noise_multiplier is None:
+        raise ConfigError(
+            "--dp-mode example needs --dp-noise-multiplier: what a round of DP-SGD spends "
+            "depends on each node's data, so the task fixes the noise and each node's ledger "
+            "bounds its total at --dp-epsilon",
+            hint="`loraledger privacy noise` finds the noise for a target epsilon",
+        )
+    if mode == "example" and min_nodes is not None:
+        raise ConfigError(
+            "--dp-min-nodes is for --dp-mode node: under example-level DP each node adds all "
+            "of its own noise"
+        )
+    if mode == "node" and min_nodes is None:
+        raise ConfigError(
+            "--dp-mode node needs --dp-min-nodes: the updates whose noise shares add up to the "
+            "full noise",
+            hint="a round that accepts fewer keeps the task's adapter",
+        )
+    return _PrivacyOptions(
+        mode, noise_multiplier, clip_norm, target_epsilon, delta, accountant, min_nodes
+    )
+
+
+with_privacy_options = with_option_group(_privacy_options, "privacy")
+"""The task's privacy policy (``--dp-*``): ``task create``."""
+
+
 @app.command()
+@with_privacy_options
 def create(
     model: str | None = typer.Option(
         None,
@@ -161,16 +324,20 @@ def create(
     network: str = NetworkOption,
     account: str = AccountOption,
     ipfs: str | None = IpfsOption,
+    *,
+    privacy: _PrivacyOptions,
 ) -> None:
     """Create a training task (the account becomes its sponsor), optionally funding it.
 
     Give either --model (the initial adapter is built, pinned and digested here) or an adapter
     you pinned yourself with --initial-cid, --initial-digest and --base-model. The task names
     its aggregator and validators, their bonds and the windows that hold them to account
-    (docs/accountability.md).
+    (docs/accountability.md), and the differential privacy it requires of every update
+    (--dp-mode and the --dp-* options; docs/privacy.md).
     """
     from sponsor.task import TaskRoles
 
+    policy, spent = privacy.policy(max_rounds)
     chain = open_chain(network)
     sponsor = signer(account, chain.network)
     deployment = load_deployment(chain)
@@ -190,6 +357,13 @@ def create(
         err_console.print(
             f"[yellow]warning:[/] one validator ({roles.validators[0]}) is trusted alone: "
             "nobody else checks the results it signs; name more with --validator",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if policy.mode == "node":
+        err_console.print(
+            "[yellow]warning:[/] node-level DP sums the updates with equal weights: the task's "
+            "aggregator must run `--strategy fedavg` (it refuses any other strategy here)",
             highlight=False,
             soft_wrap=True,
         )
@@ -232,6 +406,7 @@ def create(
                 reveal_window=reveal_window,
                 max_examples=max_examples,
                 roles=roles,
+                privacy=policy,
             )
         console.print(f"initial adapter {initial_cid} (rank {rank})")
     elif not (initial_cid and initial_digest and base_model):
@@ -261,6 +436,7 @@ def create(
             challenge_window=roles.challenge_window,
             slash_window=roles.slash_window,
             grace_period=roles.grace_period,
+            privacy=policy,
         )
         with _task_params_errors():
             task_id = create_funded_task(ledger, token, params, sponsor, fund=amount)
@@ -274,6 +450,12 @@ def create(
         f"{roles.validator_share_bps / 100:g}%",
         highlight=False,
     )
+    console.print(f"privacy: {policy.describe()}", highlight=False, soft_wrap=True)
+    if spent is not None:
+        console.print(
+            f"its global adapters spend at most epsilon {spent:.3f} over {max_rounds} round(s)",
+            highlight=False,
+        )
     if amount:
         console.print(f"funded task {task_id} with {tokens(amount)}")
 
@@ -355,6 +537,12 @@ def _task_params_errors() -> Iterator[None]:
     except errors.LedgerInvalidDuration:
         raise ConfigError(
             "--challenge-window, --slash-window and --grace-period must be positive"
+        ) from None
+    except errors.LedgerInvalidPrivacy as exc:
+        raise ConfigError(
+            f"the chain refused the task's privacy policy (mode {exc.mode}, accountant "
+            f"{exc.accountant})",
+            hint="check the --dp-* options",
         ) from None
 
 
@@ -466,12 +654,20 @@ def _withdraw_remainder(ledger: Ledger, task_id: int, sponsor: LocalAccount) -> 
 
 @app.command("list")
 def list_command(network: str = NetworkOption, as_json: bool = JsonOption) -> None:
-    """List the tasks on this chain."""
+    """List the tasks on this chain (--json: with each one's privacy policy)."""
+    from chain.events import History
+
     chain = open_chain(network)
-    ledger = load_deployment(chain).ledger_contract(chain)
+    deployment = load_deployment(chain)
+    ledger = deployment.ledger_contract(chain)
     tasks = [ledger.task(i) for i in range(1, ledger.task_count() + 1)]
     if as_json:
-        console.print_json(json.dumps([_task_json(t) for t in tasks]))
+        history = History(ledger, deployment.block)
+        body = [
+            _task_json(t) | {"privacy": history.task_created(t.task_id).params.privacy.as_json()}
+            for t in tasks
+        ]
+        console.print_json(json.dumps(body))
         return
     table = new_table(
         "task",
@@ -507,11 +703,13 @@ def show(
     as_json: bool = JsonOption,
 ) -> None:
     """Show one task: its base model and adapter (from its initial adapter, checked against the
-    chain), its terms, its aggregator and validators with their bonds, its rounds."""
+    chain), its terms and privacy policy, its aggregator and validators with their bonds, its
+    rounds."""
     task_id = one_task(task, task_option)
     session = open_cli_session(network, ipfs)
     ledger = session.ledger
     task_info = ledger.task(task_id)
+    privacy = session.history.task_created(task_id).params.privacy
     model = _model_json(session, task_info)
     validators = ledger.validators(task_id)
     rounds = [ledger.round(task_id, r) for r in range(1, task_info.rounds_opened + 1)]
@@ -522,6 +720,7 @@ def show(
     bonds = {address: ledger.bond_of(task_id, address) for _, address, _ in parties}
     if as_json:
         body = _task_json(task_info) | {
+            "privacy": privacy.as_json(),
             "model": model,
             "validators": validators,
             "bonds": {
@@ -575,6 +774,7 @@ def show(
             else value
         )
         console.print(f"{key:>19}  {shown}", soft_wrap=True)
+    console.print(f"{'privacy':>19}  {privacy.describe()}", soft_wrap=True, highlight=False)
     roles = new_table("role", "account", "bond owed", "bond held", title="roles")
     labels = dev_labels(session.ledger.chain.network)
     for role, address, owed in parties:

@@ -97,7 +97,7 @@ from aggregator.audit.checks import (
 )
 from aggregator.audit.views import HistoryReader, RoundNotAuditable, by_round
 from aggregator.client_update import ClientUpdate
-from aggregator.combine import StrategyConfig, combine
+from aggregator.combine import StrategyConfig, combine, strategy_for
 from aggregator.consensus import Consensus, decide
 from aggregator.device import Compute
 from aggregator.errors import REASON_NO_CONTRIBUTION, REASON_UNAVAILABLE
@@ -126,7 +126,8 @@ from chain.bindings import Finalization, Ledger
 from chain.events import History
 from ipfs import ContentStore
 from loraledger.errors import LoRALedgerError, ServiceUnavailable, UpdateRejected
-from loraledger.report import RoundReport
+from loraledger.privacy import TaskPrivacy, publishes
+from loraledger.report import RoundReport, node_round_privacy
 from loraledger.update import (
     DEFAULT_MAX_BYTES,
     Expected,
@@ -170,6 +171,13 @@ class Auditor(HistoryReader):
         # (params.compute) on ``device`` (the CPU by default)
         self.compute = compute
         self.device = device
+        self._policies: dict[int, TaskPrivacy] = {}
+
+    def privacy(self, task_id: int) -> TaskPrivacy:
+        """The task's privacy policy, as its ``TaskCreated`` event records it."""
+        if task_id not in self._policies:
+            self._policies[task_id] = self.history.task_created(task_id).params.privacy
+        return self._policies[task_id]
 
     def verify(self, task_id: int, round_: int | None = None) -> list[AuditCheck]:
         """Every check of round ``round_``, or of every finalized round and the task's ledger."""
@@ -390,7 +398,8 @@ class Auditor(HistoryReader):
                 to_check.append(commitment)
         if self.fetch_workers is not None:
             policy = policy.model_copy(update={"fetch_workers": self.fetch_workers})
-        checked += check_all(self.store, to_check, expected, start, policy, workdir)
+        privacy = self.privacy(facts.info.task_id)
+        checked += check_all(self.store, to_check, expected, start, policy, workdir, privacy)
         previous = previous_reports(self.history, self.store, facts.info.task_id, facts.info.round)
         seen = {
             s.tensor_digest: f"of {s.node} in round {r.round}"
@@ -447,8 +456,7 @@ class Auditor(HistoryReader):
             stated = item.metadata.epsilon if item.metadata else None
             if item.metadata is not None and verdict.epsilon != stated:
                 problems.append(
-                    f"{node}: its update states DP-SGD epsilon {stated}, the report says "
-                    f"{verdict.epsilon}"
+                    f"{node}: its update states epsilon {stated}, the report says {verdict.epsilon}"
                 )
             if reason is None:
                 if (
@@ -483,14 +491,23 @@ class Auditor(HistoryReader):
         workdir: Path,
     ) -> AuditCheck:
         n, record = facts.info.round, facts.record
-        if not updates:
+        privacy = self.privacy(facts.info.task_id)
+        publish = bool(updates) and publishes(privacy, len(updates))
+        problems = self._privacy_problems(facts, report, len(updates) if publish else 0)
+        if not publish:
+            kept = (
+                f"{len(updates)} accepted, fewer than the {privacy.min_nodes} that node-level DP "
+                "needs"
+                if updates
+                else "nothing accepted"
+            )
             if record.global_digest.hex() != start.digest:
-                changed = (
-                    f"nothing was accepted, yet the global digest changed from {start.digest} "
-                    f"to {record.global_digest.hex()}"
+                problems.append(
+                    f"{kept}, yet the global digest changed from {start.digest} to "
+                    f"{record.global_digest.hex()}"
                 )
-                return result(n, "aggregate", [changed], "")
-            return result(n, "aggregate", [], "nothing accepted: the task kept its adapter")
+                return result(n, "aggregate", problems, "")
+            return result(n, "aggregate", problems, f"{kept}: the task kept its adapter")
         try:
             config = StrategyConfig.model_validate(report.params.get("strategy"))
         except ValidationError as exc:
@@ -500,7 +517,16 @@ class Auditor(HistoryReader):
                 [f"the report's params.strategy is not a strategy: {exc.errors()[0]['msg']}"],
                 "",
             )
-        problems: list[str] = []
+        try:
+            required = strategy_for(privacy, config)
+        except LoRALedgerError as exc:
+            required = None
+            problems.append(f"the report's strategy breaks the task's privacy policy: {exc}")
+        if required is not None and required != config:
+            problems.append(
+                f"the task's node-level DP sums updates with equal weights; the report's "
+                f"strategy weighs them by {config.weighting}"
+            )
         try:
             compute = self.compute or recorded_compute(report.params, self.device)
             state = self._server_state(
@@ -588,10 +614,32 @@ class Auditor(HistoryReader):
         )
         return result(n, "aggregate", problems, summary)
 
+    def _privacy_problems(self, facts: RoundFacts, report: RoundReport, summed: int) -> list[str]:
+        """Whether the report states what the round's global adapter spent under the task's
+        node-level DP (:func:`loraledger.report.node_round_privacy`), composed with the earlier
+        rounds' reports, and nothing under any other policy."""
+        task_id, n = facts.info.task_id, facts.info.round
+        privacy = self.privacy(task_id)
+        previous = (
+            previous_reports(self.history, self.store, task_id, n) if privacy.mode == "node" else []
+        )
+        expected = node_round_privacy(privacy, previous, summed)
+        if report.privacy == expected:
+            return []
+        return [
+            f"the report states privacy {_privacy_text(report)}; the task's policy "
+            f"({privacy.mode}) and the round give "
+            f"{'none' if expected is None else expected.model_dump(mode='json')}"
+        ]
+
     def _server_state(self, config: StrategyConfig, cid: object, path: Path) -> ServerState | None:
         return load_server_state(
             self.store, config.optimizer(), cid if isinstance(cid, str) else None, path
         )
+
+
+def _privacy_text(report: RoundReport) -> str:
+    return "none" if report.privacy is None else str(report.privacy.model_dump(mode="json"))
 
 
 def _median_problems(report: RoundReport, consensus: Consensus) -> list[str]:

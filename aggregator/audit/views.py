@@ -1,11 +1,11 @@
 """What the audit, the CLI and the dashboard show of a ledger's history: typed views of tasks,
 rounds and submissions rebuilt from the chain (events and views) and the pinned reports.
 
-A task shows its roles (aggregator, validators, quorum) and their bonds; a round its state
-(as the contract decides it), its epoch and the challenges that voided it, the validators whose
-score sheets its result used (agreement and pay, from the report) and who signed it, and the
-bonds slashed for its results. :class:`HistoryReader` only reads; :class:`aggregator.audit.Auditor`
-adds the checks.
+A task shows its roles (aggregator, validators, quorum) and their bonds and its privacy policy;
+a round its state (as the contract decides it), its epoch and the challenges that voided it, the
+validators whose score sheets its result used (agreement and pay, from the report) and who
+signed it, the bonds slashed for its results and the epsilon its report states.
+:class:`HistoryReader` only reads; :class:`aggregator.audit.Auditor` adds the checks.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from chain.events import (
 from chain.round_state import RoundState
 from ipfs import ContentStore
 from loraledger.errors import ConfigError, LoRALedgerError
+from loraledger.privacy import TaskPrivacy
 from loraledger.report import RoundReport, fetch_report
 
 __all__ = [
@@ -99,6 +100,7 @@ class TaskView:
     bonds: tuple[BondView, ...] = ()  # the aggregator's, then each validator's
     cancelled: bool = False
     rounds_abandoned: int = 0
+    privacy: TaskPrivacy = field(default_factory=TaskPrivacy)  # the DP it requires
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,11 @@ class RoundView:
     # each kept (the report's metrics.scored_eval_loss; rounds decided by validators publish
     # this, not global_eval_loss)
     scored_eval_loss: float | None = None
+    # node-level DP: what the task's global adapters spent through this round (the report's
+    # privacy.total; None without it)
+    epsilon_total: float | None = None
+    # the largest epsilon an update the report accepted states it spent (None: none states one)
+    epsilon_max_update: float | None = None
 
 
 @dataclass(frozen=True)
@@ -230,6 +237,21 @@ class RoundDetail:
 class TaskHistory:
     task: TaskView
     rounds: tuple[RoundDetail, ...]
+
+    @property
+    def epsilon_shown(self) -> str | None:
+        """What a round's epsilon column shows: ``"total"`` under node-level DP (what the
+        task's global adapters spent through the round), ``"largest update"`` otherwise (the
+        most an accepted update of the round states it spent); ``None``, no column, for a task
+        without a privacy policy none of whose updates states an epsilon."""
+        if self.task.privacy.mode == "node":
+            return "total"
+        stated = any(s.epsilon is not None for d in self.rounds for s in d.submissions)
+        return "largest update" if self.task.privacy.required or stated else None
+
+    def epsilon(self, r: RoundView) -> float | None:
+        """The epsilon ``r``'s row shows (see :attr:`epsilon_shown`)."""
+        return r.epsilon_total if self.task.privacy.mode == "node" else r.epsilon_max_update
 
 
 @dataclass(frozen=True)
@@ -338,6 +360,7 @@ class HistoryReader:
             bonds=tuple(bonds),
             cancelled=info.cancelled,
             rounds_abandoned=len({a.round for a in self.history.abandoned(task_id)}),
+            privacy=params.privacy,
         )
 
     def tasks(self) -> list[TaskView]:
@@ -460,6 +483,11 @@ class HistoryReader:
             else {}
         )
         metrics = report.metrics if report else {}
+        stated = [
+            s.epsilon
+            for s in (report.submissions if report else ())
+            if s.verdict == "accepted" and s.epsilon is not None
+        ]
         revealed = {e.node.lower() for e in events.submissions}
         unrevealed = sorted(c.node for c in events.commits if c.node.lower() not in revealed)
         signers = _members(task.validators, info.signers)
@@ -535,6 +563,8 @@ class HistoryReader:
                 else None
             ),
             scored_eval_loss=metrics.get("scored_eval_loss"),
+            epsilon_total=report.privacy.total if report and report.privacy else None,
+            epsilon_max_update=max(stated, default=None),
         )
         return RoundDetail(view, tuple(rows))
 

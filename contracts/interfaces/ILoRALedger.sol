@@ -48,7 +48,17 @@ interface ILoRALedger {
         uint64 challengeWindow; // seconds after finalization during which a result can be challenged
         uint64 slashWindow; // seconds after the challenge window during which slashes can be executed
         uint64 gracePeriod; // seconds of inactivity after which a round can be abandoned or the task cancelled
+        uint256 privacy; // the differential privacy the task requires, packed (the privacy policy, below)
     }
+
+    // The differential privacy a task requires of its updates (docs/privacy.md), packed
+    // into `TaskParams.privacy` and kept in the {TaskCreated} event: nodes train by it, the
+    // aggregator rejects updates that break it and audits re-check it off-chain. From the lowest
+    // bit: `mode` (8 bits: 0 none, 1 example-level DP-SGD on each node, 2 node-level DP-FedAvg
+    // with noise shares), `accountant` (8: 0 RDP, 1 PRV), `minNodes` (32: mode 2's updates whose
+    // noise shares add up to the full noise), then 52 bits each of `clipNorm`, `noiseMultiplier`
+    // and `targetEpsilon` (in millionths) and 52 bits of `delta` (in 1e-15). Mode 0 has every
+    // field 0; `loraledger task show` prints the fields.
 
     /// @notice A task as stored.
     struct Task {
@@ -264,6 +274,13 @@ interface ILoRALedger {
     /// @notice A task's validator share is above 5000 basis points.
     /// @param validatorShareBps the share given
     error LedgerInvalidShare(uint16 validatorShareBps);
+
+    /// @notice A task's privacy policy names no known mode or accountant, or a mode without its
+    /// bounds: a DP mode needs a clipping bound, a noise multiplier, a target epsilon and
+    /// 0 < delta < 1, node-level DP (and only it) a minimum number of nodes; mode 0 is all zero.
+    /// @param mode the mode given
+    /// @param accountant the accountant given
+    error LedgerInvalidPrivacy(uint8 mode, uint8 accountant);
 
     /// @notice A content identifier (initial adapter, update, score sheet, global adapter or
     /// report) is empty.

@@ -23,6 +23,7 @@ from chain.events import History
 from chain.round_state import RoundState
 from chain.session import Session
 from ipfs import EmbeddedConfig, EmbeddedStore
+from loraledger.privacy import NO_PRIVACY, TaskPrivacy
 from loraledger.update import (
     FORMAT_VERSION,
     METADATA_KEY,
@@ -197,7 +198,13 @@ class RoundWorld:
 
 
 def make_world(
-    env: LedgerEnv, tmp_path: Path, *, nodes: int = 6, window: int = 3600, max_rounds: int = 3
+    env: LedgerEnv,
+    tmp_path: Path,
+    *,
+    nodes: int = 6,
+    window: int = 3600,
+    max_rounds: int = 3,
+    privacy: TaskPrivacy = NO_PRIVACY,
 ) -> RoundWorld:
     store = EmbeddedStore(EmbeddedConfig(root=tmp_path / "store"))
     task_id = env.ledger.task_count() + 1
@@ -218,6 +225,7 @@ def make_world(
         submission_window=window,
         reveal_window=window,
         max_rounds=max_rounds,
+        privacy=privacy,
     )
     assert created == task_id
     env.join(task_id, *env.nodes[:nodes])

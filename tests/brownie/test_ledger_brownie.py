@@ -120,6 +120,7 @@ def task_params(token, aggregator, validators):
         CHALLENGE_WINDOW,
         SLASH_WINDOW,
         GRACE_PERIOD,
+        0,  # privacy: none required
     )
 
 

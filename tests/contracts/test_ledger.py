@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from eth_account.signers.local import LocalAccount
 
 from chain import errors
@@ -18,10 +19,12 @@ from chain.bindings import (
     Submission,
     base_model_hash,
     commitment_hash,
+    pack_privacy,
 )
-from chain.events import BondSlashReason
+from chain.events import BondSlashReason, History
 from chain.merkle import RewardEntry, RewardTree, SlashEntry, SlashTree
 from chain.round_state import RoundState
+from loraledger.privacy import TaskPrivacy
 from tests.support.chain import (
     AGGREGATOR_BOND,
     BASE_MODEL,
@@ -35,6 +38,8 @@ from tests.support.chain import (
 ZERO = ZERO_DIGEST
 ZERO_ADDRESS = "0x" + "00" * 20
 UNOPENED, OPEN, REVEALING, CLOSED, FINALIZED, SETTLED, ABANDONED = RoundState
+
+POLICY = TaskPrivacy("node", 1.1, 0.5, 8.0, 1e-5, "prv", 4)
 
 
 def _unexpected(
@@ -98,6 +103,7 @@ def test_createTask_stores_the_task_and_emits_every_parameter(env: LedgerEnv) ->
         challenge_window=13,
         slash_window=14,
         grace_period=15,
+        privacy=POLICY,
     )
     task_id, receipt = env.ledger.create_task(params, env.sponsor)
     validators = [v.address for v in env.validators]
@@ -126,8 +132,10 @@ def test_createTask_stores_the_task_and_emits_every_parameter(env: LedgerEnv) ->
             "challengeWindow": 13,
             "slashWindow": 14,
             "gracePeriod": 15,
+            "privacy": pack_privacy(POLICY),
         },
     }
+    assert History(env.ledger).task_created(task_id).params.privacy == POLICY
     task = env.ledger.task(task_id)
     assert (
         task.sponsor,
@@ -252,6 +260,42 @@ def test_createTask_reverts_when_the_validator_share_is_above_half(env: LedgerEn
         env.ledger.create_task(env.task_params(validator_share_bps=5001), env.sponsor)
     task_id, _ = env.ledger.create_task(env.task_params(validator_share_bps=5000), env.sponsor)
     assert env.ledger.task(task_id).validator_share_bps == 5000
+
+
+_MODE_NONE = 0
+_WORD = 1 << 16 | 1 << 48 | 1 << 100 | 1 << 152 | 1 << 204  # node-level fields all 1 (smallest)
+
+
+@pytest.mark.parametrize(
+    ("word", "mode", "accountant"),
+    [
+        (3, 3, 0),  # no such mode
+        (1 | 2 << 8 | 1 << 48 | 1 << 100 | 1 << 152 | 1 << 204, 1, 2),  # no such accountant
+        (1 << 48, _MODE_NONE, 0),  # no mode, but a clipping bound
+        (2 << 8, _MODE_NONE, 2),  # no mode, an unknown accountant
+        (2 | _WORD & ~(1 << 16), 2, 0),  # node-level without a minimum of nodes
+        (1 | _WORD, 1, 0),  # example-level with a minimum of nodes
+        (2 | _WORD & ~(1 << 48), 2, 0),  # no clipping bound
+        (2 | _WORD & ~(1 << 100), 2, 0),  # no noise
+        (2 | _WORD & ~(1 << 152), 2, 0),  # no target epsilon
+        (2 | _WORD & ~(1 << 204), 2, 0),  # delta 0
+        (2 | (_WORD & ~(1 << 204)) | 10**15 << 204, 2, 0),  # delta 1
+    ],
+)
+def test_createTask_reverts_when_the_privacy_policy_is_malformed(
+    env: LedgerEnv, word: int, mode: int, accountant: int
+) -> None:
+    fields = list(env.task_params().as_tuple())
+    fields[-1] = word
+    call = env.ledger.contract.functions.createTask(tuple(fields))
+    with reverts(errors.LedgerInvalidPrivacy, mode=mode, accountant=accountant):
+        env.ledger.chain.send(call, env.sponsor)
+    fields[-1] = 2 | _WORD  # the smallest well-formed node-level policy is taken as it is
+    receipt = env.ledger.chain.send(
+        env.ledger.contract.functions.createTask(tuple(fields)), env.sponsor
+    )
+    (event,) = env.events(receipt, "TaskCreated")
+    assert event["params"]["privacy"] == 2 | _WORD
 
 
 # ---------------------------------------------------------------- fundTask

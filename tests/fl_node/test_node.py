@@ -38,16 +38,16 @@ from fl_node.node import (
     submit_round,
     withdraw_stake,
 )
-from fl_node.train import ExampleDP, TrainSettings
+from fl_node.train import ExampleDP, NodeShare, TrainSettings
 from ipfs import ContentStore, EmbeddedConfig, EmbeddedStore, KuboConfig, KuboStore, compute_cid
 from ipfs.daemon import DaemonConfig
 from ipfs.daemon import start as start_daemon
 from ipfs.daemon import stop as stop_daemon
 from loraledger.display import chain_time
 from loraledger.errors import ChainError, StorageError, UpdateRejected
-from loraledger.privacy import Stretch, epsilon
+from loraledger.privacy import NO_PRIVACY, Stretch, TaskPrivacy, change_norm, epsilon
 from loraledger.report import RewardLine, RewardTable, RoundReport, SubmissionVerdict
-from loraledger.update import Expected, PeftSpec, parse_update
+from loraledger.update import Expected, PeftSpec, parse_global_adapter, parse_update
 from sponsor.task import initial_global_adapter
 from tests.support.chain import TOKEN, LedgerEnv, reverts
 from tests.support.faults import disk_full_after
@@ -70,6 +70,7 @@ def _task(
     digest: bytes | None = None,
     max_rounds: int = 3,
     seed: int = 0,
+    privacy: TaskPrivacy = NO_PRIVACY,
 ) -> int:
     task_id = env.ledger.task_count() + 1
     adapter = initial_global_adapter(model, SPEC, task_id, seed=seed)
@@ -79,6 +80,7 @@ def _task(
         initial_global_digest=digest or hashlib.sha256(adapter).digest(),
         submission_window=3600,
         max_rounds=max_rounds,
+        privacy=privacy,
     )
     assert created == task_id
     return task_id
@@ -103,8 +105,8 @@ def killed_before_committing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def _journalled_update(tmp_path: Path, task_id: int, round_: int) -> bytes:
-    (path,) = (tmp_path / "journal").rglob(f"round-{round_}.safetensors")
-    assert f"{task_id}" in str(path)
+    found = (tmp_path / "journal").rglob(f"round-{round_}.safetensors")
+    (path,) = [p for p in found if p.parent.name == f"task-{task_id}"]
     return path.read_bytes()
 
 
@@ -688,6 +690,34 @@ def test_with_confirmations_a_node_trains_only_once_the_rounds_opening_is_deep_e
     assert env.ledger.submission(task_id, 1, env.nodes[0].address).committed
 
 
+def test_with_confirmations_a_node_claims_a_settled_round_only_once_its_finalization_is_deep(
+    embedded: LedgerEnv, store: EmbeddedStore, tiny: LoadedModel, ai_data: NodeData, tmp_path: Path
+) -> None:
+    """A reorganisation could still replace a shallow finalization's reward root: with
+    ``--confirmations N`` the claim waits for N blocks on top of it (nothing sent before)."""
+    env = embedded
+    task_id = _task(env, store, tiny)
+    session = _session(env, store, tmp_path)
+    join(session, task_id)
+    env.ledger.open_next_round(task_id, env.aggregator)
+    submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+    reveal_round(session, task_id)
+    _publish_round(env, store, task_id, 1, {session.address: 40 * TOKEN})
+    (finalized,) = History(env.ledger).finalized(task_id)
+    depth = env.chain.depth(finalized.block)
+    nonce = env.chain.w3.eth.get_transaction_count(session.address)
+    env.chain.confirmations = depth + 2
+    try:
+        assert claim(session, task_id) == []
+        assert env.chain.w3.eth.get_transaction_count(session.address) == nonce  # nothing sent
+        env.chain.advance_time(1)
+        env.chain.advance_time(1)
+        assert [(c.round, c.amount) for c in claim(session, task_id)] == [(1, 40 * TOKEN)]
+    finally:
+        env.chain.confirmations = 0
+    assert env.ledger.has_claimed(task_id, 1, session.address)
+
+
 def _finalize_unchanged(env: LedgerEnv, session: Session, task_id: int, round_: int) -> None:
     """The node reveals; the round is finalized and settled keeping the initial adapter (its
     one update rejected), and the next round opens."""
@@ -799,3 +829,66 @@ def test_a_node_killed_between_its_journal_and_its_privacy_ledger_records_the_ro
     (spent,) = node_mod.privacy_spent(session, task_id)
     assert (spent.round, spent.digest) == (1, resumed.digest)
     assert spent.record is not None and spent.record.epsilon == resumed.epsilon
+
+
+def test_a_node_trains_as_its_tasks_privacy_policy_requires_or_refuses_before_training(
+    embedded: LedgerEnv,
+    store: EmbeddedStore,
+    tiny: LoadedModel,
+    ai_data: NodeData,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = embedded
+    example = TaskPrivacy("example", 1.3, 0.5, 6.0, 1e-6, "rdp")
+    task_id = _task(env, store, tiny, privacy=example)
+    session = _session(env, store, tmp_path)
+    join(session, task_id)
+    env.ledger.open_next_round(task_id, env.aggregator)
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a node trained against its task's privacy policy")
+
+    with monkeypatch.context() as patched:  # its own settings must meet the task's
+        patched.setattr(node_mod, "train_round", no_training)
+        weaker = SETTINGS.replace(privacy=ExampleDP(noise_multiplier=1.0, delta=1e-6))
+        with pytest.raises(node_mod.PrivacyPolicyUnmet, match=r"below the task's 1\.3"):
+            submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=weaker)
+        other_delta = SETTINGS.replace(privacy=ExampleDP(noise_multiplier=2.0))
+        with pytest.raises(node_mod.PrivacyPolicyUnmet, match="delta 1e-06"):
+            submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=other_delta)
+
+    # no DP settings of its own: it trains with the task's, its budget the task's target
+    submitted = submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+    record = parse_update(_journalled_update(tmp_path, task_id, 1)).metadata.metrics.privacy
+    assert record is not None and record.mode == "example"
+    assert (record.noise_multiplier, record.clip_norm, record.delta) == (1.3, 0.5, 1e-6)
+    assert submitted.epsilon == record.epsilon
+    settings = node_mod.as_policy_requires(SETTINGS, example)
+    assert settings.privacy is not None and settings.privacy.epsilon_budget == 6.0
+    own = SETTINGS.replace(privacy=ExampleDP(noise_multiplier=2.0, delta=1e-6, epsilon_budget=9))
+    stricter = node_mod.as_policy_requires(own, example)
+    assert stricter.privacy is not None and stricter.privacy.epsilon_budget == 6.0  # the smaller
+
+    # node-level: the node adds its noise share to its clipped update, and takes no DP-SGD
+    node_level = TaskPrivacy("node", 1.0, 0.02, 20.0, 1e-5, "rdp", 4)
+    task_id = _task(env, store, tiny, privacy=node_level, seed=1)
+    join(session, task_id)
+    env.ledger.open_next_round(task_id, env.aggregator)
+    with pytest.raises(node_mod.PrivacyPolicyUnmet, match="not combined"):
+        private = SETTINGS.replace(privacy=ExampleDP(noise_multiplier=1.0))
+        submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=private)
+    submit_round(session, task_id, tiny, ai_data, peft=SPEC, settings=SETTINGS)
+    update = parse_update(_journalled_update(tmp_path, task_id, 1))
+    record = update.metadata.metrics.privacy
+    assert record is not None and record.mode == "node"
+    assert record.noise_multiplier == pytest.approx(0.5)  # 1 / sqrt(4 nodes)
+    start = parse_global_adapter(
+        store.get_bytes(History(env.ledger).task_created(task_id).initial_global_cid)
+    ).tensors
+    weights = sum(t.numel() for t in update.tensors.values())
+    assert change_norm(update.tensors, start) == pytest.approx(0.01 * weights**0.5, rel=0.05)
+    with pytest.raises(node_mod.PrivacyPolicyUnmet, match="no node-level DP"):
+        node_mod.as_policy_requires(
+            SETTINGS.replace(node_share=NodeShare(policy=node_level)), NO_PRIVACY
+        )

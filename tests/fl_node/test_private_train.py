@@ -10,6 +10,7 @@ from fl_node.data import NodeData
 from fl_node.model import LoadedModel
 from fl_node.train import (
     ExampleDP,
+    NodeShare,
     NodeTrainConfig,
     TrainSettings,
     attach_adapter,
@@ -21,9 +22,9 @@ from fl_node.train import (
     train_round,
 )
 from loraledger.errors import ConfigError
-from loraledger.privacy import Stretch, epsilon
-from loraledger.update import PeftSpec, parse_update
-from tests.fl_node.test_train import NODE, base_weights
+from loraledger.privacy import Stretch, TaskPrivacy, change_norm, clip_allowance, epsilon
+from loraledger.update import PeftSpec, parse_global_adapter, parse_update, sha256_hex
+from tests.fl_node.test_train import NODE, as_global, base_weights
 
 PRIVATE = TrainSettings(
     max_steps=30,
@@ -148,3 +149,97 @@ def test_impossible_privacy_settings_are_one_config_error(
     with pytest.raises(ConfigError) as info:
         ExampleDP.model_validate(fields)
     assert message in str(info.value)
+
+
+# ----------------------------------------------------------------- node-level noise shares
+
+SHARE_POLICY = TaskPrivacy("node", 1.0, 0.05, 8.0, 1e-5, "rdp", 4)
+
+
+def _start(tiny: LoadedModel, ai_data: NodeData) -> tuple[bytes, str]:
+    clear = train_round(config(PRIVATE.replace(privacy=None, max_steps=4)), tiny, ai_data)
+    start = as_global(clear.update)
+    return start, sha256_hex(start)
+
+
+def test_a_node_share_clips_the_change_and_adds_the_policys_noise(
+    tiny: LoadedModel, ai_data: NodeData
+) -> None:
+    start, digest = _start(tiny, ai_data)
+    start_tensors = parse_global_adapter(start).tensors
+    clear_settings = PRIVATE.replace(privacy=None, max_steps=10)
+    clear = parse_update(
+        train_round(config(clear_settings), tiny, ai_data, start, digest).update
+    ).tensors
+    assert change_norm(clear, start_tensors) > 0.5  # far past the bound: clipping must bite
+
+    quiet = TaskPrivacy("node", 1e-6, 0.05, 8.0, 1e-5, "rdp", 4)  # noise ~0: the clip alone
+    share = NodeShare(policy=quiet, noise_seed=3)
+    clipped = parse_update(
+        train_round(
+            config(clear_settings.replace(node_share=share)), tiny, ai_data, start, digest
+        ).update
+    )
+    assert change_norm(clipped.tensors, start_tensors) == pytest.approx(0.05, rel=1e-3)
+    # the clipped change points the way the clear one did
+    flat = torch.cat([(clipped.tensors[k] - start_tensors[k]).flatten() for k in sorted(clear)])
+    ref = torch.cat([(clear[k] - start_tensors[k]).flatten() for k in sorted(clear)])
+    assert float(torch.nn.functional.cosine_similarity(flat, ref, dim=0)) > 0.999
+
+    noisy = train_round(
+        config(clear_settings.replace(node_share=NodeShare(policy=SHARE_POLICY, noise_seed=3))),
+        tiny,
+        ai_data,
+        start,
+        digest,
+    )
+    parsed = parse_update(noisy.update)
+    weights = sum(t.numel() for t in parsed.tensors.values())
+    std = SHARE_POLICY.share_multiplier * SHARE_POLICY.clip_norm  # 0.5 x 0.05 per weight
+    norm = change_norm(parsed.tensors, start_tensors)
+    assert norm == pytest.approx(std * weights**0.5, rel=0.05)  # the noise dominates
+    assert norm < clip_allowance(SHARE_POLICY, weights)
+    record = parsed.metadata.metrics.privacy
+    assert record is not None and record.mode == "node"
+    assert (record.noise_multiplier, record.clip_norm) == (0.5, 0.05)
+    assert record.epsilon == pytest.approx(epsilon([Stretch(0.5, 1.0, 1)], 1e-5, "rdp"))
+    assert parsed.metadata.epsilon == record.epsilon
+    # the eval loss it reports is the noised adapter's: what it publishes
+    assert noisy.metrics.eval_loss_after != pytest.approx(
+        train_round(config(clear_settings), tiny, ai_data, start, digest).metrics.eval_loss_after
+    )
+
+
+def test_a_node_shares_noise_is_secret_unless_a_seed_is_fixed(
+    tiny: LoadedModel, ai_data: NodeData
+) -> None:
+    start, digest = _start(tiny, ai_data)
+    settings = PRIVATE.replace(privacy=None, max_steps=2)
+
+    def digest_with(seed: int | None) -> str:
+        share = NodeShare(policy=SHARE_POLICY, noise_seed=seed)
+        return train_round(
+            config(settings.replace(node_share=share)), tiny, ai_data, start, digest
+        ).digest
+
+    assert digest_with(5) == digest_with(5)
+    assert digest_with(None) != digest_with(None)
+
+
+def test_a_node_share_needs_the_start_adapter_its_shape_and_no_dp_sgd(
+    tiny: LoadedModel, ai_data: NodeData
+) -> None:
+    share = NodeShare(policy=SHARE_POLICY)
+    settings = PRIVATE.replace(privacy=None, node_share=share)
+    with pytest.raises(ConfigError, match="start adapter"):
+        train_round(config(settings), tiny, ai_data)
+    start, digest = _start(tiny, ai_data)
+    other_rank = NodeTrainConfig(
+        task_id=1, round=1, node=NODE, peft=PeftSpec(rank=2, alpha=8.0), train=settings
+    )
+    with pytest.raises(ConfigError, match="rank and alpha"):
+        train_round(other_rank, tiny, ai_data, start, digest)
+    with pytest.raises(ConfigError, match="not both"):
+        PRIVATE.replace(node_share=share)
+    with pytest.raises(ConfigError, match="node-level policy"):
+        NodeShare(policy=TaskPrivacy("example", 1.0, 1.0, 3.0, 1e-5))

@@ -5,18 +5,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
 
 from loraledger.errors import ConfigError
 from loraledger.privacy import (
+    NO_PRIVACY,
     Stretch,
+    TaskPrivacy,
     accountant_named,
+    change_norm,
+    clip_allowance,
+    clip_and_noise,
     epsilon,
     epsilon_by_round,
+    example_breach,
     gaussian_epsilon,
+    global_epsilon,
     noise_multiplier,
+    publishes,
+    schedule_epsilon,
 )
+from loraledger.update import PrivacyRecord
 
 DELTA = 1e-5
 
@@ -100,3 +111,101 @@ def test_impossible_inputs_are_one_config_error(call: Callable[[], object], mess
     with pytest.raises(ConfigError) as info:
         call()
     assert message in str(info.value)
+
+
+# --------------------------------------------------------------------------- a task's policy
+
+NODE = TaskPrivacy("node", 1.2, 0.5, 8.0, DELTA, "prv", 4)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: TaskPrivacy("none", noise_multiplier=1.0), "takes no privacy settings"),
+        (lambda: TaskPrivacy("example", 0.0, 1.0, 3.0, DELTA), "positive noise multiplier"),
+        (lambda: TaskPrivacy("example", 1.0, -1.0, 3.0, DELTA), "positive clipping bound"),
+        (lambda: TaskPrivacy("example", 1.0, 1.0, math.inf, DELTA), "positive target epsilon"),
+        (lambda: TaskPrivacy("example", 1.0, 1.0, 3.0, 1.0), "delta must be in"),
+        (lambda: TaskPrivacy("example", 1.0, 1.0, 3.0, DELTA, min_nodes=2), "no minimum"),
+        (lambda: TaskPrivacy("node", 1.0, 1.0, 3.0, DELTA), "at least 1 node"),
+        (lambda: TaskPrivacy(cast(Any, "central"), 1.0, 1.0, 3.0, DELTA), "unknown privacy mode"),
+    ],
+)
+def test_an_impossible_policy_is_one_config_error(
+    build: Callable[[], TaskPrivacy], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build()
+
+
+def test_node_level_rounds_spend_the_gaussian_mechanism_of_their_summed_noise_shares() -> None:
+    # min_nodes updates each carry z / sqrt(4): their sum carries z, the full noise
+    assert NODE.share_multiplier == pytest.approx(0.6)
+    three = global_epsilon(NODE, [4, 4, 4])
+    assert three == pytest.approx(gaussian_epsilon(1.2, 3, DELTA), rel=0.01)
+    assert schedule_epsilon(NODE, 3) == three
+    # more updates carry more noise shares and spend less; a round that kept the adapter nothing
+    assert global_epsilon(NODE, [16]) == pytest.approx(gaussian_epsilon(2.4, 1, DELTA), rel=0.01)
+    assert global_epsilon(NODE, [4, 0, 4, 0]) == global_epsilon(NODE, [4, 4])
+    assert global_epsilon(NODE, [0]) == 0.0
+    assert (publishes(NODE, 3), publishes(NODE, 4), publishes(NO_PRIVACY, 1)) == (False, True, True)
+    with pytest.raises(ConfigError, match="no node-level rounds"):
+        global_epsilon(TaskPrivacy("example", 1.0, 1.0, 3.0, DELTA), [1])
+
+
+def test_the_clipping_allowance_holds_honest_noise_and_is_tight_at_its_tail() -> None:
+    import torch
+
+    weights = 5000
+    start = {"a": torch.zeros(50, 50), "b": torch.zeros(2500)}
+    change = {"a": torch.ones(50, 50), "b": torch.ones(2500)}  # norm 70.7, far past the bound
+    generator = torch.Generator().manual_seed(0)
+    norms = []
+    for _ in range(200):
+        noised = clip_and_noise(change, start, NODE, generator)
+        norms.append(change_norm(noised, start))
+    assert max(norms) <= clip_allowance(NODE, weights)  # but for a chance of 1e-9 each
+    # at tail 0.5 the allowance is about the median norm (the clipped change adds <= 0.5)
+    median = sorted(norms)[100]
+    assert clip_allowance(NODE, weights, tail=0.5) == pytest.approx(median, rel=0.03)
+    # the noise alone: a change of norm 0 is the share's chi distribution
+    quiet = TaskPrivacy("node", 1e-6, 0.5, 8.0, DELTA, "prv", 4)
+    clipped = clip_and_noise(change, start, quiet, generator)
+    assert change_norm(clipped, start) == pytest.approx(0.5, rel=1e-4)
+    flat = torch.cat([clipped["a"].flatten(), clipped["b"]])
+    assert torch.allclose(flat, torch.full_like(flat, 0.5 / weights**0.5), rtol=1e-3)
+    with pytest.raises(ConfigError, match="same tensors"):
+        change_norm({"a": start["a"]}, start)
+    with pytest.raises(ConfigError, match="shape"):
+        change_norm({"a": torch.zeros(2), "b": start["b"]}, start)
+
+
+def test_an_example_level_policy_holds_an_updates_record_to_it() -> None:
+    policy = TaskPrivacy("example", 1.0, 1.0, 3.0, DELTA)
+    spent = epsilon([Stretch(1.1, 0.05, 20)], DELTA)
+
+    def record(
+        noise: float = 1.1, steps: int = 20, delta: float = DELTA, **over: object
+    ) -> PrivacyRecord:
+        stated = epsilon([Stretch(noise, 0.05, steps)], delta)
+        values: dict[str, object] = dict(
+            noise_multiplier=noise,
+            clip_norm=1.0,
+            sample_rate=0.05,
+            steps=steps,
+            delta=delta,
+            epsilon=stated,
+        )
+        values.update(over)
+        return PrivacyRecord.model_validate(values)
+
+    assert example_breach(policy, record()) is None
+    assert example_breach(policy, record(clip_norm=7.0)) is None  # any bound: same epsilon
+    assert example_breach(NO_PRIVACY, None) is None
+    assert "without DP-SGD" in str(example_breach(policy, None))
+    assert "node-level" in str(example_breach(policy, record(mode="node")))
+    assert "below the task's 1" in str(example_breach(policy, record(noise=0.9)))
+    assert "delta" in str(example_breach(policy, record(delta=1e-4)))
+    assert "prv" in str(example_breach(policy, record(accountant="prv")))
+    assert "states epsilon" in str(example_breach(policy, record(epsilon=spent / 2)))
+    assert "past the task's 3" in str(example_breach(policy, record(steps=2000)))

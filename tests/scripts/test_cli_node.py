@@ -98,7 +98,7 @@ def test_join_train_status_claim_and_personalize_from_the_command_line(
         "--dp-budget",
         "50",
     )
-    assert "round 1: committed" in out and "DP-SGD epsilon" in out
+    assert "round 1: committed" in out and "DP epsilon" in out
     (committed,) = History(ledger, deployment.block).commits(1, 1)
     assert committed.node == dev_account(chain.network, 2).address
     assert History(ledger, deployment.block).reveals(1, 1) == []  # hidden until revealed
@@ -241,3 +241,50 @@ def test_bad_training_options_are_one_error_line_before_anything_runs(
     assert code == 1 and "Traceback" not in err
     assert err.startswith("error:") and message in err.splitlines()[0], err
     assert not (tmp_path / "mine").exists()
+
+
+@pytest.mark.slow
+def test_node_train_follows_the_tasks_privacy_policy_and_refuses_less_noise(
+    ganache_process: local.ChainProcess,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("LORALEDGER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "200")
+    network = f"ganache:{ganache_process.port}"
+    store_spec = f"embedded:{tmp_path / 'store'}"
+    examples = [e for e in sample_examples() if e.label == "ai"]
+    model_dir = create_tiny_model(
+        tmp_path / "tiny", [m.content for e in examples for m in e.messages]
+    )
+    data = tmp_path / "ai.jsonl"
+    write_jsonl(examples, data)
+    invoke("deploy", "--network", network, "--replace")
+    dp = ["--dp-mode", "example", "--dp-noise-multiplier", "1.2", "--dp-epsilon", "40"]
+    where = ["--network", network, "--ipfs", store_spec]
+    invoke("task", "create", *where, "--model", str(model_dir), "--rank", "4", "--fund", "100", *dp)
+    invoke("aggregator", "bond", "--task", "1", "--network", network)
+    node = ["--task", "1", *where, "--account", "dev:2"]
+    invoke("node", "join", *node)
+    chain = connect(network)
+    deployment = load_deployment(chain)
+    ledger = deployment.ledger_contract(chain)
+    ledger.open_next_round(1, dev_account(chain.network, 1))
+    train = ["node", "train", *node, "--data", str(data), "--model", str(model_dir)]
+    train += ["--rank", "4", "--steps", "2", "--batch-size", "2", "--max-length", "64"]
+
+    code, _, err = run_cli(capsys, *train, "--dp-noise-multiplier", "0.5")
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(errors) == 1 and "below the task's 1.2" in errors[0], err
+    assert not ledger.submission(1, 1, dev_account(chain.network, 2).address).committed
+
+    code, out, err = run_cli(capsys, *train)  # no --dp-* options: the task's own
+    assert code == 0, err
+    assert "task 1 requires example-level DP-SGD on each node: noise multiplier 1.2" in " ".join(
+        err.split()
+    )
+    assert "round 1: committed" in out and "DP epsilon" in out
+    status = json.loads(invoke("node", "status", *node, "--json"))
+    (spent,) = status["privacy"]["rounds"]
+    assert (spent["private"], spent["mode"], spent["noise_multiplier"]) == (True, "example", 1.2)
