@@ -56,7 +56,7 @@ from experiments.config import (
     participants,
     split_data,
 )
-from experiments.report import Report
+from experiments.report import Report, save_figure
 from experiments.runner import Hooks, RunResult, evaluate_global, run_federated
 from experiments.seeds import band_note, by_key
 from experiments.stats import Interval, mean_interval
@@ -834,8 +834,4 @@ def privacy_plot(
         axes.set_xlabel("target epsilon per node (δ fixed)")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

@@ -119,6 +119,17 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     return "\n".join(out)
 
 
+def save_figure(figure: Any, path: Path) -> Path:
+    """Lay ``figure`` out, write it to ``path`` (its folder made) and free it."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
 def line_plot(
     path: Path,
     series: Sequence[Series],
@@ -152,11 +163,7 @@ def line_plot(
     axes.set_ylabel(ylabel)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def bar_plot(
@@ -196,8 +203,4 @@ def bar_plot(
     axes.set_ylabel(ylabel)
     axes.grid(axis="y", alpha=0.3)
     axes.legend(fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

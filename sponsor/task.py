@@ -25,7 +25,7 @@ from fl_node.model import LoadedModel
 from fl_node.train import adapter_tensors, attach_adapter, detach_adapter
 from ipfs import ContentStore
 from loraledger.errors import ChainError
-from loraledger.privacy import TaskPrivacy
+from loraledger.privacy import NO_PRIVACY, TaskPrivacy
 from loraledger.update import PeftSpec, pack_global_adapter, sha256_hex
 
 
@@ -113,14 +113,14 @@ def publish_task(
     reveal_window: int | None = None,
     max_examples: int = DEFAULT_MAX_EXAMPLES,
     seed: int = 0,
-    privacy: TaskPrivacy | None = None,
+    privacy: TaskPrivacy = NO_PRIVACY,
 ) -> tuple[int, str]:
     """The sponsor's side: build and pin the initial adapter for the next task id, create the
     task with its CID and digest, its aggregator and validators (``roles``), and fund its pool
     with ``fund`` tokens. Nodes commit during ``window`` seconds and reveal during
     ``reveal_window`` more (default: ``window``); each claims at most ``max_examples`` examples
-    per round; ``privacy`` is the differential privacy the task requires (docs/privacy.md;
-    ``None``: none). Returns the task id and the initial adapter's CID."""
+    per round; ``privacy`` is the differential privacy the task requires
+    (docs/privacy.md). Returns the task id and the initial adapter's CID."""
     task_id = ledger.task_count() + 1
     adapter = initial_global_adapter(model, spec, task_id, seed=seed)
     cid = store.put_bytes(adapter)
@@ -145,7 +145,7 @@ def publish_task(
         challenge_window=roles.challenge_window,
         slash_window=roles.slash_window,
         grace_period=roles.grace_period,
-        privacy=privacy or TaskPrivacy(),
+        privacy=privacy,
     )
     create_funded_task(ledger, token, params, sponsor, fund=fund, expected_id=task_id)
     return task_id, cid

@@ -172,12 +172,22 @@ class Auditor(HistoryReader):
         self.compute = compute
         self.device = device
         self._policies: dict[int, TaskPrivacy] = {}
+        self._earlier: dict[tuple[int, int], list[RoundReport]] = {}
 
     def privacy(self, task_id: int) -> TaskPrivacy:
         """The task's privacy policy, as its ``TaskCreated`` event records it."""
         if task_id not in self._policies:
             self._policies[task_id] = self.history.task_created(task_id).params.privacy
         return self._policies[task_id]
+
+    def _previous(self, task_id: int, round_: int) -> list[RoundReport]:
+        """The reports of the task's finalized rounds before ``round_``, fetched once per round
+        checked (the updates check and the privacy check both read them; every check of a
+        round starts afresh, so a reorganisation between audits is seen)."""
+        key = (task_id, round_)
+        if key not in self._earlier:
+            self._earlier = {key: previous_reports(self.history, self.store, task_id, round_)}
+        return self._earlier[key]
 
     def verify(self, task_id: int, round_: int | None = None) -> list[AuditCheck]:
         """Every check of round ``round_``, or of every finalized round and the task's ledger."""
@@ -251,6 +261,7 @@ class Auditor(HistoryReader):
         return [c for c in self._verify_round(facts) if c.name != "claims"]
 
     def _verify_round(self, facts: RoundFacts) -> list[AuditCheck]:
+        self._earlier = {}
         n = facts.info.round
         report, problems = self._check_report(facts)
         out = [result(n, "report", problems, f"{facts.record.report_cid} is the report on chain")]
@@ -400,7 +411,7 @@ class Auditor(HistoryReader):
             policy = policy.model_copy(update={"fetch_workers": self.fetch_workers})
         privacy = self.privacy(facts.info.task_id)
         checked += check_all(self.store, to_check, expected, start, policy, workdir, privacy)
-        previous = previous_reports(self.history, self.store, facts.info.task_id, facts.info.round)
+        previous = self._previous(facts.info.task_id, facts.info.round)
         seen = {
             s.tensor_digest: f"of {s.node} in round {r.round}"
             for r in previous
@@ -620,9 +631,7 @@ class Auditor(HistoryReader):
         rounds' reports, and nothing under any other policy."""
         task_id, n = facts.info.task_id, facts.info.round
         privacy = self.privacy(task_id)
-        previous = (
-            previous_reports(self.history, self.store, task_id, n) if privacy.mode == "node" else []
-        )
+        previous = self._previous(task_id, n) if privacy.mode == "node" else []
         expected = node_round_privacy(privacy, previous, summed)
         if report.privacy == expected:
             return []

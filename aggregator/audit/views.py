@@ -31,7 +31,7 @@ from chain.events import (
 from chain.round_state import RoundState
 from ipfs import ContentStore
 from loraledger.errors import ConfigError, LoRALedgerError
-from loraledger.privacy import TaskPrivacy
+from loraledger.privacy import NO_PRIVACY, TaskPrivacy
 from loraledger.report import RoundReport, fetch_report
 
 __all__ = [
@@ -100,7 +100,7 @@ class TaskView:
     bonds: tuple[BondView, ...] = ()  # the aggregator's, then each validator's
     cancelled: bool = False
     rounds_abandoned: int = 0
-    privacy: TaskPrivacy = field(default_factory=TaskPrivacy)  # the DP it requires
+    privacy: TaskPrivacy = NO_PRIVACY  # the DP it requires (its TaskCreated event)
 
 
 @dataclass(frozen=True)
